@@ -1,0 +1,79 @@
+//! The KVM backend, on kvm-ioctls. Nothing KVM-specific leaves this module.
+
+mod convert;
+mod vcpu;
+mod vm;
+
+use std::ffi::CStr;
+use std::sync::Arc;
+
+use kvm_ioctls::{Cap, Kvm};
+
+use crate::error::{HypervisorError, Result};
+use crate::traits::{Hypervisor, Vm};
+use crate::x86::CpuidEntry;
+
+pub use vcpu::KvmVcpu;
+pub use vm::KvmVm;
+
+/// Capabilities the VMM cannot run without.
+const REQUIRED_CAPS: &[(Cap, &str)] = &[
+    (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+    (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+    (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
+    (Cap::Irqfd, "KVM_CAP_IRQFD"),
+    (Cap::IrqRouting, "KVM_CAP_IRQ_ROUTING"),
+    (Cap::Ioeventfd, "KVM_CAP_IOEVENTFD"),
+    (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+];
+
+/// An open /dev/kvm.
+pub struct KvmHypervisor {
+    kvm: Kvm,
+}
+
+impl KvmHypervisor {
+    /// Open `/dev/kvm` (or `path`) and check the API version and the capabilities we need.
+    pub fn open(path: &CStr) -> Result<Self> {
+        let kvm = Kvm::new_with_path(path).map_err(|e| HypervisorError::Open {
+            path: path.to_string_lossy().into_owned(),
+            source: e.into(),
+        })?;
+        let version = kvm.get_api_version();
+        if version != 12 {
+            return Err(HypervisorError::ApiVersion(version));
+        }
+        for (cap, name) in REQUIRED_CAPS {
+            if !kvm.check_extension(*cap) {
+                return Err(HypervisorError::MissingCap(name));
+            }
+        }
+        Ok(KvmHypervisor { kvm })
+    }
+}
+
+impl Hypervisor for KvmHypervisor {
+    fn create_vm(&self) -> Result<Arc<dyn Vm>> {
+        let fd = self
+            .kvm
+            .create_vm()
+            .map_err(|e| HypervisorError::ioctl("KVM_CREATE_VM", e))?;
+        Ok(Arc::new(KvmVm::new(fd)))
+    }
+
+    fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>> {
+        let cpuid = self
+            .kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| HypervisorError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
+        Ok(cpuid
+            .as_slice()
+            .iter()
+            .map(convert::cpuid_from_kvm)
+            .collect())
+    }
+
+    fn max_vcpus(&self) -> u32 {
+        self.kvm.get_max_vcpus() as u32
+    }
+}

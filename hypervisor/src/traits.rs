@@ -1,0 +1,100 @@
+//! The hypervisor abstraction: a backend creates VMs, a VM creates vCPUs.
+
+use std::sync::Arc;
+
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::error::Result;
+use crate::exit::VmExit;
+use crate::x86::{CpuidEntry, FpuState, LapicState, MsrEntry, SpecialRegisters, StandardRegisters};
+
+/// A guest-physical memory slot backed by host memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    pub slot: u32,
+    pub guest_phys_addr: u64,
+    pub size: u64,
+    /// Host virtual address of the backing mapping.
+    pub host_addr: u64,
+    pub readonly: bool,
+}
+
+/// Where an ioeventfd listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoEventAddress {
+    Pio(u64),
+    Mmio(u64),
+}
+
+/// One GSI routing entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqRoute {
+    /// GSI -> pin of the in-kernel IOAPIC (chip 0 = master PIC, 1 = slave PIC, 2 = IOAPIC).
+    Irqchip { gsi: u32, chip: u32, pin: u32 },
+    /// GSI -> MSI message.
+    Msi { gsi: u32, address: u64, data: u32 },
+}
+
+/// A hypervisor backend (KVM, or the fake for tests).
+pub trait Hypervisor: Send + Sync {
+    fn create_vm(&self) -> Result<Arc<dyn Vm>>;
+    /// CPUID leaves the backend can virtualise.
+    fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>>;
+    /// Maximum vCPUs per VM the backend allows.
+    fn max_vcpus(&self) -> u32;
+}
+
+/// One virtual machine.
+pub trait Vm: Send + Sync {
+    fn create_vcpu(&self, id: u32) -> Result<Box<dyn VcpuX86_64>>;
+    /// Map host memory into the guest.
+    ///
+    /// # Safety
+    /// `region.host_addr..+size` must stay mapped and valid for as long as the slot exists.
+    unsafe fn set_memory_region(&self, region: MemoryRegion) -> Result<()>;
+    /// Remove a slot created by `set_memory_region`.
+    fn remove_memory_region(&self, region: MemoryRegion) -> Result<()>;
+    /// x86: TSS and identity-map pages the backend needs below 4 GiB.
+    fn set_tss_address(&self, addr: u64) -> Result<()>;
+    /// In-kernel PIC + IOAPIC (+ LAPIC per vCPU).
+    fn create_irqchip(&self) -> Result<()>;
+    /// In-kernel i8254 PIT.
+    fn create_pit(&self) -> Result<()>;
+    fn set_irq_line(&self, gsi: u32, level: bool) -> Result<()>;
+    fn set_gsi_routing(&self, routes: &[IrqRoute]) -> Result<()>;
+    fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()>;
+    fn register_irqfd_with_resample(
+        &self,
+        fd: &EventFd,
+        resample: &EventFd,
+        gsi: u32,
+    ) -> Result<()>;
+    fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()>;
+    fn register_ioevent(
+        &self,
+        fd: &EventFd,
+        addr: IoEventAddress,
+        datamatch: Option<u64>,
+    ) -> Result<()>;
+    fn unregister_ioevent(&self, fd: &EventFd, addr: IoEventAddress) -> Result<()>;
+}
+
+/// A virtual CPU; `run` borrows the vCPU so the exit's data can borrow its run buffer.
+pub trait Vcpu: Send {
+    fn id(&self) -> u32;
+    fn run(&mut self) -> Result<VmExit<'_>>;
+}
+
+/// x86_64 register and state access.
+pub trait VcpuX86_64: Vcpu {
+    fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<()>;
+    fn get_regs(&self) -> Result<StandardRegisters>;
+    fn set_regs(&self, regs: &StandardRegisters) -> Result<()>;
+    fn get_sregs(&self) -> Result<SpecialRegisters>;
+    fn set_sregs(&self, sregs: &SpecialRegisters) -> Result<()>;
+    fn set_fpu(&self, fpu: &FpuState) -> Result<()>;
+    /// Returns how many MSRs were written.
+    fn set_msrs(&self, msrs: &[MsrEntry]) -> Result<usize>;
+    fn get_lapic(&self) -> Result<LapicState>;
+    fn set_lapic(&self, lapic: &LapicState) -> Result<()>;
+}
