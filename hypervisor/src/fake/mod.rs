@@ -79,7 +79,7 @@ pub enum Call {
     },
     SetLapic {
         vcpu: u32,
-        lapic: LapicState,
+        lapic: Box<LapicState>,
     },
     /// Data the VMM supplied for an `IoIn`/`MmioRead` exit, seen on the next run.
     InData {

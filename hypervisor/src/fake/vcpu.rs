@@ -172,7 +172,7 @@ impl VcpuX86_64 for FakeVcpu {
             &self.log,
             Call::SetLapic {
                 vcpu: self.id,
-                lapic: *lapic,
+                lapic: Box::new(*lapic),
             },
         );
         Ok(())
