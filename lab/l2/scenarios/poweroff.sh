@@ -1,0 +1,1 @@
+LAB_ACTION=poweroff
