@@ -249,6 +249,25 @@ mod tests {
     }
 
     #[test]
+    fn bus_is_shareable_between_vcpu_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Bus>();
+        let bus = Arc::new(Bus::new());
+        let dev = recorder(0);
+        bus.insert(dev.clone(), 0x3f8, 8).unwrap();
+        let handles: Vec<_> = (0..4u8)
+            .map(|i| {
+                let bus = bus.clone();
+                std::thread::spawn(move || assert!(bus.write(0x3f8 + u64::from(i), &[i])))
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert!(dev.lock().unwrap().last_write.is_some());
+    }
+
+    #[test]
     fn poisoned_device_lock_does_not_panic_the_caller() {
         let bus = Bus::new();
         let dev = recorder(0x40);
