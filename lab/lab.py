@@ -10,6 +10,7 @@ Subcommands (each builds what it needs and skips what is already up to date):
   list       show the scenarios of lab/scenarios.txt
 """
 import argparse
+import fnmatch
 import glob
 import gzip
 import os
@@ -420,6 +421,30 @@ def shared_libs(binary):
     return libs
 
 
+REF_QEMU = "/usr/bin/qemu-system-x86_64"
+REF_QEMU_DATA = ["/usr/share/qemu/bios-microvm.bin", "/usr/share/qemu/qboot.rom", "/usr/share/qemu/pvh.bin",
+                 "/usr/share/qemu/linuxboot_dma.bin", "/usr/share/qemu/linuxboot.bin",
+                 "/usr/share/qemu/kvmvapic.bin", "/usr/share/seabios/bios-256k.bin"]
+
+
+def build_ref_qemu():
+    """Cached cpio segment with the host's QEMU (+ libraries, x86 firmware) as a reference VMM in L1."""
+    out = L1OUT / "ref-qemu.cpio.gz"
+    if newer(out, REF_QEMU):
+        return out
+    cpio = Cpio()
+    cpio.file(REF_QEMU, Path(REF_QEMU), 0o755)
+    for lib in shared_libs(REF_QEMU):
+        cpio.file(lib, Path(os.path.realpath(lib)), 0o755)
+    for f in REF_QEMU_DATA:
+        if os.path.exists(f):
+            cpio.file(f, Path(os.path.realpath(f)))
+    L1OUT.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(gzip.compress(cpio.bytes(), 1))
+    log(f"reference QEMU segment: {out} ({out.stat().st_size} bytes)")
+    return out
+
+
 def build_run_cpio(vmm, scenarios, vfio, env):
     """Small uncompressed cpio with the vmm, its libraries and the generated scenario list."""
     cpio = Cpio()
@@ -446,17 +471,21 @@ def load_scenarios(path):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = [p.strip() for p in line.split("|", 4)]
-        if len(parts) != 5 or not re.fullmatch(r"[A-Za-z0-9_.-]+", parts[0]):
-            sys.exit(f"lab: {path}:{n}: bad scenario line")
+        if len(parts) != 5:
+            sys.exit(f"lab: {path}:{n}: bad scenario line (want 5 '|'-separated fields)")
         name, code, tmo, marks, cmd = parts
-        out.append({"name": name, "exit": code, "timeout": tmo, "cmd": cmd,
+        name, _, flag = name.partition(" ")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or flag.strip() not in ("", "optional"):
+            sys.exit(f"lab: {path}:{n}: bad scenario name field")
+        out.append({"name": name, "exit": code, "timeout": tmo, "cmd": cmd, "optional": bool(flag.strip()),
                     "marks": [m.strip() for m in marks.split(";") if m.strip()]})
     return out
 
 
 def cmd_list(args):
     for sc in load_scenarios(args.scenario_file):
-        print(f"{sc['name']:16} exit={sc['exit']:3} timeout={sc['timeout']:>3}s  {sc['cmd']}")
+        opt = " (optional)" if sc["optional"] else ""
+        print(f"{sc['name']:16} exit={sc['exit']:3} timeout={sc['timeout']:>3}s{opt}  {sc['cmd']}")
         for m in sc["marks"]:
             print(f"{'':16}   expect: {m}")
 
@@ -466,13 +495,14 @@ def cmd_list(args):
 def cmd_run(args):
     all_sc = load_scenarios(args.scenario_file)
     if args.scenarios:
-        want = args.scenarios.split(",")
-        unknown = [w for w in want if w not in {s["name"] for s in all_sc}]
-        if unknown:
-            sys.exit(f"lab: unknown scenarios: {', '.join(unknown)} (see ./lab/lab.py list)")
-        scenarios = [s for w in want for s in all_sc if s["name"] == w]
+        scenarios = []
+        for w in args.scenarios.split(","):
+            hits = [s for s in all_sc if fnmatch.fnmatchcase(s["name"], w) and s not in scenarios]
+            if not hits and not any(fnmatch.fnmatchcase(s["name"], w) for s in all_sc):
+                sys.exit(f"lab: no scenario matches {w} (see lab/lab.py list)")
+            scenarios += hits
     else:
-        scenarios = all_sc
+        scenarios = [s for s in all_sc if not s["optional"]]
     vmm = args.vmm
     if vmm and not Path(vmm).is_file():
         log(f"warning: vmm binary {vmm} not found; scenarios that use $VMM will fail")
@@ -483,11 +513,16 @@ def cmd_run(args):
     rundir = OUT / name
     rundir.mkdir(parents=True, exist_ok=True)
     env = dict(kv.split("=", 1) for kv in args.env)
+    segments = [base]
+    if args.ref_qemu or any("$QEMU" in s["cmd"] for s in scenarios):
+        segments.append(build_ref_qemu())
+        env.setdefault("QEMU", REF_QEMU)
     initrd = rundir / "l1-initrd.img"
-    with open(initrd, "wb") as f:
+    with open(initrd, "wb") as f:  # the kernel unpacks concatenated (compressed) cpio archives
         f.write(build_run_cpio(vmm, scenarios, args.vfio, env))
-        with open(base, "rb") as b:
-            shutil.copyfileobj(b, f)
+        for seg in segments:
+            with open(seg, "rb") as b:
+                shutil.copyfileobj(b, f)
 
     kernel = CACHE / "kernel/boot" / f"vmlinuz-{(L2OUT / 'kernel.version').read_text().strip()}"
     append = L1_APPEND + (" lab.shell=1" if args.shell else "") + (" " + args.append if args.append else "")
@@ -540,10 +575,10 @@ def cmd_run(args):
             t = time.monotonic() - t0
             console.write(f"{t:8.3f} {line}\n")
             console.flush()
-            if not args.quiet:
+            if not args.quiet and "TCG doesn't support requested feature" not in line:
                 print(line, flush=True)
             for key in ("LAB-L1-INIT-START", "LAB-L1-KVM-READY", "LAB-L1-KVM-MISSING", "LAB-L1-DONE"):
-                if line.startswith(key) and key not in marks:
+                if key in line and key not in marks:
                     marks[key] = t
             m = re.match(r"LAB-RESULT (\S+) (PASS|FAIL) (.*)", line)
             if m:
@@ -587,12 +622,14 @@ def main():
     p = sub.add_parser("run", help="boot L1 under QEMU/TCG and run scenarios")
     p.add_argument("--vmm", default=os.environ.get("VMM", str(ROOT / "target/release/vmm")),
                    help="vmm binary to test (env VMM; default target/release/vmm)")
-    p.add_argument("-s", "--scenarios", default="", help="comma-separated scenario names (default: all)")
+    p.add_argument("-s", "--scenarios", default="", help="comma-separated scenario names or globs (default: all not marked optional)")
     p.add_argument("--scenario-file", default=str(LAB / "scenarios.txt"))
     p.add_argument("--device", action="append", default=[], help="extra QEMU -device for L1, e.g. edu")
     p.add_argument("--vfio", action="append", default=[],
                    help="PCI device in L1 to bind to vfio-pci: BDF or vendor:device (e.g. 1234:11e8)")
     p.add_argument("--qemu-arg", action="append", default=[], help="extra raw QEMU argument")
+    p.add_argument("--ref-qemu", action="store_true",
+                   help="pack the host QEMU into L1 as $QEMU (automatic when a chosen scenario uses $QEMU)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE exported to scenario commands in L1")
     p.add_argument("--append", default="", help="extra L1 kernel command line")
     p.add_argument("--mem", type=int, default=2048, help="L1 memory in MiB")

@@ -62,7 +62,9 @@ int main(int argc, char **argv) {
         case 'p': prefix = optarg; break;
         case 'o': logpath = optarg; break;
         case 'm':
-            if (nmarks < MAXMARKS) { mark_ms[nmarks] = -1; marks[nmarks++] = optarg; }
+            for (int i = 0; i < nmarks; i++)
+                if (!strcmp(marks[i], optarg)) optarg = NULL;
+            if (optarg && nmarks < MAXMARKS) { mark_ms[nmarks] = -1; marks[nmarks++] = optarg; }
             break;
         default:
             fprintf(stderr, "usage: labrun [-t SECS] [-p PREFIX] [-o LOG] [-m MARK]... -- CMD...\n");
