@@ -1,1 +1,59 @@
-fn main() {}
+//! `vmm`: boot a Linux guest on KVM in milliseconds.
+
+mod cli;
+mod config;
+mod legacy;
+mod logger;
+mod memory;
+mod runloop;
+mod timing;
+mod vcpu;
+mod vm;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use vcpu::VmExitReason;
+
+fn main() -> ExitCode {
+    let start = Instant::now();
+    let matches = match cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            // --help/--version print and exit 0; usage errors exit 2 with clap's message.
+            let _ = e.print();
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let cli = match cli::from_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vmm: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = logger::init(start, cli.verbosity, cli.log_file.as_deref()) {
+        eprintln!("vmm: error: cannot open the log file: {e}");
+        return ExitCode::from(2);
+    }
+    match vm::run(&cli.vm, start) {
+        Ok(VmExitReason::Reset) => {
+            log::info!("guest requested a reset: exiting");
+            ExitCode::SUCCESS
+        }
+        Ok(VmExitReason::PowerOff) => {
+            log::info!("guest powered off");
+            ExitCode::SUCCESS
+        }
+        Ok(VmExitReason::Fatal(m)) => {
+            log::error!("guest failed: {m}");
+            eprintln!("vmm: error: guest failed: {m}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("vmm: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

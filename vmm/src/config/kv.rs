@@ -1,0 +1,66 @@
+//! `key=value,key=value` option strings, as Cloud Hypervisor's CLI uses them.
+
+use super::ConfigError;
+
+/// Split `s` into (key, value) pairs, rejecting unknown and duplicate keys.
+pub fn parse<'a>(
+    option: &'static str,
+    s: &'a str,
+    accepted: &'static [&'static str],
+) -> Result<Vec<(&'static str, &'a str)>, ConfigError> {
+    let mut out: Vec<(&'static str, &'a str)> = Vec::new();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| ConfigError::NotKeyValue { option, item: item.to_string() })?;
+        let key = accepted.iter().find(|a| **a == k).ok_or_else(|| ConfigError::UnknownParam {
+            option,
+            param: k.to_string(),
+            accepted: accepted_list(accepted),
+        })?;
+        if out.iter().any(|(seen, _)| seen == key) {
+            return Err(ConfigError::DuplicateParam { option, param: k.to_string() });
+        }
+        out.push((key, v));
+    }
+    Ok(out)
+}
+
+fn accepted_list(accepted: &'static [&'static str]) -> &'static str {
+    // Leaked once per error path at most; keeps ConfigError's field 'static and cheap to compare.
+    Box::leak(accepted.join(", ").into_boxed_str())
+}
+
+/// `on`/`off` (and `true`/`false`) as Cloud Hypervisor accepts them.
+pub fn parse_bool(option: &'static str, param: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(ConfigError::InvalidValue {
+            option,
+            param,
+            value: v.to_string(),
+            reason: "expected on or off".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_pairs_and_rejects_unknown_duplicate_and_bare_items() {
+        assert_eq!(parse("memory", "size=1G,prefault=on", &["size", "prefault"]).unwrap(), vec![("size", "1G"), ("prefault", "on")]);
+        assert!(matches!(parse("memory", "sise=1G", &["size"]), Err(ConfigError::UnknownParam { .. })));
+        assert!(matches!(parse("memory", "size=1G,size=2G", &["size"]), Err(ConfigError::DuplicateParam { .. })));
+        assert!(matches!(parse("memory", "1G", &["size"]), Err(ConfigError::NotKeyValue { .. })));
+    }
+
+    #[test]
+    fn bools_accept_on_off_true_false_only() {
+        assert!(parse_bool("m", "p", "on").unwrap());
+        assert!(!parse_bool("m", "p", "false").unwrap());
+        assert!(parse_bool("m", "p", "yes").is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! The VM configuration, parsed from Cloud-Hypervisor-compatible command-line options.
+//! One module per option group; each parser is pure so it can be tested and fuzzed.
+
+mod cpus;
+mod kv;
+mod memory;
+mod serial;
+pub mod size;
+
+use std::path::PathBuf;
+
+pub use cpus::CpusConfig;
+pub use memory::MemoryConfig;
+pub use serial::{ConsoleConfig, SerialConfig};
+
+/// Why an option value was rejected. Messages name the option and the offending text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--{option}: unknown parameter '{param}' (accepted: {accepted})")]
+    UnknownParam { option: &'static str, param: String, accepted: &'static str },
+    #[error("--{option}: parameter '{param}' given twice")]
+    DuplicateParam { option: &'static str, param: String },
+    #[error("--{option}: '{item}' is not of the form key=value")]
+    NotKeyValue { option: &'static str, item: String },
+    #[error("--{option}: {param}='{value}': {reason}")]
+    InvalidValue { option: &'static str, param: &'static str, value: String, reason: String },
+    #[error("--{option}: missing required parameter '{param}'")]
+    Missing { option: &'static str, param: &'static str },
+}
+
+/// Everything needed to build and boot a VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initramfs: Option<PathBuf>,
+    pub cmdline: String,
+    pub cpus: CpusConfig,
+    pub memory: MemoryConfig,
+    pub serial: SerialConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The command line used when `--cmdline` is absent: a serial console and a reset that ends the VM.
+pub const DEFAULT_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";

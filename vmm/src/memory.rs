@@ -1,0 +1,101 @@
+//! Guest RAM: anonymous mappings created lazily (nothing is touched until the guest touches it),
+//! then registered with the hypervisor as memory slots.
+
+use std::sync::Arc;
+
+use hypervisor::{MemoryRegion, Vm};
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
+
+use crate::config::MemoryConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("cannot map {size} MiB of guest memory at {addr:#x}{hint}: {source}")]
+    Mmap { addr: u64, size: u64, hint: &'static str, source: vm_memory::mmap::MmapRegionError },
+    #[error("guest memory regions overlap or are invalid: {0}")]
+    Regions(String),
+    #[error("registering guest memory with the hypervisor: {0}")]
+    Register(#[from] hypervisor::HypervisorError),
+}
+
+/// Map the RAM ranges. With hugepages the mapping uses MAP_HUGETLB (pages must be reserved in
+/// /proc/sys/vm/nr_hugepages); with prefault, MAP_POPULATE faults everything in now.
+pub fn create(ranges: &[(GuestAddress, usize)], cfg: &MemoryConfig) -> Result<GuestMemoryMmap, MemoryError> {
+    let mut flags = libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    flags |= if cfg.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+    if cfg.hugepages {
+        flags |= libc::MAP_HUGETLB;
+    }
+    if cfg.prefault {
+        flags |= libc::MAP_POPULATE;
+    }
+    let mut regions = Vec::with_capacity(ranges.len());
+    for &(addr, size) in ranges {
+        let hint = if cfg.hugepages { " (are enough 2 MiB hugepages reserved in /proc/sys/vm/nr_hugepages?)" } else { "" };
+        let mapping = MmapRegionBuilder::new(size)
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(flags)
+            .with_hugetlbfs(cfg.hugepages)
+            .build()
+            .map_err(|source| MemoryError::Mmap { addr: addr.0, size: (size >> 20) as u64, hint, source })?;
+        if !cfg.hugepages {
+            // Transparent huge pages cut guest page-walk and fault costs; advice only, so a
+            // failure (THP disabled) changes nothing.
+            // SAFETY: the range is a mapping we just created and own.
+            unsafe { libc::madvise(mapping.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
+        }
+        let region = GuestRegionMmap::new(mapping, addr)
+            .ok_or_else(|| MemoryError::Regions(format!("region at {:#x} overflows", addr.0)))?;
+        regions.push(Arc::new(region));
+    }
+    GuestMemoryMmap::from_arc_regions(regions).map_err(|e| MemoryError::Regions(e.to_string()))
+}
+
+/// Register every region as a slot, numbered from 0 in address order.
+pub fn register(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<Vec<MemoryRegion>, MemoryError> {
+    let mut slots = Vec::new();
+    for (slot, r) in mem.iter().enumerate() {
+        let region = MemoryRegion {
+            slot: slot as u32,
+            guest_phys_addr: r.start_addr().0,
+            size: r.len(),
+            host_addr: r.as_ptr() as u64,
+            readonly: false,
+        };
+        // SAFETY: `mem` owns the mappings and the VMM keeps it alive as long as the VM.
+        unsafe { vm.set_memory_region(region)? };
+        slots.push(region);
+    }
+    Ok(slots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypervisor::fake::{Call, FakeHypervisor};
+    use hypervisor::Hypervisor;
+
+    #[test]
+    fn creates_lazy_regions_and_registers_one_slot_each() {
+        let ranges = [(GuestAddress(0), 64 << 20), (GuestAddress(1 << 32), 32 << 20)];
+        let mem = create(&ranges, &MemoryConfig::default()).unwrap();
+        assert_eq!(mem.num_regions(), 2);
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let slots = register(vm.as_ref(), &mem).unwrap();
+        assert_eq!(slots.len(), 2);
+        assert_eq!(slots[1].slot, 1);
+        assert_eq!(slots[1].guest_phys_addr, 1 << 32);
+        assert_eq!(slots[1].size, 32 << 20);
+        assert!(hv.calls().contains(&Call::SetMemoryRegion(slots[0])));
+    }
+
+    #[test]
+    fn a_large_guest_costs_no_resident_memory() {
+        // 64 GiB of guest RAM maps instantly with MAP_NORESERVE and nothing is touched.
+        let ranges = [(GuestAddress(0), 3 << 30), (GuestAddress(1 << 32), 61 << 30)];
+        let mem = create(&ranges, &MemoryConfig::default()).unwrap();
+        assert_eq!(mem.iter().map(|r| r.len()).sum::<u64>(), 64 << 30);
+    }
+}

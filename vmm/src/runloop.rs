@@ -1,0 +1,92 @@
+//! The VMM thread's event loop: host stdin to the guest's serial port, and the VM's end.
+
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+
+use devices::legacy::Serial;
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::terminal::Terminal;
+
+use crate::config::SerialConfig;
+use crate::vcpu::{ExitSignal, VmExitReason};
+
+const EXIT_TOKEN: u64 = 1;
+const STDIN_TOKEN: u64 = 2;
+
+/// Puts stdin in raw mode for the guest console and restores it when dropped.
+struct RawStdin;
+
+impl RawStdin {
+    fn enable() -> Option<Self> {
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+            return None;
+        }
+        std::io::stdin().lock().set_raw_mode().ok().map(|_| RawStdin)
+    }
+}
+
+impl Drop for RawStdin {
+    fn drop(&mut self) {
+        let _ = std::io::stdin().lock().set_canon_mode();
+    }
+}
+
+/// Block until the VM ends, feeding stdin to the serial port when it is the console.
+pub fn wait_for_exit(exit: &Arc<ExitSignal>, serial: Option<&Arc<Mutex<Serial>>>, cfg: &SerialConfig) -> std::io::Result<VmExitReason> {
+    let epoll = Epoll::new()?;
+    epoll.ctl(ControlOperation::Add, exit.evt.as_raw_fd(), EpollEvent::new(EventSet::IN, EXIT_TOKEN))?;
+    let stdin_serial = match (serial, cfg) {
+        (Some(s), SerialConfig::Tty) => {
+            // stdin may be /dev/null or closed (scripts, CI): then there is simply no input.
+            match epoll.ctl(ControlOperation::Add, libc::STDIN_FILENO, EpollEvent::new(EventSet::IN, STDIN_TOKEN)) {
+                Ok(()) => Some(s.clone()),
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    let _raw = stdin_serial.as_ref().and_then(|_| RawStdin::enable());
+    let mut events = vec![EpollEvent::default(); 4];
+    loop {
+        let n = match epoll.wait(-1, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for ev in &events[..n] {
+            match ev.data() {
+                EXIT_TOKEN => {
+                    let _ = exit.evt.read();
+                    if let Some(r) = exit.reason() {
+                        return Ok(r);
+                    }
+                }
+                STDIN_TOKEN => {
+                    if !forward_stdin(stdin_serial.as_ref()) {
+                        let _ = epoll.ctl(ControlOperation::Delete, libc::STDIN_FILENO, EpollEvent::default());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Move what stdin has to the UART. Returns false at end of input.
+fn forward_stdin(serial: Option<&Arc<Mutex<Serial>>>) -> bool {
+    let Some(serial) = serial else { return false };
+    let mut buf = [0u8; 64];
+    // SAFETY: reads into a local buffer of the given length.
+    let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+    }
+    let mut s = serial.lock().unwrap_or_else(|e| e.into_inner());
+    match s.enqueue_input(&buf[..n as usize]) {
+        Ok(taken) if taken < n as usize => log::debug!("serial input FIFO full: dropped {} bytes", n as usize - taken),
+        Ok(_) => {}
+        Err(e) => log::debug!("serial input: {e}"),
+    }
+    true
+}

@@ -1,0 +1,232 @@
+//! vCPU threads. Each runs an explicit state machine:
+//!
+//! ```text
+//! Created --start--> Running --guest reset/poweroff/fatal--> Exited(reason)
+//!                       |  ^
+//!                  kick |  | no stop requested
+//!                       v  |
+//!                   Interrupted --stop requested--> Exited(Stopped)
+//! ```
+//! A kick is a signal (`SIGRTMIN`) that makes KVM_RUN return; the stop flag says why.
+
+pub mod exit;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use hypervisor::VcpuX86_64;
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+use exit::{dispatch, Buses, ExitAction};
+
+/// Why the VM ended, as the first vCPU (or device) to know reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmExitReason {
+    Reset,
+    PowerOff,
+    Fatal(String),
+}
+
+/// Where vCPUs (and devices such as the i8042) report the end of the VM.
+pub struct ExitSignal {
+    reason: Mutex<Option<VmExitReason>>,
+    pub evt: EventFd,
+}
+
+impl ExitSignal {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(ExitSignal { reason: Mutex::new(None), evt: EventFd::new(libc::EFD_NONBLOCK)? })
+    }
+
+    /// Record `reason` unless one was already recorded, and wake the main loop.
+    pub fn report(&self, reason: VmExitReason) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        let _ = self.evt.write(1);
+    }
+
+    pub fn reason(&self) -> Option<VmExitReason> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The states of one vCPU thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VcpuState {
+    Created,
+    Running,
+    Exited(Option<VmExitReason>),
+}
+
+/// Everything a vCPU thread shares with the VMM.
+#[derive(Clone)]
+pub struct VcpuShared {
+    pub buses: Arc<Buses>,
+    pub exit: Arc<ExitSignal>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Install the no-op kick handler once per process; its only job is to interrupt KVM_RUN.
+pub fn install_kick_handler() -> std::io::Result<()> {
+    extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+    register_signal_handler(SIGRTMIN(), on_kick).map_err(std::io::Error::from)
+}
+
+/// Run one vCPU until the guest or the VMM ends it. Returns the final state.
+pub fn run_loop(vcpu: &mut dyn VcpuX86_64, shared: &VcpuShared, on_first_run: Option<Box<dyn FnOnce()>>) -> VcpuState {
+    let mut state = VcpuState::Created;
+    let mut first = on_first_run;
+    loop {
+        state = match state {
+            VcpuState::Created => VcpuState::Running,
+            VcpuState::Running => {
+                if shared.stop.load(Ordering::Acquire) {
+                    return VcpuState::Exited(None);
+                }
+                if let Some(f) = first.take() {
+                    f();
+                }
+                let exit = match vcpu.run() {
+                    Ok(exit) => exit,
+                    Err(e) => {
+                        let r = VmExitReason::Fatal(format!("vCPU {}: {e}", vcpu.id()));
+                        shared.exit.report(r.clone());
+                        return VcpuState::Exited(Some(r));
+                    }
+                };
+                match dispatch(&shared.buses, exit) {
+                    ExitAction::Continue | ExitAction::Interrupted => VcpuState::Running,
+                    action => {
+                        let r = match action {
+                            ExitAction::Reset => VmExitReason::Reset,
+                            ExitAction::PowerOff => VmExitReason::PowerOff,
+                            ExitAction::Fatal(m) => VmExitReason::Fatal(format!("vCPU {}: {m}", vcpu.id())),
+                            ExitAction::Continue | ExitAction::Interrupted => unreachable!(),
+                        };
+                        shared.exit.report(r.clone());
+                        return VcpuState::Exited(Some(r));
+                    }
+                }
+            }
+            exited @ VcpuState::Exited(_) => return exited,
+        };
+    }
+}
+
+/// A started vCPU thread.
+pub struct VcpuHandle {
+    pub id: u32,
+    thread: JoinHandle<VcpuState>,
+}
+
+impl VcpuHandle {
+    pub fn spawn(mut vcpu: Box<dyn VcpuX86_64>, shared: VcpuShared, on_first_run: Option<Box<dyn FnOnce() + Send>>) -> std::io::Result<Self> {
+        let id = vcpu.id();
+        let thread = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
+            let first: Option<Box<dyn FnOnce()>> = on_first_run.map(|f| f as Box<dyn FnOnce()>);
+            run_loop(vcpu.as_mut(), &shared, first)
+        })?;
+        Ok(VcpuHandle { id, thread })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Interrupt KVM_RUN; the thread then sees the stop flag.
+    pub fn kick(&self) {
+        let _ = self.thread.kill(SIGRTMIN());
+    }
+
+    pub fn join(self) -> Option<VcpuState> {
+        self.thread.join().ok()
+    }
+}
+
+/// Ask every vCPU to stop, kicking until each has left KVM_RUN (a kick can land just before a
+/// thread re-enters the guest, so one is not enough), waiting at most `timeout`.
+pub fn stop_all(handles: Vec<VcpuHandle>, stop: &AtomicBool, timeout: std::time::Duration) {
+    stop.store(true, Ordering::Release);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pending = handles;
+    while !pending.is_empty() && std::time::Instant::now() < deadline {
+        for h in &pending {
+            h.kick();
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        let (done, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|h| h.is_finished());
+        for h in done {
+            let _ = h.join();
+        }
+        pending = rest;
+    }
+    for h in &pending {
+        log::warn!("vCPU {} did not stop in time", h.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypervisor::fake::{FakeHypervisor, ScriptedExit};
+    use hypervisor::Hypervisor;
+
+    fn shared() -> VcpuShared {
+        VcpuShared {
+            buses: Arc::new(Buses::default()),
+            exit: Arc::new(ExitSignal::new().unwrap()),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[test]
+    fn guest_poweroff_ends_the_loop_and_is_reported() {
+        let hv = FakeHypervisor::new();
+        hv.script(0, [ScriptedExit::IoOut { port: 0x80, data: vec![1] }, ScriptedExit::Hlt, ScriptedExit::PowerOff]);
+        let vm = hv.create_vm().unwrap();
+        let mut vcpu = vm.create_vcpu(0).unwrap();
+        let s = shared();
+        let ran = Arc::new(AtomicBool::new(false));
+        let r2 = ran.clone();
+        let state = run_loop(vcpu.as_mut(), &s, Some(Box::new(move || r2.store(true, Ordering::SeqCst))));
+        assert_eq!(state, VcpuState::Exited(Some(VmExitReason::PowerOff)));
+        assert_eq!(s.exit.reason(), Some(VmExitReason::PowerOff));
+        assert!(ran.load(Ordering::SeqCst));
+        assert_eq!(s.exit.evt.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_kick_with_stop_requested_exits_without_a_reason() {
+        let hv = FakeHypervisor::new();
+        hv.script(0, [ScriptedExit::Interrupted, ScriptedExit::Reset]);
+        let vm = hv.create_vm().unwrap();
+        let mut vcpu = vm.create_vcpu(0).unwrap();
+        let s = shared();
+        s.stop.store(true, Ordering::SeqCst);
+        assert_eq!(run_loop(vcpu.as_mut(), &s, None), VcpuState::Exited(None));
+        assert_eq!(s.exit.reason(), None);
+    }
+
+    #[test]
+    fn first_reason_wins() {
+        let e = ExitSignal::new().unwrap();
+        e.report(VmExitReason::Reset);
+        e.report(VmExitReason::Fatal("late".into()));
+        assert_eq!(e.reason(), Some(VmExitReason::Reset));
+    }
+
+    #[test]
+    fn stop_all_joins_threads_of_a_finished_guest() {
+        let hv = FakeHypervisor::new();
+        hv.script(0, [ScriptedExit::Reset]);
+        let vm = hv.create_vm().unwrap();
+        let s = shared();
+        let h = VcpuHandle::spawn(vm.create_vcpu(0).unwrap(), s.clone(), None).unwrap();
+        stop_all(vec![h], &s.stop, std::time::Duration::from_secs(5));
+        assert_eq!(s.exit.reason(), Some(VmExitReason::Reset));
+    }
+}

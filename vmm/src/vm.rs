@@ -1,0 +1,148 @@
+//! Build a VM from its configuration, boot it, and wait for it to end.
+//!
+//! The order is chosen for first-light latency: files are opened (and checked) before any
+//! KVM work; memory slots are registered before the in-kernel irqchip exists (registering
+//! after KVM_CREATE_IRQCHIP costs several ms more on some hosts); nothing proportional to guest
+//! memory is done eagerly.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hypervisor::kvm::KvmHypervisor;
+use hypervisor::Hypervisor;
+
+use crate::config::VmConfig;
+use crate::legacy;
+use crate::memory;
+use crate::runloop;
+use crate::timing::BootTimer;
+use crate::vcpu::exit::Buses;
+use crate::vcpu::{self, ExitSignal, VcpuHandle, VcpuShared, VmExitReason};
+
+pub const KVM_PATH: &CStr = c"/dev/kvm";
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("cannot open {what} {path}: {source}")]
+    OpenFile { what: &'static str, path: String, source: std::io::Error },
+    #[error("{e}{hint}", e = .0, hint = kvm_hint(.0))]
+    Hypervisor(#[from] hypervisor::HypervisorError),
+    #[error("guest memory layout: {0}")]
+    Layout(#[from] arch::layout::LayoutError),
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
+    #[error("loading the guest: {0}")]
+    Boot(#[from] arch::BootError),
+    #[error("setting up vCPU {id}: {source}")]
+    Vcpu { id: u32, source: arch::RegsError },
+    #[error(transparent)]
+    Legacy(#[from] legacy::LegacyError),
+    #[error("starting a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("event loop: {0}")]
+    EventLoop(std::io::Error),
+}
+
+fn kvm_hint(e: &hypervisor::HypervisorError) -> &'static str {
+    match e {
+        hypervisor::HypervisorError::Open { source, .. } => match source.raw_os_error() {
+            Some(libc::ENOENT) => " (is KVM enabled? load kvm_intel or kvm_amd)",
+            Some(libc::EACCES) | Some(libc::EPERM) => " (run as root or add the user to the 'kvm' group)",
+            _ => "",
+        },
+        _ => "",
+    }
+}
+
+fn open(what: &'static str, path: &Path) -> Result<File, VmError> {
+    let f = File::open(path).map_err(|source| VmError::OpenFile { what, path: path.display().to_string(), source })?;
+    match f.metadata() {
+        Ok(m) if m.is_dir() => Err(VmError::OpenFile {
+            what,
+            path: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory"),
+        }),
+        _ => Ok(f),
+    }
+}
+
+/// Boot the VM described by `cfg` on /dev/kvm and run it to the end.
+pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
+    let timer = Arc::new(BootTimer::new(start));
+    let mut kernel = open("kernel", &cfg.kernel)?;
+    let mut initramfs = cfg.initramfs.as_deref().map(|p| open("initramfs", p)).transpose()?;
+
+    let hv = KvmHypervisor::open(KVM_PATH)?;
+    let phys_bits = arch::layout::host_phys_bits();
+    let layout = arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?;
+    let vm = hv.create_vm()?;
+    timer.phase("vm_created");
+
+    let mem = memory::create(&layout.ram_ranges(), &cfg.memory)?;
+    memory::register(vm.as_ref(), &mem)?;
+    timer.phase("memory_mapped");
+
+    vm.set_tss_address(arch::layout::KVM_TSS_START)?;
+    vm.create_irqchip()?;
+    vm.create_pit()?;
+    timer.phase("irqchip_created");
+
+    let entry = arch::load_guest(
+        &mem,
+        arch::BootSetup {
+            kernel: &mut kernel,
+            initramfs: initramfs.as_mut(),
+            cmdline: &cfg.cmdline,
+            num_vcpus: cfg.cpus.boot,
+            layout: &layout,
+        },
+    )?;
+    timer.phase("kernel_loaded");
+
+    let exit = Arc::new(ExitSignal::new().map_err(VmError::EventLoop)?);
+    let buses = Arc::new(Buses::default());
+    let t = timer.clone();
+    let devices = legacy::setup(
+        vm.as_ref(),
+        &buses,
+        &cfg.serial,
+        (layout.ram_below_4g, layout.ram_above_4g),
+        exit.clone(),
+        start,
+        Box::new(move || t.phase("first_serial_byte")),
+    )?;
+
+    let supported = hv.supported_cpuid()?;
+    let mut vcpus = Vec::new();
+    for id in 0..cfg.cpus.boot {
+        let vcpu = vm.create_vcpu(id)?;
+        let boot_entry = if id == 0 { Some(&entry) } else { None };
+        arch::configure_vcpu(vcpu.as_ref(), id, cfg.cpus.boot, layout.phys_bits, &supported, boot_entry, &mem)
+            .map_err(|source| VmError::Vcpu { id, source })?;
+        vcpus.push(vcpu);
+    }
+    timer.phase("vcpus_configured");
+
+    vcpu::install_kick_handler().map_err(VmError::Thread)?;
+    let shared = VcpuShared { buses, exit: exit.clone(), stop: Arc::new(AtomicBool::new(false)) };
+    let mut handles: Vec<VcpuHandle> = Vec::new();
+    for v in vcpus {
+        let first: Option<Box<dyn FnOnce() + Send>> = if v.id() == 0 {
+            let t = timer.clone();
+            Some(Box::new(move || t.phase("first_kvm_run")))
+        } else {
+            None
+        };
+        handles.push(VcpuHandle::spawn(v, shared.clone(), first).map_err(VmError::Thread)?);
+    }
+
+    let reason = runloop::wait_for_exit(&exit, devices.serial.as_ref(), &cfg.serial).map_err(VmError::EventLoop)?;
+    vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
+    // Keep guest memory alive until every vCPU has left the guest.
+    drop(mem);
+    Ok(reason)
+}
