@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
         case 'o': logpath = optarg; break;
         case 'm':
             for (int i = 0; i < nmarks; i++)
-                if (!strcmp(marks[i], optarg)) optarg = NULL;
+                if (!strcmp(marks[i], optarg)) { optarg = NULL; break; }
             if (optarg && nmarks < MAXMARKS) { mark_ms[nmarks] = -1; marks[nmarks++] = optarg; }
             break;
         default:
