@@ -1,1 +1,265 @@
+//! Tiny guest images for end-to-end tests: a PVH ELF wrapping hand-assembled 32-bit
+//! code, the code itself (print to COM1, then request a reset), and a few images that
+//! must be rejected.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Guest-physical load address and PVH entry point of [`pvh_guest_elf`] images.
+pub const GUEST_LOAD_ADDR: u64 = 0x10_0000;
+/// COM1 data port.
+pub const SERIAL_PORT: u16 = 0x3f8;
+/// i8042 command port; writing 0xFE there pulses the CPU reset line.
+pub const I8042_COMMAND_PORT: u8 = 0x64;
+/// i8042 "pulse reset" command.
+pub const I8042_RESET: u8 = 0xfe;
+
+/// `XEN_ELFNOTE_PHYS32_ENTRY`: the note type linux-loader looks for in PT_NOTE segments.
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// File offset of the code: page aligned like the load address, as `p_align` asks.
+const CODE_OFFSET: u64 = 0x1000;
+const EHDR_SIZE: u64 = 64;
+const PHDR_SIZE: u64 = 56;
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+
+fn push_u16(v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn push_u32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn push_u64(v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+/// One ELF64 program header.
+struct Phdr {
+    p_type: u32,
+    flags: u32,
+    offset: u64,
+    addr: u64,
+    size: u64,
+    align: u64,
+}
+
+fn push_phdr(v: &mut Vec<u8>, p: &Phdr) {
+    push_u32(v, p.p_type);
+    push_u32(v, p.flags);
+    push_u64(v, p.offset);
+    push_u64(v, p.addr); // p_vaddr
+    push_u64(v, p.addr); // p_paddr: where linux-loader puts the segment
+    push_u64(v, p.size); // p_filesz
+    push_u64(v, p.size); // p_memsz
+    push_u64(v, p.align);
+}
+
+/// An ELF note: namesz, descsz, type, name and desc each padded to 4 bytes.
+fn note(name: &[u8], n_type: u32, desc: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    push_u32(&mut v, name.len() as u32);
+    push_u32(&mut v, desc.len() as u32);
+    push_u32(&mut v, n_type);
+    for part in [name, desc] {
+        v.extend_from_slice(part);
+        v.resize(v.len().next_multiple_of(4), 0);
+    }
+    v
+}
+
+/// A minimal ELF64 x86_64 executable: a PT_LOAD segment at [`GUEST_LOAD_ADDR`] holding
+/// `code`, and a PT_NOTE segment holding `note_bytes`. No sections.
+fn elf_with_note(code: &[u8], note_bytes: &[u8]) -> Vec<u8> {
+    let note_offset = EHDR_SIZE + 2 * PHDR_SIZE;
+    let mut v = Vec::with_capacity(CODE_OFFSET as usize + code.len());
+    // e_ident: magic, ELFCLASS64, ELFDATA2LSB, EV_CURRENT, System V ABI, padding.
+    v.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    v.extend_from_slice(&[0; 8]);
+    push_u16(&mut v, 2); // e_type: ET_EXEC
+    push_u16(&mut v, 62); // e_machine: EM_X86_64
+    push_u32(&mut v, 1); // e_version
+    push_u64(&mut v, GUEST_LOAD_ADDR); // e_entry
+    push_u64(&mut v, EHDR_SIZE); // e_phoff: right after this header
+    push_u64(&mut v, 0); // e_shoff: no sections
+    push_u32(&mut v, 0); // e_flags
+    push_u16(&mut v, EHDR_SIZE as u16); // e_ehsize
+    push_u16(&mut v, PHDR_SIZE as u16); // e_phentsize
+    push_u16(&mut v, 2); // e_phnum
+    push_u16(&mut v, 64); // e_shentsize
+    push_u16(&mut v, 0); // e_shnum
+    push_u16(&mut v, 0); // e_shstrndx
+    let load = Phdr {
+        p_type: PT_LOAD,
+        flags: 0b111, // R W X
+        offset: CODE_OFFSET,
+        addr: GUEST_LOAD_ADDR,
+        size: code.len() as u64,
+        align: 0x1000,
+    };
+    push_phdr(&mut v, &load);
+    let note_phdr = Phdr {
+        p_type: PT_NOTE,
+        flags: 0b100, // R
+        offset: note_offset,
+        addr: 0,
+        size: note_bytes.len() as u64,
+        align: 4,
+    };
+    push_phdr(&mut v, &note_phdr);
+    v.extend_from_slice(note_bytes);
+    assert!(v.len() as u64 <= CODE_OFFSET, "note too large for the builder");
+    v.resize(CODE_OFFSET as usize, 0);
+    v.extend_from_slice(code);
+    v
+}
+
+/// A minimal valid ELF64 (ET_EXEC, x86_64) PVH kernel: `code32` is loaded at
+/// guest-physical 0x100000 and entered there in 32-bit protected mode through the Xen
+/// PVH note (name "Xen\0", type 18, 4-byte desc = 0x100000).
+pub fn pvh_guest_elf(code32: &[u8]) -> Vec<u8> {
+    let entry = (GUEST_LOAD_ADDR as u32).to_le_bytes();
+    elf_with_note(code32, &note(b"Xen\0", XEN_ELFNOTE_PHYS32_ENTRY, &entry))
+}
+
+/// The same ELF but its only note is a GNU build-id: a kernel built without CONFIG_PVH.
+pub fn elf_without_pvh_note(code32: &[u8]) -> Vec<u8> {
+    elf_with_note(code32, &note(b"GNU\0", 3, &[0xab; 20]))
+}
+
+/// Bytes that are neither an ELF nor a bzImage.
+pub fn not_a_kernel() -> Vec<u8> {
+    (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
+}
+
+/// Hand-assembled 32-bit code: write `msg` byte by byte to COM1 (0x3f8), ask the
+/// i8042 for a reset (0xFE to port 0x64), then halt forever.
+///
+/// ```text
+/// FA             cli
+/// 66 BA F8 03    mov dx, 0x3f8       (0x66: 16-bit operand in 32-bit code)
+/// B0 xx          mov al, <byte>      } once per byte of msg
+/// EE             out dx, al          }
+/// B0 FE          mov al, 0xfe
+/// E6 64          out 0x64, al
+/// F4             hlt                 <- loop
+/// EB FD          jmp short loop      (rel8 -3: back to the hlt)
+/// ```
+pub fn serial_hello_code(msg: &[u8]) -> Vec<u8> {
+    let mut code = vec![0xfa];
+    code.extend_from_slice(&[0x66, 0xba]);
+    code.extend_from_slice(&SERIAL_PORT.to_le_bytes());
+    for &byte in msg {
+        code.extend_from_slice(&[0xb0, byte, 0xee]);
+    }
+    code.extend_from_slice(&[0xb0, I8042_RESET, 0xe6, I8042_COMMAND_PORT]);
+    code.extend_from_slice(&[0xf4, 0xeb, 0xfd]);
+    code
+}
+
+/// An unlinked temporary file holding `bytes`, positioned at its end.
+pub fn temp_file_with(bytes: &[u8]) -> std::io::Result<File> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "vmm-tests-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    f.write_all(bytes)?;
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arch::{load_guest, BootError, BootProtocol, BootSetup, EntryPoint, MemoryLayout};
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+    fn u16_at(b: &[u8], o: usize) -> u16 {
+        u16::from_le_bytes([b[o], b[o + 1]])
+    }
+    fn u32_at(b: &[u8], o: usize) -> u32 {
+        u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+    }
+    fn u64_at(b: &[u8], o: usize) -> u64 {
+        u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+    }
+
+    fn boot(image: &[u8]) -> (GuestMemoryMmap, Result<EntryPoint, BootError>) {
+        let layout = MemoryLayout::new(64 << 20, 40).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&layout.ram_ranges()).unwrap();
+        let mut kernel = temp_file_with(image).unwrap();
+        let setup = BootSetup {
+            kernel: &mut kernel,
+            initramfs: None,
+            cmdline: "console=ttyS0",
+            num_vcpus: 1,
+            layout: &layout,
+        };
+        let result = load_guest(&mem, setup);
+        (mem, result)
+    }
+
+    #[test]
+    fn serial_hello_code_is_the_documented_bytes() {
+        assert_eq!(
+            serial_hello_code(b"Hi"),
+            vec![
+                0xfa, 0x66, 0xba, 0xf8, 0x03, 0xb0, b'H', 0xee, 0xb0, b'i', 0xee, 0xb0, 0xfe,
+                0xe6, 0x64, 0xf4, 0xeb, 0xfd
+            ]
+        );
+    }
+
+    #[test]
+    fn pvh_guest_elf_headers_describe_code_and_note() {
+        let code = serial_hello_code(b"ok");
+        let elf = pvh_guest_elf(&code);
+        assert_eq!(&elf[..4], b"\x7fELF");
+        assert_eq!((elf[4], elf[5]), (2, 1), "ELFCLASS64, little-endian");
+        assert_eq!((u16_at(&elf, 16), u16_at(&elf, 18)), (2, 62), "ET_EXEC, x86_64");
+        assert_eq!(u64_at(&elf, 24), 0x10_0000, "e_entry");
+        assert_eq!((u16_at(&elf, 54), u16_at(&elf, 56)), (56, 2));
+        let load = &elf[64..120];
+        assert_eq!(u32_at(load, 0), 1);
+        let (off, paddr, filesz) = (u64_at(load, 8), u64_at(load, 24), u64_at(load, 32));
+        assert_eq!((paddr, filesz), (0x10_0000, code.len() as u64));
+        assert_eq!(&elf[off as usize..], &code[..]);
+        let note_ph = &elf[120..176];
+        assert_eq!(u32_at(note_ph, 0), 4);
+        let n = &elf[u64_at(note_ph, 8) as usize..];
+        assert_eq!((u32_at(n, 0), u32_at(n, 4), u32_at(n, 8)), (4, 4, 18));
+        assert_eq!(&n[12..16], b"Xen\0");
+        assert_eq!(u32_at(n, 16), 0x10_0000);
+    }
+
+    #[test]
+    fn load_guest_accepts_the_pvh_elf_and_enters_at_1mib() {
+        let code = serial_hello_code(b"Hello\n");
+        let (mem, result) = boot(&pvh_guest_elf(&code));
+        assert_eq!(
+            result.unwrap(),
+            EntryPoint {
+                addr: 0x10_0000,
+                protocol: BootProtocol::Pvh
+            }
+        );
+        let mut loaded = vec![0; code.len()];
+        mem.read_slice(&mut loaded, GuestAddress(0x10_0000)).unwrap();
+        assert_eq!(loaded, code);
+    }
+
+    #[test]
+    fn load_guest_rejects_elf_without_note_and_garbage() {
+        let (_, r) = boot(&elf_without_pvh_note(&[0xf4]));
+        assert!(matches!(r, Err(BootError::Pvh(_))), "{r:?}");
+        let (_, r) = boot(&not_a_kernel());
+        assert!(matches!(r, Err(BootError::UnknownKernelFormat { .. })), "{r:?}");
+    }
+}
