@@ -108,7 +108,10 @@ fn elf_with_note(code: &[u8], note_bytes: &[u8]) -> Vec<u8> {
     };
     push_phdr(&mut v, &note_phdr);
     v.extend_from_slice(note_bytes);
-    assert!(v.len() as u64 <= CODE_OFFSET, "note too large for the builder");
+    assert!(
+        v.len() as u64 <= CODE_OFFSET,
+        "note too large for the builder"
+    );
     v.resize(CODE_OFFSET as usize, 0);
     v.extend_from_slice(code);
     v
@@ -129,7 +132,9 @@ pub fn elf_without_pvh_note(code32: &[u8]) -> Vec<u8> {
 
 /// Bytes that are neither an ELF nor a bzImage.
 pub fn not_a_kernel() -> Vec<u8> {
-    (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
+    (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
 }
 
 /// Hand-assembled 32-bit code: write `msg` byte by byte to COM1 (0x3f8), ask the
@@ -211,8 +216,8 @@ mod tests {
         assert_eq!(
             serial_hello_code(b"Hi"),
             vec![
-                0xfa, 0x66, 0xba, 0xf8, 0x03, 0xb0, b'H', 0xee, 0xb0, b'i', 0xee, 0xb0, 0xfe,
-                0xe6, 0x64, 0xf4, 0xeb, 0xfd
+                0xfa, 0x66, 0xba, 0xf8, 0x03, 0xb0, b'H', 0xee, 0xb0, b'i', 0xee, 0xb0, 0xfe, 0xe6,
+                0x64, 0xf4, 0xeb, 0xfd
             ]
         );
     }
@@ -223,7 +228,11 @@ mod tests {
         let elf = pvh_guest_elf(&code);
         assert_eq!(&elf[..4], b"\x7fELF");
         assert_eq!((elf[4], elf[5]), (2, 1), "ELFCLASS64, little-endian");
-        assert_eq!((u16_at(&elf, 16), u16_at(&elf, 18)), (2, 62), "ET_EXEC, x86_64");
+        assert_eq!(
+            (u16_at(&elf, 16), u16_at(&elf, 18)),
+            (2, 62),
+            "ET_EXEC, x86_64"
+        );
         assert_eq!(u64_at(&elf, 24), 0x10_0000, "e_entry");
         assert_eq!((u16_at(&elf, 54), u16_at(&elf, 56)), (56, 2));
         let load = &elf[64..120];
@@ -251,7 +260,8 @@ mod tests {
             }
         );
         let mut loaded = vec![0; code.len()];
-        mem.read_slice(&mut loaded, GuestAddress(0x10_0000)).unwrap();
+        mem.read_slice(&mut loaded, GuestAddress(0x10_0000))
+            .unwrap();
         assert_eq!(loaded, code);
     }
 
@@ -260,6 +270,9 @@ mod tests {
         let (_, r) = boot(&elf_without_pvh_note(&[0xf4]));
         assert!(matches!(r, Err(BootError::Pvh(_))), "{r:?}");
         let (_, r) = boot(&not_a_kernel());
-        assert!(matches!(r, Err(BootError::UnknownKernelFormat { .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(BootError::UnknownKernelFormat { .. })),
+            "{r:?}"
+        );
     }
 }
