@@ -127,7 +127,6 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     }
     timer.phase("vcpus_configured");
 
-    vcpu::install_kick_handler().map_err(VmError::Thread)?;
     let shared = VcpuShared { buses, exit: exit.clone(), stop: Arc::new(AtomicBool::new(false)) };
     let mut handles: Vec<VcpuHandle> = Vec::new();
     for v in vcpus {

@@ -71,9 +71,12 @@ pub struct VcpuShared {
 }
 
 /// Install the no-op kick handler once per process; its only job is to interrupt KVM_RUN.
+/// Without it a kick would kill the process, so spawning a vCPU thread installs it.
 pub fn install_kick_handler() -> std::io::Result<()> {
     extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-    register_signal_handler(SIGRTMIN(), on_kick).map_err(std::io::Error::from)
+    static ONCE: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| register_signal_handler(SIGRTMIN(), on_kick).map_err(|e| e.errno()))
+        .map_err(std::io::Error::from_raw_os_error)
 }
 
 /// Run one vCPU until the guest or the VMM ends it. Returns the final state.
@@ -125,6 +128,7 @@ pub struct VcpuHandle {
 
 impl VcpuHandle {
     pub fn spawn(mut vcpu: Box<dyn VcpuX86_64>, shared: VcpuShared, on_first_run: Option<Box<dyn FnOnce() + Send>>) -> std::io::Result<Self> {
+        install_kick_handler()?;
         let id = vcpu.id();
         let thread = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
             let first: Option<Box<dyn FnOnce()>> = on_first_run.map(|f| f as Box<dyn FnOnce()>);
@@ -226,6 +230,10 @@ mod tests {
         let vm = hv.create_vm().unwrap();
         let s = shared();
         let h = VcpuHandle::spawn(vm.create_vcpu(0).unwrap(), s.clone(), None).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while s.exit.reason().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         stop_all(vec![h], &s.stop, std::time::Duration::from_secs(5));
         assert_eq!(s.exit.reason(), Some(VmExitReason::Reset));
     }

@@ -1,0 +1,173 @@
+//! First-light benchmark: wall time from exec of `vmm` to the first byte the guest writes to
+//! its serial port, at several guest memory sizes, beside a bare KVM floor measured the same
+//! way in the same run (a process that only opens /dev/kvm, creates the VM, registers memory,
+//! creates the irqchip and one vCPU, and runs 7 bytes of real-mode code that writes a byte).
+//!
+//! Usage: first-light [--vmm PATH] [--runs N] [--sizes 128M,4G,32G]
+//! (The floor is this same binary re-executed with `--floor SIZE`.)
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Kvm, VcpuExit};
+
+fn parse_size(s: &str) -> u64 {
+    let (n, mult) = match s.chars().last() {
+        Some('M') => (&s[..s.len() - 1], 1u64 << 20),
+        Some('G') => (&s[..s.len() - 1], 1u64 << 30),
+        _ => (s, 1),
+    };
+    n.parse::<u64>().expect("size") * mult
+}
+
+/// The floor: the least any VMM must do before a guest can write a byte.
+fn floor(size: u64) {
+    let kvm = Kvm::new().expect("open /dev/kvm");
+    let vm = kvm.create_vm().expect("KVM_CREATE_VM");
+    let low = size.min(3 << 30);
+    let mut slots = vec![(0u64, low)];
+    if size > low {
+        slots.push((1 << 32, size - low));
+    }
+    let mut host0 = std::ptr::null_mut();
+    for (i, (gpa, len)) in slots.iter().enumerate() {
+        // SAFETY: a fresh anonymous mapping, never unmapped while the VM lives.
+        let host = unsafe {
+            libc::mmap(std::ptr::null_mut(), *len as usize, libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+        };
+        assert_ne!(host, libc::MAP_FAILED);
+        if i == 0 {
+            host0 = host as *mut u8;
+        }
+        let r = kvm_userspace_memory_region { slot: i as u32, guest_phys_addr: *gpa, memory_size: *len, userspace_addr: host as u64, flags: 0 };
+        // SAFETY: the mapping outlives the VM (the process exits first).
+        unsafe { vm.set_user_memory_region(r).expect("KVM_SET_USER_MEMORY_REGION") };
+    }
+    vm.create_irq_chip().expect("KVM_CREATE_IRQCHIP");
+    let mut vcpu = vm.create_vcpu(0).expect("KVM_CREATE_VCPU");
+    // mov dx,0x3f8 ; mov al,'X' ; out dx,al ; hlt
+    let code = [0xba, 0xf8, 0x03, 0xb0, b'X', 0xee, 0xf4];
+    // SAFETY: guest page 0x1000 lies inside the first mapping.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), host0.add(0x1000), code.len()) };
+    let mut sregs = vcpu.get_sregs().unwrap();
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    vcpu.set_sregs(&sregs).unwrap();
+    let mut regs = vcpu.get_regs().unwrap();
+    regs.rip = 0x1000;
+    regs.rflags = 2;
+    vcpu.set_regs(&regs).unwrap();
+    loop {
+        match vcpu.run().expect("KVM_RUN") {
+            VcpuExit::IoOut(0x3f8, data) => {
+                use std::io::Write;
+                std::io::stdout().write_all(data).unwrap();
+                std::io::stdout().flush().unwrap();
+                return;
+            }
+            VcpuExit::Hlt => return,
+            _ => {}
+        }
+    }
+}
+
+struct Sample {
+    first_byte_ms: f64,
+    phases: Vec<(String, f64)>,
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes only the timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Spawn `cmd`, return ms until the first stdout byte, plus any `boot-phase NAME ... mono_ns=N` lines.
+fn measure(mut cmd: Command) -> Sample {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let t0 = mono_ns();
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut b = [0u8; 1];
+    let n = out.read(&mut b).unwrap_or(0);
+    let first_byte_ms = start.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(n, 1, "no serial output from {cmd:?}");
+    let mut rest = Vec::new();
+    let _ = out.read_to_end(&mut rest);
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{cmd:?} failed: {status}\n{err}");
+    let phases = err
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("boot-phase ").nth(1)?;
+            let name = rest.split_whitespace().next()?.to_string();
+            let ns: u64 = rest.split("mono_ns=").nth(1)?.trim().parse().ok()?;
+            Some((name, ns.saturating_sub(t0) as f64 / 1e6))
+        })
+        .collect();
+    Sample { first_byte_ms, phases }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--floor") {
+        floor(parse_size(&args[2]));
+        return;
+    }
+    let mut vmm = String::from("target/release/vmm");
+    let mut runs = 15usize;
+    let mut sizes = vec!["128M".to_string(), "4G".into(), "32G".into()];
+    let mut i = 1;
+    while i + 1 < args.len() {
+        match args[i].as_str() {
+            "--vmm" => vmm = args[i + 1].clone(),
+            "--runs" => runs = args[i + 1].parse().expect("--runs N"),
+            "--sizes" => sizes = args[i + 1].split(',').map(String::from).collect(),
+            o => panic!("unknown option {o}"),
+        }
+        i += 2;
+    }
+    let guest = std::env::temp_dir().join(format!("first-light-guest-{}.elf", std::process::id()));
+    std::fs::write(&guest, vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n"))).unwrap();
+    let me = std::env::current_exe().unwrap();
+    println!("first light: exec -> first guest serial byte, median of {runs} runs (ms)");
+    println!("vmm: {vmm}");
+    println!("{:>6} {:>9} {:>9} {:>7}   vmm phases (median ms since exec)", "memory", "floor", "vmm", "ratio");
+    for size in &sizes {
+        let mut floor_ms = Vec::new();
+        let mut vmm_ms = Vec::new();
+        let mut phase_ms: Vec<(String, Vec<f64>)> = Vec::new();
+        for _ in 0..runs {
+            // Interleave the two so machine noise hits both alike.
+            let mut f = Command::new(&me);
+            f.args(["--floor", size]);
+            floor_ms.push(measure(f).first_byte_ms);
+            let mut v = Command::new(&vmm);
+            v.args(["--kernel", guest.to_str().unwrap(), "--memory", &format!("size={size}"), "--serial", "tty", "-v"]);
+            let s = measure(v);
+            vmm_ms.push(s.first_byte_ms);
+            for (name, ms) in s.phases {
+                match phase_ms.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => v.push(ms),
+                    None => phase_ms.push((name, vec![ms])),
+                }
+            }
+        }
+        let (f, v) = (median(floor_ms), median(vmm_ms));
+        let phases: Vec<String> = phase_ms.into_iter().map(|(n, v)| format!("{n}={:.2}", median(v))).collect();
+        println!("{size:>6} {f:>9.2} {v:>9.2} {:>6.2}x   {}", v / f, phases.join(" "));
+    }
+    let _ = std::fs::remove_file(&guest);
+}

@@ -1,0 +1,70 @@
+//! Bad host-side input: a one-line error and a non-zero exit, never a panic.
+
+mod common;
+use common::*;
+
+fn assert_clean_error(o: &std::process::Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+}
+
+#[test]
+fn missing_kernel_file_names_the_path() {
+    let o = run(&["--kernel", "/nonexistent/vmlinux"]);
+    assert_clean_error(&o, 1, "cannot open kernel /nonexistent/vmlinux");
+}
+
+#[test]
+fn kernel_option_is_required() {
+    assert_clean_error(&run(&[]), 2, "--kernel");
+}
+
+#[test]
+fn unknown_option_is_rejected() {
+    assert_clean_error(&run(&["--kernel", "k", "--frobnicate"]), 2, "--frobnicate");
+}
+
+#[test]
+fn zero_vcpus_and_malformed_sizes_are_rejected() {
+    assert_clean_error(&run(&["--kernel", "k", "--cpus", "boot=0"]), 2, "at least one vCPU");
+    assert_clean_error(&run(&["--kernel", "k", "--memory", "size=12Q"]), 2, "--memory");
+    assert_clean_error(&run(&["--kernel", "k", "--memory", "size=0"]), 2, "cannot be empty");
+}
+
+#[test]
+fn a_directory_is_not_a_kernel() {
+    assert_clean_error(&run(&["--kernel", "/tmp"]), 1, "is a directory");
+}
+
+#[test]
+fn missing_initramfs_names_the_path() {
+    let k = tmp("k-for-initrd", b"whatever");
+    let o = run(&["--kernel", k.to_str().unwrap(), "--initramfs", "/nonexistent/initrd"]);
+    assert_clean_error(&o, 1, "cannot open initramfs /nonexistent/initrd");
+}
+
+#[test]
+fn garbage_kernel_is_rejected_with_its_kind() {
+    if !kvm_available() {
+        return;
+    }
+    let k = tmp("garbage-kernel", &[0x5a; 4096]);
+    let o = run(&["--kernel", k.to_str().unwrap(), "--memory", "size=64M"]);
+    assert_clean_error(&o, 1, "loading the guest");
+}
+
+#[test]
+fn initramfs_larger_than_memory_is_rejected() {
+    if !kvm_available() {
+        return;
+    }
+    let k = tmp("tiny-for-initrd", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"x")));
+    let big = std::env::temp_dir().join(format!("vmm-test-big-initrd-{}", std::process::id()));
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(96 << 20).unwrap(); // sparse
+    let o = run(&["--kernel", k.to_str().unwrap(), "--initramfs", big.to_str().unwrap(), "--memory", "size=64M"]);
+    let _ = std::fs::remove_file(&big);
+    assert_clean_error(&o, 1, "initramfs");
+}
