@@ -582,7 +582,7 @@ def cmd_run(args):
             for key in ("LAB-L1-INIT-START", "LAB-L1-KVM-READY", "LAB-L1-KVM-MISSING", "LAB-L1-DONE"):
                 if key in line and key not in marks:
                     marks[key] = t
-            m = re.match(r"LAB-RESULT (\S+) (PASS|FAIL) (.*)", line)
+            m = re.search(r"LAB-RESULT (\S+) (PASS|FAIL) (.*)", line)
             if m:
                 results[m.group(1)] = (m.group(2), m.group(3))
     proc.wait()
