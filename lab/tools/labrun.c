@@ -3,10 +3,14 @@
  * to our stdout with a prefix and a millisecond timestamp, copy it raw to a log file,
  * and report the exit status, the wall time, and when given marker strings first appeared.
  *
- *   labrun [-t SECS] [-p PREFIX] [-o LOGFILE] [-m MARK]... -- CMD [ARGS...]
+ *   labrun [-t SECS] [-g SECS] [-p PREFIX] [-o LOGFILE] [-m MARK]... -- CMD [ARGS...]
+ *
+ * -t: overall timeout. -g: once every marker has been seen, allow only this much longer
+ * for the command to exit (a guest that printed everything but whose VMM never exits
+ * then costs seconds, not the whole timeout).
  *
  * Last lines printed:  LABRUN mark=<MARK> ms=<ms since start>   (one per marker seen)
- *                      LABRUN exit=<code> ms=<wall ms> timeout=<0|1>
+ *                      LABRUN exit=<code> ms=<wall ms> timeout=<0|1|grace>
  * exit code: the child's, 128+signal if killed by a signal, 124 on timeout.
  * Clock: CLOCK_MONOTONIC (ns resolution; printed in ms with 3 decimals).
  * Static build: gcc -O2 -static -o labrun labrun.c
@@ -53,12 +57,13 @@ static void emit_line(const char *line, size_t len) {
 }
 
 int main(int argc, char **argv) {
-    double timeout_s = 60;
+    double timeout_s = 60, grace_s = -1;
     const char *logpath = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "+t:p:o:m:")) != -1) {
+    while ((opt = getopt(argc, argv, "+t:g:p:o:m:")) != -1) {
         switch (opt) {
         case 't': timeout_s = atof(optarg); break;
+        case 'g': grace_s = atof(optarg); break;
         case 'p': prefix = optarg; break;
         case 'o': logpath = optarg; break;
         case 'm':
@@ -67,7 +72,7 @@ int main(int argc, char **argv) {
             if (optarg && nmarks < MAXMARKS) { mark_ms[nmarks] = -1; marks[nmarks++] = optarg; }
             break;
         default:
-            fprintf(stderr, "usage: labrun [-t SECS] [-p PREFIX] [-o LOG] [-m MARK]... -- CMD...\n");
+            fprintf(stderr, "usage: labrun [-t SECS] [-g SECS] [-p PREFIX] [-o LOG] [-m MARK]... -- CMD...\n");
             return 2;
         }
     }
@@ -100,8 +105,14 @@ int main(int argc, char **argv) {
     double t_exit = 0, t_end = 0;
     while (!eof) {
         double elapsed = now_ms() - t0;
-        if (!exited && elapsed > timeout_s * 1e3) {
-            timed_out = 1;
+        double all_marks = -1;
+        for (int i = 0; i < nmarks; i++) {
+            if (mark_ms[i] < 0) { all_marks = -1; break; }
+            if (mark_ms[i] > all_marks) all_marks = mark_ms[i];
+        }
+        int grace_over = grace_s >= 0 && nmarks && all_marks >= 0 && elapsed > all_marks + grace_s * 1e3;
+        if (!exited && !timed_out && (elapsed > timeout_s * 1e3 || grace_over)) {
+            timed_out = elapsed > timeout_s * 1e3 ? 1 : 2;
             kill(-pid, SIGKILL);
             kill(pid, SIGKILL);
         }
@@ -150,7 +161,8 @@ int main(int argc, char **argv) {
     else code = 255;
     for (int i = 0; i < nmarks; i++)
         if (mark_ms[i] >= 0) printf("LABRUN mark=%s ms=%.3f\n", marks[i], mark_ms[i]);
-    printf("LABRUN exit=%d ms=%.3f timeout=%d\n", code, t_end, timed_out);
+    printf("LABRUN exit=%d ms=%.3f timeout=%s\n", code, t_end,
+           timed_out == 2 ? "grace" : timed_out ? "1" : "0");
     fflush(stdout);
     return code;
 }
