@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every test: unit and fake-backend tests, KVM smoke tests (tiny guests on this host's
+# /dev/kvm), and the nested lab (real Linux guests under nested KVM inside QEMU).
+#   scripts/test.sh            everything
+#   SKIP_LAB=1 scripts/test.sh  without the nested lab
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+ensure_host_packages
+t0=$(date +%s)
+step "build (release vmm + test binaries)"
+cargo build --release -j2 -p vmm
+cargo test --workspace -j2 --no-run
+
+step "unit, fake-backend and KVM smoke tests"
+cargo test --workspace -j2 2>&1 | tee "$LOGDIR/cargo-test.log"
+
+if [ "${SKIP_LAB:-0}" = 1 ]; then
+    echo "SKIP_LAB=1: nested lab skipped"
+else
+    step "nested lab: real Linux guests on nested KVM"
+    lab/run.sh -q --vmm target/release/vmm
+fi
+echo "all tests passed in $(( $(date +%s) - t0 )) s"
