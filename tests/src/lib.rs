@@ -162,6 +162,16 @@ pub fn serial_hello_code(msg: &[u8]) -> Vec<u8> {
     code
 }
 
+/// Like [`serial_hello_code`] but without the reset: the guest halts forever after `msg`
+/// (for measuring a running VMM, e.g. its resident memory).
+pub fn serial_hello_then_halt_code(msg: &[u8]) -> Vec<u8> {
+    let mut code = serial_hello_code(msg);
+    let n = code.len();
+    // Drop `mov al,0xfe; out 0x64,al` (4 bytes) before the final hlt/jmp.
+    code.drain(n - 7..n - 3);
+    code
+}
+
 /// An unlinked temporary file holding `bytes`, positioned at its end.
 pub fn temp_file_with(bytes: &[u8]) -> std::io::Result<File> {
     static N: AtomicU32 = AtomicU32::new(0);

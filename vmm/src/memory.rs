@@ -40,16 +40,27 @@ pub fn create(ranges: &[(GuestAddress, usize)], cfg: &MemoryConfig) -> Result<Gu
             .build()
             .map_err(|source| MemoryError::Mmap { addr: addr.0, size: (size >> 20) as u64, hint, source })?;
         if !cfg.hugepages {
-            // Transparent huge pages cut guest page-walk and fault costs; advice only, so a
-            // failure (THP disabled) changes nothing.
-            // SAFETY: the range is a mapping we just created and own.
-            unsafe { libc::madvise(mapping.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
+            advise_thp(mapping.as_ptr(), addr.0, size);
         }
         let region = GuestRegionMmap::new(mapping, addr)
             .ok_or_else(|| MemoryError::Regions(format!("region at {:#x} overflows", addr.0)))?;
         regions.push(Arc::new(region));
     }
     GuestMemoryMmap::from_arc_regions(regions).map_err(|e| MemoryError::Regions(e.to_string()))
+}
+
+/// Transparent huge pages cut the guest's fault and page-walk costs once it runs. The first
+/// 2 MiB of guest-physical memory hold only boot structures (zero page, page tables, MP and
+/// ACPI tables) written a few bytes at a time: huge pages there would make each boot zero and
+/// keep a whole 2 MiB page for a few KiB, so they are left to 4 KiB pages. Advice only: where
+/// THP is disabled nothing changes.
+fn advise_thp(host: *mut u8, guest_addr: u64, size: usize) {
+    const LOW: u64 = 2 << 20;
+    let skip = LOW.saturating_sub(guest_addr).min(size as u64) as usize;
+    if skip < size {
+        // SAFETY: [host+skip, host+size) lies inside a mapping we just created and own.
+        unsafe { libc::madvise(host.add(skip).cast(), size - skip, libc::MADV_HUGEPAGE) };
+    }
 }
 
 /// Register every region as a slot, numbered from 0 in address order.

@@ -76,7 +76,14 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let mut kernel = open("kernel", &cfg.kernel)?;
     let mut initramfs = cfg.initramfs.as_deref().map(|p| open("initramfs", p)).transpose()?;
 
-    let hv = KvmHypervisor::open(KVM_PATH)?;
+    let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
+    // KVM_GET_SUPPORTED_CPUID takes a few hundred microseconds; overlap it with VM creation,
+    // memory registration and kernel loading.
+    let cpuid_hv = hv.clone();
+    let cpuid_thread = std::thread::Builder::new()
+        .name("cpuid".into())
+        .spawn(move || cpuid_hv.supported_cpuid())
+        .map_err(VmError::Thread)?;
     let phys_bits = arch::layout::host_phys_bits();
     let layout = arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?;
     let vm = hv.create_vm()?;
@@ -116,7 +123,9 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         Box::new(move || t.phase("first_serial_byte")),
     )?;
 
-    let supported = hv.supported_cpuid()?;
+    let supported = cpuid_thread
+        .join()
+        .map_err(|_| VmError::Thread(std::io::Error::other("the CPUID query thread panicked")))??;
     let mut vcpus = Vec::new();
     for id in 0..cfg.cpus.boot {
         let vcpu = vm.create_vcpu(id)?;

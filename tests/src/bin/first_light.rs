@@ -26,6 +26,7 @@ fn parse_size(s: &str) -> u64 {
 fn floor(size: u64) {
     let kvm = Kvm::new().expect("open /dev/kvm");
     let vm = kvm.create_vm().expect("KVM_CREATE_VM");
+    eprintln!("boot-phase vm_created mono_ns={}", mono_ns());
     let low = size.min(3 << 30);
     let mut slots = vec![(0u64, low)];
     if size > low {
@@ -46,6 +47,7 @@ fn floor(size: u64) {
         // SAFETY: the mapping outlives the VM (the process exits first).
         unsafe { vm.set_user_memory_region(r).expect("KVM_SET_USER_MEMORY_REGION") };
     }
+    eprintln!("boot-phase memory_mapped mono_ns={}", mono_ns());
     vm.create_irq_chip().expect("KVM_CREATE_IRQCHIP");
     let mut vcpu = vm.create_vcpu(0).expect("KVM_CREATE_VCPU");
     // mov dx,0x3f8 ; mov al,'X' ; out dx,al ; hlt
@@ -153,7 +155,15 @@ fn main() {
             // Interleave the two so machine noise hits both alike.
             let mut f = Command::new(&me);
             f.args(["--floor", size]);
-            floor_ms.push(measure(f).first_byte_ms);
+            let fs = measure(f);
+            floor_ms.push(fs.first_byte_ms);
+            for (name, ms) in fs.phases {
+                let name = format!("floor:{name}");
+                match phase_ms.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => v.push(ms),
+                    None => phase_ms.push((name, vec![ms])),
+                }
+            }
             let mut v = Command::new(&vmm);
             v.args(["--kernel", guest.to_str().unwrap(), "--memory", &format!("size={size}"), "--serial", "tty", "-v"]);
             let s = measure(v);
@@ -170,4 +180,26 @@ fn main() {
         println!("{size:>6} {f:>9.2} {v:>9.2} {:>6.2}x   {}", v / f, phases.join(" "));
     }
     let _ = std::fs::remove_file(&guest);
+    resident_memory(&vmm);
+}
+
+/// VmRSS of a running vmm with a 128 MiB, 1-vCPU guest that printed a line and halted.
+fn resident_memory(vmm: &str) {
+    let guest = std::env::temp_dir().join(format!("first-light-halt-{}.elf", std::process::id()));
+    std::fs::write(&guest, vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_then_halt_code(b"X\n"))).unwrap();
+    let mut child = Command::new(vmm)
+        .args(["--kernel", guest.to_str().unwrap(), "--memory", "size=128M", "--serial", "tty"])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn vmm");
+    let mut b = [0u8; 1];
+    let _ = child.stdout.as_mut().unwrap().read(&mut b);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&guest);
+    let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS: ?");
+    println!("resident memory of a running vmm (128 MiB guest, 1 vCPU, halted after printing): {}", rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
 }
