@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 ensure_host_packages
 step "build vmm"
-cargo build --release -j2 -p vmm
+scripts/build.sh
 step "fetch the Debian guest kernel and build the guest initramfs (cached)"
 lab/fetch.sh
 

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ensure_host_packages
 t0=$(date +%s)
 step "build (release vmm + test binaries)"
-cargo build --release -j2 -p vmm
+scripts/build.sh
 cargo test --workspace -j2 --no-run
 
 step "unit, fake-backend and KVM smoke tests"
