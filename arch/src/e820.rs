@@ -1,5 +1,6 @@
 //! The guest's E820 memory map, shared by the Linux zero page and the PVH memmap.
 
+use crate::acpi::{ACPI_TABLES_END, ACPI_TABLES_START};
 use crate::layout::{
     MemoryLayout, EBDA_START, HIGH_RAM_START, KVM_IDENTITY_MAP_START, KVM_TSS_SIZE, KVM_TSS_START,
     LOW_RAM_END, PCI_ECAM_SIZE, PCI_ECAM_START, RAM_64BIT_START,
@@ -22,7 +23,8 @@ pub struct E820Entry {
 /// The memory map for `layout`, sorted by address and non-overlapping:
 ///
 /// * RAM `[0, 0x9fc00)`; reserved EBDA `[0x9fc00, 0xa0000)` (MP table);
-///   `[0xa0000, 1 MiB)` is left out (legacy VGA/BIOS hole, not RAM);
+///   `[0xa0000, 0xe0000)` is left out (legacy VGA/option ROM hole, not RAM);
+/// * reserved ACPI area `[0xe0000, 1 MiB)` (RSDP and tables, where the BIOS area was);
 /// * RAM `[1 MiB, ram_below_4g)`;
 /// * reserved ECAM `[0xe000_0000, 0xf000_0000)` (Linux only trusts MCFG when it is);
 /// * reserved KVM identity-map + TSS pages `[0xfffb_c000, 0xfffc_0000)`;
@@ -41,6 +43,7 @@ pub fn e820_map(layout: &MemoryLayout) -> Vec<E820Entry> {
     let mut map = vec![
         ram(0, EBDA_START),
         reserved(EBDA_START, LOW_RAM_END),
+        reserved(ACPI_TABLES_START, ACPI_TABLES_END),
         ram(HIGH_RAM_START, layout.ram_below_4g),
         reserved(PCI_ECAM_START, PCI_ECAM_START + PCI_ECAM_SIZE),
         reserved(KVM_IDENTITY_MAP_START, KVM_TSS_START + KVM_TSS_SIZE),
@@ -70,7 +73,7 @@ mod tests {
     }
 
     #[test]
-    fn small_guest_map_has_low_ram_ebda_high_ram_and_reserved_holes() {
+    fn small_guest_map_has_low_ram_ebda_acpi_high_ram_and_reserved_holes() {
         let layout = MemoryLayout::new(128 * MIB, 40).unwrap();
         let map = e820_map(&layout);
         assert_eq!(
@@ -84,6 +87,11 @@ mod tests {
                 E820Entry {
                     addr: 0x9fc00,
                     size: 0x400,
+                    kind: E820_RESERVED
+                },
+                E820Entry {
+                    addr: 0xE_0000,
+                    size: 0x2_0000,
                     kind: E820_RESERVED
                 },
                 E820Entry {

@@ -16,7 +16,7 @@ use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::KernelLoader;
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
-use super::{cmdline, initramfs, BootError, BootProtocol, EntryPoint};
+use super::{cmdline, initramfs, BootError, BootInfo, BootProtocol, EntryPoint};
 use crate::e820::e820_map;
 use crate::layout::{
     MemoryLayout, CMDLINE_MAX_SIZE, CMDLINE_START, HIGH_RAM_START, ZERO_PAGE_START,
@@ -28,6 +28,8 @@ const SETUP_HEADER_OFFSET: usize = 0x1f1;
 const HEADER_LEN_BYTE: usize = 0x201;
 /// Oldest boot protocol accepted: 2.06 adds `cmdline_size`.
 pub const MIN_BOOT_PROTOCOL: u16 = 0x0206;
+/// Boot protocol 2.14 adds `acpi_rsdp_addr` to the zero page.
+pub const RSDP_BOOT_PROTOCOL: u16 = 0x020e;
 /// The 64-bit entry point is this far into the protected-mode kernel.
 pub const ENTRY_64_OFFSET: u64 = 0x200;
 /// `initrd_addr_max` assumed when the header leaves it 0 (boot.rst).
@@ -126,13 +128,18 @@ fn cmdline_limit(hdr: &setup_header) -> u64 {
     size.min(CMDLINE_MAX_SIZE - 1)
 }
 
-/// The zero page: the image's setup header completed with the loader's fields.
+/// The zero page: the image's setup header completed with the loader's fields. The
+/// RSDP address goes in only for kernels that know the field (protocol 2.14+).
 fn build_zero_page(
     hdr: setup_header,
     layout: &MemoryLayout,
     initrd: Option<(u64, u64)>,
+    rsdp_addr: Option<u64>,
 ) -> boot_params {
     let mut params = boot_params::default();
+    if hdr.version >= RSDP_BOOT_PROTOCOL {
+        params.acpi_rsdp_addr = rsdp_addr.unwrap_or(0);
+    }
     let mut hdr = hdr;
     hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
     hdr.code32_start = HIGH_RAM_START as u32;
@@ -166,11 +173,11 @@ pub(super) fn load(
     head: &[u8],
     file_size: u64,
     initramfs: Option<&mut File>,
-    cmdline: &str,
-    layout: &MemoryLayout,
+    info: &BootInfo,
 ) -> Result<EntryPoint, BootError> {
+    let layout = info.layout;
     let BzHeader { hdr, kernel_size } = parse_header(head, file_size, layout.ram_below_4g)?;
-    cmdline::write_cmdline(mem, cmdline, cmdline_limit(&hdr))?;
+    cmdline::write_cmdline(mem, info.cmdline, cmdline_limit(&hdr))?;
     BzImage::load(mem, Some(GuestAddress(HIGH_RAM_START)), kernel, None)
         .map_err(BzImageError::Loader)?;
     let initrd = match initramfs {
@@ -187,7 +194,7 @@ pub(super) fn load(
         None => None,
     };
     mem.write_obj(
-        build_zero_page(hdr, layout, initrd),
+        build_zero_page(hdr, layout, initrd, info.rsdp_addr),
         GuestAddress(ZERO_PAGE_START),
     )
     .map_err(|source| BzImageError::WriteZeroPage {
@@ -210,6 +217,7 @@ mod tests {
     #[test]
     fn boot_params_layout_matches_the_kernel_abi() {
         assert_eq!(std::mem::size_of::<boot_params>(), 4096);
+        assert_eq!(offset_of!(boot_params, acpi_rsdp_addr), 0x070);
         assert_eq!(offset_of!(boot_params, ext_ramdisk_image), 0x0c0);
         assert_eq!(offset_of!(boot_params, e820_entries), 0x1e8);
         assert_eq!(offset_of!(boot_params, hdr), 0x1f1);
@@ -274,6 +282,26 @@ mod tests {
         }
         // The protected-mode kernel follows the setup sectors in the file.
         assert_eq!(read_bytes(&mem, 0x10_0000, 4), &image[0x600..0x604]);
+    }
+
+    #[test]
+    fn zero_page_carries_the_rsdp_address_for_protocol_2_14_and_later() {
+        let (mem, layout) = guest(128 << 20);
+        let rsdp_at = |version: u16, rsdp: Option<u64>| {
+            let image = BzSpec {
+                version,
+                ..Default::default()
+            }
+            .build();
+            load_kernel_with_rsdp(&mem, &layout, &mut file_with(&image), rsdp).unwrap();
+            mem.read_obj::<u64>(GuestAddress(ZERO_PAGE_START + 0x070))
+                .unwrap()
+        };
+        assert_eq!(rsdp_at(0x020f, Some(0xE_0000)), 0xE_0000);
+        assert_eq!(rsdp_at(0x020e, Some(0xE_0000)), 0xE_0000);
+        assert_eq!(rsdp_at(0x020f, None), 0);
+        // Before 2.14 those bytes were padding: the kernel scans for the RSDP instead.
+        assert_eq!(rsdp_at(0x020d, Some(0xE_0000)), 0);
     }
 
     #[test]

@@ -50,6 +50,15 @@ pub struct BootSetup<'a> {
     pub layout: &'a MemoryLayout,
 }
 
+/// What the boot information block (`hvm_start_info` or the zero page) tells the
+/// kernel besides where its images are.
+pub(crate) struct BootInfo<'a> {
+    pub cmdline: &'a str,
+    pub layout: &'a MemoryLayout,
+    /// Guest address of the ACPI RSDP; `None` for a VM without ACPI tables.
+    pub rsdp_addr: Option<u64>,
+}
+
 /// Why the guest could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -107,9 +116,22 @@ fn detect(head: &[u8], size: u64) -> Result<KernelKind, BootError> {
 
 /// Loads the kernel, initramfs and command line into `mem`, writes the boot
 /// information for the detected protocol and the MP table, and returns the entry point.
+/// The guest gets no ACPI RSDP address: see [`load_guest_with_rsdp`].
 ///
 /// Only guest memory that is written is touched: nothing proportional to the RAM size.
 pub fn load_guest(mem: &GuestMemoryMmap, setup: BootSetup) -> Result<EntryPoint, BootError> {
+    load_guest_with_rsdp(mem, setup, None)
+}
+
+/// [`load_guest`], also telling the kernel where the ACPI RSDP is (see
+/// [`crate::acpi::create_acpi_tables`]): in `hvm_start_info.rsdp_paddr` for PVH, in
+/// `boot_params.acpi_rsdp_addr` for a bzImage (boot protocol 2.14 and later; older
+/// kernels find the RSDP by scanning `[0xe0000, 0x100000)`).
+pub fn load_guest_with_rsdp(
+    mem: &GuestMemoryMmap,
+    setup: BootSetup,
+    rsdp_addr: Option<u64>,
+) -> Result<EntryPoint, BootError> {
     let BootSetup {
         kernel,
         initramfs,
@@ -119,9 +141,14 @@ pub fn load_guest(mem: &GuestMemoryMmap, setup: BootSetup) -> Result<EntryPoint,
     } = setup;
     let size = kernel.metadata().map_err(BootError::ReadKernel)?.len();
     let head = read_at_most(kernel, 0, HEAD_SIZE).map_err(BootError::ReadKernel)?;
+    let info = BootInfo {
+        cmdline,
+        layout,
+        rsdp_addr,
+    };
     let entry = match detect(&head, size)? {
-        KernelKind::Elf => pvh::load(mem, kernel, &head, size, initramfs, cmdline, layout)?,
-        KernelKind::BzImage => bzimage::load(mem, kernel, &head, size, initramfs, cmdline, layout)?,
+        KernelKind::Elf => pvh::load(mem, kernel, &head, size, initramfs, &info)?,
+        KernelKind::BzImage => bzimage::load(mem, kernel, &head, size, initramfs, &info)?,
     };
     mptable::setup_mptable(mem, num_vcpus)?;
     Ok(entry)
@@ -181,6 +208,35 @@ mod tests {
         );
         assert_eq!(read_bytes(&mem, 0x10_0000, 16), vec![0xf4; 16]);
         assert_eq!(read_bytes(&mem, crate::layout::MPTABLE_START, 4), b"_MP_");
+    }
+
+    #[test]
+    fn acpi_tables_and_the_pvh_start_info_agree_on_the_rsdp() {
+        use crate::acpi::{create_acpi_tables, AcpiConfig, PmPorts};
+        use vm_memory::Bytes;
+        let (mem, layout) = guest(128 << 20);
+        let pm = PmPorts {
+            sleep_control: 0x600,
+            sleep_status: 0x601,
+            reset: 0x602,
+            reset_value: 6,
+            s5_sleep_type: 5,
+        };
+        let cfg = AcpiConfig {
+            num_vcpus: 2,
+            layout: &layout,
+            pm,
+            serial: None,
+        };
+        let rsdp = create_acpi_tables(&mem, &cfg).unwrap();
+        let mut k = file_with(&pvh_elf(&[0xf4]));
+        load_kernel_with_rsdp(&mem, &layout, &mut k, Some(rsdp)).unwrap();
+        let paddr = mem
+            .read_obj::<u64>(vm_memory::GuestAddress(crate::layout::PVH_INFO_START + 32))
+            .unwrap();
+        assert_eq!(paddr, rsdp);
+        // Loading the kernel and MP table left the tables intact.
+        assert_eq!(read_bytes(&mem, paddr, 8), b"RSD PTR ");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
 use super::initramfs;
-use super::{cmdline, read_at_most, BootError, BootProtocol, EntryPoint};
+use super::{cmdline, read_at_most, BootError, BootInfo, BootProtocol, EntryPoint};
 use crate::e820::e820_map;
 use crate::layout::{
     MemoryLayout, CMDLINE_MAX_SIZE, CMDLINE_START, HIGH_RAM_START, PVH_INFO_START,
@@ -225,10 +225,12 @@ fn write<T: vm_memory::ByteValued>(
 }
 
 /// Writes `hvm_start_info` v1, the memory map and (with an initramfs) the module list.
+/// `rsdp_paddr` is 0 without ACPI tables.
 fn write_start_info(
     mem: &GuestMemoryMmap,
     layout: &MemoryLayout,
     initrd: Option<(u64, u64)>,
+    rsdp_addr: Option<u64>,
 ) -> Result<(), PvhError> {
     let map = e820_map(layout);
     let max = PVH_MEMMAP_MAX_SIZE as usize / size_of::<hvm_memmap_table_entry>();
@@ -252,7 +254,7 @@ fn write_start_info(
         magic: XEN_HVM_START_MAGIC_VALUE,
         version: 1,
         cmdline_paddr: CMDLINE_START,
-        rsdp_paddr: 0,
+        rsdp_paddr: rsdp_addr.unwrap_or(0),
         memmap_paddr: PVH_MEMMAP_START,
         memmap_entries: map.len() as u32,
         ..Default::default()
@@ -277,12 +279,12 @@ pub(super) fn load(
     head: &[u8],
     file_size: u64,
     initramfs: Option<&mut File>,
-    cmdline: &str,
-    layout: &MemoryLayout,
+    info: &BootInfo,
 ) -> Result<EntryPoint, BootError> {
+    let layout = info.layout;
     let kernel_end = validate_elf(kernel, head, file_size, layout)?;
     // The command line is checked before anything big is copied.
-    cmdline::write_cmdline(mem, cmdline, CMDLINE_MAX_SIZE - 1)?;
+    cmdline::write_cmdline(mem, info.cmdline, CMDLINE_MAX_SIZE - 1)?;
     let addr = load_elf(mem, kernel, layout)?;
     let initrd = match initramfs {
         Some(file) => {
@@ -291,7 +293,7 @@ pub(super) fn load(
         }
         None => None,
     };
-    write_start_info(mem, layout, initrd)?;
+    write_start_info(mem, layout, initrd, info.rsdp_addr)?;
     Ok(EntryPoint {
         addr,
         protocol: BootProtocol::Pvh,
@@ -374,6 +376,19 @@ mod tests {
             .read_obj::<u64>(GuestAddress(PVH_INFO_START + 16))
             .unwrap();
         assert_eq!((nr, modlist), (0, 0));
+    }
+
+    #[test]
+    fn start_info_carries_the_rsdp_address() {
+        let (mem, layout) = guest(128 << 20);
+        let mut k = file_with(&pvh_elf(&[0x90]));
+        load_kernel_with_rsdp(&mem, &layout, &mut k, Some(0xE_0000)).unwrap();
+        let rsdp = mem.read_obj::<u64>(GuestAddress(PVH_INFO_START + 32));
+        assert_eq!(rsdp.unwrap(), 0xE_0000);
+        let mut k = file_with(&pvh_elf(&[0x90]));
+        load_kernel_with_rsdp(&mem, &layout, &mut k, None).unwrap();
+        let rsdp = mem.read_obj::<u64>(GuestAddress(PVH_INFO_START + 32));
+        assert_eq!(rsdp.unwrap(), 0);
     }
 
     fn pvh_err(image: &[u8]) -> PvhError {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{load_guest, BootError, BootSetup, EntryPoint};
+use super::{load_guest, load_guest_with_rsdp, BootError, BootSetup, EntryPoint};
 use crate::layout::MemoryLayout;
 
 /// Lazily mapped guest memory laid out for `ram` bytes.
@@ -61,6 +61,23 @@ pub fn load_kernel(
             layout,
         },
     )
+}
+
+/// `load_guest_with_rsdp` with one vCPU, no initramfs and an empty command line.
+pub fn load_kernel_with_rsdp(
+    mem: &GuestMemoryMmap,
+    layout: &MemoryLayout,
+    kernel: &mut File,
+    rsdp_addr: Option<u64>,
+) -> Result<EntryPoint, BootError> {
+    let setup = BootSetup {
+        kernel,
+        initramfs: None,
+        cmdline: "",
+        num_vcpus: 1,
+        layout,
+    };
+    load_guest_with_rsdp(mem, setup, rsdp_addr)
 }
 
 /// A minimal ELF64 x86_64 image: one PT_LOAD segment and one PT_NOTE segment.

@@ -1,0 +1,381 @@
+//! The Differentiated System Description Table (ACPI 6.5 section 5.2.11.1): the AML
+//! namespace the guest enumerates.
+//!
+//! ```text
+//! \_S5_          Package { S5 SLP_TYP, 0 }
+//! \_SB_.Cnnn     ACPI0007 processor, _UID = MADT processor UID, _STA = 0xF (per vCPU)
+//! \_SB_.PCI0     PNP0A08/PNP0A03 host bridge, segment 0, bus 0; _CRS: bus range,
+//!                config ports 0xcf8-0xcff, I/O 0-0xcf7 and 0xd00-0xffff, the 32-bit
+//!                and 64-bit MMIO windows
+//! \_SB_.COM1     PNP0501 16550 (when the VM has one): I/O port block + its IRQ
+//! \_SB_.MBRD     PNP0C02 motherboard resources: the ECAM and the PM registers
+//! ```
+
+use acpi_tables::aml::{
+    AddressSpace, AddressSpaceCacheable, Device, EISAName, Interrupt, Memory32Fixed, Method, Name,
+    Package, Path, ResourceTemplate, Return, Scope, IO, ZERO,
+};
+use acpi_tables::sdt::Sdt;
+use acpi_tables::Aml;
+
+use super::{
+    AcpiConfig, AcpiError, PmPorts, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID, PCI_LAST_BUS,
+};
+use crate::layout::{MemoryLayout, PCI_ECAM_SIZE, PCI_ECAM_START};
+
+/// Revision 2 and later: AML integers are 64 bits wide.
+const DSDT_REVISION: u8 = 2;
+/// _STA: present, enabled, shown in the UI, functioning.
+const STA_PRESENT: u8 = 0x0f;
+/// PCI configuration address/data ports.
+const PCI_CONFIG_PORT: u16 = 0xcf8;
+const PCI_CONFIG_PORT_LEN: u8 = 8;
+/// Ports of a 16550.
+const SERIAL_PORT_LEN: u8 = 8;
+
+/// `\_S5_`: the SLP_TYP OSPM writes to the sleep control register for soft-off.
+fn sleep_states(pm: &PmPorts, sink: &mut Vec<u8>) {
+    let s5 = pm.s5_sleep_type;
+    Name::new("_S5_".into(), &Package::new(vec![&s5, &ZERO])).to_aml_bytes(sink);
+}
+
+/// One ACPI0007 processor device per vCPU; `_UID` matches the MADT processor UID.
+fn processors(num_vcpus: u32, sink: &mut Vec<u8>) {
+    let present = Return::new(&STA_PRESENT);
+    let sta = Method::new("_STA".into(), 0, false, vec![&present]);
+    for id in 0..num_vcpus {
+        let name = format!("C{id:03X}");
+        Device::new(
+            Path::new(&name),
+            vec![
+                &Name::new("_HID".into(), &"ACPI0007"),
+                &Name::new("_UID".into(), &id),
+                &sta,
+            ],
+        )
+        .to_aml_bytes(sink);
+    }
+}
+
+/// `[start, start + len)` as inclusive `(min, max)`; `None` when empty.
+fn inclusive((start, len): (u64, u64)) -> Option<(u64, u64)> {
+    let last = start.checked_add(len.checked_sub(1)?)?;
+    Some((start, last))
+}
+
+/// The 32-bit MMIO window as a DWord memory descriptor; `None` when it is empty.
+fn mmio32_window(layout: &MemoryLayout) -> Result<Option<AddressSpace<u32>>, AcpiError> {
+    let Some((min, max)) = inclusive(layout.mmio32) else {
+        return Ok(None);
+    };
+    let (Ok(min), Ok(max)) = (u32::try_from(min), u32::try_from(max)) else {
+        return Err(AcpiError::Mmio32Window {
+            start: layout.mmio32.0,
+            len: layout.mmio32.1,
+        });
+    };
+    let cache = AddressSpaceCacheable::NotCacheable;
+    Ok(Some(AddressSpace::new_memory(cache, true, min, max, None)))
+}
+
+/// The PCI host bridge: segment 0, buses `0..=PCI_LAST_BUS`, all I/O ports but the
+/// config ports, and the MMIO windows of `layout`.
+fn pci_host_bridge(layout: &MemoryLayout, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
+    let bus = AddressSpace::<u16>::new_bus_number(0, u16::from(PCI_LAST_BUS));
+    let config = IO::new(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, PCI_CONFIG_PORT_LEN);
+    let io_low = AddressSpace::<u16>::new_io(0, PCI_CONFIG_PORT - 1, None);
+    let io_high = AddressSpace::<u16>::new_io(0xd00, 0xffff, None);
+    let mut crs: Vec<&dyn Aml> = vec![&bus, &config, &io_low, &io_high];
+
+    let mem32 = mmio32_window(layout)?;
+    let mem64 = inclusive(layout.mmio64).map(|(min, max)| {
+        let cache = AddressSpaceCacheable::Cacheable;
+        AddressSpace::<u64>::new_memory(cache, true, min, max, None)
+    });
+    if let Some(m) = &mem32 {
+        crs.push(m);
+    }
+    if let Some(m) = &mem64 {
+        crs.push(m);
+    }
+    Device::new(
+        "PCI0".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0A08")),
+            &Name::new("_CID".into(), &EISAName::new("PNP0A03")),
+            &Name::new("_ADR".into(), &ZERO),
+            &Name::new("_SEG".into(), &ZERO),
+            &Name::new("_UID".into(), &ZERO),
+            &Name::new("_BBN".into(), &ZERO),
+            &Name::new("_CRS".into(), &ResourceTemplate::new(crs)),
+        ],
+    )
+    .to_aml_bytes(sink);
+    Ok(())
+}
+
+/// COM1: its eight ports and its edge-triggered, active-high interrupt.
+fn serial(port: &SerialPort, sink: &mut Vec<u8>) {
+    let io = IO::new(port.port, port.port, 1, SERIAL_PORT_LEN);
+    let irq = Interrupt::new(true, true, false, false, port.gsi);
+    Device::new(
+        "COM1".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0501")),
+            &Name::new("_UID".into(), &ZERO),
+            &Name::new("_CRS".into(), &ResourceTemplate::new(vec![&io, &irq])),
+        ],
+    )
+    .to_aml_bytes(sink);
+}
+
+/// Resources no other device claims: the ECAM (Linux only trusts the MCFG when the
+/// ECAM is reserved here or in the E820 map) and the PM registers.
+fn motherboard_resources(pm: &PmPorts, sink: &mut Vec<u8>) {
+    // Both fit in 32 bits: the ECAM sits below 4 GiB.
+    let ecam = Memory32Fixed::new(true, PCI_ECAM_START as u32, PCI_ECAM_SIZE as u32);
+    let ports = [pm.sleep_control, pm.sleep_status, pm.reset].map(|p| IO::new(p, p, 1, 1));
+    let mut crs: Vec<&dyn Aml> = vec![&ecam];
+    crs.extend(ports.iter().map(|p| p as &dyn Aml));
+    Device::new(
+        "MBRD".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0C02")),
+            &Name::new("_UID".into(), &ZERO),
+            &Name::new("_CRS".into(), &ResourceTemplate::new(crs)),
+        ],
+    )
+    .to_aml_bytes(sink);
+}
+
+/// The DSDT for `cfg` (validated by the caller).
+pub(super) fn build(cfg: &AcpiConfig) -> Result<Vec<u8>, AcpiError> {
+    let mut sb = Vec::with_capacity(64 * cfg.num_vcpus as usize + 512);
+    processors(cfg.num_vcpus, &mut sb);
+    pci_host_bridge(cfg.layout, &mut sb)?;
+    if let Some(port) = &cfg.serial {
+        serial(port, &mut sb);
+    }
+    motherboard_resources(&cfg.pm, &mut sb);
+
+    let mut aml = Vec::with_capacity(sb.len() + 32);
+    sleep_states(&cfg.pm, &mut aml);
+    aml.extend(Scope::raw("\\_SB_".into(), sb));
+    let mut dsdt = Sdt::new(
+        *b"DSDT",
+        36,
+        DSDT_REVISION,
+        OEM_ID,
+        OEM_TABLE_ID,
+        OEM_REVISION,
+    );
+    dsdt.append_slice(&aml);
+    Ok(dsdt.as_slice().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acpi::test_util::{assert_header, count, find, pkg_length};
+
+    const PM: PmPorts = PmPorts {
+        sleep_control: 0x600,
+        sleep_status: 0x601,
+        reset: 0x602,
+        reset_value: 0x06,
+        s5_sleep_type: 5,
+    };
+    const COM1: SerialPort = SerialPort {
+        port: 0x3f8,
+        gsi: 4,
+    };
+
+    fn dsdt(num_vcpus: u32, ram: u64, serial: Option<SerialPort>) -> (Vec<u8>, MemoryLayout) {
+        let layout = MemoryLayout::new(ram, 40).unwrap();
+        let cfg = AcpiConfig {
+            num_vcpus,
+            layout: &layout,
+            pm: PM,
+            serial,
+        };
+        (build(&cfg).unwrap(), layout)
+    }
+
+    /// EISA ID encoding of "PNP" + `product` as an AML DWord constant.
+    fn pnp_eisa_id(product: u16) -> [u8; 5] {
+        let p = product.to_be_bytes();
+        [0x0c, 0x41, 0xd0, p[0], p[1]]
+    }
+
+    /// The devices directly inside `\_SB_`: (name, body) in order. Checks that every
+    /// PkgLength ends where the next object starts and the scope ends the table.
+    fn sb_devices(t: &[u8]) -> Vec<([u8; 4], &[u8])> {
+        // Name(_S5_, Package {..}) comes first, then Scope(\_SB_) up to the end.
+        assert_eq!(&t[36..41], b"\x08_S5_");
+        assert_eq!(t[41], 0x12, "PackageOp");
+        let scope = 42 + pkg_length(&t[42..]).0;
+        assert_eq!(t[scope], 0x10, "ScopeOp");
+        let (len, n) = pkg_length(&t[scope + 1..]);
+        assert_eq!(scope + 1 + len, t.len(), "the scope ends the table");
+        assert_eq!(&t[scope + 1 + n..scope + 1 + n + 5], b"\\_SB_");
+        let mut off = scope + 1 + n + 5;
+        let mut devices = Vec::new();
+        while off < t.len() {
+            assert_eq!(&t[off..off + 2], &[0x5b, 0x82], "DeviceOp at {off}");
+            let (len, n) = pkg_length(&t[off + 2..]);
+            let body = &t[off + 2 + n..off + 2 + len];
+            devices.push((body[..4].try_into().unwrap(), &body[4..]));
+            off += 2 + len;
+        }
+        assert_eq!(off, t.len());
+        devices
+    }
+
+    #[test]
+    fn dsdt_header_is_valid_with_64_bit_integers() {
+        let (t, _) = dsdt(2, 128 << 20, Some(COM1));
+        assert_header(&t, b"DSDT", 2);
+    }
+
+    #[test]
+    fn s5_package_carries_the_pm_devices_sleep_type() {
+        let (t, _) = dsdt(1, 128 << 20, None);
+        let at = find(&t, b"\x08_S5_").expect("Name(_S5_)");
+        // Package, PkgLength 5, 2 elements: BytePrefix 5, Zero.
+        assert_eq!(&t[at + 5..at + 11], &[0x12, 0x05, 0x02, 0x0a, 0x05, 0x00]);
+    }
+
+    #[test]
+    fn one_processor_device_per_vcpu_with_matching_uid_and_sta() {
+        for n in [1u32, 3, 254] {
+            let (t, _) = dsdt(n, 128 << 20, Some(COM1));
+            assert_eq!(count(&t, b"ACPI0007\0"), n as usize);
+            let devices = sb_devices(&t);
+            let cpus: Vec<_> = devices.iter().filter(|(name, _)| name[0] == b'C').collect();
+            assert_eq!(cpus.len(), n as usize + 1, "C000.. plus COM1");
+            for (i, (name, body)) in cpus.iter().take(n as usize).enumerate() {
+                assert_eq!(*name, *format!("C{i:03X}").as_bytes());
+                // Name(_UID, i): ZeroOp, OneOp, BytePrefix or WordPrefix.
+                let uid = find(body, b"\x08_UID").unwrap() + 5;
+                let value = match body[uid] {
+                    0x00 => 0,
+                    0x01 => 1,
+                    0x0a => usize::from(body[uid + 1]),
+                    op => panic!("unexpected _UID opcode {op:#x}"),
+                };
+                assert_eq!(value, i);
+                // Method(_STA) { Return (0x0F) }
+                assert!(
+                    find(body, b"_STA\x00\xa4\x0a\x0f").is_some(),
+                    "_STA of C{i:03X}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pci_host_bridge_ids_and_bus_and_io_ranges() {
+        let (t, _) = dsdt(1, 128 << 20, None);
+        let devices = sb_devices(&t);
+        let (_, pci) = devices.iter().find(|(n, _)| n == b"PCI0").unwrap();
+        assert_eq!(
+            &pci[..10],
+            &[b'\x08', b'_', b'H', b'I', b'D', 0x0c, 0x41, 0xd0, 0x0a, 0x08]
+        );
+        assert!(find(pci, &pnp_eisa_id(0x0a03)).is_some(), "_CID PNP0A03");
+        for name in [b"_SEG", b"_BBN", b"_UID", b"_ADR"] {
+            let at = find(pci, name).unwrap();
+            assert_eq!(
+                pci[at + 4],
+                0x00,
+                "{} = Zero",
+                String::from_utf8_lossy(name)
+            );
+        }
+        // WordBusNumber 0..=0 (producer, min/max fixed), length 1.
+        let bus = [0x88, 0x0d, 0, 2, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert!(find(pci, &bus).is_some(), "bus range");
+        let cfg_ports = [0x47, 1, 0xf8, 0x0c, 0xf8, 0x0c, 1, 8];
+        assert!(find(pci, &cfg_ports).is_some(), "0xcf8..0xcff");
+        let io_low = [
+            0x88, 0x0d, 0, 1, 0x0c, 3, 0, 0, 0, 0, 0xf7, 0x0c, 0, 0, 0xf8, 0x0c,
+        ];
+        assert!(find(pci, &io_low).is_some(), "I/O 0..=0xcf7");
+        let io_high = [
+            0x88, 0x0d, 0, 1, 0x0c, 3, 0, 0, 0, 0x0d, 0xff, 0xff, 0, 0, 0, 0xf3,
+        ];
+        assert!(find(pci, &io_high).is_some(), "I/O 0xd00..=0xffff");
+    }
+
+    #[test]
+    fn pci_host_bridge_has_the_layouts_mmio_windows() {
+        for ram in [128u64 << 20, 3 << 30, 8 << 30] {
+            let (t, layout) = dsdt(1, ram, None);
+            let (start, len) = layout.mmio32;
+            let mut d32 = vec![0x87, 0x17, 0, 0, 0x0c, 0x01, 0, 0, 0, 0];
+            for v in [start, start + len - 1, 0, len] {
+                d32.extend_from_slice(&(v as u32).to_le_bytes());
+            }
+            assert!(find(&t, &d32).is_some(), "DWordMemory {start:#x}+{len:#x}");
+            let (start, len) = layout.mmio64;
+            let mut d64 = vec![0x8a, 0x2b, 0, 0, 0x0c, 0x03];
+            for v in [0, start, start + len - 1, 0, len] {
+                d64.extend_from_slice(&v.to_le_bytes());
+            }
+            assert!(find(&t, &d64).is_some(), "QWordMemory {start:#x}+{len:#x}");
+        }
+    }
+
+    #[test]
+    fn com1_is_described_only_when_present() {
+        let (t, _) = dsdt(1, 128 << 20, Some(COM1));
+        let devices = sb_devices(&t);
+        let (_, com) = devices.iter().find(|(n, _)| n == b"COM1").unwrap();
+        assert!(find(com, &pnp_eisa_id(0x0501)).is_some());
+        assert!(
+            find(com, &[0x47, 1, 0xf8, 3, 0xf8, 3, 1, 8]).is_some(),
+            "IO"
+        );
+        // Extended IRQ: consumer, edge, active high, exclusive; one interrupt, 4.
+        assert!(
+            find(com, &[0x89, 6, 0, 0x03, 1, 4, 0, 0, 0]).is_some(),
+            "IRQ"
+        );
+
+        let (t, _) = dsdt(1, 128 << 20, None);
+        assert!(find(&t, &pnp_eisa_id(0x0501)).is_none());
+        assert!(sb_devices(&t).iter().all(|(n, _)| n != b"COM1"));
+    }
+
+    #[test]
+    fn motherboard_resources_reserve_the_ecam_and_pm_ports() {
+        let (t, _) = dsdt(1, 128 << 20, None);
+        let devices = sb_devices(&t);
+        let (_, mb) = devices.iter().find(|(n, _)| n == b"MBRD").unwrap();
+        assert!(find(mb, &pnp_eisa_id(0x0c02)).is_some());
+        let ecam = [0x86, 9, 0, 1, 0, 0, 0, 0xe0, 0, 0, 0, 0x10];
+        assert!(find(mb, &ecam).is_some(), "Memory32Fixed ECAM");
+        for port in [0x600u16, 0x601, 0x602] {
+            let [lo, hi] = port.to_le_bytes();
+            assert!(
+                find(mb, &[0x47, 1, lo, hi, lo, hi, 1, 1]).is_some(),
+                "{port:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_windows_are_left_out_and_windows_above_4g_are_an_error() {
+        let mut layout = MemoryLayout::new(128 << 20, 40).unwrap();
+        layout.mmio32 = (0x1000, 0);
+        assert!(mmio32_window(&layout).unwrap().is_none());
+        layout.mmio32 = (0xffff_f000, 0x2000);
+        assert!(matches!(
+            mmio32_window(&layout),
+            Err(AcpiError::Mmio32Window { .. })
+        ));
+        assert_eq!(inclusive((5, 0)), None);
+        assert_eq!(inclusive((u64::MAX, 2)), None);
+        assert_eq!(inclusive((0x10, 0x10)), Some((0x10, 0x1f)));
+    }
+}
