@@ -6,17 +6,20 @@
 //! | [`I8042`]    | 0x60   | 5   | offset 0 = data, 4 = status/command     |
 //! | [`Cmos`]     | 0x70   | 2   | offset 0 = index, 1 = data              |
 //! | [`DebugPort`]| 0x80   | 1   | POST codes                              |
+//! | [`AcpiPm`]   | 0x600  | 3   | ACPI sleep control/status, reset        |
 //!
 //! All of them accept single-byte accesses only; other sizes (and offsets
 //! outside the range) are ignored on write and read as all-ones, like an
 //! undecoded ISA port.
 
+pub mod acpi_pm;
 mod clock;
 pub mod cmos;
 pub mod debug_port;
 pub mod i8042;
 pub mod serial;
 
+pub use acpi_pm::AcpiPm;
 pub use cmos::Cmos;
 pub use debug_port::{DebugPort, DebugPortRange};
 pub use i8042::I8042;
