@@ -1,11 +1,12 @@
-//! The legacy PC devices on the port bus: COM1, i8042, CMOS/RTC and the debug port.
+//! The legacy PC devices on the port bus: COM1, i8042, CMOS/RTC, the debug port and the
+//! ACPI PM registers (sleep control/status and reset, which the FADT points at).
 
 use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use devices::legacy::{serial::SERIAL_PORT_LEN, Cmos, DebugPort, Serial, I8042};
+use devices::legacy::{acpi_pm, serial::SERIAL_PORT_LEN, AcpiPm, Cmos, DebugPort, Serial, I8042};
 use devices::{BusError, EventFdInterrupt, Interrupt};
 use hypervisor::Vm;
 
@@ -36,6 +37,33 @@ impl Interrupt for ResetLine {
         self.0.report(VmExitReason::Reset);
         Ok(())
     }
+}
+
+/// The ACPI PM device's power-off (S5) line ends the VM as a power-off.
+struct PowerOffLine(Arc<ExitSignal>);
+
+impl Interrupt for PowerOffLine {
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.report(VmExitReason::PowerOff);
+        Ok(())
+    }
+}
+
+/// Where the ACPI PM device's registers are and what it decodes, for the FADT and DSDT.
+pub fn acpi_pm_ports() -> arch::PmPorts {
+    let port = |offset: u64| acpi_pm::PORT_BASE + offset as u16;
+    arch::PmPorts {
+        sleep_control: port(acpi_pm::SLEEP_CONTROL_OFFSET),
+        sleep_status: port(acpi_pm::SLEEP_STATUS_OFFSET),
+        reset: port(acpi_pm::RESET_OFFSET),
+        reset_value: acpi_pm::RESET_VALUE,
+        s5_sleep_type: acpi_pm::S5_SLEEP_TYPE,
+    }
+}
+
+/// COM1 for the DSDT, unless the serial port is off (then it is not on the bus).
+pub fn acpi_serial(cfg: &SerialConfig) -> Option<arch::SerialPort> {
+    (*cfg != SerialConfig::Off).then_some(arch::SerialPort { port: COM1_PORT as u16, gsi: COM1_GSI })
 }
 
 /// Handles the VMM keeps to legacy devices after setup.
@@ -76,9 +104,11 @@ pub fn setup(
         buses.pio.insert(s.clone(), COM1_PORT, SERIAL_PORT_LEN)?;
         Some(s)
     };
-    buses.pio.insert(Arc::new(Mutex::new(I8042::new(Arc::new(ResetLine(exit))))), 0x60, 5)?;
+    buses.pio.insert(Arc::new(Mutex::new(I8042::new(Arc::new(ResetLine(exit.clone()))))), 0x60, 5)?;
     buses.pio.insert(Arc::new(Mutex::new(Cmos::new(ram.0, ram.1))), 0x70, 2)?;
     buses.pio.insert(Arc::new(Mutex::new(DebugPort::new(start))), 0x80, 1)?;
+    let pm = AcpiPm::new(Arc::new(ResetLine(exit.clone())), Arc::new(PowerOffLine(exit)));
+    buses.pio.insert(Arc::new(Mutex::new(pm)), u64::from(acpi_pm::PORT_BASE), acpi_pm::PORT_LEN)?;
     Ok(LegacyDevices { serial })
 }
 
@@ -102,6 +132,63 @@ mod tests {
         let mut lsr = [0u8];
         assert!(buses.pio.read(0x3fd, &mut lsr));
         assert_ne!(lsr[0] & 0x20, 0);
+    }
+
+    fn setup_with_exit() -> (Buses, Arc<ExitSignal>) {
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let buses = Buses::default();
+        let exit = Arc::new(ExitSignal::new().unwrap());
+        setup(vm.as_ref(), &buses, &SerialConfig::Null, (128 << 20, 0), exit.clone(), Instant::now(), Box::new(|| {})).unwrap();
+        (buses, exit)
+    }
+
+    /// The FADT the guest gets, read back from guest memory: (flags, reset port, reset value,
+    /// sleep control port). Offsets from ACPI 6.5 table 5.9.
+    fn fadt_from_guest() -> (u32, u16, u8, u16) {
+        use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+        let layout = arch::MemoryLayout::new(128 << 20, 40).unwrap();
+        let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&layout.ram_ranges()).unwrap();
+        let cfg = arch::AcpiConfig { num_vcpus: 1, layout: &layout, pm: acpi_pm_ports(), serial: None };
+        let rsdp = arch::create_acpi_tables(&mem, &cfg).unwrap();
+        let u64_at = |a: u64| mem.read_obj::<u64>(GuestAddress(a)).unwrap();
+        let xsdt = u64_at(rsdp + 24);
+        let fadt = u64_at(xsdt + 36);
+        assert_eq!(mem.read_obj::<[u8; 4]>(GuestAddress(fadt)).unwrap(), *b"FACP");
+        let flags = mem.read_obj::<u32>(GuestAddress(fadt + 112)).unwrap();
+        let reset = u64_at(fadt + 116 + 4) as u16;
+        let reset_value = mem.read_obj::<u8>(GuestAddress(fadt + 128)).unwrap();
+        let sleep_control = u64_at(fadt + 244 + 4) as u16;
+        (flags, reset, reset_value, sleep_control)
+    }
+
+    #[test]
+    fn acpi_s5_from_the_fadts_sleep_control_register_ends_the_vm_as_power_off() {
+        let (flags, _, _, sleep_control) = fadt_from_guest();
+        assert_ne!(flags & (1 << 20), 0, "HW_REDUCED_ACPI");
+        let (buses, exit) = setup_with_exit();
+        // What Linux writes for S5: \_S5_'s SLP_TYP << 2 | SLP_EN.
+        let value = (acpi_pm_ports().s5_sleep_type << 2) | 0x20;
+        assert_eq!(value, 0x34);
+        assert!(buses.pio.write(u64::from(sleep_control), &[value]));
+        assert_eq!(exit.reason(), Some(VmExitReason::PowerOff));
+    }
+
+    #[test]
+    fn acpi_reset_register_from_the_fadt_ends_the_vm_as_reset() {
+        let (flags, reset, reset_value, _) = fadt_from_guest();
+        assert_ne!(flags & (1 << 10), 0, "RESET_REG_SUP");
+        let (buses, exit) = setup_with_exit();
+        assert!(buses.pio.write(u64::from(reset), &[reset_value.wrapping_add(1)]));
+        assert_eq!(exit.reason(), None);
+        assert!(buses.pio.write(u64::from(reset), &[reset_value]));
+        assert_eq!(exit.reason(), Some(VmExitReason::Reset));
+    }
+
+    #[test]
+    fn acpi_serial_follows_the_serial_config() {
+        assert_eq!(acpi_serial(&SerialConfig::Null), Some(arch::SerialPort { port: 0x3f8, gsi: 4 }));
+        assert_eq!(acpi_serial(&SerialConfig::Off), None);
     }
 
     #[test]

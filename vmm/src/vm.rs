@@ -37,6 +37,8 @@ pub enum VmError {
     Memory(#[from] memory::MemoryError),
     #[error("loading the guest: {0}")]
     Boot(#[from] arch::BootError),
+    #[error("building the ACPI tables: {0}")]
+    Acpi(#[from] arch::AcpiError),
     #[error("setting up vCPU {id}: {source}")]
     Vcpu { id: u32, source: arch::RegsError },
     #[error(transparent)]
@@ -98,7 +100,14 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     vm.create_pit()?;
     timer.phase("irqchip_created");
 
-    let entry = arch::load_guest(
+    let acpi = arch::AcpiConfig {
+        num_vcpus: cfg.cpus.boot,
+        layout: &layout,
+        pm: legacy::acpi_pm_ports(),
+        serial: legacy::acpi_serial(&cfg.serial),
+    };
+    let rsdp = arch::create_acpi_tables(&mem, &acpi)?;
+    let entry = arch::load_guest_with_rsdp(
         &mem,
         arch::BootSetup {
             kernel: &mut kernel,
@@ -107,6 +116,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
             num_vcpus: cfg.cpus.boot,
             layout: &layout,
         },
+        Some(rsdp),
     )?;
     timer.phase("kernel_loaded");
 
