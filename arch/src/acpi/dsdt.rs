@@ -16,7 +16,7 @@ use acpi_tables::aml::{
     Package, Path, ResourceTemplate, Return, Scope, IO, ZERO,
 };
 use acpi_tables::sdt::Sdt;
-use acpi_tables::Aml;
+use acpi_tables::{Aml, AmlSink};
 
 use super::{
     AcpiConfig, AcpiError, PmPorts, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID, PCI_LAST_BUS,
@@ -39,21 +39,33 @@ fn sleep_states(pm: &PmPorts, sink: &mut Vec<u8>) {
     Name::new("_S5_".into(), &Package::new(vec![&s5, &ZERO])).to_aml_bytes(sink);
 }
 
+/// AML serialized once and reused as is.
+struct Raw(Vec<u8>);
+
+impl Raw {
+    fn of(aml: &dyn Aml) -> Self {
+        let mut bytes = Vec::new();
+        aml.to_aml_bytes(&mut bytes);
+        Raw(bytes)
+    }
+}
+
+impl Aml for Raw {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(&self.0);
+    }
+}
+
 /// One ACPI0007 processor device per vCPU; `_UID` matches the MADT processor UID.
+/// What all of them share is serialized once: this runs for every vCPU at boot.
 fn processors(num_vcpus: u32, sink: &mut Vec<u8>) {
+    let hid = Raw::of(&Name::new("_HID".into(), &"ACPI0007"));
     let present = Return::new(&STA_PRESENT);
-    let sta = Method::new("_STA".into(), 0, false, vec![&present]);
+    let sta = Raw::of(&Method::new("_STA".into(), 0, false, vec![&present]));
     for id in 0..num_vcpus {
         let name = format!("C{id:03X}");
-        Device::new(
-            Path::new(&name),
-            vec![
-                &Name::new("_HID".into(), &"ACPI0007"),
-                &Name::new("_UID".into(), &id),
-                &sta,
-            ],
-        )
-        .to_aml_bytes(sink);
+        let uid = Name::new("_UID".into(), &id);
+        Device::new(Path::new(&name), vec![&hid, &uid, &sta]).to_aml_bytes(sink);
     }
 }
 
