@@ -115,7 +115,6 @@ fn pci_host_bridge(layout: &MemoryLayout, sink: &mut Vec<u8>) -> Result<(), Acpi
         vec![
             &Name::new("_HID".into(), &EISAName::new("PNP0A08")),
             &Name::new("_CID".into(), &EISAName::new("PNP0A03")),
-            &Name::new("_ADR".into(), &ZERO),
             &Name::new("_SEG".into(), &ZERO),
             &Name::new("_UID".into(), &ZERO),
             &Name::new("_BBN".into(), &ZERO),
@@ -295,7 +294,9 @@ mod tests {
             &[b'\x08', b'_', b'H', b'I', b'D', 0x0c, 0x41, 0xd0, 0x0a, 0x08]
         );
         assert!(find(pci, &pnp_eisa_id(0x0a03)).is_some(), "_CID PNP0A03");
-        for name in [b"_SEG", b"_BBN", b"_UID", b"_ADR"] {
+        // _HID, not _ADR too (ACPI 6.5 section 6.1: a device has one or the other).
+        assert!(find(pci, b"_ADR").is_none());
+        for name in [b"_SEG", b"_BBN", b"_UID"] {
             let at = find(pci, name).unwrap();
             assert_eq!(
                 pci[at + 4],
