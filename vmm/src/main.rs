@@ -1,19 +1,11 @@
 //! `vmm`: boot a Linux guest on KVM in milliseconds.
 
-mod cli;
-mod config;
-mod legacy;
-mod logger;
-mod memory;
-mod runloop;
-mod timing;
-mod vcpu;
-mod vm;
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use vcpu::VmExitReason;
+use vmm::vcpu::VmExitReason;
+use vmm::{cli, logger, vm};
 
 fn main() -> ExitCode {
     let start = Instant::now();

@@ -62,10 +62,8 @@ pub fn wait_for_exit(exit: &Arc<ExitSignal>, serial: Option<&Arc<Mutex<Serial>>>
                         return Ok(r);
                     }
                 }
-                STDIN_TOKEN => {
-                    if !forward_stdin(stdin_serial.as_ref()) {
-                        let _ = epoll.ctl(ControlOperation::Delete, libc::STDIN_FILENO, EpollEvent::default());
-                    }
+                STDIN_TOKEN if !forward_stdin(stdin_serial.as_ref()) => {
+                    let _ = epoll.ctl(ControlOperation::Delete, libc::STDIN_FILENO, EpollEvent::default());
                 }
                 _ => {}
             }

@@ -68,3 +68,30 @@ fn initramfs_larger_than_memory_is_rejected() {
     let _ = std::fs::remove_file(&big);
     assert_clean_error(&o, 1, "initramfs");
 }
+
+#[test]
+fn kvm_not_permitted_says_how_to_fix_it() {
+    // Run as an unprivileged user who cannot open /dev/kvm (root-only here and on CI).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || std::process::Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("needs root and setpriv to drop privileges: skipping");
+        return;
+    }
+    let k = tmp("k-for-perm", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"x")));
+    let mut perms = std::fs::metadata(&k).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&k, perms).unwrap();
+    std::fs::set_permissions(k.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_vmm"), "--kernel", k.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let kvm_world_accessible = std::fs::metadata("/dev/kvm").map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006).unwrap_or(false);
+    if kvm_world_accessible {
+        eprintln!("/dev/kvm is world-accessible here: nothing to refuse");
+        return;
+    }
+    assert_clean_error(&o, 1, "cannot open /dev/kvm");
+    assert!(stderr(&o).contains("kvm' group"), "{}", stderr(&o));
+}

@@ -1,0 +1,12 @@
+//! The vmm library: everything but `main`, so system tests and fuzz targets can reach the
+//! parsers and the VM builder.
+
+pub mod cli;
+pub mod config;
+pub mod legacy;
+pub mod logger;
+pub mod memory;
+pub mod runloop;
+pub mod timing;
+pub mod vcpu;
+pub mod vm;
