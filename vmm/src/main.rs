@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         eprintln!("vmm: error: cannot open the log file: {e}");
         return ExitCode::from(2);
     }
+    let logs_to_file = cli.log_file.is_some();
     match vm::run(&cli.vm, start) {
         Ok(VmExitReason::Reset) => {
             log::info!("guest requested a reset: exiting");
@@ -37,15 +38,16 @@ fn main() -> ExitCode {
             log::info!("guest powered off");
             ExitCode::SUCCESS
         }
-        Ok(VmExitReason::Fatal(m)) => {
-            log::error!("guest failed: {m}");
-            eprintln!("vmm: error: guest failed: {m}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("vmm: error: {e}");
-            ExitCode::FAILURE
-        }
+        Ok(VmExitReason::Fatal(m)) => fail(&format!("guest failed: {m}"), logs_to_file),
+        Err(e) => fail(&e.to_string(), logs_to_file),
     }
+}
+
+/// One line on stderr for the operator; the log file (if any) gets it too.
+fn fail(msg: &str, logs_to_file: bool) -> ExitCode {
+    if logs_to_file {
+        log::error!("{msg}");
+    }
+    eprintln!("vmm: error: {msg}");
+    ExitCode::FAILURE
 }
