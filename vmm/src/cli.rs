@@ -20,22 +20,68 @@ pub fn command() -> Command {
     Command::new("vmm")
         .version(env!("CARGO_PKG_VERSION"))
         .about("A fast-booting KVM virtual machine monitor with PCI passthrough")
-        .arg(Arg::new("kernel").long("kernel").value_name("PATH").required(true)
-            .help("Guest kernel: a PVH ELF vmlinux or a bzImage"))
-        .arg(Arg::new("initramfs").long("initramfs").value_name("PATH").help("Initramfs/initrd image"))
-        .arg(Arg::new("cmdline").long("cmdline").value_name("STR")
-            .help(format!("Kernel command line [default: \"{DEFAULT_CMDLINE}\"]")))
-        .arg(Arg::new("cpus").long("cpus").value_name("boot=N").default_value("boot=1")
-            .help("vCPUs: boot=N[,max=N]"))
-        .arg(Arg::new("memory").long("memory").value_name("size=SIZE").default_value("size=512M")
-            .help("Guest RAM: size=SIZE[,hugepages=on|off][,prefault=on|off][,shared=on|off]"))
-        .arg(Arg::new("serial").long("serial").value_name("MODE").default_value("tty")
-            .help("COM1 16550 UART: tty|off|null|file=PATH"))
-        .arg(Arg::new("console").long("console").value_name("MODE").default_value("off")
-            .help("virtio-console: off|tty"))
-        .arg(Arg::new("verbose").short('v').long("verbose").action(ArgAction::Count)
-            .help("More log output (-v info, -vv debug, -vvv trace)"))
-        .arg(Arg::new("log-file").long("log-file").value_name("PATH").help("Write the log here instead of stderr"))
+        .arg(
+            Arg::new("kernel")
+                .long("kernel")
+                .value_name("PATH")
+                .required(true)
+                .help("Guest kernel: a PVH ELF vmlinux or a bzImage"),
+        )
+        .arg(
+            Arg::new("initramfs")
+                .long("initramfs")
+                .value_name("PATH")
+                .help("Initramfs/initrd image"),
+        )
+        .arg(
+            Arg::new("cmdline")
+                .long("cmdline")
+                .value_name("STR")
+                .help(format!(
+                    "Kernel command line [default: \"{DEFAULT_CMDLINE}\"]"
+                )),
+        )
+        .arg(
+            Arg::new("cpus")
+                .long("cpus")
+                .value_name("boot=N")
+                .default_value("boot=1")
+                .help("vCPUs: boot=N[,max=N]"),
+        )
+        .arg(
+            Arg::new("memory")
+                .long("memory")
+                .value_name("size=SIZE")
+                .default_value("size=512M")
+                .help("Guest RAM: size=SIZE[,hugepages=on|off][,prefault=on|off][,shared=on|off]"),
+        )
+        .arg(
+            Arg::new("serial")
+                .long("serial")
+                .value_name("MODE")
+                .default_value("tty")
+                .help("COM1 16550 UART: tty|off|null|file=PATH"),
+        )
+        .arg(
+            Arg::new("console")
+                .long("console")
+                .value_name("MODE")
+                .default_value("off")
+                .help("virtio-console: off|tty"),
+        )
+        .arg(
+            Arg::new("verbose")
+                .short('v')
+                .long("verbose")
+                .action(ArgAction::Count)
+                .help("More log output (-v info, -vv debug, -vvv trace)"),
+        )
+        .arg(
+            Arg::new("log-file")
+                .long("log-file")
+                .value_name("PATH")
+                .help("Write the log here instead of stderr"),
+        )
 }
 
 fn get<'a>(m: &'a ArgMatches, id: &str) -> Option<&'a String> {
@@ -50,13 +96,16 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             option: "console",
             param: "mode",
             value: "tty".into(),
-            reason: "virtio-console is not available in this build; use --serial tty --console off".into(),
+            reason: "virtio-console is not available in this build; use --serial tty --console off"
+                .into(),
         });
     }
     let vm = VmConfig {
         kernel: PathBuf::from(get(m, "kernel").cloned().unwrap_or_default()),
         initramfs: get(m, "initramfs").map(PathBuf::from),
-        cmdline: get(m, "cmdline").cloned().unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
+        cmdline: get(m, "cmdline")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
         cpus: CpusConfig::parse(get(m, "cpus").map(String::as_str).unwrap_or("boot=1"))?,
         memory: MemoryConfig::parse(get(m, "memory").map(String::as_str).unwrap_or("size=512M"))?,
         serial: SerialConfig::parse(get(m, "serial").map(String::as_str).unwrap_or("tty"))?,
@@ -74,14 +123,33 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, String> {
-        let m = command().try_get_matches_from(args).map_err(|e| e.to_string())?;
+        let m = command()
+            .try_get_matches_from(args)
+            .map_err(|e| e.to_string())?;
         from_matches(&m).map_err(|e| e.to_string())
     }
 
     #[test]
     fn cloud_hypervisor_style_flags_parse() {
-        let cli = parse(&["vmm", "--kernel", "k", "--initramfs", "i", "--cmdline", "console=ttyS0",
-            "--cpus", "boot=4", "--memory", "size=1G,prefault=on", "--serial", "tty", "--console", "off", "-vv"]).unwrap();
+        let cli = parse(&[
+            "vmm",
+            "--kernel",
+            "k",
+            "--initramfs",
+            "i",
+            "--cmdline",
+            "console=ttyS0",
+            "--cpus",
+            "boot=4",
+            "--memory",
+            "size=1G,prefault=on",
+            "--serial",
+            "tty",
+            "--console",
+            "off",
+            "-vv",
+        ])
+        .unwrap();
         assert_eq!(cli.vm.cpus.boot, 4);
         assert_eq!(cli.vm.memory.size, 1 << 30);
         assert!(cli.vm.memory.prefault);
@@ -102,8 +170,14 @@ mod tests {
     fn bad_flags_are_errors() {
         assert!(parse(&["vmm"]).unwrap_err().contains("--kernel"));
         assert!(parse(&["vmm", "--kernel", "k", "--bogus"]).is_err());
-        assert!(parse(&["vmm", "--kernel", "k", "--cpus", "boot=0"]).unwrap_err().contains("at least one vCPU"));
-        assert!(parse(&["vmm", "--kernel", "k", "--memory", "size=lots"]).unwrap_err().contains("--memory"));
-        assert!(parse(&["vmm", "--kernel", "k", "--console", "tty"]).unwrap_err().contains("virtio-console"));
+        assert!(parse(&["vmm", "--kernel", "k", "--cpus", "boot=0"])
+            .unwrap_err()
+            .contains("at least one vCPU"));
+        assert!(parse(&["vmm", "--kernel", "k", "--memory", "size=lots"])
+            .unwrap_err()
+            .contains("--memory"));
+        assert!(parse(&["vmm", "--kernel", "k", "--console", "tty"])
+            .unwrap_err()
+            .contains("virtio-console"));
     }
 }

@@ -20,7 +20,10 @@ pub const COM1_GSI: u32 = 4;
 #[derive(Debug, thiserror::Error)]
 pub enum LegacyError {
     #[error("cannot open the serial output file {path}: {source}")]
-    SerialFile { path: String, source: std::io::Error },
+    SerialFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("creating an interrupt eventfd: {0}")]
     EventFd(std::io::Error),
     #[error("wiring the serial interrupt: {0}")]
@@ -63,7 +66,10 @@ pub fn acpi_pm_ports() -> arch::PmPorts {
 
 /// COM1 for the DSDT, unless the serial port is off (then it is not on the bus).
 pub fn acpi_serial(cfg: &SerialConfig) -> Option<arch::SerialPort> {
-    (*cfg != SerialConfig::Off).then_some(arch::SerialPort { port: COM1_PORT as u16, gsi: COM1_GSI })
+    (*cfg != SerialConfig::Off).then_some(arch::SerialPort {
+        port: COM1_PORT as u16,
+        gsi: COM1_GSI,
+    })
 }
 
 /// Handles the VMM keeps to legacy devices after setup.
@@ -74,9 +80,11 @@ pub struct LegacyDevices {
 fn serial_output(cfg: &SerialConfig) -> Result<Option<Box<dyn Write + Send>>, LegacyError> {
     Ok(match cfg {
         SerialConfig::Tty => Some(Box::new(std::io::stdout())),
-        SerialConfig::File(p) => Some(Box::new(File::create(p).map_err(|source| LegacyError::SerialFile {
-            path: p.display().to_string(),
-            source,
+        SerialConfig::File(p) => Some(Box::new(File::create(p).map_err(|source| {
+            LegacyError::SerialFile {
+                path: p.display().to_string(),
+                source,
+            }
         })?)),
         SerialConfig::Null | SerialConfig::Off => None,
     })
@@ -104,11 +112,26 @@ pub fn setup(
         buses.pio.insert(s.clone(), COM1_PORT, SERIAL_PORT_LEN)?;
         Some(s)
     };
-    buses.pio.insert(Arc::new(Mutex::new(I8042::new(Arc::new(ResetLine(exit.clone()))))), 0x60, 5)?;
-    buses.pio.insert(Arc::new(Mutex::new(Cmos::new(ram.0, ram.1))), 0x70, 2)?;
-    buses.pio.insert(Arc::new(Mutex::new(DebugPort::new(start))), 0x80, 1)?;
-    let pm = AcpiPm::new(Arc::new(ResetLine(exit.clone())), Arc::new(PowerOffLine(exit)));
-    buses.pio.insert(Arc::new(Mutex::new(pm)), u64::from(acpi_pm::PORT_BASE), acpi_pm::PORT_LEN)?;
+    buses.pio.insert(
+        Arc::new(Mutex::new(I8042::new(Arc::new(ResetLine(exit.clone()))))),
+        0x60,
+        5,
+    )?;
+    buses
+        .pio
+        .insert(Arc::new(Mutex::new(Cmos::new(ram.0, ram.1))), 0x70, 2)?;
+    buses
+        .pio
+        .insert(Arc::new(Mutex::new(DebugPort::new(start))), 0x80, 1)?;
+    let pm = AcpiPm::new(
+        Arc::new(ResetLine(exit.clone())),
+        Arc::new(PowerOffLine(exit)),
+    );
+    buses.pio.insert(
+        Arc::new(Mutex::new(pm)),
+        u64::from(acpi_pm::PORT_BASE),
+        acpi_pm::PORT_LEN,
+    )?;
     Ok(LegacyDevices { serial })
 }
 
@@ -124,8 +147,20 @@ mod tests {
         let vm = hv.create_vm().unwrap();
         let buses = Buses::default();
         let exit = Arc::new(ExitSignal::new().unwrap());
-        setup(vm.as_ref(), &buses, &SerialConfig::Null, (128 << 20, 0), exit.clone(), Instant::now(), Box::new(|| {})).unwrap();
-        assert!(hv.calls().contains(&Call::RegisterIrqfd { gsi: 4, resample: false }));
+        setup(
+            vm.as_ref(),
+            &buses,
+            &SerialConfig::Null,
+            (128 << 20, 0),
+            exit.clone(),
+            Instant::now(),
+            Box::new(|| {}),
+        )
+        .unwrap();
+        assert!(hv.calls().contains(&Call::RegisterIrqfd {
+            gsi: 4,
+            resample: false
+        }));
         assert!(buses.pio.write(0x64, &[0xfe]));
         assert_eq!(exit.reason(), Some(VmExitReason::Reset));
         // The serial port answers: LSR shows the transmitter empty.
@@ -139,7 +174,16 @@ mod tests {
         let vm = hv.create_vm().unwrap();
         let buses = Buses::default();
         let exit = Arc::new(ExitSignal::new().unwrap());
-        setup(vm.as_ref(), &buses, &SerialConfig::Null, (128 << 20, 0), exit.clone(), Instant::now(), Box::new(|| {})).unwrap();
+        setup(
+            vm.as_ref(),
+            &buses,
+            &SerialConfig::Null,
+            (128 << 20, 0),
+            exit.clone(),
+            Instant::now(),
+            Box::new(|| {}),
+        )
+        .unwrap();
         (buses, exit)
     }
 
@@ -149,12 +193,20 @@ mod tests {
         use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
         let layout = arch::MemoryLayout::new(128 << 20, 40).unwrap();
         let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&layout.ram_ranges()).unwrap();
-        let cfg = arch::AcpiConfig { num_vcpus: 1, layout: &layout, pm: acpi_pm_ports(), serial: None };
+        let cfg = arch::AcpiConfig {
+            num_vcpus: 1,
+            layout: &layout,
+            pm: acpi_pm_ports(),
+            serial: None,
+        };
         let rsdp = arch::create_acpi_tables(&mem, &cfg).unwrap();
         let u64_at = |a: u64| mem.read_obj::<u64>(GuestAddress(a)).unwrap();
         let xsdt = u64_at(rsdp + 24);
         let fadt = u64_at(xsdt + 36);
-        assert_eq!(mem.read_obj::<[u8; 4]>(GuestAddress(fadt)).unwrap(), *b"FACP");
+        assert_eq!(
+            mem.read_obj::<[u8; 4]>(GuestAddress(fadt)).unwrap(),
+            *b"FACP"
+        );
         let flags = mem.read_obj::<u32>(GuestAddress(fadt + 112)).unwrap();
         let reset = u64_at(fadt + 116 + 4) as u16;
         let reset_value = mem.read_obj::<u8>(GuestAddress(fadt + 128)).unwrap();
@@ -179,7 +231,9 @@ mod tests {
         let (flags, reset, reset_value, _) = fadt_from_guest();
         assert_ne!(flags & (1 << 10), 0, "RESET_REG_SUP");
         let (buses, exit) = setup_with_exit();
-        assert!(buses.pio.write(u64::from(reset), &[reset_value.wrapping_add(1)]));
+        assert!(buses
+            .pio
+            .write(u64::from(reset), &[reset_value.wrapping_add(1)]));
         assert_eq!(exit.reason(), None);
         assert!(buses.pio.write(u64::from(reset), &[reset_value]));
         assert_eq!(exit.reason(), Some(VmExitReason::Reset));
@@ -187,7 +241,13 @@ mod tests {
 
     #[test]
     fn acpi_serial_follows_the_serial_config() {
-        assert_eq!(acpi_serial(&SerialConfig::Null), Some(arch::SerialPort { port: 0x3f8, gsi: 4 }));
+        assert_eq!(
+            acpi_serial(&SerialConfig::Null),
+            Some(arch::SerialPort {
+                port: 0x3f8,
+                gsi: 4
+            })
+        );
         assert_eq!(acpi_serial(&SerialConfig::Off), None);
     }
 
@@ -197,7 +257,16 @@ mod tests {
         let vm = hv.create_vm().unwrap();
         let buses = Buses::default();
         let exit = Arc::new(ExitSignal::new().unwrap());
-        let d = setup(vm.as_ref(), &buses, &SerialConfig::Off, (128 << 20, 0), exit, Instant::now(), Box::new(|| {})).unwrap();
+        let d = setup(
+            vm.as_ref(),
+            &buses,
+            &SerialConfig::Off,
+            (128 << 20, 0),
+            exit,
+            Instant::now(),
+            Box::new(|| {}),
+        )
+        .unwrap();
         assert!(d.serial.is_none());
         assert!(!buses.pio.write(0x3f8, b"x"));
     }

@@ -25,7 +25,14 @@ impl Log for Logger {
         }
         let t = self.start.elapsed();
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "[vmm {:<5} {:>4}.{:06}] {}", r.level(), t.as_secs(), t.subsec_micros(), r.args());
+        let _ = writeln!(
+            out,
+            "[vmm {:<5} {:>4}.{:06}] {}",
+            r.level(),
+            t.as_secs(),
+            t.subsec_micros(),
+            r.args()
+        );
     }
 
     fn flush(&self) {
@@ -50,13 +57,16 @@ pub fn init(start: Instant, verbosity: u8, file: Option<&Path>) -> std::io::Resu
         None => Box::new(std::io::stderr()),
     };
     let level = level_for(verbosity);
-    let logger = Box::leak(Box::new(Logger { start, level, out: Mutex::new(out) }));
+    let logger = Box::leak(Box::new(Logger {
+        start,
+        level,
+        out: Mutex::new(out),
+    }));
     // A second init (only possible in tests) keeps the first logger.
     let _ = log::set_logger(logger);
     log::set_max_level(level);
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,5 @@
 //! `vmm`: boot a Linux guest on KVM in milliseconds.
 
-
 use std::process::ExitCode;
 use std::time::Instant;
 

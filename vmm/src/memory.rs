@@ -5,14 +5,21 @@ use std::sync::Arc;
 
 use hypervisor::{MemoryRegion, Vm};
 use vm_memory::mmap::MmapRegionBuilder;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+};
 
 use crate::config::MemoryConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error("cannot map {size} MiB of guest memory at {addr:#x}{hint}: {source}")]
-    Mmap { addr: u64, size: u64, hint: &'static str, source: vm_memory::mmap::MmapRegionError },
+    Mmap {
+        addr: u64,
+        size: u64,
+        hint: &'static str,
+        source: vm_memory::mmap::MmapRegionError,
+    },
     #[error("guest memory regions overlap or are invalid: {0}")]
     Regions(String),
     #[error("registering guest memory with the hypervisor: {0}")]
@@ -21,9 +28,16 @@ pub enum MemoryError {
 
 /// Map the RAM ranges. With hugepages the mapping uses MAP_HUGETLB (pages must be reserved in
 /// /proc/sys/vm/nr_hugepages); with prefault, MAP_POPULATE faults everything in now.
-pub fn create(ranges: &[(GuestAddress, usize)], cfg: &MemoryConfig) -> Result<GuestMemoryMmap, MemoryError> {
+pub fn create(
+    ranges: &[(GuestAddress, usize)],
+    cfg: &MemoryConfig,
+) -> Result<GuestMemoryMmap, MemoryError> {
     let mut flags = libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-    flags |= if cfg.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+    flags |= if cfg.shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    };
     if cfg.hugepages {
         flags |= libc::MAP_HUGETLB;
     }
@@ -32,13 +46,22 @@ pub fn create(ranges: &[(GuestAddress, usize)], cfg: &MemoryConfig) -> Result<Gu
     }
     let mut regions = Vec::with_capacity(ranges.len());
     for &(addr, size) in ranges {
-        let hint = if cfg.hugepages { " (are enough 2 MiB hugepages reserved in /proc/sys/vm/nr_hugepages?)" } else { "" };
+        let hint = if cfg.hugepages {
+            " (are enough 2 MiB hugepages reserved in /proc/sys/vm/nr_hugepages?)"
+        } else {
+            ""
+        };
         let mapping = MmapRegionBuilder::new(size)
             .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
             .with_mmap_flags(flags)
             .with_hugetlbfs(cfg.hugepages)
             .build()
-            .map_err(|source| MemoryError::Mmap { addr: addr.0, size: (size >> 20) as u64, hint, source })?;
+            .map_err(|source| MemoryError::Mmap {
+                addr: addr.0,
+                size: (size >> 20) as u64,
+                hint,
+                source,
+            })?;
         if !cfg.hugepages {
             advise_thp(mapping.as_ptr(), addr.0, size);
         }
@@ -89,7 +112,10 @@ mod tests {
 
     #[test]
     fn creates_lazy_regions_and_registers_one_slot_each() {
-        let ranges = [(GuestAddress(0), 64 << 20), (GuestAddress(1 << 32), 32 << 20)];
+        let ranges = [
+            (GuestAddress(0), 64 << 20),
+            (GuestAddress(1 << 32), 32 << 20),
+        ];
         let mem = create(&ranges, &MemoryConfig::default()).unwrap();
         assert_eq!(mem.num_regions(), 2);
         let hv = FakeHypervisor::new();
@@ -105,7 +131,10 @@ mod tests {
     #[test]
     fn a_large_guest_costs_no_resident_memory() {
         // 64 GiB of guest RAM maps instantly with MAP_NORESERVE and nothing is touched.
-        let ranges = [(GuestAddress(0), 3 << 30), (GuestAddress(1 << 32), 61 << 30)];
+        let ranges = [
+            (GuestAddress(0), 3 << 30),
+            (GuestAddress(1 << 32), 61 << 30),
+        ];
         let mem = create(&ranges, &MemoryConfig::default()).unwrap();
         assert_eq!(mem.iter().map(|r| r.len()).sum::<u64>(), 64 << 30);
     }

@@ -22,7 +22,11 @@ impl RawStdin {
         if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
             return None;
         }
-        std::io::stdin().lock().set_raw_mode().ok().map(|_| RawStdin)
+        std::io::stdin()
+            .lock()
+            .set_raw_mode()
+            .ok()
+            .map(|_| RawStdin)
     }
 }
 
@@ -33,13 +37,25 @@ impl Drop for RawStdin {
 }
 
 /// Block until the VM ends, feeding stdin to the serial port when it is the console.
-pub fn wait_for_exit(exit: &Arc<ExitSignal>, serial: Option<&Arc<Mutex<Serial>>>, cfg: &SerialConfig) -> std::io::Result<VmExitReason> {
+pub fn wait_for_exit(
+    exit: &Arc<ExitSignal>,
+    serial: Option<&Arc<Mutex<Serial>>>,
+    cfg: &SerialConfig,
+) -> std::io::Result<VmExitReason> {
     let epoll = Epoll::new()?;
-    epoll.ctl(ControlOperation::Add, exit.evt.as_raw_fd(), EpollEvent::new(EventSet::IN, EXIT_TOKEN))?;
+    epoll.ctl(
+        ControlOperation::Add,
+        exit.evt.as_raw_fd(),
+        EpollEvent::new(EventSet::IN, EXIT_TOKEN),
+    )?;
     let stdin_serial = match (serial, cfg) {
         (Some(s), SerialConfig::Tty) => {
             // stdin may be /dev/null or closed (scripts, CI): then there is simply no input.
-            match epoll.ctl(ControlOperation::Add, libc::STDIN_FILENO, EpollEvent::new(EventSet::IN, STDIN_TOKEN)) {
+            match epoll.ctl(
+                ControlOperation::Add,
+                libc::STDIN_FILENO,
+                EpollEvent::new(EventSet::IN, STDIN_TOKEN),
+            ) {
                 Ok(()) => Some(s.clone()),
                 Err(_) => None,
             }
@@ -63,7 +79,11 @@ pub fn wait_for_exit(exit: &Arc<ExitSignal>, serial: Option<&Arc<Mutex<Serial>>>
                     }
                 }
                 STDIN_TOKEN if !forward_stdin(stdin_serial.as_ref()) => {
-                    let _ = epoll.ctl(ControlOperation::Delete, libc::STDIN_FILENO, EpollEvent::default());
+                    let _ = epoll.ctl(
+                        ControlOperation::Delete,
+                        libc::STDIN_FILENO,
+                        EpollEvent::default(),
+                    );
                 }
                 _ => {}
             }
@@ -82,7 +102,10 @@ fn forward_stdin(serial: Option<&Arc<Mutex<Serial>>>) -> bool {
     }
     let mut s = serial.lock().unwrap_or_else(|e| e.into_inner());
     match s.enqueue_input(&buf[..n as usize]) {
-        Ok(taken) if taken < n as usize => log::debug!("serial input FIFO full: dropped {} bytes", n as usize - taken),
+        Ok(taken) if taken < n as usize => log::debug!(
+            "serial input FIFO full: dropped {} bytes",
+            n as usize - taken
+        ),
         Ok(_) => {}
         Err(e) => log::debug!("serial input: {e}"),
     }

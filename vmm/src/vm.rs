@@ -28,7 +28,11 @@ pub const KVM_PATH: &CStr = c"/dev/kvm";
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error("cannot open {what} {path}: {source}")]
-    OpenFile { what: &'static str, path: String, source: std::io::Error },
+    OpenFile {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{e}{hint}", e = .0, hint = kvm_hint(.0))]
     Hypervisor(#[from] hypervisor::HypervisorError),
     #[error("guest memory layout: {0}")]
@@ -53,7 +57,9 @@ fn kvm_hint(e: &hypervisor::HypervisorError) -> &'static str {
     match e {
         hypervisor::HypervisorError::Open { source, .. } => match source.raw_os_error() {
             Some(libc::ENOENT) => " (is KVM enabled? load kvm_intel or kvm_amd)",
-            Some(libc::EACCES) | Some(libc::EPERM) => " (run as root or add the user to the 'kvm' group)",
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                " (run as root or add the user to the 'kvm' group)"
+            }
             _ => "",
         },
         _ => "",
@@ -61,7 +67,11 @@ fn kvm_hint(e: &hypervisor::HypervisorError) -> &'static str {
 }
 
 fn open(what: &'static str, path: &Path) -> Result<File, VmError> {
-    let f = File::open(path).map_err(|source| VmError::OpenFile { what, path: path.display().to_string(), source })?;
+    let f = File::open(path).map_err(|source| VmError::OpenFile {
+        what,
+        path: path.display().to_string(),
+        source,
+    })?;
     match f.metadata() {
         Ok(m) if m.is_dir() => Err(VmError::OpenFile {
             what,
@@ -76,7 +86,11 @@ fn open(what: &'static str, path: &Path) -> Result<File, VmError> {
 pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let timer = Arc::new(BootTimer::new(start));
     let mut kernel = open("kernel", &cfg.kernel)?;
-    let mut initramfs = cfg.initramfs.as_deref().map(|p| open("initramfs", p)).transpose()?;
+    let mut initramfs = cfg
+        .initramfs
+        .as_deref()
+        .map(|p| open("initramfs", p))
+        .transpose()?;
 
     let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
     // KVM_GET_SUPPORTED_CPUID takes a few hundred microseconds; overlap it with VM creation,
@@ -140,13 +154,25 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     for id in 0..cfg.cpus.boot {
         let vcpu = vm.create_vcpu(id)?;
         let boot_entry = if id == 0 { Some(&entry) } else { None };
-        arch::configure_vcpu(vcpu.as_ref(), id, cfg.cpus.boot, layout.phys_bits, &supported, boot_entry, &mem)
-            .map_err(|source| VmError::Vcpu { id, source })?;
+        arch::configure_vcpu(
+            vcpu.as_ref(),
+            id,
+            cfg.cpus.boot,
+            layout.phys_bits,
+            &supported,
+            boot_entry,
+            &mem,
+        )
+        .map_err(|source| VmError::Vcpu { id, source })?;
         vcpus.push(vcpu);
     }
     timer.phase("vcpus_configured");
 
-    let shared = VcpuShared { buses, exit: exit.clone(), stop: Arc::new(AtomicBool::new(false)) };
+    let shared = VcpuShared {
+        buses,
+        exit: exit.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
     let mut handles: Vec<VcpuHandle> = Vec::new();
     for v in vcpus {
         let first: Option<Box<dyn FnOnce() + Send>> = if v.id() == 0 {
@@ -158,7 +184,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         handles.push(VcpuHandle::spawn(v, shared.clone(), first).map_err(VmError::Thread)?);
     }
 
-    let reason = runloop::wait_for_exit(&exit, devices.serial.as_ref(), &cfg.serial).map_err(VmError::EventLoop)?;
+    let reason = runloop::wait_for_exit(&exit, devices.serial.as_ref(), &cfg.serial)
+        .map_err(VmError::EventLoop)?;
     vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
     // Keep guest memory alive until every vCPU has left the guest.
     drop(mem);

@@ -28,9 +28,21 @@ fn unknown_option_is_rejected() {
 
 #[test]
 fn zero_vcpus_and_malformed_sizes_are_rejected() {
-    assert_clean_error(&run(&["--kernel", "k", "--cpus", "boot=0"]), 2, "at least one vCPU");
-    assert_clean_error(&run(&["--kernel", "k", "--memory", "size=12Q"]), 2, "--memory");
-    assert_clean_error(&run(&["--kernel", "k", "--memory", "size=0"]), 2, "cannot be empty");
+    assert_clean_error(
+        &run(&["--kernel", "k", "--cpus", "boot=0"]),
+        2,
+        "at least one vCPU",
+    );
+    assert_clean_error(
+        &run(&["--kernel", "k", "--memory", "size=12Q"]),
+        2,
+        "--memory",
+    );
+    assert_clean_error(
+        &run(&["--kernel", "k", "--memory", "size=0"]),
+        2,
+        "cannot be empty",
+    );
 }
 
 #[test]
@@ -41,7 +53,12 @@ fn a_directory_is_not_a_kernel() {
 #[test]
 fn missing_initramfs_names_the_path() {
     let k = tmp("k-for-initrd", b"whatever");
-    let o = run(&["--kernel", k.to_str().unwrap(), "--initramfs", "/nonexistent/initrd"]);
+    let o = run(&[
+        "--kernel",
+        k.to_str().unwrap(),
+        "--initramfs",
+        "/nonexistent/initrd",
+    ]);
     assert_clean_error(&o, 1, "cannot open initramfs /nonexistent/initrd");
 }
 
@@ -60,11 +77,21 @@ fn initramfs_larger_than_memory_is_rejected() {
     if !kvm_available() {
         return;
     }
-    let k = tmp("tiny-for-initrd", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"x")));
+    let k = tmp(
+        "tiny-for-initrd",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"x")),
+    );
     let big = std::env::temp_dir().join(format!("vmm-test-big-initrd-{}", std::process::id()));
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(96 << 20).unwrap(); // sparse
-    let o = run(&["--kernel", k.to_str().unwrap(), "--initramfs", big.to_str().unwrap(), "--memory", "size=64M"]);
+    let o = run(&[
+        "--kernel",
+        k.to_str().unwrap(),
+        "--initramfs",
+        big.to_str().unwrap(),
+        "--memory",
+        "size=64M",
+    ]);
     let _ = std::fs::remove_file(&big);
     assert_clean_error(&o, 1, "initramfs");
 }
@@ -73,21 +100,42 @@ fn initramfs_larger_than_memory_is_rejected() {
 fn kvm_not_permitted_says_how_to_fix_it() {
     // Run as an unprivileged user who cannot open /dev/kvm (root-only here and on CI).
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || std::process::Command::new("setpriv").arg("--version").output().is_err() {
+    if unsafe { libc::geteuid() } != 0
+        || std::process::Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
         eprintln!("needs root and setpriv to drop privileges: skipping");
         return;
     }
-    let k = tmp("k-for-perm", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"x")));
+    let k = tmp(
+        "k-for-perm",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"x")),
+    );
     let mut perms = std::fs::metadata(&k).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
     std::fs::set_permissions(&k, perms).unwrap();
-    std::fs::set_permissions(k.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        k.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let o = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_vmm"), "--kernel", k.to_str().unwrap()])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_vmm"),
+            "--kernel",
+            k.to_str().unwrap(),
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let kvm_world_accessible = std::fs::metadata("/dev/kvm").map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006).unwrap_or(false);
+    let kvm_world_accessible = std::fs::metadata("/dev/kvm")
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006)
+        .unwrap_or(false);
     if kvm_world_accessible {
         eprintln!("/dev/kvm is world-accessible here: nothing to refuse");
         return;

@@ -6,9 +6,21 @@ use common::*;
 
 fn boot(cpus: &str, mem: &str) -> std::process::Output {
     let code = vmm_tests::serial_hello_code(b"Hello from a tiny PVH guest\n");
-    let k = tmp(&format!("tiny-pvh-{cpus}-{mem}"), &vmm_tests::pvh_guest_elf(&code));
+    let k = tmp(
+        &format!("tiny-pvh-{cpus}-{mem}"),
+        &vmm_tests::pvh_guest_elf(&code),
+    );
     vmm()
-        .args(["--kernel", k.to_str().unwrap(), "--cpus", &format!("boot={cpus}"), "--memory", &format!("size={mem}"), "--serial", "tty"])
+        .args([
+            "--kernel",
+            k.to_str().unwrap(),
+            "--cpus",
+            &format!("boot={cpus}"),
+            "--memory",
+            &format!("size={mem}"),
+            "--serial",
+            "tty",
+        ])
         .output()
         .expect("spawn vmm")
 }
@@ -20,7 +32,11 @@ fn tiny_pvh_guest_prints_and_resets_with_exit_0() {
     }
     let o = boot("1", "128M");
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("Hello from a tiny PVH guest"), "stdout: {out:?} stderr: {}", stderr(&o));
+    assert!(
+        out.contains("Hello from a tiny PVH guest"),
+        "stdout: {out:?} stderr: {}",
+        stderr(&o)
+    );
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
 }
 
@@ -31,7 +47,11 @@ fn tiny_guest_with_four_vcpus_and_high_memory_exits_0() {
     }
     // 4 vCPUs (APs wait for INIT/SIPI) and RAM above the 32-bit hole.
     let o = boot("4", "5G");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("Hello"), "stderr: {}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Hello"),
+        "stderr: {}",
+        stderr(&o)
+    );
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
 }
 
@@ -44,7 +64,14 @@ fn serial_file_receives_the_guest_output() {
     let k = tmp("tiny-pvh-file", &vmm_tests::pvh_guest_elf(&code));
     let log = std::env::temp_dir().join(format!("vmm-serial-{}.log", std::process::id()));
     let o = vmm()
-        .args(["--kernel", k.to_str().unwrap(), "--memory", "size=64M", "--serial", &format!("file={}", log.display())])
+        .args([
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "size=64M",
+            "--serial",
+            &format!("file={}", log.display()),
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));

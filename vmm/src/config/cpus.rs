@@ -18,8 +18,15 @@ impl Default for CpusConfig {
 }
 
 fn count(param: &'static str, v: &str) -> Result<u32, ConfigError> {
-    let invalid = |reason: String| ConfigError::InvalidValue { option: OPT, param, value: v.into(), reason };
-    let n: u32 = v.parse().map_err(|_| invalid("not a whole number".into()))?;
+    let invalid = |reason: String| ConfigError::InvalidValue {
+        option: OPT,
+        param,
+        value: v.into(),
+        reason,
+    };
+    let n: u32 = v
+        .parse()
+        .map_err(|_| invalid("not a whole number".into()))?;
     if n == 0 {
         return Err(invalid("a VM needs at least one vCPU".into()));
     }
@@ -39,7 +46,10 @@ impl CpusConfig {
                 _ => max = Some((count("max", v)?, v)),
             }
         }
-        let boot = boot.ok_or(ConfigError::Missing { option: OPT, param: "boot" })?;
+        let boot = boot.ok_or(ConfigError::Missing {
+            option: OPT,
+            param: "boot",
+        })?;
         if let Some((m, v)) = max {
             if m != boot {
                 return Err(ConfigError::InvalidValue {
@@ -66,7 +76,15 @@ mod tests {
 
     #[test]
     fn rejects_zero_too_many_garbage_and_hotplug() {
-        for bad in ["boot=0", "boot=255", "boot=x", "boot=-1", "max=2", "boot=2,max=4", ""] {
+        for bad in [
+            "boot=0",
+            "boot=255",
+            "boot=x",
+            "boot=-1",
+            "max=2",
+            "boot=2,max=4",
+            "",
+        ] {
             assert!(CpusConfig::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

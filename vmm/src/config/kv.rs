@@ -12,14 +12,23 @@ pub fn parse<'a>(
     for item in s.split(',').filter(|i| !i.is_empty()) {
         let (k, v) = item
             .split_once('=')
-            .ok_or_else(|| ConfigError::NotKeyValue { option, item: item.to_string() })?;
-        let key = accepted.iter().find(|a| **a == k).ok_or_else(|| ConfigError::UnknownParam {
-            option,
-            param: k.to_string(),
-            accepted: accepted_list(accepted),
-        })?;
+            .ok_or_else(|| ConfigError::NotKeyValue {
+                option,
+                item: item.to_string(),
+            })?;
+        let key = accepted
+            .iter()
+            .find(|a| **a == k)
+            .ok_or_else(|| ConfigError::UnknownParam {
+                option,
+                param: k.to_string(),
+                accepted: accepted_list(accepted),
+            })?;
         if out.iter().any(|(seen, _)| seen == key) {
-            return Err(ConfigError::DuplicateParam { option, param: k.to_string() });
+            return Err(ConfigError::DuplicateParam {
+                option,
+                param: k.to_string(),
+            });
         }
         out.push((key, v));
     }
@@ -51,10 +60,22 @@ mod tests {
 
     #[test]
     fn splits_pairs_and_rejects_unknown_duplicate_and_bare_items() {
-        assert_eq!(parse("memory", "size=1G,prefault=on", &["size", "prefault"]).unwrap(), vec![("size", "1G"), ("prefault", "on")]);
-        assert!(matches!(parse("memory", "sise=1G", &["size"]), Err(ConfigError::UnknownParam { .. })));
-        assert!(matches!(parse("memory", "size=1G,size=2G", &["size"]), Err(ConfigError::DuplicateParam { .. })));
-        assert!(matches!(parse("memory", "1G", &["size"]), Err(ConfigError::NotKeyValue { .. })));
+        assert_eq!(
+            parse("memory", "size=1G,prefault=on", &["size", "prefault"]).unwrap(),
+            vec![("size", "1G"), ("prefault", "on")]
+        );
+        assert!(matches!(
+            parse("memory", "sise=1G", &["size"]),
+            Err(ConfigError::UnknownParam { .. })
+        ));
+        assert!(matches!(
+            parse("memory", "size=1G,size=2G", &["size"]),
+            Err(ConfigError::DuplicateParam { .. })
+        ));
+        assert!(matches!(
+            parse("memory", "1G", &["size"]),
+            Err(ConfigError::NotKeyValue { .. })
+        ));
     }
 
     #[test]

@@ -17,7 +17,12 @@ pub struct MemoryConfig {
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig { size: 512 << 20, hugepages: false, prefault: false, shared: false }
+        MemoryConfig {
+            size: 512 << 20,
+            hugepages: false,
+            prefault: false,
+            shared: false,
+        }
     }
 }
 
@@ -42,7 +47,10 @@ impl MemoryConfig {
             }
         }
         if !have_size {
-            return Err(ConfigError::Missing { option: OPT, param: "size" });
+            return Err(ConfigError::Missing {
+                option: OPT,
+                param: "size",
+            });
         }
         if cfg.size == 0 {
             return Err(ConfigError::InvalidValue {
@@ -78,9 +86,21 @@ mod tests {
 
     #[test]
     fn rejects_zero_missing_and_bad_sizes() {
-        assert!(matches!(MemoryConfig::parse("size=0"), Err(ConfigError::InvalidValue { .. })));
-        assert!(matches!(MemoryConfig::parse("prefault=on"), Err(ConfigError::Missing { .. })));
-        assert!(matches!(MemoryConfig::parse("size=12Q"), Err(ConfigError::InvalidValue { .. })));
-        assert!(matches!(MemoryConfig::parse("size=3M,hugepages=on"), Err(ConfigError::InvalidValue { .. })));
+        assert!(matches!(
+            MemoryConfig::parse("size=0"),
+            Err(ConfigError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            MemoryConfig::parse("prefault=on"),
+            Err(ConfigError::Missing { .. })
+        ));
+        assert!(matches!(
+            MemoryConfig::parse("size=12Q"),
+            Err(ConfigError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            MemoryConfig::parse("size=3M,hugepages=on"),
+            Err(ConfigError::InvalidValue { .. })
+        ));
     }
 }

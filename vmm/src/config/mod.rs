@@ -17,15 +17,27 @@ pub use serial::{ConsoleConfig, SerialConfig};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("--{option}: unknown parameter '{param}' (accepted: {accepted})")]
-    UnknownParam { option: &'static str, param: String, accepted: &'static str },
+    UnknownParam {
+        option: &'static str,
+        param: String,
+        accepted: &'static str,
+    },
     #[error("--{option}: parameter '{param}' given twice")]
     DuplicateParam { option: &'static str, param: String },
     #[error("--{option}: '{item}' is not of the form key=value")]
     NotKeyValue { option: &'static str, item: String },
     #[error("--{option}: {param}='{value}': {reason}")]
-    InvalidValue { option: &'static str, param: &'static str, value: String, reason: String },
+    InvalidValue {
+        option: &'static str,
+        param: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("--{option}: missing required parameter '{param}'")]
-    Missing { option: &'static str, param: &'static str },
+    Missing {
+        option: &'static str,
+        param: &'static str,
+    },
 }
 
 /// Everything needed to build and boot a VM.

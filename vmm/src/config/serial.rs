@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn serial_modes() {
         assert_eq!(SerialConfig::parse("tty").unwrap(), SerialConfig::Tty);
-        assert_eq!(SerialConfig::parse("file=/tmp/x").unwrap(), SerialConfig::File("/tmp/x".into()));
+        assert_eq!(
+            SerialConfig::parse("file=/tmp/x").unwrap(),
+            SerialConfig::File("/tmp/x".into())
+        );
         assert!(SerialConfig::parse("file=").is_err());
         assert!(SerialConfig::parse("pty").is_err());
         assert_eq!(ConsoleConfig::parse("off").unwrap(), ConsoleConfig::Off);

@@ -18,10 +18,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         None => return Err("empty size".into()),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("'{s}' is not a number with an optional K/M/G/T suffix"));
+        return Err(format!(
+            "'{s}' is not a number with an optional K/M/G/T suffix"
+        ));
     }
     let n: u64 = digits.parse().map_err(|_| format!("'{s}' is too large"))?;
-    n.checked_mul(1u64 << shift).ok_or_else(|| format!("'{s}' is too large"))
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 #[cfg(test)]
@@ -39,7 +42,16 @@ mod tests {
 
     #[test]
     fn malformed_sizes_are_errors_not_panics() {
-        for bad in ["", "M", "12X", "-1G", "1.5G", "99999999999999999999", "16777216T", "1 G"] {
+        for bad in [
+            "",
+            "M",
+            "12X",
+            "-1G",
+            "1.5G",
+            "99999999999999999999",
+            "16777216T",
+            "1 G",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad:?} accepted");
         }
     }

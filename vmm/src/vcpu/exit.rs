@@ -62,12 +62,12 @@ pub fn dispatch(buses: &Buses, exit: VmExit<'_>) -> ExitAction {
         // KVM reports a triple fault as a shutdown; Linux's reboot=t uses exactly that.
         VmExit::Shutdown | VmExit::Reset => ExitAction::Reset,
         VmExit::PowerOff => ExitAction::PowerOff,
-        VmExit::FailEntry { reason } => {
-            ExitAction::Fatal(format!("the CPU refused to enter the guest (hardware reason {reason:#x})"))
-        }
-        VmExit::InternalError { suberror } => {
-            ExitAction::Fatal(format!("the hypervisor failed to emulate a guest instruction (suberror {suberror})"))
-        }
+        VmExit::FailEntry { reason } => ExitAction::Fatal(format!(
+            "the CPU refused to enter the guest (hardware reason {reason:#x})"
+        )),
+        VmExit::InternalError { suberror } => ExitAction::Fatal(format!(
+            "the hypervisor failed to emulate a guest instruction (suberror {suberror})"
+        )),
         VmExit::Unhandled { code } => ExitAction::Fatal(format!("unhandled vCPU exit {code}")),
     }
 }
@@ -102,14 +102,32 @@ mod tests {
         buses.pio.insert(dev.clone(), 0x3f8, 8).unwrap();
         buses.mmio.insert(dev.clone(), 0xd000_0000, 0x1000).unwrap();
         let hv = FakeHypervisor::new();
-        hv.script(0, [
-            ScriptedExit::IoOut { port: 0x3f9, data: vec![7] },
-            ScriptedExit::IoIn { port: 0x3fa, len: 1 },
-            ScriptedExit::MmioWrite { addr: 0xd000_0010, data: vec![1, 2, 3, 4] },
-            ScriptedExit::MmioRead { addr: 0xd000_0004, len: 2 },
-            ScriptedExit::IoIn { port: 0x1234, len: 2 },
-            ScriptedExit::PowerOff,
-        ]);
+        hv.script(
+            0,
+            [
+                ScriptedExit::IoOut {
+                    port: 0x3f9,
+                    data: vec![7],
+                },
+                ScriptedExit::IoIn {
+                    port: 0x3fa,
+                    len: 1,
+                },
+                ScriptedExit::MmioWrite {
+                    addr: 0xd000_0010,
+                    data: vec![1, 2, 3, 4],
+                },
+                ScriptedExit::MmioRead {
+                    addr: 0xd000_0004,
+                    len: 2,
+                },
+                ScriptedExit::IoIn {
+                    port: 0x1234,
+                    len: 2,
+                },
+                ScriptedExit::PowerOff,
+            ],
+        );
         let vm = hv.create_vm().unwrap();
         let mut vcpu = vm.create_vcpu(0).unwrap();
         let mut actions = Vec::new();
@@ -122,11 +140,18 @@ mod tests {
             }
         }
         assert_eq!(actions.last(), Some(&ExitAction::PowerOff));
-        assert_eq!(dev.lock().unwrap().writes, vec![(1, vec![7]), (0x10, vec![1, 2, 3, 4])]);
-        let ins: Vec<_> = hv.calls().into_iter().filter_map(|c| match c {
-            Call::InData { data, .. } => Some(data),
-            _ => None,
-        }).collect();
+        assert_eq!(
+            dev.lock().unwrap().writes,
+            vec![(1, vec![7]), (0x10, vec![1, 2, 3, 4])]
+        );
+        let ins: Vec<_> = hv
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::InData { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect();
         // Port 0x3fa is offset 2; MMIO offset 4; the unclaimed port reads all-ones.
         assert_eq!(ins, vec![vec![0x12], vec![0x14, 0x14], vec![0xff, 0xff]]);
     }
@@ -136,8 +161,16 @@ mod tests {
         let buses = Buses::default();
         assert_eq!(dispatch(&buses, VmExit::Shutdown), ExitAction::Reset);
         assert_eq!(dispatch(&buses, VmExit::Reset), ExitAction::Reset);
-        assert_eq!(dispatch(&buses, VmExit::Interrupted), ExitAction::Interrupted);
-        assert!(matches!(dispatch(&buses, VmExit::FailEntry { reason: 7 }), ExitAction::Fatal(m) if m.contains("0x7")));
-        assert!(matches!(dispatch(&buses, VmExit::Unhandled { code: 99 }), ExitAction::Fatal(_)));
+        assert_eq!(
+            dispatch(&buses, VmExit::Interrupted),
+            ExitAction::Interrupted
+        );
+        assert!(
+            matches!(dispatch(&buses, VmExit::FailEntry { reason: 7 }), ExitAction::Fatal(m) if m.contains("0x7"))
+        );
+        assert!(matches!(
+            dispatch(&buses, VmExit::Unhandled { code: 99 }),
+            ExitAction::Fatal(_)
+        ));
     }
 }

@@ -37,7 +37,10 @@ pub struct ExitSignal {
 
 impl ExitSignal {
     pub fn new() -> std::io::Result<Self> {
-        Ok(ExitSignal { reason: Mutex::new(None), evt: EventFd::new(libc::EFD_NONBLOCK)? })
+        Ok(ExitSignal {
+            reason: Mutex::new(None),
+            evt: EventFd::new(libc::EFD_NONBLOCK)?,
+        })
     }
 
     /// Record `reason` unless one was already recorded, and wake the main loop.
@@ -50,7 +53,10 @@ impl ExitSignal {
     }
 
     pub fn reason(&self) -> Option<VmExitReason> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -80,7 +86,11 @@ pub fn install_kick_handler() -> std::io::Result<()> {
 }
 
 /// Run one vCPU until the guest or the VMM ends it. Returns the final state.
-pub fn run_loop(vcpu: &mut dyn VcpuX86_64, shared: &VcpuShared, on_first_run: Option<Box<dyn FnOnce()>>) -> VcpuState {
+pub fn run_loop(
+    vcpu: &mut dyn VcpuX86_64,
+    shared: &VcpuShared,
+    on_first_run: Option<Box<dyn FnOnce()>>,
+) -> VcpuState {
     let mut state = VcpuState::Created;
     let mut first = on_first_run;
     loop {
@@ -107,7 +117,9 @@ pub fn run_loop(vcpu: &mut dyn VcpuX86_64, shared: &VcpuShared, on_first_run: Op
                         let r = match action {
                             ExitAction::Reset => VmExitReason::Reset,
                             ExitAction::PowerOff => VmExitReason::PowerOff,
-                            ExitAction::Fatal(m) => VmExitReason::Fatal(format!("vCPU {}: {m}", vcpu.id())),
+                            ExitAction::Fatal(m) => {
+                                VmExitReason::Fatal(format!("vCPU {}: {m}", vcpu.id()))
+                            }
                             ExitAction::Continue | ExitAction::Interrupted => unreachable!(),
                         };
                         shared.exit.report(r.clone());
@@ -127,13 +139,19 @@ pub struct VcpuHandle {
 }
 
 impl VcpuHandle {
-    pub fn spawn(mut vcpu: Box<dyn VcpuX86_64>, shared: VcpuShared, on_first_run: Option<Box<dyn FnOnce() + Send>>) -> std::io::Result<Self> {
+    pub fn spawn(
+        mut vcpu: Box<dyn VcpuX86_64>,
+        shared: VcpuShared,
+        on_first_run: Option<Box<dyn FnOnce() + Send>>,
+    ) -> std::io::Result<Self> {
         install_kick_handler()?;
         let id = vcpu.id();
-        let thread = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
-            let first: Option<Box<dyn FnOnce()>> = on_first_run.map(|f| f as Box<dyn FnOnce()>);
-            run_loop(vcpu.as_mut(), &shared, first)
-        })?;
+        let thread = std::thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || {
+                let first: Option<Box<dyn FnOnce()>> = on_first_run.map(|f| f as Box<dyn FnOnce()>);
+                run_loop(vcpu.as_mut(), &shared, first)
+            })?;
         Ok(VcpuHandle { id, thread })
     }
 
@@ -190,13 +208,27 @@ mod tests {
     #[test]
     fn guest_poweroff_ends_the_loop_and_is_reported() {
         let hv = FakeHypervisor::new();
-        hv.script(0, [ScriptedExit::IoOut { port: 0x80, data: vec![1] }, ScriptedExit::Hlt, ScriptedExit::PowerOff]);
+        hv.script(
+            0,
+            [
+                ScriptedExit::IoOut {
+                    port: 0x80,
+                    data: vec![1],
+                },
+                ScriptedExit::Hlt,
+                ScriptedExit::PowerOff,
+            ],
+        );
         let vm = hv.create_vm().unwrap();
         let mut vcpu = vm.create_vcpu(0).unwrap();
         let s = shared();
         let ran = Arc::new(AtomicBool::new(false));
         let r2 = ran.clone();
-        let state = run_loop(vcpu.as_mut(), &s, Some(Box::new(move || r2.store(true, Ordering::SeqCst))));
+        let state = run_loop(
+            vcpu.as_mut(),
+            &s,
+            Some(Box::new(move || r2.store(true, Ordering::SeqCst))),
+        );
         assert_eq!(state, VcpuState::Exited(Some(VmExitReason::PowerOff)));
         assert_eq!(s.exit.reason(), Some(VmExitReason::PowerOff));
         assert!(ran.load(Ordering::SeqCst));

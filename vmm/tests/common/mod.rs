@@ -32,6 +32,9 @@ pub fn kvm_available() -> bool {
         eprintln!("VMM_SKIP_KVM_TESTS set: skipping");
         return false;
     }
-    assert!(std::path::Path::new("/dev/kvm").exists(), "/dev/kvm is missing (set VMM_SKIP_KVM_TESTS=1 to skip)");
+    assert!(
+        std::path::Path::new("/dev/kvm").exists(),
+        "/dev/kvm is missing (set VMM_SKIP_KVM_TESTS=1 to skip)"
+    );
     true
 }
