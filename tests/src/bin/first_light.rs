@@ -36,16 +36,31 @@ fn floor(size: u64) {
     for (i, (gpa, len)) in slots.iter().enumerate() {
         // SAFETY: a fresh anonymous mapping, never unmapped while the VM lives.
         let host = unsafe {
-            libc::mmap(std::ptr::null_mut(), *len as usize, libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                *len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
         };
         assert_ne!(host, libc::MAP_FAILED);
         if i == 0 {
             host0 = host as *mut u8;
         }
-        let r = kvm_userspace_memory_region { slot: i as u32, guest_phys_addr: *gpa, memory_size: *len, userspace_addr: host as u64, flags: 0 };
+        let r = kvm_userspace_memory_region {
+            slot: i as u32,
+            guest_phys_addr: *gpa,
+            memory_size: *len,
+            userspace_addr: host as u64,
+            flags: 0,
+        };
         // SAFETY: the mapping outlives the VM (the process exits first).
-        unsafe { vm.set_user_memory_region(r).expect("KVM_SET_USER_MEMORY_REGION") };
+        unsafe {
+            vm.set_user_memory_region(r)
+                .expect("KVM_SET_USER_MEMORY_REGION")
+        };
     }
     eprintln!("boot-phase memory_mapped mono_ns={}", mono_ns());
     vm.create_irq_chip().expect("KVM_CREATE_IRQCHIP");
@@ -82,7 +97,10 @@ struct Sample {
 }
 
 fn mono_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: writes only the timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -90,7 +108,9 @@ fn mono_ns() -> u64 {
 
 /// Spawn `cmd`, return ms until the first stdout byte, plus any `boot-phase NAME ... mono_ns=N` lines.
 fn measure(mut cmd: Command) -> Sample {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
     let t0 = mono_ns();
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn");
@@ -114,7 +134,10 @@ fn measure(mut cmd: Command) -> Sample {
             Some((name, ns.saturating_sub(t0) as f64 / 1e6))
         })
         .collect();
-    Sample { first_byte_ms, phases }
+    Sample {
+        first_byte_ms,
+        phases,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -142,11 +165,18 @@ fn main() {
         i += 2;
     }
     let guest = std::env::temp_dir().join(format!("first-light-guest-{}.elf", std::process::id()));
-    std::fs::write(&guest, vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n"))).unwrap();
+    std::fs::write(
+        &guest,
+        vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n")),
+    )
+    .unwrap();
     let me = std::env::current_exe().unwrap();
     println!("first light: exec -> first guest serial byte, median of {runs} runs (ms)");
     println!("vmm: {vmm}");
-    println!("{:>6} {:>9} {:>9} {:>7}   vmm phases (median ms since exec)", "memory", "floor", "vmm", "ratio");
+    println!(
+        "{:>6} {:>9} {:>9} {:>7}   vmm phases (median ms since exec)",
+        "memory", "floor", "vmm", "ratio"
+    );
     for size in &sizes {
         let mut floor_ms = Vec::new();
         let mut vmm_ms = Vec::new();
@@ -165,7 +195,15 @@ fn main() {
                 }
             }
             let mut v = Command::new(&vmm);
-            v.args(["--kernel", guest.to_str().unwrap(), "--memory", &format!("size={size}"), "--serial", "tty", "-v"]);
+            v.args([
+                "--kernel",
+                guest.to_str().unwrap(),
+                "--memory",
+                &format!("size={size}"),
+                "--serial",
+                "tty",
+                "-v",
+            ]);
             let s = measure(v);
             vmm_ms.push(s.first_byte_ms);
             for (name, ms) in s.phases {
@@ -176,8 +214,15 @@ fn main() {
             }
         }
         let (f, v) = (median(floor_ms), median(vmm_ms));
-        let phases: Vec<String> = phase_ms.into_iter().map(|(n, v)| format!("{n}={:.2}", median(v))).collect();
-        println!("{size:>6} {f:>9.2} {v:>9.2} {:>6.2}x   {}", v / f, phases.join(" "));
+        let phases: Vec<String> = phase_ms
+            .into_iter()
+            .map(|(n, v)| format!("{n}={:.2}", median(v)))
+            .collect();
+        println!(
+            "{size:>6} {f:>9.2} {v:>9.2} {:>6.2}x   {}",
+            v / f,
+            phases.join(" ")
+        );
     }
     let _ = std::fs::remove_file(&guest);
     resident_memory(&vmm);
@@ -186,9 +231,20 @@ fn main() {
 /// VmRSS of a running vmm with a 128 MiB, 1-vCPU guest that printed a line and halted.
 fn resident_memory(vmm: &str) {
     let guest = std::env::temp_dir().join(format!("first-light-halt-{}.elf", std::process::id()));
-    std::fs::write(&guest, vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_then_halt_code(b"X\n"))).unwrap();
+    std::fs::write(
+        &guest,
+        vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_then_halt_code(b"X\n")),
+    )
+    .unwrap();
     let mut child = Command::new(vmm)
-        .args(["--kernel", guest.to_str().unwrap(), "--memory", "size=128M", "--serial", "tty"])
+        .args([
+            "--kernel",
+            guest.to_str().unwrap(),
+            "--memory",
+            "size=128M",
+            "--serial",
+            "tty",
+        ])
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -196,10 +252,17 @@ fn resident_memory(vmm: &str) {
     let mut b = [0u8; 1];
     let _ = child.stdout.as_mut().unwrap().read(&mut b);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_file(&guest);
-    let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS: ?");
-    println!("resident memory of a running vmm (128 MiB guest, 1 vCPU, halted after printing): {}", rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("VmRSS: ?");
+    println!(
+        "resident memory of a running vmm (128 MiB guest, 1 vCPU, halted after printing): {}",
+        rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+    );
 }
