@@ -20,6 +20,13 @@ if [ "${SKIP_LAB:-0}" = 1 ]; then
     echo "SKIP_LAB=1: nested lab skipped"
 else
     step "nested lab: real Linux guests on nested KVM"
-    lab/run.sh -q --vmm target/release/vmm
+    set +e
+    lab/run.sh -q --vmm target/release/vmm 2>&1 | tee "$LOGDIR/lab.log"
+    lab_rc=${PIPESTATUS[0]}
+    set -e
+    pass=$(grep -cE '^[a-z0-9-]+ +PASS ' "$LOGDIR/lab.log")
+    fail=$(grep -cE '^[a-z0-9-]+ +FAIL ' "$LOGDIR/lab.log")
+    echo "lab: $pass passed, $fail failed"
+    [ "$lab_rc" = 0 ] || { echo "nested lab failed (exit $lab_rc): see $LOGDIR/lab.log and lab/out/"; exit 1; }
 fi
 echo "all tests passed in $(( $(date +%s) - t0 )) s"
