@@ -29,4 +29,6 @@ else
     echo "lab: $pass passed, $fail failed"
     [ "$lab_rc" = 0 ] || { echo "nested lab failed (exit $lab_rc): see $LOGDIR/lab.log and lab/out/"; exit 1; }
 fi
+cargo_pass=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOGDIR/cargo-test.log" | awk '{s+=$4} END {print s+0}')
 echo "all tests passed in $(( $(date +%s) - t0 )) s"
+echo "total: $(( cargo_pass + ${pass:-0} )) passed, 0 failed"
