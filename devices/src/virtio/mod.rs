@@ -1,0 +1,23 @@
+//! Virtio device backends, independent of the transport (virtio-pci lives in
+//! the `pci` crate and drives them through [`VirtioDevice`]).
+//!
+//! * [`device`]: the [`VirtioDevice`] trait, [`ActivateContext`] and the
+//!   [`VirtioInterrupt`] the transport implements;
+//! * [`worker`]: the per-device worker thread (and why it is per device);
+//! * [`queue`] / [`chain`]: queue handling and descriptor-chain checks shared
+//!   by the devices, written for a hostile driver;
+//! * the devices: [`block`], [`net`], [`rng`], [`console`].
+
+pub mod block;
+pub mod chain;
+pub mod device;
+pub(crate) mod queue;
+pub(crate) mod worker;
+
+#[cfg(test)]
+pub(crate) mod test_utils;
+
+pub use device::{
+    ActivateContext, ActivateError, ActivatedQueue, VirtioDevice, VirtioInterrupt,
+    VirtioInterruptType, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
+};
