@@ -353,12 +353,18 @@ def busybox_skeleton(cpio, init_path):
     cpio.file("init", Path(init_path), 0o755)
 
 
-def add_modules(cpio, names):
+def add_modules(cpio, names, autoload=True):
     mods = resolve_modules(names)
     for name, data in mods:
         cpio.file(f"lib/modules/{name}.ko", data)
-    cpio.file("lab/modules.order", "".join(f"{n}.ko\n" for n, _ in mods))
+    if autoload:
+        cpio.file("lab/modules.order", "".join(f"{n}.ko\n" for n, _ in mods))
     return [n for n, _ in mods]
+
+
+# Modules every L2 initramfs carries but does not load: scenarios insmod what they need
+# (loading costs boot time, so the plain boot scenarios load nothing).
+L2_AVAILABLE_MODULES = ["button", "evdev"]
 
 
 # ---------------------------------------------------------------- L2 initramfs
@@ -376,6 +382,8 @@ def build_l2_initrd(modules=()):
         cpio.file(f"lab/scenarios/{p.name}", p)
     if modules:
         add_modules(cpio, list(modules))
+    else:
+        add_modules(cpio, L2_AVAILABLE_MODULES, autoload=False)
     L2OUT.mkdir(parents=True, exist_ok=True)
     raw = cpio.bytes()
     out.with_suffix("").write_bytes(raw)  # the same, uncompressed (initramfs.cpio)

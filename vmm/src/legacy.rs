@@ -16,6 +16,8 @@ use crate::vcpu::{ExitSignal, VmExitReason};
 
 pub const COM1_PORT: u64 = 0x3f8;
 pub const COM1_GSI: u32 = 4;
+/// The IOAPIC input of the ACPI Generic Event Device that presses the power button.
+pub const POWER_BUTTON_GSI: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LegacyError {
@@ -75,6 +77,8 @@ pub fn acpi_serial(cfg: &SerialConfig) -> Option<arch::SerialPort> {
 /// Handles the VMM keeps to legacy devices after setup.
 pub struct LegacyDevices {
     pub serial: Option<Arc<Mutex<Serial>>>,
+    /// Raises the ACPI GED interrupt: the guest sees its power button pressed.
+    pub power_button: Arc<dyn Interrupt>,
 }
 
 fn serial_output(cfg: &SerialConfig) -> Result<Option<Box<dyn Write + Send>>, LegacyError> {
@@ -132,7 +136,12 @@ pub fn setup(
         u64::from(acpi_pm::PORT_BASE),
         acpi_pm::PORT_LEN,
     )?;
-    Ok(LegacyDevices { serial })
+    let power_button = EventFdInterrupt::new().map_err(LegacyError::EventFd)?;
+    vm.register_irqfd(power_button.eventfd(), POWER_BUTTON_GSI)?;
+    Ok(LegacyDevices {
+        serial,
+        power_button: Arc::new(power_button),
+    })
 }
 
 #[cfg(test)]
@@ -198,6 +207,7 @@ mod tests {
             layout: &layout,
             pm: acpi_pm_ports(),
             serial: None,
+            power_button_gsi: None,
         };
         let rsdp = arch::create_acpi_tables(&mem, &cfg).unwrap();
         let u64_at = |a: u64| mem.read_obj::<u64>(GuestAddress(a)).unwrap();

@@ -4,14 +4,18 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use devices::legacy::Serial;
+use devices::Interrupt;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::terminal::Terminal;
 
 use crate::config::SerialConfig;
+use crate::legacy::LegacyDevices;
+use crate::signals;
 use crate::vcpu::{ExitSignal, VmExitReason};
 
 const EXIT_TOKEN: u64 = 1;
 const STDIN_TOKEN: u64 = 2;
+const SHUTDOWN_TOKEN: u64 = 3;
 
 /// Puts stdin in raw mode for the guest console and restores it when dropped.
 struct RawStdin;
@@ -39,9 +43,12 @@ impl Drop for RawStdin {
 /// Block until the VM ends, feeding stdin to the serial port when it is the console.
 pub fn wait_for_exit(
     exit: &Arc<ExitSignal>,
-    serial: Option<&Arc<Mutex<Serial>>>,
+    devices: &LegacyDevices,
     cfg: &SerialConfig,
 ) -> std::io::Result<VmExitReason> {
+    let serial = devices.serial.as_ref();
+    let shutdown = signals::shutdown_events()?;
+    let mut shutdown_requests = 0u32;
     let epoll = Epoll::new()?;
     epoll.ctl(
         ControlOperation::Add,
@@ -63,6 +70,11 @@ pub fn wait_for_exit(
         _ => None,
     };
     let _raw = stdin_serial.as_ref().and_then(|_| RawStdin::enable());
+    epoll.ctl(
+        ControlOperation::Add,
+        shutdown.as_raw_fd(),
+        EpollEvent::new(EventSet::IN, SHUTDOWN_TOKEN),
+    )?;
     let mut events = vec![EpollEvent::default(); 4];
     loop {
         let n = match epoll.wait(-1, &mut events) {
@@ -85,10 +97,32 @@ pub fn wait_for_exit(
                         EpollEvent::default(),
                     );
                 }
+                SHUTDOWN_TOKEN => {
+                    shutdown_requests += shutdown.read().map(|n| n as u32).unwrap_or(0);
+                    if let Some(r) =
+                        on_shutdown_request(shutdown_requests, devices.power_button.as_ref())
+                    {
+                        return Ok(r);
+                    }
+                }
                 _ => {}
             }
         }
     }
+}
+
+/// The first SIGTERM/SIGINT presses the guest's power button; a second stops the VM.
+fn on_shutdown_request(count: u32, power_button: &dyn Interrupt) -> Option<VmExitReason> {
+    if count >= 2 {
+        return Some(VmExitReason::Fatal(
+            "stopped by a second SIGTERM/SIGINT before the guest shut down".into(),
+        ));
+    }
+    log::warn!("shutdown requested: pressing the ACPI power button (signal again to stop at once)");
+    if let Err(e) = power_button.trigger() {
+        log::error!("cannot press the power button: {e}");
+    }
+    None
 }
 
 /// Move what stdin has to the UART. Returns false at end of input.

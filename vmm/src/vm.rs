@@ -92,6 +92,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         .map(|p| open("initramfs", p))
         .transpose()?;
 
+    // SIGTERM/SIGINT from here on mean "shut the guest down" (see signals.rs).
+    crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
     let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
     // KVM_GET_SUPPORTED_CPUID takes a few hundred microseconds; overlap it with VM creation,
     // memory registration and kernel loading.
@@ -119,6 +121,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         layout: &layout,
         pm: legacy::acpi_pm_ports(),
         serial: legacy::acpi_serial(&cfg.serial),
+        power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
     };
     let rsdp = arch::create_acpi_tables(&mem, &acpi)?;
     let entry = arch::load_guest_with_rsdp(
@@ -184,8 +187,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         handles.push(VcpuHandle::spawn(v, shared.clone(), first).map_err(VmError::Thread)?);
     }
 
-    let reason = runloop::wait_for_exit(&exit, devices.serial.as_ref(), &cfg.serial)
-        .map_err(VmError::EventLoop)?;
+    let reason =
+        runloop::wait_for_exit(&exit, &devices, &cfg.serial).map_err(VmError::EventLoop)?;
     vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
     // Keep guest memory alive until every vCPU has left the guest.
     drop(mem);

@@ -79,3 +79,35 @@ fn serial_file_receives_the_guest_output() {
     let _ = std::fs::remove_file(&log);
     assert_eq!(got, "to a file\n");
 }
+
+#[test]
+fn sigterm_presses_the_power_button_and_a_second_one_stops_the_vm() {
+    if !kvm_available() {
+        return;
+    }
+    use std::io::Read;
+    // A guest that prints and halts: it has no ACPI, so the button press changes nothing.
+    let code = vmm_tests::serial_hello_then_halt_code(b"up\n");
+    let k = tmp("tiny-pvh-halt", &vmm_tests::pvh_guest_elf(&code));
+    let mut child = vmm()
+        .args(["--kernel", k.to_str().unwrap(), "--memory", "size=64M", "-v"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = [0u8; 3];
+    child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"up\n");
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "one SIGTERM must not kill the VM");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("pressing the ACPI power button"), "{err}");
+    assert!(err.contains("stopped by a second SIGTERM"), "{err}");
+}

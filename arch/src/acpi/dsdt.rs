@@ -9,11 +9,14 @@
 //!                and 64-bit MMIO windows
 //! \_SB_.COM1     PNP0501 16550 (when the VM has one): I/O port block + its IRQ
 //! \_SB_.MBRD     PNP0C02 motherboard resources: the ECAM and the PM registers
+//! \_SB_.PWRB     PNP0C0C power button (when the VMM has a power-button interrupt)
+//! \_SB_.GED0     ACPI0013 Generic Event Device: its interrupt runs _EVT, which notifies
+//!                PWRB with 0x80 (button pressed) -- how a HW-reduced platform signals it
 //! ```
 
 use acpi_tables::aml::{
     AddressSpace, AddressSpaceCacheable, Device, EISAName, Interrupt, Memory32Fixed, Method, Name,
-    Package, Path, ResourceTemplate, Return, Scope, IO, ZERO,
+    Notify, Package, Path, ResourceTemplate, Return, Scope, IO, ZERO,
 };
 use acpi_tables::sdt::Sdt;
 use acpi_tables::{Aml, AmlSink};
@@ -159,6 +162,34 @@ fn motherboard_resources(pm: &PmPorts, sink: &mut Vec<u8>) {
     .to_aml_bytes(sink);
 }
 
+/// Notify value for a power button press (ACPI 6.5 section 4.8.3.1.1.1).
+const BUTTON_PRESSED: u8 = 0x80;
+
+/// The power button and the Generic Event Device whose interrupt presses it.
+fn power_button(gsi: u32, sink: &mut Vec<u8>) {
+    Device::new(
+        "PWRB".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0C0C")),
+            &Name::new("_UID".into(), &ZERO),
+        ],
+    )
+    .to_aml_bytes(sink);
+    let irq = Interrupt::new(true, true, false, false, gsi);
+    let button = Path::new("\\_SB_.PWRB");
+    let notify = Notify::new(&button, &BUTTON_PRESSED);
+    Device::new(
+        "GED0".into(),
+        vec![
+            &Name::new("_HID".into(), &"ACPI0013"),
+            &Name::new("_UID".into(), &ZERO),
+            &Name::new("_CRS".into(), &ResourceTemplate::new(vec![&irq])),
+            &Method::new("_EVT".into(), 1, true, vec![&notify]),
+        ],
+    )
+    .to_aml_bytes(sink);
+}
+
 /// The DSDT for `cfg` (validated by the caller).
 pub(super) fn build(cfg: &AcpiConfig) -> Result<Vec<u8>, AcpiError> {
     let mut sb = Vec::with_capacity(64 * cfg.num_vcpus as usize + 512);
@@ -168,6 +199,9 @@ pub(super) fn build(cfg: &AcpiConfig) -> Result<Vec<u8>, AcpiError> {
         serial(port, &mut sb);
     }
     motherboard_resources(&cfg.pm, &mut sb);
+    if let Some(gsi) = cfg.power_button_gsi {
+        power_button(gsi, &mut sb);
+    }
 
     let mut aml = Vec::with_capacity(sb.len() + 32);
     sleep_states(&cfg.pm, &mut aml);
@@ -208,6 +242,7 @@ mod tests {
             layout: &layout,
             pm: PM,
             serial,
+            power_button_gsi: None,
         };
         (build(&cfg).unwrap(), layout)
     }
@@ -358,6 +393,42 @@ mod tests {
         let (t, _) = dsdt(1, 128 << 20, None);
         assert!(find(&t, &pnp_eisa_id(0x0501)).is_none());
         assert!(sb_devices(&t).iter().all(|(n, _)| n != b"COM1"));
+    }
+
+    #[test]
+    fn power_button_and_its_generic_event_device_only_when_wired() {
+        let layout = MemoryLayout::new(128 << 20, 40).unwrap();
+        let cfg = AcpiConfig {
+            num_vcpus: 1,
+            layout: &layout,
+            pm: PM,
+            serial: None,
+            power_button_gsi: Some(5),
+        };
+        let t = build(&cfg).unwrap();
+        let devices = sb_devices(&t);
+        let (_, pwrb) = devices.iter().find(|(n, _)| n == b"PWRB").unwrap();
+        assert!(find(pwrb, &pnp_eisa_id(0x0c0c)).is_some(), "PNP0C0C");
+        let (_, ged) = devices.iter().find(|(n, _)| n == b"GED0").unwrap();
+        assert!(find(ged, b"ACPI0013").is_some());
+        // Extended IRQ: consumer, edge, active high, exclusive; one interrupt, GSI 5.
+        assert!(
+            find(ged, &[0x89, 6, 0, 0x03, 1, 5, 0, 0, 0]).is_some(),
+            "GSI"
+        );
+        // _EVT: Notify (\_SB_.PWRB, 0x80).
+        assert!(find(ged, b"_EVT").is_some());
+        // NotifyOp, root prefix, DualNamePrefix, the two name segments, BytePrefix 0x80.
+        assert!(find(ged, b"\x86\\\x2e_SB_PWRB\x0a\x80").is_some(), "Notify");
+
+        let t = build(&AcpiConfig {
+            power_button_gsi: None,
+            ..cfg
+        })
+        .unwrap();
+        assert!(sb_devices(&t)
+            .iter()
+            .all(|(n, _)| n != b"GED0" && n != b"PWRB"));
     }
 
     #[test]

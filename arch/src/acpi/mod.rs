@@ -100,6 +100,9 @@ pub struct AcpiConfig<'a> {
     pub pm: PmPorts,
     /// COM1 when the VM has one.
     pub serial: Option<SerialPort>,
+    /// The GSI of the Generic Event Device that signals the ACPI power button (edge,
+    /// active high); `None` leaves both devices out.
+    pub power_button_gsi: Option<u32>,
 }
 
 /// Why the ACPI tables could not be built or written.

@@ -32,6 +32,7 @@ fn config(layout: &MemoryLayout, num_vcpus: u32) -> AcpiConfig<'_> {
             port: 0x3f8,
             gsi: 4,
         }),
+        power_button_gsi: Some(5),
     }
 }
 

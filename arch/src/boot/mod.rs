@@ -227,6 +227,7 @@ mod tests {
             layout: &layout,
             pm,
             serial: None,
+            power_button_gsi: None,
         };
         let rsdp = create_acpi_tables(&mem, &cfg).unwrap();
         let mut k = file_with(&pvh_elf(&[0xf4]));

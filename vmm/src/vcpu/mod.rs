@@ -149,6 +149,7 @@ impl VcpuHandle {
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
+                crate::signals::block_shutdown_signals();
                 let first: Option<Box<dyn FnOnce()>> = on_first_run.map(|f| f as Box<dyn FnOnce()>);
                 run_loop(vcpu.as_mut(), &shared, first)
             })?;

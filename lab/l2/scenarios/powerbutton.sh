@@ -1,0 +1,16 @@
+# The host presses the ACPI power button (SIGTERM to the vmm: GED interrupt -> _EVT ->
+# Notify(PWRB, 0x80)); the ACPI button driver turns it into a KEY_POWER input event, which
+# we wait for on the "Power Button" event device, then power off as an init system would.
+insmod /lib/modules/button.ko 2>/dev/null
+insmod /lib/modules/evdev.ko 2>/dev/null
+dev=
+for n in /sys/class/input/event*; do
+    [ "$(cat "$n/device/name" 2>/dev/null)" = "Power Button" ] && dev=/dev/input/${n##*/}
+done
+if [ -z "$dev" ]; then
+    echo "LAB-PWRBTN-NODEV"; ls /sys/class/input
+else
+    echo "LAB-PWRBTN-READY $dev"
+    head -c 24 "$dev" > /dev/null
+    echo "LAB-PWRBTN-PRESSED"
+fi
