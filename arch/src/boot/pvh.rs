@@ -29,6 +29,7 @@ const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
 const EM_X86_64: u16 = 62;
 const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
 
 /// Why an ELF kernel cannot be loaded for PVH boot.
 #[derive(Debug, thiserror::Error)]
@@ -153,41 +154,64 @@ fn validate_elf(
     }
     let table =
         read_at_most(kernel, phoff, u64::from(phnum) * PHDR_SIZE).map_err(PvhError::Read)?;
-    let mut kernel_end = None;
+    let mut kernel_end: Option<u64> = None;
+    let mut has_file_bytes = false;
     for (index, ph) in table.chunks_exact(PHDR_SIZE as usize).enumerate() {
-        let (offset, paddr) = (u64_at(ph, 8), u64_at(ph, 24));
-        let (filesz, memsz) = (u64_at(ph, 32), u64_at(ph, 40));
-        // linux-loader skips PT_LOAD segments without file bytes; so do we.
-        if u32_at(ph, 0) != PT_LOAD || filesz == 0 {
-            continue;
+        if let Some(end) = check_segment(index, ph, file_size, layout)? {
+            kernel_end = kernel_end.max(Some(end));
+            has_file_bytes |= u64_at(ph, 32) > 0;
         }
-        if u128::from(offset) + u128::from(filesz) > u128::from(file_size) {
-            return Err(PvhError::TruncatedSegment {
-                index,
-                offset,
-                size: filesz,
-                file_size,
-            });
-        }
-        if filesz > memsz {
-            return Err(PvhError::BadSegmentSize {
-                index,
-                filesz,
-                memsz,
-            });
-        }
-        let end = u128::from(paddr) + u128::from(memsz);
-        if paddr < HIGH_RAM_START || end > u128::from(layout.ram_below_4g) {
-            return Err(PvhError::SegmentOutsideRam {
-                index,
-                start: paddr,
-                end,
-                ram_end: layout.ram_below_4g,
-            });
-        }
-        kernel_end = kernel_end.max(Some(end as u64));
     }
-    kernel_end.ok_or(PvhError::NoLoadableSegments)
+    match kernel_end {
+        Some(end) if has_file_bytes => Ok(end),
+        _ => Err(PvhError::NoLoadableSegments),
+    }
+}
+
+/// Checks one program header: its file bytes (PT_LOAD and PT_NOTE) lie inside the
+/// file, and a PT_LOAD's memory lies inside low RAM above 1 MiB. Returns the end of a
+/// PT_LOAD segment in guest memory, `None` for other segments.
+fn check_segment(
+    index: usize,
+    ph: &[u8],
+    file_size: u64,
+    layout: &MemoryLayout,
+) -> Result<Option<u64>, PvhError> {
+    let p_type = u32_at(ph, 0);
+    let (offset, paddr) = (u64_at(ph, 8), u64_at(ph, 24));
+    let (filesz, memsz) = (u64_at(ph, 32), u64_at(ph, 40));
+    if p_type != PT_LOAD && p_type != PT_NOTE {
+        return Ok(None);
+    }
+    if u128::from(offset) + u128::from(filesz) > u128::from(file_size) {
+        return Err(PvhError::TruncatedSegment {
+            index,
+            offset,
+            size: filesz,
+            file_size,
+        });
+    }
+    if p_type != PT_LOAD {
+        return Ok(None);
+    }
+    if filesz > memsz {
+        return Err(PvhError::BadSegmentSize {
+            index,
+            filesz,
+            memsz,
+        });
+    }
+    let end = u128::from(paddr) + u128::from(memsz);
+    if paddr < HIGH_RAM_START || end > u128::from(layout.ram_below_4g) {
+        return Err(PvhError::SegmentOutsideRam {
+            index,
+            start: paddr,
+            end,
+            ram_end: layout.ram_below_4g,
+        });
+    }
+    // end <= ram_below_4g, so it fits in u64.
+    Ok(Some(end as u64))
 }
 
 /// Copies the segments with linux-loader and returns the PVH entry point.
@@ -427,6 +451,24 @@ mod tests {
             pvh_err(&image[..cut]),
             PvhError::TruncatedSegment { index: 0, .. }
         ));
+    }
+
+    #[test]
+    fn note_segment_past_the_end_of_the_file_is_truncation() {
+        let mut image = pvh_elf(&[0x90; 8]);
+        // Second program header (PT_NOTE): p_filesz at 64 + 56 + 32.
+        image[152..160].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(
+            pvh_err(&image),
+            PvhError::TruncatedSegment { index: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn elf_with_only_bss_segments_has_nothing_to_load() {
+        let mut image = pvh_elf(&[0x90; 8]);
+        image[64 + 32..64 + 40].copy_from_slice(&0u64.to_le_bytes()); // PT_LOAD p_filesz
+        assert!(matches!(pvh_err(&image), PvhError::NoLoadableSegments));
     }
 
     #[test]
