@@ -10,8 +10,10 @@
 
 pub mod block;
 pub mod chain;
+pub mod console;
 pub mod device;
 pub(crate) mod queue;
+pub mod rng;
 pub(crate) mod worker;
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ use log::error;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::device::ActivateError;
+
 /// The epoll token reserved for the kill `EventFd`.
 const KILL_TOKEN: u64 = u64::MAX;
 /// How many ready events one `epoll_wait` returns at most.
@@ -128,6 +130,86 @@ impl<H> Drop for Worker<H> {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+/// A handler that owns the device backend (image, tap, entropy file...) and
+/// can give it back when the worker stops, for a later re-activation.
+pub(crate) trait BackendHandler: EventHandler {
+    type Backend: Send;
+    fn into_backend(self) -> Self::Backend;
+}
+
+/// The activation state shared by all devices: the backend waiting for
+/// `activate`, or the running worker that owns it, or neither when a worker
+/// panicked and took the backend with it.
+pub(crate) enum Lifecycle<H: BackendHandler> {
+    Ready(H::Backend),
+    Active(Worker<H>),
+    Broken,
+}
+
+impl<H: BackendHandler> Lifecycle<H> {
+    /// Takes the backend to build a handler with; the state is `Broken`
+    /// until [`start`](Self::start) or [`restore`](Self::restore).
+    pub fn take_backend(&mut self) -> Result<H::Backend, ActivateError> {
+        match std::mem::replace(self, Lifecycle::Broken) {
+            Lifecycle::Ready(backend) => Ok(backend),
+            Lifecycle::Active(worker) => {
+                *self = Lifecycle::Active(worker);
+                Err(ActivateError::AlreadyActive)
+            }
+            Lifecycle::Broken => Err(ActivateError::BackendLost),
+        }
+    }
+
+    /// Puts back a backend taken by [`take_backend`](Self::take_backend).
+    pub fn restore(&mut self, backend: H::Backend) {
+        *self = Lifecycle::Ready(backend);
+    }
+
+    /// Starts the worker; on failure the backend is kept when possible.
+    pub fn start(
+        &mut self,
+        name: &str,
+        handler: H,
+        sources: &[Source],
+    ) -> Result<(), ActivateError> {
+        match Worker::spawn(name, handler, sources) {
+            Ok(worker) => {
+                *self = Lifecycle::Active(worker);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(handler) = e.handler {
+                    *self = Lifecycle::Ready(handler.into_backend());
+                }
+                Err(ActivateError::Worker(e.error))
+            }
+        }
+    }
+
+    /// Stops a running worker and takes the backend back; `false` when the
+    /// backend is lost.
+    pub fn reset(&mut self) -> bool {
+        match std::mem::replace(self, Lifecycle::Broken) {
+            Lifecycle::Active(worker) => match worker.stop() {
+                Some(handler) => {
+                    *self = Lifecycle::Ready(handler.into_backend());
+                    true
+                }
+                None => false,
+            },
+            Lifecycle::Ready(backend) => {
+                *self = Lifecycle::Ready(backend);
+                true
+            }
+            Lifecycle::Broken => false,
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self, Lifecycle::Active(_))
     }
 }
 

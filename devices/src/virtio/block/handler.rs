@@ -21,7 +21,7 @@ use super::request::{parse_request, ParseFailure, Request, RequestType};
 use crate::virtio::chain::{gather, scatter, Segment};
 use crate::virtio::device::VirtioInterrupt;
 use crate::virtio::queue::DeviceQueue;
-use crate::virtio::worker::EventHandler;
+use crate::virtio::worker::{BackendHandler, EventHandler};
 
 /// Bytes of a GET_ID answer.
 pub const ID_LEN: usize = 20;
@@ -284,6 +284,14 @@ pub struct BlockHandler {
     pub irq: Arc<dyn VirtioInterrupt>,
 }
 
+impl BackendHandler for BlockHandler {
+    type Backend = RequestExecutor;
+
+    fn into_backend(self) -> RequestExecutor {
+        self.executor
+    }
+}
+
 impl EventHandler for BlockHandler {
     fn handle_event(&mut self, token: u64, _events: EventSet) {
         let Some(queue) = usize::try_from(token)
@@ -299,5 +307,127 @@ impl EventHandler for BlockHandler {
         if done > 0 {
             queue.signal_used(mem, &self.irq);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virtio::test_utils::{guest_memory, TestQueue, F_WRITE};
+    use std::os::unix::fs::FileExt;
+    use virtio_bindings::virtio_blk::{VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
+    use vmm_sys_util::tempfile::TempFile;
+
+    const HDR: u64 = 0x10_0000;
+    const STATUS: u64 = 0x18_0000;
+    const DATA: u64 = 0x20_0000;
+
+    fn executor(image_len: usize) -> (TempFile, RequestExecutor) {
+        let tmp = TempFile::new().unwrap();
+        tmp.as_file()
+            .write_all_at(&vec![0u8; image_len], 0)
+            .unwrap();
+        let disk = DiskImage::open(tmp.as_path(), false, false).unwrap();
+        let mut ex = RequestExecutor::new(
+            disk,
+            *b"0123456789abcdefghij",
+            DiscardLimits {
+                max_sectors: 16,
+                max_segments: 2,
+            },
+        );
+        ex.set_negotiated(Negotiated {
+            discard: true,
+            write_zeroes: true,
+        });
+        (tmp, ex)
+    }
+
+    fn header(mem: &GuestMemoryMmap, kind: u32, sector: u64) {
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&kind.to_le_bytes());
+        h[8..16].copy_from_slice(&sector.to_le_bytes());
+        mem.write_slice(&h, GuestAddress(HDR)).unwrap();
+    }
+
+    fn status(mem: &GuestMemoryMmap) -> u32 {
+        u32::from(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap())
+    }
+
+    #[test]
+    fn requests_larger_than_one_chunk_are_split() {
+        let len = 2 * MAX_IO_CHUNK + 4096;
+        let (tmp, mut ex) = executor(len + 8192);
+        let mem = guest_memory();
+        let pattern: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        mem.write_slice(&pattern, GuestAddress(DATA)).unwrap();
+        header(&mem, VIRTIO_BLK_T_OUT, 8);
+        let mut tq = TestQueue::new(&mem, 8);
+        tq.add_chain(&[(HDR, 16, 0), (DATA, len as u32, 0), (STATUS, 1, F_WRITE)]);
+        assert_eq!(ex.handle_chain(&mem, tq.pop(&mem)), 1);
+        assert_eq!(status(&mem), VIRTIO_BLK_S_OK);
+        let mut on_disk = vec![0u8; len];
+        tmp.as_file().read_exact_at(&mut on_disk, 4096).unwrap();
+        assert!(on_disk == pattern);
+
+        mem.write_slice(&vec![0u8; len], GuestAddress(DATA))
+            .unwrap();
+        header(&mem, VIRTIO_BLK_T_IN, 8);
+        tq.add_chain(&[
+            (HDR, 16, 0),
+            (DATA, len as u32, F_WRITE),
+            (STATUS, 1, F_WRITE),
+        ]);
+        assert_eq!(ex.handle_chain(&mem, tq.pop(&mem)), len as u32 + 1);
+        let mut back = vec![0u8; len];
+        mem.read_slice(&mut back, GuestAddress(DATA)).unwrap();
+        assert!(back == pattern);
+    }
+
+    #[test]
+    fn discard_limits_are_enforced_before_any_io() {
+        let (_tmp, mut ex) = executor(64 * 512);
+        let mem = guest_memory();
+        let seg = |sector: u64, n: u32| {
+            let mut s = [0u8; 16];
+            s[0..8].copy_from_slice(&sector.to_le_bytes());
+            s[8..12].copy_from_slice(&n.to_le_bytes());
+            s
+        };
+        let mut tq = TestQueue::new(&mem, 8);
+        header(&mem, VIRTIO_BLK_T_DISCARD, 0);
+        let cases: [(&[[u8; 16]], u32); 3] = [
+            // Three segments, two allowed.
+            (&[seg(0, 1), seg(1, 1), seg(2, 1)], VIRTIO_BLK_S_IOERR),
+            // More sectors than max_sectors.
+            (&[seg(0, 17)], VIRTIO_BLK_S_IOERR),
+            // The second segment runs past the end.
+            (&[seg(0, 1), seg(63, 2)], VIRTIO_BLK_S_IOERR),
+        ];
+        for (segs, expected) in cases {
+            let bytes: Vec<u8> = segs.iter().flatten().copied().collect();
+            mem.write_slice(&bytes, GuestAddress(DATA)).unwrap();
+            let len = bytes.len() as u32;
+            tq.add_chain(&[(HDR, 16, 0), (DATA, len, 0), (STATUS, 1, F_WRITE)]);
+            assert_eq!(ex.handle_chain(&mem, tq.pop(&mem)), 1);
+            assert_eq!(status(&mem), expected);
+        }
+        // A partial segment is an error too.
+        tq.add_chain(&[(HDR, 16, 0), (DATA, 15, 0), (STATUS, 1, F_WRITE)]);
+        ex.handle_chain(&mem, tq.pop(&mem));
+        assert_eq!(status(&mem), VIRTIO_BLK_S_IOERR);
+    }
+
+    #[test]
+    fn a_short_get_id_buffer_gets_a_truncated_id() {
+        let (_tmp, mut ex) = executor(4096);
+        let mem = guest_memory();
+        header(&mem, virtio_bindings::virtio_blk::VIRTIO_BLK_T_GET_ID, 0);
+        let mut tq = TestQueue::new(&mem, 8);
+        tq.add_chain(&[(HDR, 16, 0), (DATA, 4, F_WRITE), (STATUS, 1, F_WRITE)]);
+        assert_eq!(ex.handle_chain(&mem, tq.pop(&mem)), 5);
+        let mut id = [0u8; 4];
+        mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
+        assert_eq!(&id, b"0123");
     }
 }

@@ -28,7 +28,7 @@ use super::device::{
     VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
 };
 use super::queue::take_queues;
-use super::worker::{Source, Worker};
+use super::worker::{Lifecycle, Source};
 
 /// Default number of request queues.
 pub const DEFAULT_NUM_QUEUES: u16 = 1;
@@ -78,19 +78,13 @@ pub enum BlockError {
     QueueSize(u16),
 }
 
-enum State {
-    Ready(RequestExecutor),
-    Active(Worker<BlockHandler>),
-    Broken,
-}
-
 /// A virtio-blk device.
 pub struct Block {
     queue_sizes: Vec<u16>,
     avail_features: u64,
     acked_features: u64,
     config: Vec<u8>,
-    state: State,
+    state: Lifecycle<BlockHandler>,
 }
 
 impl Block {
@@ -135,7 +129,7 @@ impl Block {
             avail_features: features,
             acked_features: 0,
             config,
-            state: State::Ready(RequestExecutor::new(disk, id, DISCARD_LIMITS)),
+            state: Lifecycle::Ready(RequestExecutor::new(disk, id, DISCARD_LIMITS)),
         })
     }
 
@@ -145,7 +139,7 @@ impl Block {
     }
 
     pub fn is_active(&self) -> bool {
-        matches!(self.state, State::Active(_))
+        self.state.is_active()
     }
 }
 
@@ -224,30 +218,19 @@ impl VirtioDevice for Block {
     }
 
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        let mut executor = match std::mem::replace(&mut self.state, State::Broken) {
-            State::Ready(executor) => executor,
-            State::Active(worker) => {
-                self.state = State::Active(worker);
-                return Err(ActivateError::AlreadyActive);
-            }
-            State::Broken => return Err(ActivateError::BackendLost),
-        };
-        let slots = match take_queues(
-            ctx.queues,
-            &self.queue_sizes,
-            &[0],
-            &ctx.mem,
-            self.acked_features,
-        ) {
+        let mut executor = self.state.take_backend()?;
+        let required = [0];
+        let acked = self.acked_features;
+        let slots = match take_queues(ctx.queues, &self.queue_sizes, &required, &ctx.mem, acked) {
             Ok(slots) => slots,
             Err(e) => {
-                self.state = State::Ready(executor);
+                self.state.restore(executor);
                 return Err(e);
             }
         };
         executor.set_negotiated(Negotiated {
-            discard: self.acked_features & bit(VIRTIO_BLK_F_DISCARD) != 0,
-            write_zeroes: self.acked_features & bit(VIRTIO_BLK_F_WRITE_ZEROES) != 0,
+            discard: acked & bit(VIRTIO_BLK_F_DISCARD) != 0,
+            write_zeroes: acked & bit(VIRTIO_BLK_F_WRITE_ZEROES) != 0,
         });
         let queues: Vec<_> = slots.into_iter().flatten().collect();
         let sources: Vec<Source> = queues
@@ -261,36 +244,12 @@ impl VirtioDevice for Block {
             queues,
             irq: ctx.interrupt,
         };
-        match Worker::spawn("virtio-blk", handler, &sources) {
-            Ok(worker) => {
-                self.state = State::Active(worker);
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(handler) = e.handler {
-                    self.state = State::Ready(handler.executor);
-                }
-                Err(ActivateError::Worker(e.error))
-            }
-        }
+        self.state.start("virtio-blk", handler, &sources)
     }
 
     fn reset(&mut self) -> bool {
         self.acked_features = 0;
-        match std::mem::replace(&mut self.state, State::Broken) {
-            State::Active(worker) => match worker.stop() {
-                Some(handler) => {
-                    self.state = State::Ready(handler.executor);
-                    true
-                }
-                None => false,
-            },
-            State::Ready(executor) => {
-                self.state = State::Ready(executor);
-                true
-            }
-            State::Broken => false,
-        }
+        self.state.reset()
     }
 }
 
