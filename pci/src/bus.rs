@@ -1,0 +1,358 @@
+//! A PCI bus: up to 32 single-function devices by slot number, the host
+//! bridge in slot 0, config accesses routed by address, and BAR moves
+//! handed to the VMM's [`BarRelocator`].
+//!
+//! Lock order: the slot map's lock is never held while a device is locked
+//! or while the relocator runs, and a device's lock is released before its
+//! BAR moves are applied (the relocator may lock buses and the device).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use log::debug;
+
+use crate::address::{PciAddress, PCI_MAX_DEVICE};
+use crate::bar::BarReprogram;
+use crate::configuration::{dword_access, ConfigWriteResult};
+use crate::device::PciDevice;
+use crate::host_bridge::PciHostBridge;
+use crate::relocate::{BarMove, BarRelocator};
+
+/// The host bridge's slot.
+pub const HOST_BRIDGE_SLOT: u8 = 0;
+
+type SharedDevice = Arc<Mutex<dyn PciDevice>>;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PciBusError {
+    #[error("PCI slot {0} is out of range (0..=31)")]
+    InvalidSlot(u8),
+    #[error("PCI slot {0} is already occupied")]
+    SlotOccupied(u8),
+    #[error("all 32 slots of PCI bus {0:02x} are occupied")]
+    Full(u8),
+    #[error("PCI slot {0} is empty")]
+    EmptySlot(u8),
+}
+
+/// Bus 0 of segment 0 with its devices.
+pub struct PciBus {
+    segment: u16,
+    number: u8,
+    devices: RwLock<BTreeMap<u8, SharedDevice>>,
+    relocator: Arc<dyn BarRelocator>,
+}
+
+impl PciBus {
+    /// A bus with a [`PciHostBridge`] in slot 0; BAR moves go to `relocator`.
+    pub fn new(relocator: Arc<dyn BarRelocator>) -> Self {
+        let bridge: SharedDevice = Arc::new(Mutex::new(PciHostBridge::new()));
+        let devices = BTreeMap::from([(HOST_BRIDGE_SLOT, bridge)]);
+        Self {
+            segment: 0,
+            number: 0,
+            devices: RwLock::new(devices),
+            relocator,
+        }
+    }
+
+    fn map(&self) -> RwLockReadGuard<'_, BTreeMap<u8, SharedDevice>> {
+        self.devices.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn map_mut(&self) -> RwLockWriteGuard<'_, BTreeMap<u8, SharedDevice>> {
+        self.devices.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The address of function 0 in `slot`.
+    pub fn address(&self, slot: u8) -> PciAddress {
+        PciAddress {
+            segment: self.segment,
+            ..PciAddress::new(self.number, slot, 0)
+        }
+    }
+
+    /// The lowest empty slot, if any.
+    pub fn next_free_slot(&self) -> Option<u8> {
+        let map = self.map();
+        (0..=PCI_MAX_DEVICE).find(|slot| !map.contains_key(slot))
+    }
+
+    /// Adds `device` in the lowest empty slot; BARs it already decodes are
+    /// handed to the relocator.
+    pub fn add_device(&self, device: SharedDevice) -> Result<PciAddress, PciBusError> {
+        let slot = {
+            let mut map = self.map_mut();
+            let slot = (0..=PCI_MAX_DEVICE)
+                .find(|slot| !map.contains_key(slot))
+                .ok_or(PciBusError::Full(self.number))?;
+            map.insert(slot, device.clone());
+            slot
+        };
+        self.map_decoded_bars(slot, &device, true);
+        Ok(self.address(slot))
+    }
+
+    /// Adds `device` in `slot`, which must be empty.
+    pub fn add_device_at(&self, slot: u8, device: SharedDevice) -> Result<PciAddress, PciBusError> {
+        if slot > PCI_MAX_DEVICE {
+            return Err(PciBusError::InvalidSlot(slot));
+        }
+        {
+            let mut map = self.map_mut();
+            if map.contains_key(&slot) {
+                return Err(PciBusError::SlotOccupied(slot));
+            }
+            map.insert(slot, device.clone());
+        }
+        self.map_decoded_bars(slot, &device, true);
+        Ok(self.address(slot))
+    }
+
+    /// Removes the device in `slot`; BARs it decodes are unmapped through
+    /// the relocator first. The VMM frees its BAR allocations.
+    pub fn remove_device(&self, slot: u8) -> Result<SharedDevice, PciBusError> {
+        let device = self
+            .map_mut()
+            .remove(&slot)
+            .ok_or(PciBusError::EmptySlot(slot))?;
+        self.map_decoded_bars(slot, &device, false);
+        Ok(device)
+    }
+
+    /// The device in `slot`.
+    pub fn device(&self, slot: u8) -> Option<SharedDevice> {
+        self.map().get(&slot).cloned()
+    }
+
+    fn map_decoded_bars(&self, slot: u8, device: &SharedDevice, insert: bool) {
+        let bars = device.lock().unwrap_or_else(|p| p.into_inner()).bars();
+        let moves = bars.iter().filter(|b| b.decoded).map(|b| BarReprogram {
+            index: b.index,
+            kind: b.kind,
+            old_addr: (!insert).then_some(b.addr),
+            new_addr: insert.then_some(b.addr),
+            size: b.size,
+        });
+        for reprogram in moves {
+            self.relocate(slot, device, reprogram);
+        }
+    }
+
+    fn relocate(&self, slot: u8, device: &SharedDevice, reprogram: BarReprogram) {
+        let mv = BarMove {
+            address: self.address(slot),
+            device,
+            reprogram,
+        };
+        if let Err(e) = self.relocator.move_bar(&mv) {
+            debug!(
+                "pci: {e}; BAR {} of {} stays unmapped",
+                reprogram.index, mv.address
+            );
+        }
+    }
+
+    /// The device a config access to `addr` reaches: this bus, function 0.
+    fn target(&self, addr: PciAddress) -> Option<(u8, SharedDevice)> {
+        if addr.segment != self.segment || addr.bus != self.number || addr.function != 0 {
+            return None;
+        }
+        Some((addr.device, self.device(addr.device)?))
+    }
+
+    /// Config register `reg` of `addr`; all-ones where no function answers.
+    pub fn read_config(&self, addr: PciAddress, reg: usize) -> u32 {
+        match self.target(addr) {
+            Some((_, device)) => device
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .read_config_register(reg),
+            None => 0xffff_ffff,
+        }
+    }
+
+    /// Bytes `offset..offset + data.len()` of register `reg` of `addr`; an
+    /// access that does not fit in the dword reads all-ones.
+    pub fn read_config_bytes(&self, addr: PciAddress, reg: usize, offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+        if dword_access(offset, data).is_none() {
+            debug!(
+                "pci: dropped {}-byte config read at {offset} of {addr} register {reg:#x}",
+                data.len()
+            );
+            return;
+        }
+        let value = self.read_config(addr, reg).to_le_bytes();
+        let start = offset as usize;
+        data.copy_from_slice(&value[start..start + data.len()]);
+    }
+
+    /// A config write to `addr`; BAR moves it causes are applied through the
+    /// relocator before this returns, and also returned. Writes that do not
+    /// fit in one dword are dropped.
+    pub fn write_config(
+        &self,
+        addr: PciAddress,
+        reg: usize,
+        offset: u64,
+        data: &[u8],
+    ) -> ConfigWriteResult {
+        if dword_access(offset, data).is_none() {
+            debug!(
+                "pci: dropped {}-byte config write at {offset} of {addr} register {reg:#x}",
+                data.len()
+            );
+            return ConfigWriteResult::default();
+        }
+        let Some((slot, device)) = self.target(addr) else {
+            debug!("pci: config write to {addr}, where no function answers");
+            return ConfigWriteResult::default();
+        };
+        let result = device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_config_register(reg, offset, data);
+        for reprogram in &result.bar_moves {
+            self.relocate(slot, &device, *reprogram);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bar::BarKind;
+    use crate::configuration::COMMAND_MEMORY_SPACE;
+    use crate::relocate::RecordingRelocator;
+    use crate::test_util::TestDevice;
+
+    fn bus() -> (PciBus, Arc<RecordingRelocator>) {
+        let relocator = Arc::new(RecordingRelocator::new());
+        (PciBus::new(relocator.clone()), relocator)
+    }
+
+    fn test_device() -> SharedDevice {
+        Arc::new(Mutex::new(TestDevice::new()))
+    }
+
+    #[test]
+    fn host_bridge_sits_in_slot_zero() {
+        let (bus, _) = bus();
+        assert_eq!(bus.read_config(PciAddress::new(0, 0, 0), 0), 0x0d57_8086);
+        assert_eq!(bus.next_free_slot(), Some(1));
+    }
+
+    #[test]
+    fn devices_fill_the_next_free_slot_or_a_chosen_one() {
+        let (bus, _) = bus();
+        assert_eq!(
+            bus.add_device_at(3, test_device()),
+            Ok(PciAddress::new(0, 3, 0))
+        );
+        assert_eq!(bus.add_device(test_device()), Ok(PciAddress::new(0, 1, 0)));
+        assert_eq!(bus.add_device(test_device()), Ok(PciAddress::new(0, 2, 0)));
+        assert_eq!(bus.add_device(test_device()), Ok(PciAddress::new(0, 4, 0)));
+        assert_eq!(
+            bus.add_device_at(3, test_device()),
+            Err(PciBusError::SlotOccupied(3))
+        );
+        assert_eq!(
+            bus.add_device_at(32, test_device()),
+            Err(PciBusError::InvalidSlot(32))
+        );
+        while bus.next_free_slot().is_some() {
+            bus.add_device(test_device()).unwrap();
+        }
+        assert_eq!(bus.add_device(test_device()), Err(PciBusError::Full(0)));
+    }
+
+    #[test]
+    fn absent_devices_functions_and_buses_read_all_ones() {
+        let (bus, _) = bus();
+        bus.add_device_at(1, test_device()).unwrap();
+        assert_eq!(bus.read_config(PciAddress::new(0, 1, 0), 0), 0x1041_1af4);
+        assert_eq!(bus.read_config(PciAddress::new(0, 2, 0), 0), 0xffff_ffff);
+        assert_eq!(bus.read_config(PciAddress::new(0, 1, 1), 0), 0xffff_ffff);
+        assert_eq!(bus.read_config(PciAddress::new(1, 1, 0), 0), 0xffff_ffff);
+        let result = bus.write_config(PciAddress::new(0, 2, 0), 1, 0, &[7]);
+        assert_eq!(result, ConfigWriteResult::default());
+    }
+
+    #[test]
+    fn sub_dword_reads_extract_bytes_and_straddling_ones_read_all_ones() {
+        let (bus, _) = bus();
+        let bridge = PciAddress::new(0, 0, 0);
+        let mut word = [0u8; 2];
+        bus.read_config_bytes(bridge, 0, 2, &mut word);
+        assert_eq!(u16::from_le_bytes(word), 0x0d57);
+        let mut byte = [0u8; 1];
+        bus.read_config_bytes(bridge, 0, 1, &mut byte);
+        assert_eq!(byte, [0x80]);
+        bus.read_config_bytes(bridge, 0, 3, &mut word);
+        assert_eq!(word, [0xff; 2]);
+        let mut wide = [0u8; 8];
+        bus.read_config_bytes(bridge, 0, 0, &mut wide);
+        assert_eq!(wide, [0xff; 8]);
+        let result = bus.write_config(bridge, 15, 3, &[1, 2]);
+        assert_eq!(result, ConfigWriteResult::default());
+    }
+
+    #[test]
+    fn config_writes_apply_bar_moves_through_the_relocator() {
+        let (bus, relocator) = bus();
+        let addr = bus.add_device(test_device()).unwrap();
+        assert!(relocator.take_moves().is_empty(), "nothing decoded yet");
+        let command = COMMAND_MEMORY_SPACE.to_le_bytes();
+        let result = bus.write_config(addr, 1, 0, &command);
+        let moves = relocator.take_moves();
+        assert_eq!(moves.len(), 2, "BAR 1 and BAR 2");
+        assert_eq!(
+            moves.iter().map(|m| m.1).collect::<Vec<_>>(),
+            result.bar_moves
+        );
+        assert!(moves.iter().all(|(a, _)| *a == addr));
+        assert_eq!(moves[1].1.kind, BarKind::Mem64);
+        assert_eq!(moves[1].1.new_addr, Some(0x1_0000_0000));
+    }
+
+    #[test]
+    fn relocator_failure_does_not_undo_the_config_write() {
+        let (bus, relocator) = bus();
+        let addr = bus.add_device(test_device()).unwrap();
+        relocator.set_failing(true);
+        let result = bus.write_config(addr, 1, 0, &COMMAND_MEMORY_SPACE.to_le_bytes());
+        assert_eq!(result.bar_moves.len(), 2);
+        assert_eq!(
+            bus.read_config(addr, 1) & 0xffff,
+            u32::from(COMMAND_MEMORY_SPACE)
+        );
+    }
+
+    #[test]
+    fn adding_and_removing_a_decoding_device_maps_and_unmaps_its_bars() {
+        let (bus, relocator) = bus();
+        let device = Arc::new(Mutex::new(TestDevice::new()));
+        let command = COMMAND_MEMORY_SPACE.to_le_bytes();
+        let _ = device
+            .lock()
+            .unwrap()
+            .config
+            .write_config_register(1, 0, &command);
+        bus.add_device_at(5, device).unwrap();
+        let added = relocator.take_moves();
+        assert_eq!(added.len(), 2);
+        assert!(added
+            .iter()
+            .all(|(_, r)| r.old_addr.is_none() && r.new_addr.is_some()));
+        bus.remove_device(5).unwrap();
+        let removed = relocator.take_moves();
+        assert_eq!(removed.len(), 2);
+        assert!(removed
+            .iter()
+            .all(|(_, r)| r.old_addr.is_some() && r.new_addr.is_none()));
+        assert!(bus.device(5).is_none());
+        assert_eq!(bus.remove_device(5).err(), Some(PciBusError::EmptySlot(5)));
+    }
+}
