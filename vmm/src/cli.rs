@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::config::{
-    ConfigError, ConsoleConfig, CpusConfig, MemoryConfig, SerialConfig, VmConfig, DEFAULT_CMDLINE,
+    ConfigError, ConsoleConfig, CpusConfig, MemoryConfig, SeccompMode, SerialConfig, VmConfig,
+    DEFAULT_CMDLINE,
 };
 
 /// Parsed command line: the VM plus process-level settings.
@@ -70,6 +71,17 @@ pub fn command() -> Command {
                 .help("virtio-console: off|tty"),
         )
         .arg(
+            Arg::new("seccomp")
+                .long("seccomp")
+                .value_name("true|false|log")
+                .default_value("true")
+                .help(
+                    "Per-thread syscall filters: true (a syscall outside the filter ends the VMM \
+                     with a message naming it), log (allow it; the kernel audit-logs it), false \
+                     (no filters)",
+                ),
+        )
+        .arg(
             Arg::new("verbose")
                 .short('v')
                 .long("verbose")
@@ -110,6 +122,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         memory: MemoryConfig::parse(get(m, "memory").map(String::as_str).unwrap_or("size=512M"))?,
         serial: SerialConfig::parse(get(m, "serial").map(String::as_str).unwrap_or("tty"))?,
         console,
+        seccomp: SeccompMode::parse(get(m, "seccomp").map(String::as_str).unwrap_or("true"))?,
     };
     Ok(Cli {
         vm,
@@ -164,6 +177,18 @@ mod tests {
         assert_eq!(cli.vm.memory.size, 512 << 20);
         assert_eq!(cli.vm.serial, SerialConfig::Tty);
         assert_eq!(cli.vm.cmdline, DEFAULT_CMDLINE);
+        assert_eq!(cli.vm.seccomp, SeccompMode::Enforce);
+    }
+
+    #[test]
+    fn seccomp_takes_cloud_hypervisors_values() {
+        let mode = |v| parse(&["vmm", "--kernel", "k", "--seccomp", v]).map(|c| c.vm.seccomp);
+        assert_eq!(mode("false"), Ok(SeccompMode::Off));
+        assert_eq!(mode("log"), Ok(SeccompMode::Log));
+        assert_eq!(mode("true"), Ok(SeccompMode::Enforce));
+        assert!(mode("yes").unwrap_err().contains("--seccomp"));
+        let help = command().render_help().to_string();
+        assert!(help.contains("audit-logs"), "{help}");
     }
 
     #[test]

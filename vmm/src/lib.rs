@@ -7,6 +7,7 @@ pub mod legacy;
 pub mod logger;
 pub mod memory;
 pub mod runloop;
+pub mod seccomp;
 pub mod signals;
 pub mod timing;
 pub mod vcpu;

@@ -19,6 +19,7 @@ use crate::config::VmConfig;
 use crate::legacy;
 use crate::memory;
 use crate::runloop;
+use crate::seccomp::{self, SeccompError, ThreadKind};
 use crate::timing::BootTimer;
 use crate::vcpu::exit::Buses;
 use crate::vcpu::{self, ExitSignal, VcpuHandle, VcpuShared, VmExitReason};
@@ -51,6 +52,8 @@ pub enum VmError {
     Thread(std::io::Error),
     #[error("event loop: {0}")]
     EventLoop(std::io::Error),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 fn kvm_hint(e: &hypervisor::HypervisorError) -> &'static str {
@@ -184,7 +187,16 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         } else {
             None
         };
-        handles.push(VcpuHandle::spawn(v, shared.clone(), first).map_err(VmError::Thread)?);
+        handles.push(
+            VcpuHandle::spawn(v, shared.clone(), first, cfg.seccomp).map_err(VmError::Thread)?,
+        );
+    }
+
+    // Setup is over: from here on this thread only serves the running guest (see
+    // seccomp/mod.rs for where each thread's filter goes).
+    if let Err(e) = seccomp::apply(ThreadKind::Vmm, cfg.seccomp) {
+        vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
+        return Err(e.into());
     }
 
     let reason =

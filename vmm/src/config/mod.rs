@@ -13,6 +13,8 @@ pub use cpus::CpusConfig;
 pub use memory::MemoryConfig;
 pub use serial::{ConsoleConfig, SerialConfig};
 
+pub use crate::seccomp::SeccompMode;
+
 /// Why an option value was rejected. Messages name the option and the offending text.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -50,6 +52,8 @@ pub struct VmConfig {
     pub memory: MemoryConfig,
     pub serial: SerialConfig,
     pub console: ConsoleConfig,
+    /// Per-thread syscall filters (`--seccomp`).
+    pub seccomp: SeccompMode,
 }
 
 /// The command line used when `--cmdline` is absent: a serial console and a reset that ends the VM.

@@ -104,7 +104,8 @@ mod tests {
     #[test]
     fn an_outright_allow_is_not_narrowed_by_a_later_rule() {
         let mut a = Allowlist::default();
-        a.allow(libc::SYS_read).allow_if(libc::SYS_read, arg_eq(0, 0));
+        a.allow(libc::SYS_read)
+            .allow_if(libc::SYS_read, arg_eq(0, 0));
         a.allow_if(libc::SYS_ioctl, ioctl(1))
             .allow_if(libc::SYS_ioctl, ioctl(2));
         let rules = a.into_rules();

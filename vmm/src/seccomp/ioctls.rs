@@ -12,7 +12,8 @@ pub const KVM_RUN: u64 = ioctl_expr(_IOC_NONE, KVMIO, 0x80, 0) as u64;
 
 /// `_IOR(KVMIO, 0x81, struct kvm_regs)`: a setup-time vCPU ioctl that no filtered thread may
 /// issue (the tests use it as the "unknown KVM ioctl").
-pub const KVM_GET_REGS: u64 = ioctl_expr(_IOC_READ, KVMIO, 0x81, size_of::<kvm_regs>() as u32) as u64;
+pub const KVM_GET_REGS: u64 =
+    ioctl_expr(_IOC_READ, KVMIO, 0x81, size_of::<kvm_regs>() as u32) as u64;
 
 /// `tcgetattr`/`isatty` on the console's stdin.
 pub const TCGETS: u64 = libc::TCGETS as u64;

@@ -43,6 +43,9 @@ mod tests {
         assert_eq!(SeccompMode::parse("false"), Ok(SeccompMode::Off));
         assert_eq!(SeccompMode::default(), SeccompMode::Enforce);
         let e = SeccompMode::parse("on").unwrap_err().to_string();
-        assert!(e.contains("--seccomp") && e.contains("true|false|log"), "{e}");
+        assert!(
+            e.contains("--seccomp") && e.contains("true|false|log"),
+            "{e}"
+        );
     }
 }

@@ -21,6 +21,8 @@ use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use exit::{dispatch, Buses, ExitAction};
 
+use crate::seccomp::{self, SeccompMode, ThreadKind};
+
 /// Why the VM ended, as the first vCPU (or device) to know reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmExitReason {
@@ -139,10 +141,13 @@ pub struct VcpuHandle {
 }
 
 impl VcpuHandle {
+    /// Start the thread. Before its first KVM_RUN it confines itself to the vCPU seccomp
+    /// filter (`seccomp`); if that fails the VM ends as failed.
     pub fn spawn(
         mut vcpu: Box<dyn VcpuX86_64>,
         shared: VcpuShared,
         on_first_run: Option<Box<dyn FnOnce() + Send>>,
+        seccomp: SeccompMode,
     ) -> std::io::Result<Self> {
         install_kick_handler()?;
         let id = vcpu.id();
@@ -150,6 +155,11 @@ impl VcpuHandle {
             .name(format!("vcpu{id}"))
             .spawn(move || {
                 crate::signals::block_shutdown_signals();
+                if let Err(e) = seccomp::apply(ThreadKind::Vcpu, seccomp) {
+                    let r = VmExitReason::Fatal(format!("vCPU {id}: {e}"));
+                    shared.exit.report(r.clone());
+                    return VcpuState::Exited(Some(r));
+                }
                 let first: Option<Box<dyn FnOnce()>> = on_first_run.map(|f| f as Box<dyn FnOnce()>);
                 run_loop(vcpu.as_mut(), &shared, first)
             })?;
@@ -262,7 +272,13 @@ mod tests {
         hv.script(0, [ScriptedExit::Reset]);
         let vm = hv.create_vm().unwrap();
         let s = shared();
-        let h = VcpuHandle::spawn(vm.create_vcpu(0).unwrap(), s.clone(), None).unwrap();
+        let h = VcpuHandle::spawn(
+            vm.create_vcpu(0).unwrap(),
+            s.clone(),
+            None,
+            SeccompMode::Off,
+        )
+        .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while s.exit.reason().is_none() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));

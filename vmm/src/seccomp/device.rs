@@ -1,0 +1,35 @@
+//! A virtio device's worker thread: wait on queue and backend fds, move descriptors between
+//! guest memory and the backend (a disk image, a tap, the kernel's RNG), and signal the guest
+//! through an irqfd. One list for every device for now; `DeviceKind` lets a device get a
+//! narrower one (the RNG needs no pwritev, the disk no readv on a tap) without a new API.
+
+use super::allowlist::Allowlist;
+use super::common;
+use super::DeviceKind;
+
+pub fn allowlist(_kind: DeviceKind) -> Allowlist {
+    let mut a = common::runtime();
+    // The worker's event loop: queue-notify and kill eventfds, the backend fd; epoll_ctl to
+    // pause/resume a backend under backpressure (a tap whose RX queue is full).
+    a.allow(libc::SYS_epoll_wait);
+    a.allow(libc::SYS_epoll_ctl);
+    // Eventfd counters; tap frames; console input; /dev/urandom where getrandom is missing.
+    a.allow(libc::SYS_read);
+    // Tap frames with their virtio-net header are scatter/gather.
+    a.allow(libc::SYS_readv);
+    a.allow(libc::SYS_writev);
+    // Block requests at a sector offset, single or scatter/gather.
+    a.allow(libc::SYS_pread64);
+    a.allow(libc::SYS_pwrite64);
+    a.allow(libc::SYS_preadv);
+    a.allow(libc::SYS_pwritev);
+    // VIRTIO_BLK_T_FLUSH.
+    a.allow(libc::SYS_fsync);
+    a.allow(libc::SYS_fdatasync);
+    // VIRTIO_BLK_T_DISCARD and WRITE_ZEROES (punch hole / zero range, keeping the size).
+    a.allow(libc::SYS_fallocate);
+    // virtio-rng fills guest buffers from the kernel's CSPRNG.
+    a.allow(libc::SYS_getrandom);
+    // No ioctl at all: tap offloads and queue setup happen at activation, on the VMM thread.
+    a
+}

@@ -1,0 +1,137 @@
+//! Per-thread seccomp filters (`--seccomp true|false|log`, on by default).
+//!
+//! Each kind of thread gets its own allowlist ([`vmm`], [`vcpu`], [`device`]), built on the
+//! runtime list every thread needs ([`common`]); every entry says why it is there.
+//!
+//! Where filters are installed — the line between trusted setup and guest-facing work:
+//! - a vCPU thread installs its filter first thing in its thread function, before its first
+//!   KVM_RUN;
+//! - the VMM thread installs its filter once the VM is built and the vCPUs are started, right
+//!   before the event loop. Everything earlier (parsing, opening the kernel and /dev/kvm,
+//!   mapping guest RAM, loading the kernel, configuring vCPUs) is host-side setup that runs
+//!   before the guest executes an instruction, so it is not filtered;
+//! - a device worker thread calls [`apply`] with `ThreadKind::Device(..)` before it touches a
+//!   queue (the devices crate cannot depend on this one: the VMM hands it a closure).
+//!
+//! Filters stack: a thread started by a filtered thread runs under its parent's filter as well
+//! as its own. The short-lived CPUID query thread of `vm::run` is not filtered: it is started
+//! and joined during setup, before any guest code runs.
+
+mod allowlist;
+mod common;
+mod device;
+mod ioctls;
+mod mode;
+mod names;
+mod sigsys;
+mod vcpu;
+mod vmm;
+
+use std::convert::TryInto;
+
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+
+pub use allowlist::Allowlist;
+pub use ioctls::{KVM_GET_REGS, KVM_RUN};
+pub use mode::SeccompMode;
+pub use sigsys::{violation_message, VIOLATION_EXIT_CODE};
+
+/// The virtio device a worker thread serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Block,
+    Net,
+    Rng,
+    Console,
+}
+
+/// Which filter a thread runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// The main thread: event loop, console input, VM teardown.
+    Vmm,
+    /// A vCPU thread.
+    Vcpu,
+    /// A virtio device's worker thread.
+    Device(DeviceKind),
+}
+
+impl ThreadKind {
+    /// The name in violation messages and errors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ThreadKind::Vmm => "vmm",
+            ThreadKind::Vcpu => "vcpu",
+            ThreadKind::Device(DeviceKind::Block) => "device/block",
+            ThreadKind::Device(DeviceKind::Net) => "device/net",
+            ThreadKind::Device(DeviceKind::Rng) => "device/rng",
+            ThreadKind::Device(DeviceKind::Console) => "device/console",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("installing the SIGSYS handler: {0}")]
+    Handler(std::io::Error),
+    #[error("building the seccomp filter for the {kind} thread: {source}")]
+    Build {
+        kind: &'static str,
+        source: seccompiler::BackendError,
+    },
+    #[error("installing the seccomp filter for the {kind} thread: {source}")]
+    Install {
+        kind: &'static str,
+        source: seccompiler::Error,
+    },
+}
+
+/// The syscalls a kind of thread may make.
+pub fn allowlist(kind: ThreadKind) -> Allowlist {
+    match kind {
+        ThreadKind::Vmm => vmm::allowlist(),
+        ThreadKind::Vcpu => vcpu::allowlist(),
+        ThreadKind::Device(d) => device::allowlist(d),
+    }
+}
+
+/// Compile `kind`'s filter for `mode`; `None` when the mode installs nothing.
+pub fn program(kind: ThreadKind, mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
+    let mismatch = match mode {
+        SeccompMode::Off => return Ok(None),
+        SeccompMode::Enforce => SeccompAction::Trap,
+        SeccompMode::Log => SeccompAction::Log,
+    };
+    let build = |source| SeccompError::Build {
+        kind: kind.name(),
+        source,
+    };
+    let arch = std::env::consts::ARCH.try_into().map_err(build)?;
+    let filter = SeccompFilter::new(
+        allowlist(kind).into_rules(),
+        mismatch,
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(build)?;
+    filter.try_into().map(Some).map_err(build)
+}
+
+/// Confine the calling thread to `kind`'s filter (nothing in `SeccompMode::Off`). Sets
+/// no_new_privs, which the kernel requires of an unprivileged filter.
+pub fn apply(kind: ThreadKind, mode: SeccompMode) -> Result<(), SeccompError> {
+    let Some(program) = program(kind, mode)? else {
+        return Ok(());
+    };
+    if mode == SeccompMode::Enforce {
+        sigsys::install_handler().map_err(SeccompError::Handler)?;
+    }
+    sigsys::set_thread_kind(kind);
+    seccompiler::apply_filter(&program).map_err(|source| SeccompError::Install {
+        kind: kind.name(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests;

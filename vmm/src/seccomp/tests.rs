@@ -1,0 +1,117 @@
+//! Unit tests of the filter definitions. Installing them is tested in vmm/tests/seccomp.rs,
+//! in child processes.
+
+use super::*;
+
+const ALL_KINDS: [ThreadKind; 6] = [
+    ThreadKind::Vmm,
+    ThreadKind::Vcpu,
+    ThreadKind::Device(DeviceKind::Block),
+    ThreadKind::Device(DeviceKind::Net),
+    ThreadKind::Device(DeviceKind::Rng),
+    ThreadKind::Device(DeviceKind::Console),
+];
+
+/// The README's Security table quotes these; change both together.
+#[test]
+fn allowed_syscall_counts_match_the_readme() {
+    for kind in ALL_KINDS {
+        let a = allowlist(kind);
+        let names: Vec<_> = a
+            .syscalls()
+            .map(|n| names::name(n).unwrap_or("?"))
+            .collect();
+        println!("{:<15} {:>2} {}", kind.name(), a.len(), names.join(" "));
+    }
+    assert_eq!(common::runtime().len(), 19);
+    assert_eq!(allowlist(ThreadKind::Vmm).len(), 25);
+    assert_eq!(allowlist(ThreadKind::Vcpu).len(), 20);
+    assert_eq!(allowlist(ThreadKind::Device(DeviceKind::Block)).len(), 32);
+}
+
+#[test]
+fn every_allowed_syscall_has_a_name_for_the_violation_message() {
+    for kind in ALL_KINDS {
+        for nr in allowlist(kind).syscalls() {
+            assert!(names::name(nr).is_some(), "{}: syscall {nr}", kind.name());
+        }
+    }
+}
+
+#[test]
+fn no_thread_may_spawn_exec_trace_or_open_sockets_and_files() {
+    let forbidden = [
+        libc::SYS_execve,
+        libc::SYS_execveat,
+        libc::SYS_fork,
+        libc::SYS_vfork,
+        libc::SYS_clone,
+        libc::SYS_clone3,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_socket,
+        libc::SYS_connect,
+        libc::SYS_open,
+        libc::SYS_openat,
+        libc::SYS_kill,
+        libc::SYS_mount,
+        libc::SYS_bpf,
+        libc::SYS_seccomp,
+        libc::SYS_prctl,
+    ];
+    for kind in ALL_KINDS {
+        let a = allowlist(kind);
+        for nr in forbidden {
+            assert!(
+                !a.contains(nr),
+                "{} allows {:?}",
+                kind.name(),
+                names::name(nr)
+            );
+        }
+    }
+}
+
+#[test]
+fn only_vcpus_issue_kvm_run_and_device_workers_issue_no_ioctl() {
+    let rules = |k| allowlist(k).into_rules();
+    assert_eq!(rules(ThreadKind::Vcpu)[&libc::SYS_ioctl].len(), 1);
+    assert_eq!(rules(ThreadKind::Vmm)[&libc::SYS_ioctl].len(), 2);
+    assert!(!allowlist(ThreadKind::Device(DeviceKind::Block)).contains(libc::SYS_ioctl));
+}
+
+#[test]
+fn memory_may_never_be_mapped_executable() {
+    for kind in ALL_KINDS {
+        let rules = allowlist(kind).into_rules();
+        for nr in [libc::SYS_mmap, libc::SYS_mprotect] {
+            assert_eq!(
+                rules[&nr],
+                vec![allowlist::arg_lacks(2, libc::PROT_EXEC as u64)]
+            );
+        }
+        assert!(
+            !rules.contains_key(&libc::SYS_pkey_mprotect) && !rules.contains_key(&libc::SYS_mremap)
+        );
+    }
+}
+
+#[test]
+fn every_kind_compiles_in_every_mode_and_off_compiles_nothing() {
+    for kind in ALL_KINDS {
+        for mode in [SeccompMode::Enforce, SeccompMode::Log] {
+            let p = program(kind, mode).unwrap().unwrap();
+            // The kernel's limit is 4096 instructions; stay far below it.
+            assert!(p.len() < 1024, "{}: {} instructions", kind.name(), p.len());
+        }
+        assert!(program(kind, SeccompMode::Off).unwrap().is_none());
+    }
+}
+
+#[test]
+fn apply_off_installs_nothing() {
+    apply(ThreadKind::Vcpu, SeccompMode::Off).unwrap();
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    assert!(status.contains("Seccomp:\t0"), "{status}");
+}

@@ -1,0 +1,486 @@
+//! Seccomp confinement, end to end.
+//!
+//! Filter cases run in a child process: the test re-executes this test binary with
+//! `VMM_SECCOMP_CASE` naming the test, and the child installs a thread kind's filter on a
+//! fresh thread and makes one allowed and then one forbidden syscall. The parent checks how
+//! the child ended and what it printed. No test hook lives in the `vmm` binary.
+//!
+//! The boot cases run the real `vmm` (or `$VMM_BIN`, e.g. the static-pie release build from
+//! scripts/build.sh) on /dev/kvm with seccomp on.
+
+mod common;
+use common::{kvm_available, stderr, tmp};
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vmm::seccomp::{self, DeviceKind, SeccompMode, ThreadKind, VIOLATION_EXIT_CODE};
+
+const CASE_ENV: &str = "VMM_SECCOMP_CASE";
+
+/// In the child for `case`: run `body` on a new thread (the harness's threads stay
+/// unfiltered) and return true. In the parent: return false.
+fn child_case(case: &str, body: impl FnOnce() + Send + 'static) -> bool {
+    if std::env::var(CASE_ENV).as_deref() != Ok(case) {
+        return false;
+    }
+    std::thread::spawn(body)
+        .join()
+        .expect("the case body panicked");
+    true
+}
+
+/// Re-run this binary for `case` alone.
+fn run_child(case: &str) -> Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args([case, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CASE_ENV, case)
+        // A backtrace would open /proc/self/exe and the debug info: not in any filter.
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("re-run the test binary")
+}
+
+fn confine(kind: ThreadKind, mode: SeccompMode) {
+    seccomp::apply(kind, mode).expect("install the filter");
+    eprintln!("confined");
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The child ran its allowed syscalls, then died on `name` in a `kind` thread.
+fn assert_killed_by(o: &Output, nr: i64, name: &str, kind: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(VIOLATION_EXIT_CODE), "{err}");
+    assert!(
+        err.contains("allowed ok"),
+        "allowed syscalls must work: {err}"
+    );
+    let line = format!("vmm: seccomp violation: syscall {nr} ({name}) in thread {kind}\n");
+    assert!(err.contains(&line), "expected {line:?} in: {err}");
+}
+
+fn assert_clean_exit(o: &Output) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("seccomp violation"), "{err}");
+}
+
+#[test]
+fn vmm_thread_is_killed_by_socket_but_runs_its_event_loop() {
+    let case = "vmm_thread_is_killed_by_socket_but_runs_its_event_loop";
+    if child_case(case, || {
+        let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        confine(ThreadKind::Vmm, SeccompMode::Enforce);
+        let epoll = vmm_sys_util::epoll::Epoll::new().unwrap();
+        evt.write(1).unwrap();
+        assert_eq!(evt.read().unwrap(), 1);
+        drop(epoll);
+        // SAFETY: isatty on stdin (/dev/null): TCGETS is allowed and fails with ENOTTY.
+        assert_eq!(unsafe { libc::isatty(0) }, 0);
+        std::thread::sleep(Duration::from_millis(1));
+        eprintln!("allowed ok");
+        // SAFETY: a plain syscall; the filter ends the process here.
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        unreachable!("socket returned under the VMM filter");
+    }) {
+        return;
+    }
+    assert_killed_by(&run_child(case), libc::SYS_socket, "socket", "vmm");
+}
+
+#[test]
+fn vmm_thread_is_killed_by_execve() {
+    let case = "vmm_thread_is_killed_by_execve";
+    if child_case(case, || {
+        confine(ThreadKind::Vmm, SeccompMode::Enforce);
+        eprintln!("allowed ok");
+        let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null()];
+        // SAFETY: NUL-terminated argv/envp arrays of C strings; the filter ends the process.
+        unsafe { libc::execve(argv[0], argv.as_ptr(), envp.as_ptr()) };
+        unreachable!("execve returned under the VMM filter");
+    }) {
+        return;
+    }
+    assert_killed_by(&run_child(case), libc::SYS_execve, "execve", "vmm");
+}
+
+#[test]
+fn vcpu_thread_is_killed_by_an_unknown_kvm_ioctl_but_may_run() {
+    let case = "vcpu_thread_is_killed_by_an_unknown_kvm_ioctl_but_may_run";
+    if child_case(case, || {
+        confine(ThreadKind::Vcpu, SeccompMode::Enforce);
+        // SAFETY: KVM_RUN on an invalid fd: allowed by the filter, refused by the kernel.
+        assert_eq!(unsafe { libc::ioctl(-1, seccomp::KVM_RUN as _, 0) }, -1);
+        assert_eq!(errno(), libc::EBADF);
+        let v: Vec<u8> = vec![7; 1 << 20]; // malloc/mmap without PROT_EXEC
+        assert_eq!(v[12345], 7);
+        eprintln!("allowed ok");
+        // SAFETY: a vCPU ioctl a running vCPU never issues: the filter ends the process.
+        unsafe { libc::ioctl(-1, seccomp::KVM_GET_REGS as _, 0) };
+        unreachable!("KVM_GET_REGS returned under the vCPU filter");
+    }) {
+        return;
+    }
+    assert_killed_by(&run_child(case), libc::SYS_ioctl, "ioctl", "vcpu");
+}
+
+#[test]
+fn vcpu_thread_may_not_map_executable_memory() {
+    let case = "vcpu_thread_may_not_map_executable_memory";
+    if child_case(case, || {
+        confine(ThreadKind::Vcpu, SeccompMode::Enforce);
+        let map = |prot| {
+            // SAFETY: an anonymous private mapping that we unmap (or never get).
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    prot,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                libc::munmap(p, 4096);
+            }
+        };
+        map(libc::PROT_READ | libc::PROT_WRITE);
+        eprintln!("allowed ok");
+        map(libc::PROT_READ | libc::PROT_EXEC);
+        unreachable!("an executable mapping was allowed");
+    }) {
+        return;
+    }
+    assert_killed_by(&run_child(case), libc::SYS_mmap, "mmap", "vcpu");
+}
+
+#[test]
+fn device_thread_does_block_io_but_is_killed_by_any_ioctl() {
+    let case = "device_thread_does_block_io_but_is_killed_by_any_ioctl";
+    if child_case(case, || {
+        use std::os::unix::fs::FileExt;
+        let disk = vmm_tests::temp_file_with(&[0u8; 8192]).unwrap();
+        let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        confine(ThreadKind::Device(DeviceKind::Block), SeccompMode::Enforce);
+        disk.write_all_at(b"sector", 512).unwrap();
+        let mut buf = [0u8; 6];
+        disk.read_exact_at(&mut buf, 512).unwrap();
+        assert_eq!(&buf, b"sector");
+        disk.sync_data().unwrap();
+        disk.sync_all().unwrap();
+        vmm_sys_util::fallocate::fallocate(
+            &disk,
+            vmm_sys_util::fallocate::FallocateMode::PunchHole,
+            true,
+            0,
+            4096,
+        )
+        .unwrap();
+        evt.write(1).unwrap();
+        assert_eq!(evt.read().unwrap(), 1);
+        let mut entropy = [0u8; 16];
+        // SAFETY: fills a local buffer.
+        let n = unsafe { libc::getrandom(entropy.as_mut_ptr().cast(), entropy.len(), 0) };
+        assert_eq!(n, 16);
+        eprintln!("allowed ok");
+        // SAFETY: a harmless tty query; device workers issue no ioctl at all.
+        unsafe { libc::isatty(0) };
+        unreachable!("an ioctl returned under the device filter");
+    }) {
+        return;
+    }
+    assert_killed_by(&run_child(case), libc::SYS_ioctl, "ioctl", "device/block");
+}
+
+#[test]
+fn log_mode_lets_a_forbidden_syscall_through() {
+    let case = "log_mode_lets_a_forbidden_syscall_through";
+    if child_case(case, || {
+        confine(ThreadKind::Vcpu, SeccompMode::Log);
+        // SAFETY: creates a socket we close at once.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        assert!(fd >= 0, "socket failed: errno {}", errno());
+        // SAFETY: closes the fd we own.
+        unsafe { libc::close(fd) };
+        eprintln!("socket allowed in log mode");
+    }) {
+        return;
+    }
+    let o = run_child(case);
+    assert_clean_exit(&o);
+    assert!(
+        stderr(&o).contains("socket allowed in log mode"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_panic_under_a_filter_prints_its_message_and_aborts() {
+    let case = "a_panic_under_a_filter_prints_its_message_and_aborts";
+    if child_case(case, || {
+        confine(ThreadKind::Vcpu, SeccompMode::Enforce);
+        let r = std::panic::catch_unwind(|| panic!("guest-facing bug"));
+        assert!(r.is_err());
+        // What a panic in the release build (panic = "abort") ends with.
+        std::process::abort();
+    }) {
+        return;
+    }
+    let o = run_child(case);
+    let err = stderr(&o);
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{err}");
+    assert!(err.contains("guest-facing bug"), "{err}");
+    assert!(!err.contains("seccomp violation"), "{err}");
+}
+
+// ---- the real vmm on /dev/kvm ----
+
+fn vmm_bin() -> String {
+    std::env::var("VMM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vmm").to_string())
+}
+
+fn kernel(name: &str, code: &[u8]) -> String {
+    let k = tmp(name, &vmm_tests::pvh_guest_elf(code));
+    k.to_str().unwrap().to_string()
+}
+
+/// Hand-assembled 32-bit code: echo COM1 input back to COM1 until a 'q', then reset.
+///
+/// ```text
+///  0 FA           cli
+///  1 66 BA FD 03  mov dx, 0x3fd      ; LSR
+///  5 EC           in al, dx          ; poll:
+///  6 A8 01        test al, 1         ; data ready?
+///  8 74 FB        jz poll
+/// 10 66 BA F8 03  mov dx, 0x3f8
+/// 14 EC           in al, dx          ; the byte
+/// 15 EE           out dx, al         ; echo it
+/// 16 3C 71        cmp al, 'q'
+/// 18 74 06        je reset
+/// 20 66 BA FD 03  mov dx, 0x3fd
+/// 24 EB EB        jmp poll
+/// 26 B0 FE E6 64  reset: mov al, 0xfe; out 0x64, al
+/// 30 F4 EB FD     hlt; jmp hlt
+/// ```
+fn echo_until_q_code() -> Vec<u8> {
+    vec![
+        0xfa, 0x66, 0xba, 0xfd, 0x03, 0xec, 0xa8, 0x01, 0x74, 0xfb, 0x66, 0xba, 0xf8, 0x03, 0xec,
+        0xee, 0x3c, b'q', 0x74, 0x06, 0x66, 0xba, 0xfd, 0x03, 0xeb, 0xeb, 0xb0, 0xfe, 0xe6, 0x64,
+        0xf4, 0xeb, 0xfd,
+    ]
+}
+
+#[test]
+fn stdin_from_a_pipe_reaches_a_four_vcpu_guest_under_seccomp() {
+    if !kvm_available() {
+        return;
+    }
+    let k = kernel("echo-pipe", &echo_until_q_code());
+    let mut child = Command::new(vmm_bin())
+        .args(["--kernel", &k, "--cpus", "boot=4", "--memory", "size=128M"])
+        .args(["--serial", "tty", "-vvv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"seccomp q").unwrap();
+    let o = wait_with_timeout(child, Duration::from_secs(20));
+    assert_clean_exit(&o);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "seccomp q");
+    // -vvv: vCPU threads logged (first_kvm_run, first_serial_byte) under their filter.
+    assert!(stderr(&o).contains("first_serial_byte"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_terminal_on_stdin_is_made_raw_and_restored_under_seccomp() {
+    if !kvm_available() {
+        return;
+    }
+    let (master, slave) = open_pty();
+    let k = kernel("echo-tty", &echo_until_q_code());
+    let child = Command::new(vmm_bin())
+        .args(["--kernel", &k, "--memory", "size=64M", "--serial", "tty"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut m = std::fs::File::from(master.try_clone().unwrap());
+    m.write_all(b"tty q\n").unwrap();
+    let o = wait_with_timeout(child, Duration::from_secs(20));
+    assert_clean_exit(&o);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "tty q");
+    // SAFETY: tcgetattr into a zeroed termios on the pty we own.
+    let lflag = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(
+            libc::tcgetattr(std::os::fd::AsRawFd::as_raw_fd(&slave), &mut t),
+            0
+        );
+        t.c_lflag
+    };
+    assert_ne!(lflag & libc::ICANON, 0, "canonical mode restored at exit");
+}
+
+#[test]
+fn serial_and_log_files_are_written_under_seccomp() {
+    if !kvm_available() {
+        return;
+    }
+    let k = kernel("hello-files", &vmm_tests::serial_hello_code(b"filed\n"));
+    let dir = std::env::temp_dir().join(format!("vmm-seccomp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (serial, log) = (dir.join("serial.out"), dir.join("vmm.log"));
+    let o = Command::new(vmm_bin())
+        .args([
+            "--kernel", &k, "--cpus", "boot=2", "--memory", "size=64M", "-vvv",
+        ])
+        .arg(format!("--serial=file={}", serial.display()))
+        .arg(format!("--log-file={}", log.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_clean_exit(&o);
+    assert_eq!(std::fs::read_to_string(&serial).unwrap(), "filed\n");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("guest requested a reset"), "{log_text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A halted guest, so the process stays up for /proc to be read.
+fn spawn_halted(mode: &str) -> Child {
+    let k = kernel(
+        &format!("halt-{mode}"),
+        &vmm_tests::serial_hello_then_halt_code(b"up\n"),
+    );
+    let mut child = Command::new(vmm_bin())
+        .args(["--kernel", &k, "--cpus", "boot=2", "--memory", "size=64M"])
+        .args(["--seccomp", mode])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = [0u8; 3];
+    child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"up\n");
+    child
+}
+
+/// (name, Seccomp mode, filter count) of the VMM's own threads, from /proc. KVM's kernel
+/// workers that live in the process (kvm-nx-lpage-recovery) make no syscalls and are skipped.
+fn thread_seccomp(pid: u32) -> Vec<(String, String, String)> {
+    let mut v = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let comm = comm.trim().to_string();
+        if comm != "vmm" && !comm.starts_with("vcpu") {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        v.push((comm, field("Seccomp:"), field("Seccomp_filters:")));
+    }
+    v.sort();
+    v
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn every_vmm_thread_runs_under_exactly_one_filter_by_default() {
+    if !kvm_available() {
+        return;
+    }
+    let child = spawn_halted("true");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut threads = thread_seccomp(child.id());
+    // The VMM thread installs its filter just after starting the vCPUs: allow it a moment.
+    while threads.iter().any(|(_, mode, _)| mode != "2") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        threads = thread_seccomp(child.id());
+    }
+    stop(child);
+    let names: Vec<_> = threads.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(names, ["vcpu0", "vcpu1", "vmm"], "{threads:?}");
+    for (_, mode, filters) in &threads {
+        assert_eq!(mode, "2", "filter mode: {threads:?}");
+        assert!(filters.is_empty() || filters == "1", "{threads:?}");
+    }
+}
+
+#[test]
+fn seccomp_false_installs_nothing() {
+    if !kvm_available() {
+        return;
+    }
+    let child = spawn_halted("false");
+    // The guest already ran; give the VMM thread time to pass where it would install its filter.
+    std::thread::sleep(Duration::from_millis(200));
+    let threads = thread_seccomp(child.id());
+    stop(child);
+    assert_eq!(threads.len(), 3, "{threads:?}");
+    assert!(
+        threads.iter().all(|(_, mode, _)| mode == "0"),
+        "{threads:?}"
+    );
+}
+
+fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pid = child.id() as libc::pid_t;
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let deadline = Instant::now() + timeout;
+        while !d.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !d.load(Ordering::SeqCst) {
+            // SAFETY: kills our own child, which has not been reaped yet (done is unset).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let o = child.wait_with_output().unwrap();
+    done.store(true, Ordering::SeqCst);
+    watchdog.join().unwrap();
+    o
+}
+
+fn open_pty() -> (OwnedFd, OwnedFd) {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two new fds into our locals; name/termios/winsize may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: errno {}", errno());
+    // SAFETY: both fds are new and owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+}
