@@ -244,12 +244,12 @@ impl PciConfiguration {
 
     /// The little-endian word at byte `offset`; bytes beyond the space read 0xff.
     pub fn read_u16(&self, offset: usize) -> u16 {
-        u16::from(self.read_u8(offset)) | u16::from(self.read_u8(offset + 1)) << 8
+        u16::from(self.read_u8(offset)) | u16::from(self.read_u8(offset.saturating_add(1))) << 8
     }
 
     /// The little-endian dword at byte `offset`, which need not be aligned.
     pub fn read_u32(&self, offset: usize) -> u32 {
-        u32::from(self.read_u16(offset)) | u32::from(self.read_u16(offset + 2)) << 16
+        u32::from(self.read_u16(offset)) | u32::from(self.read_u16(offset.saturating_add(2))) << 16
     }
 
     /// Sets the byte at `offset` regardless of masks (device side).
@@ -260,14 +260,14 @@ impl PciConfiguration {
     /// Sets the little-endian word at `offset` regardless of masks.
     pub fn set_u16(&mut self, offset: usize, value: u16) {
         for (i, byte) in value.to_le_bytes().into_iter().enumerate() {
-            self.set_u8(offset + i, byte);
+            self.set_u8(offset.saturating_add(i), byte);
         }
     }
 
     /// Sets the little-endian dword at `offset` regardless of masks.
     pub fn set_u32(&mut self, offset: usize, value: u32) {
         for (i, byte) in value.to_le_bytes().into_iter().enumerate() {
-            self.set_u8(offset + i, byte);
+            self.set_u8(offset.saturating_add(i), byte);
         }
     }
 
@@ -437,6 +437,8 @@ mod tests {
             0xffcc,
             "byte past the end reads 0xff"
         );
+        config.set_u32(usize::MAX - 1, 1);
+        assert_eq!(config.read_u32(usize::MAX - 1), 0xffff_ffff);
         config.set_register(NUM_CONFIGURATION_REGISTERS, 1);
         config.set_writable_bits(NUM_CONFIGURATION_REGISTERS, 1);
         assert_eq!(config.writable_bits(NUM_CONFIGURATION_REGISTERS), 0);

@@ -38,6 +38,8 @@ pub mod relocate;
 #[cfg(test)]
 mod fuzz_tests;
 #[cfg(test)]
+mod integration_tests;
+#[cfg(test)]
 mod test_util;
 
 pub use address::PciAddress;

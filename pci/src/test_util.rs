@@ -61,8 +61,14 @@ pub(crate) const TEST_BARS: [BarConfig; 3] = [
 
 impl TestDevice {
     pub(crate) fn new() -> Self {
+        Self::with_bars(&TEST_BARS)
+    }
+
+    /// BARs laid out like [`TEST_BARS`] (BAR 1 a memory BAR of at least
+    /// 4 KiB for MSI-X), at other addresses.
+    pub(crate) fn with_bars(bars: &[BarConfig]) -> Self {
         let mut config = PciConfiguration::new(&header());
-        for bar in &TEST_BARS {
+        for bar in bars {
             config.add_bar(bar).unwrap();
         }
         config.add_rom_bar(0x800, 0xc010_0000).unwrap();
