@@ -12,6 +12,7 @@ pub mod block;
 pub mod chain;
 pub mod console;
 pub mod device;
+pub mod net;
 pub(crate) mod queue;
 pub mod rng;
 pub(crate) mod worker;

@@ -44,6 +44,11 @@ impl DeviceQueue {
         }
     }
 
+    /// The queue size the driver configured.
+    pub fn size(&self) -> u16 {
+        self.queue.size()
+    }
+
     /// The notification `EventFd` (to register with the worker's epoll).
     pub fn notifier(&self) -> &EventFd {
         &self.notifier
@@ -79,14 +84,6 @@ impl DeviceQueue {
                 None
             }
         }
-    }
-
-    /// Gives back the last `count` popped (and not yet completed) chains, so
-    /// they are popped again later (e.g. an RX frame did not fit).
-    #[allow(dead_code)] // used by the RX paths
-    pub fn unpop(&mut self, count: u16) {
-        let next = self.queue.next_avail().wrapping_sub(count);
-        self.queue.set_next_avail(next);
     }
 
     /// Returns a chain to the driver with `len` bytes written into it.
