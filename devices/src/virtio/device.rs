@@ -17,11 +17,36 @@
 //!    ioeventfd on the queue's notify address) and an interrupt handle;
 //! 5. [`VirtioDevice::reset`] when the driver writes 0 to the status register.
 //!
+//! # What a transport must provide
+//!
+//! * One `virtio_queue::Queue::new(max)` per entry of `queue_max_sizes`,
+//!   updated from the driver's common-config writes (`set_size`,
+//!   `set_desc_table_address`/`avail`/`used`, `set_ready`). It need not
+//!   touch `set_event_idx`: devices derive it from their acked features.
+//! * One non-blocking `EventFd` per queue, registered as a KVM ioeventfd on
+//!   that queue's notify address; a clone goes into [`ActivatedQueue`].
+//! * A [`VirtioInterrupt`] mapping `Queue(i)` to the MSI-X vector the driver
+//!   programmed for queue `i` and `Config` to the config vector (irqfds),
+//!   dropping the interrupt for `VIRTIO_MSI_NO_VECTOR`; with INTx it sets
+//!   the ISR bits (1 = queue, 2 = config) and pulses the line.
+//! * Feature negotiation: the two 32-bit feature windows over
+//!   [`VirtioDevice::features`], `ack_features` with the full word at
+//!   `FEATURES_OK` (refusing `FEATURES_OK` without `VERSION_1`), and the
+//!   config generation counter.
+//! * `activate` at `DRIVER_OK` with the enabled queues only; on error it
+//!   sets `DEVICE_NEEDS_RESET`. `reset` when the driver writes status 0,
+//!   after which it resets its own `Queue`s; a `false` return means the
+//!   device stays unusable (`NEEDS_RESET`).
+//! * The device-config window, forwarded to `read_config`/`write_config`
+//!   with offsets relative to its start.
+//!
 //! # Threading
 //!
 //! `activate` spawns one worker thread per device (see
-//! [`worker`](super::worker)); the vCPU threads only ever touch the device
-//! through this trait, whose methods are short and never block on guest I/O.
+//! [`worker`](super::worker) for why one per device and not one per VM);
+//! the vCPU threads only ever touch the device through this trait, whose
+//! methods are short and never block on guest I/O. `reset` joins the worker,
+//! so it waits for at most the request in flight.
 
 use std::fmt;
 use std::io;

@@ -13,9 +13,9 @@ pub mod chain;
 pub mod console;
 pub mod device;
 pub mod net;
-pub(crate) mod queue;
+pub mod queue;
 pub mod rng;
-pub(crate) mod worker;
+pub mod worker;
 
 #[cfg(test)]
 pub(crate) mod test_utils;
@@ -24,3 +24,8 @@ pub use device::{
     ActivateContext, ActivateError, ActivatedQueue, VirtioDevice, VirtioInterrupt,
     VirtioInterruptType, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
 };
+
+pub use block::{Block, BlockError, DiskConfig};
+pub use console::{Console, ConsoleError, ConsoleInput};
+pub use net::{MacAddr, Net, NetConfig, NetError};
+pub use rng::{Rng, RngConfig, RngError};
