@@ -529,3 +529,59 @@ fn activation_errors_leave_the_device_usable() {
     ));
     assert!(dev.is_active());
 }
+
+/// A tiny deterministic PRNG (xorshift64*) for the randomized test below.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn random_descriptor_tables_never_panic_nor_resize_the_image() {
+    use super::handler::{Negotiated, RequestExecutor};
+    use crate::virtio::test_utils::MEM_SIZE;
+
+    let tmp = image(0x11);
+    let disk = DiskImage::open(tmp.as_path(), false, false).unwrap();
+    let mut ex = RequestExecutor::new(disk, [0u8; ID_LEN], DISCARD_LIMITS);
+    ex.set_negotiated(Negotiated {
+        discard: true,
+        write_zeroes: true,
+    });
+    let mem = guest_memory();
+    let mut tq = TestQueue::new(&mem, 16);
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let sectors = (IMAGE_LEN / 512) as u64;
+    for _ in 0..3000 {
+        for i in 0..16 {
+            let (r1, r2, r3) = (rng.next(), rng.next(), rng.next() as u32);
+            let addr = rng.pick(&[HDR, DATA, STATUS, MEM_SIZE - 8, r1, r2 % MEM_SIZE]);
+            let len = rng.pick(&[0, 1, 15, 16, 17, 512, 1024, 4096, r3]);
+            let flags = (rng.next() % 8) as u16;
+            let next = (rng.next() % 20) as u16;
+            tq.write_desc(i, addr, len, flags, next);
+        }
+        let r = rng.next();
+        let kind = rng.pick(&[0u32, 1, 4, 8, 11, 13, r as u32]);
+        let sector = rng.pick(&[0, 1, sectors - 1, sectors, r]);
+        write_header(&mem, kind, sector);
+        // A random discard segment in case the data is parsed as one.
+        let seg = [rng.next().to_le_bytes(), rng.next().to_le_bytes()].concat();
+        mem.write_slice(&seg, GuestAddress(DATA)).unwrap();
+        tq.publish((rng.next() % 18) as u16);
+        let chain = tq.pop(&mem);
+        let used = ex.handle_chain(&mem, chain);
+        assert!(u64::from(used) <= MEM_SIZE);
+    }
+    assert_eq!(file_bytes(&tmp).len(), IMAGE_LEN);
+}
