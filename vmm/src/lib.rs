@@ -3,9 +3,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod interrupts;
 pub mod legacy;
 pub mod logger;
 pub mod memory;
+pub mod pci_setup;
 pub mod runloop;
 pub mod seccomp;
 pub mod signals;

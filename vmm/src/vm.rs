@@ -16,8 +16,10 @@ use hypervisor::kvm::KvmHypervisor;
 use hypervisor::Hypervisor;
 
 use crate::config::VmConfig;
+use crate::interrupts::GsiRouter;
 use crate::legacy;
 use crate::memory;
+use crate::pci_setup::{PciSegment, PciSetupError};
 use crate::runloop;
 use crate::seccomp::{self, SeccompError, ThreadKind};
 use crate::timing::BootTimer;
@@ -48,6 +50,8 @@ pub enum VmError {
     Vcpu { id: u32, source: arch::RegsError },
     #[error(transparent)]
     Legacy(#[from] legacy::LegacyError),
+    #[error(transparent)]
+    Pci(#[from] PciSetupError),
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
     #[error("event loop: {0}")]
@@ -152,6 +156,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         start,
         Box::new(move || t.phase("first_serial_byte")),
     )?;
+    let router = Arc::new(GsiRouter::new(vm.clone()));
+    let _pci = PciSegment::new(vm.clone(), router, &buses, &layout)?;
 
     let supported = cpuid_thread
         .join()

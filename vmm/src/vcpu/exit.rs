@@ -1,13 +1,15 @@
 //! Exit dispatch: one pure function from a vCPU exit to the bus access it means.
 
+use std::sync::Arc;
+
 use devices::Bus;
 use hypervisor::VmExit;
 
-/// The guest's I/O spaces.
+/// The guest's I/O spaces (shared with the PCI BAR relocator, which moves BARs on them).
 #[derive(Default)]
 pub struct Buses {
-    pub pio: Bus,
-    pub mmio: Bus,
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
 }
 
 /// What the vCPU loop does after an exit.

@@ -1,0 +1,187 @@
+//! The PCI segment: host bridge, config access (0xcf8/0xcfc and ECAM), BAR allocation in the
+//! layout's windows, and MSI/MSI-X groups on KVM routes.
+
+use std::sync::{Arc, Mutex};
+
+use arch::layout::{MemoryLayout, IOAPIC_START, LAPIC_START, PCI_ECAM_START};
+use hypervisor::Vm;
+use pci::{
+    BarConfig, BarRequest, BusBarRelocator, PciAddress, PciAllocator, PciAllocatorConfig, PciBus,
+    PciConfigIo, PciConfigMmio, PciDevice, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_LEN,
+    PCI_ECAM_SIZE,
+};
+
+use crate::interrupts::{GsiRouter, KvmMsiGroup};
+use crate::vcpu::exit::Buses;
+
+/// I/O ports handed to PCI I/O BARs (Linux's own floor for PCI I/O is 0x1000).
+const PCI_IO_WINDOW: (u64, u64) = (0x1000, 0xf000);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PciSetupError {
+    #[error("placing PCI config access on a bus: {0}")]
+    Bus(#[from] devices::BusError),
+    #[error("PCI BAR windows: {0}")]
+    Allocator(#[from] pci::AllocatorError),
+    #[error("PCI bus: {0}")]
+    PciBus(#[from] pci::PciBusError),
+    #[error("no free PCI slot for another device (32 per bus)")]
+    NoSlot,
+    #[error("MSI vectors: {0}")]
+    Msi(std::io::Error),
+}
+
+/// Everything PCI the VMM keeps.
+pub struct PciSegment {
+    pub bus: Arc<PciBus>,
+    allocator: Mutex<PciAllocator>,
+    router: Arc<GsiRouter>,
+    vm: Arc<dyn Vm>,
+}
+
+impl PciSegment {
+    /// The host bridge and both config access paths; no devices yet.
+    pub fn new(
+        vm: Arc<dyn Vm>,
+        router: Arc<GsiRouter>,
+        buses: &Buses,
+        layout: &MemoryLayout,
+    ) -> Result<Self, PciSetupError> {
+        // BARs may never decode over guest RAM or the interrupt controllers.
+        let mut reserved: Vec<(u64, u64)> = layout
+            .ram_ranges()
+            .iter()
+            .map(|(a, len)| (a.0, *len as u64))
+            .collect();
+        reserved.push((IOAPIC_START, 0x1000));
+        reserved.push((LAPIC_START, 0x1000));
+        reserved.push((PCI_ECAM_START, PCI_ECAM_SIZE));
+        let relocator = BusBarRelocator::new(buses.pio.clone(), buses.mmio.clone())
+            .with_reserved_mmio(reserved);
+        let bus = Arc::new(PciBus::new(Arc::new(relocator)));
+        buses.pio.insert(
+            Arc::new(Mutex::new(PciConfigIo::new(bus.clone()))),
+            PCI_CONFIG_IO_PORT,
+            PCI_CONFIG_IO_PORT_LEN,
+        )?;
+        buses.mmio.insert(
+            Arc::new(Mutex::new(PciConfigMmio::new(bus.clone()))),
+            PCI_ECAM_START,
+            PCI_ECAM_SIZE,
+        )?;
+        let allocator = PciAllocator::new(&PciAllocatorConfig {
+            io: PCI_IO_WINDOW,
+            mmio32: layout.mmio32,
+            mmio64: layout.mmio64,
+            host_phys_bits: Some(layout.phys_bits),
+        })?;
+        Ok(PciSegment {
+            bus,
+            allocator: Mutex::new(allocator),
+            router,
+            vm,
+        })
+    }
+
+    /// The address the next device will get.
+    pub fn next_address(&self) -> Result<PciAddress, PciSetupError> {
+        self.bus
+            .next_free_slot()
+            .map(|s| self.bus.address(s))
+            .ok_or(PciSetupError::NoSlot)
+    }
+
+    /// Place `device`'s BARs in the windows.
+    pub fn allocate_bars(
+        &self,
+        device: PciAddress,
+        bars: &[BarRequest],
+    ) -> Result<Vec<BarConfig>, PciSetupError> {
+        let mut a = self.allocator.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(a.allocate_device(device, bars)?)
+    }
+
+    /// An MSI/MSI-X vector group for one device.
+    pub fn msi_group(&self, vectors: u16) -> Result<Arc<KvmMsiGroup>, PciSetupError> {
+        KvmMsiGroup::new(self.router.clone(), self.vm.clone(), vectors)
+            .map(Arc::new)
+            .map_err(PciSetupError::Msi)
+    }
+
+    /// Put `device` at `address` (from `next_address`).
+    pub fn add(
+        &self,
+        address: PciAddress,
+        device: Arc<Mutex<dyn PciDevice>>,
+    ) -> Result<(), PciSetupError> {
+        self.bus.add_device_at(address.device, device)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypervisor::fake::FakeHypervisor;
+    use hypervisor::Hypervisor;
+
+    #[test]
+    fn host_bridge_answers_on_cf8_and_ecam_and_empty_slots_read_all_ones() {
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let buses = Buses::default();
+        let layout = MemoryLayout::new(256 << 20, 40).unwrap();
+        let seg =
+            PciSegment::new(vm.clone(), Arc::new(GsiRouter::new(vm)), &buses, &layout).unwrap();
+        // CONFIG_ADDRESS = enable | bus 0 dev 0 fn 0 reg 0; CONFIG_DATA = vendor/device.
+        assert!(buses.pio.write(0xcf8, &0x8000_0000u32.to_le_bytes()));
+        let mut id = [0u8; 4];
+        assert!(buses.pio.read(0xcfc, &mut id));
+        let id = u32::from_le_bytes(id);
+        assert_ne!(id, 0xffff_ffff);
+        let mut ecam = [0u8; 4];
+        assert!(buses.mmio.read(PCI_ECAM_START, &mut ecam));
+        assert_eq!(
+            u32::from_le_bytes(ecam),
+            id,
+            "ECAM and CF8 see the same bridge"
+        );
+        // Device 3 is empty.
+        assert!(buses.mmio.read(PCI_ECAM_START + (3 << 15), &mut ecam));
+        assert_eq!(u32::from_le_bytes(ecam), 0xffff_ffff);
+        assert_eq!(seg.next_address().unwrap().device, 1);
+    }
+
+    #[test]
+    fn a_256_gib_bar_fits_when_the_window_allows_and_is_refused_clearly_otherwise() {
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let buses = Buses::default();
+        let req = [BarRequest {
+            index: 2,
+            size: 256 << 30,
+            kind: pci::BarKind::Mem64,
+            prefetchable: true,
+        }];
+        let big = MemoryLayout::new(4 << 30, 46).unwrap();
+        let seg = PciSegment::new(
+            vm.clone(),
+            Arc::new(GsiRouter::new(vm.clone())),
+            &buses,
+            &big,
+        )
+        .unwrap();
+        let bars = seg.allocate_bars(PciAddress::new(0, 1, 0), &req).unwrap();
+        assert_eq!(bars[0].addr % (256 << 30), 0);
+        let small = MemoryLayout::new(4 << 30, 38).unwrap();
+        let buses = Buses::default();
+        let seg =
+            PciSegment::new(vm.clone(), Arc::new(GsiRouter::new(vm)), &buses, &small).unwrap();
+        let err = seg
+            .allocate_bars(PciAddress::new(0, 1, 0), &req)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("256 GiB"), "{err}");
+        assert!(err.contains("physical address bits"), "{err}");
+    }
+}
