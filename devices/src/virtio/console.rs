@@ -311,7 +311,8 @@ impl VirtioDevice for Console {
             tx,
             irq: ctx.interrupt,
         };
-        self.state.start("virtio-console", handler, &sources)
+        self.state
+            .start("virtio-console", handler, &sources, ctx.worker_init)
     }
 
     fn reset(&mut self) -> bool {
@@ -363,6 +364,7 @@ mod tests {
             mem: mem.clone(),
             queues,
             interrupt: irq.clone(),
+            worker_init: None,
         };
         dev.activate(ctx).unwrap();
         Harness {

@@ -39,6 +39,12 @@
 //!   device stays unusable (`NEEDS_RESET`).
 //! * The device-config window, forwarded to `read_config`/`write_config`
 //!   with offsets relative to its start.
+//! * Optionally a [`WorkerInit`] hook (the VMM's per-device seccomp filter).
+//!   `activate` spawns the worker from the calling thread, which therefore
+//!   needs thread creation allowed (`clone3`/`clone`, `mmap`, `mprotect`,
+//!   `munmap`, `madvise`, `set_robust_list`, `rseq`, `prctl`, `sigaltstack`)
+//!   and hands its own filter down to the worker; calling `activate` from
+//!   the VMM thread rather than a vCPU thread keeps the vCPU filter tight.
 //!
 //! # Threading
 //!
@@ -99,6 +105,11 @@ pub struct ActivatedQueue {
     pub notifier: EventFd,
 }
 
+/// Run first thing on a device's worker thread, with the thread's name
+/// (`virtio-blk`, `virtio-net`, ...): the place to install the device
+/// seccomp filter. An error fails [`VirtioDevice::activate`].
+pub type WorkerInit = Arc<dyn Fn(&str) -> io::Result<()> + Send + Sync>;
+
 /// What a device needs to start processing queues.
 pub struct ActivateContext {
     /// The guest memory. `GuestMemoryMmap` clones share the mappings (its
@@ -110,6 +121,10 @@ pub struct ActivateContext {
     pub queues: Vec<ActivatedQueue>,
     /// Where the device signals used buffers and config changes.
     pub interrupt: Arc<dyn VirtioInterrupt>,
+    /// Optional hook run on the worker thread before it serves the queues.
+    /// Note that a thread inherits the seccomp filter of the thread that
+    /// spawns it (the one calling `activate`), so a hook can only narrow it.
+    pub worker_init: Option<WorkerInit>,
 }
 
 impl fmt::Debug for ActivateContext {

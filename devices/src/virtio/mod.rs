@@ -22,7 +22,8 @@ pub(crate) mod test_utils;
 
 pub use device::{
     ActivateContext, ActivateError, ActivatedQueue, VirtioDevice, VirtioInterrupt,
-    VirtioInterruptType, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
+    VirtioInterruptType, WorkerInit, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC,
+    VIRTIO_F_VERSION_1,
 };
 
 pub use block::{Block, BlockError, DiskConfig};

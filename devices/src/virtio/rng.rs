@@ -193,7 +193,8 @@ impl VirtioDevice for Rng {
             irq: ctx.interrupt,
             buf: vec![0u8; MAX_BYTES_PER_REQUEST],
         };
-        self.state.start("virtio-rng", handler, &sources)
+        self.state
+            .start("virtio-rng", handler, &sources, ctx.worker_init)
     }
 
     fn reset(&mut self) -> bool {
@@ -271,6 +272,7 @@ mod tests {
                 notifier,
             }],
             interrupt: irq.clone(),
+            worker_init: None,
         };
         dev.activate(ctx).unwrap();
         tq.add_chain(&[(0x10_0000, 32, F_WRITE)]);
@@ -281,6 +283,29 @@ mod tests {
         mem.read_slice(&mut got, GuestAddress(0x10_0000)).unwrap();
         assert_eq!(got, [0x42; 32]);
         assert_eq!(irq.count(VirtioInterruptType::Queue(0)), 1);
+        assert!(dev.reset());
+    }
+
+    #[test]
+    fn a_failing_worker_init_fails_activation_but_keeps_the_device() {
+        let mut dev = Rng::new(&RngConfig::default()).unwrap();
+        let mem = guest_memory();
+        let tq = TestQueue::new(&mem, 16);
+        let ctx = |init: Option<crate::virtio::WorkerInit>| ActivateContext {
+            mem: mem.clone(),
+            queues: vec![ActivatedQueue {
+                index: 0,
+                queue: tq.queue(),
+                notifier: EventFd::new(EFD_NONBLOCK).unwrap(),
+            }],
+            interrupt: Arc::new(RecordingInterrupt::default()),
+            worker_init: init,
+        };
+        let failing: crate::virtio::WorkerInit =
+            Arc::new(|_: &str| Err(io::Error::from_raw_os_error(libc::EPERM)));
+        let err = dev.activate(ctx(Some(failing))).unwrap_err();
+        assert!(matches!(err, ActivateError::Worker(_)));
+        dev.activate(ctx(None)).unwrap();
         assert!(dev.reset());
     }
 

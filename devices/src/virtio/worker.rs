@@ -8,10 +8,12 @@
 //!   in `fsync`, a full tap queue) stalls only itself, never the other
 //!   devices nor the vCPUs. A shared I/O thread would need every backend to
 //!   be non-blocking (io_uring/AIO for disks) to give the same guarantee.
-//! * **Per-device seccomp later.** A thread can install its own seccomp
-//!   filter: the block worker needs `pread/pwrite/fdatasync/fallocate`, the
-//!   net worker `read/write` on a tap, the rng worker `read` on one file. A
-//!   shared thread would need the union of all of them.
+//! * **Per-device seccomp.** A thread can install its own seccomp filter
+//!   (the `WorkerInit` hook of the activation context runs first thing on
+//!   the worker): the block worker needs `pread64/pwrite64/fdatasync/
+//!   fallocate`, the net worker `read/write` on a tap, the rng worker `read`
+//!   on one file, all of them `epoll_wait`, `read/write` on eventfds and
+//!   `futex`. A shared thread would need the union of all of them.
 //! * **Simple.** Each worker owns its state outright (queues, backend, guest
 //!   memory handle): no locks between the device model and the data path,
 //!   no registration protocol with a central event loop, and stopping a
@@ -24,13 +26,14 @@
 
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
+use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
 use log::error;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::device::ActivateError;
+use super::device::{ActivateError, WorkerInit};
 
 /// The epoll token reserved for the kill `EventFd`.
 const KILL_TOKEN: u64 = u64::MAX;
@@ -70,10 +73,17 @@ pub(crate) struct Worker<H> {
 
 impl<H: EventHandler> Worker<H> {
     /// Registers `sources` (whose fds must stay open as long as `handler`
-    /// lives, i.e. `handler` should own them) and starts the thread. On
-    /// failure the handler comes back with the error, except when the
-    /// thread itself could not be created (then it is lost with the closure).
-    pub fn spawn(name: &str, handler: H, sources: &[Source]) -> Result<Self, SpawnError<H>> {
+    /// lives, i.e. `handler` should own them) and starts the thread, which
+    /// first runs `init` (e.g. installs its seccomp filter); `spawn` returns
+    /// once `init` succeeded. On failure the handler comes back with the
+    /// error, except when the thread itself could not be created (then it is
+    /// lost with the closure).
+    pub fn spawn(
+        name: &str,
+        handler: H,
+        sources: &[Source],
+        init: Option<WorkerInit>,
+    ) -> Result<Self, SpawnError<H>> {
         debug_assert!(sources.iter().all(|s| s.token != KILL_TOKEN));
         let (epoll, kill) = match setup_epoll(sources) {
             Ok(pair) => pair,
@@ -84,16 +94,37 @@ impl<H: EventHandler> Worker<H> {
                 })
             }
         };
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<io::Result<()>>(1);
+        let thread_name = name.to_string();
         let thread = thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || run(epoll, handler))
+            .spawn(move || {
+                if let Some(init) = init {
+                    if let Err(e) = init(&thread_name) {
+                        let _ = ready_tx.send(Err(e));
+                        return handler;
+                    }
+                }
+                let _ = ready_tx.send(Ok(()));
+                run(epoll, handler)
+            })
             .map_err(|error| SpawnError {
                 error,
                 handler: None,
             })?;
-        Ok(Worker {
-            kill,
-            thread: Some(thread),
+        let error = match ready_rx.recv() {
+            Ok(Ok(())) => {
+                return Ok(Worker {
+                    kill,
+                    thread: Some(thread),
+                })
+            }
+            Ok(Err(e)) => e,
+            Err(_) => io::Error::other("the worker thread panicked in its init hook"),
+        };
+        Err(SpawnError {
+            error,
+            handler: thread.join().ok(),
         })
     }
 
@@ -174,8 +205,9 @@ impl<H: BackendHandler> Lifecycle<H> {
         name: &str,
         handler: H,
         sources: &[Source],
+        init: Option<WorkerInit>,
     ) -> Result<(), ActivateError> {
-        match Worker::spawn(name, handler, sources) {
+        match Worker::spawn(name, handler, sources, init) {
             Ok(worker) => {
                 *self = Lifecycle::Active(worker);
                 Ok(())
@@ -254,7 +286,7 @@ fn run<H: EventHandler>(epoll: Epoll, mut handler: H) -> H {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
 
     struct Recorder {
         input: EventFd,
@@ -281,7 +313,7 @@ mod tests {
             handled: 0,
         };
         let sources = [Source::readable(&handler.input, 7)];
-        let worker = Worker::spawn("test-worker", handler, &sources)
+        let worker = Worker::spawn("test-worker", handler, &sources, None)
             .ok()
             .unwrap();
         kick.write(1).unwrap();
@@ -304,9 +336,44 @@ mod tests {
             token: 1,
             events: EventSet::IN,
         };
-        let err = Worker::spawn("test-worker", handler, &[bad]).err().unwrap();
+        let err = Worker::spawn("test-worker", handler, &[bad], None)
+            .err()
+            .unwrap();
         assert!(err.handler.is_some());
         assert_eq!(err.error.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn the_init_hook_runs_on_the_worker_thread_and_can_fail_the_spawn() {
+        let (tx, _rx) = mpsc::channel();
+        let handler = Recorder {
+            input: EventFd::new(EFD_NONBLOCK).unwrap(),
+            seen: tx,
+            handled: 0,
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let init: WorkerInit = Arc::new(move |name: &str| {
+            let me = std::thread::current().name().map(str::to_string);
+            seen2.lock().unwrap().push((name.to_string(), me));
+            Ok(())
+        });
+        let worker = Worker::spawn("virtio-test", handler, &[], Some(init))
+            .ok()
+            .unwrap();
+        let calls = seen.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![("virtio-test".to_string(), Some("virtio-test".to_string()))]
+        );
+        let handler = worker.stop().unwrap();
+        let failing: WorkerInit =
+            Arc::new(|_: &str| Err(io::Error::from_raw_os_error(libc::EPERM)));
+        let err = Worker::spawn("virtio-test", handler, &[], Some(failing))
+            .err()
+            .unwrap();
+        assert_eq!(err.error.raw_os_error(), Some(libc::EPERM));
+        assert!(err.handler.is_some(), "the handler survives a failed init");
     }
 
     #[test]
@@ -318,7 +385,9 @@ mod tests {
             seen: tx,
             handled: 0,
         };
-        let worker = Worker::spawn("test-worker", handler, &[]).ok().unwrap();
+        let worker = Worker::spawn("test-worker", handler, &[], None)
+            .ok()
+            .unwrap();
         drop(worker);
         // The handler (and its sender) is gone once the thread was joined.
         assert!(rx.recv().is_err());

@@ -244,7 +244,8 @@ impl VirtioDevice for Block {
             queues,
             irq: ctx.interrupt,
         };
-        self.state.start("virtio-blk", handler, &sources)
+        self.state
+            .start("virtio-blk", handler, &sources, ctx.worker_init)
     }
 
     fn reset(&mut self) -> bool {

@@ -78,6 +78,7 @@ impl Harness {
             mem: self.mem.clone(),
             queues: activated,
             interrupt: self.irq.clone(),
+            worker_init: None,
         };
         self.dev.activate(ctx).unwrap();
     }
@@ -501,6 +502,7 @@ fn activation_errors_leave_the_device_usable() {
         mem: mem.clone(),
         queues: Vec::new(),
         interrupt: irq.clone(),
+        worker_init: None,
     };
     assert!(matches!(
         dev.activate(ctx),
@@ -515,6 +517,7 @@ fn activation_errors_leave_the_device_usable() {
             notifier: EventFd::new(EFD_NONBLOCK).unwrap(),
         }],
         interrupt: irq,
+        worker_init: None,
     };
     dev.activate(ctx).unwrap();
     assert!(dev.is_active());
@@ -522,6 +525,7 @@ fn activation_errors_leave_the_device_usable() {
         mem: guest_memory(),
         queues: Vec::new(),
         interrupt: Arc::new(RecordingInterrupt::default()),
+        worker_init: None,
     };
     assert!(matches!(
         dev.activate(again),

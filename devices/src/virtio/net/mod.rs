@@ -290,7 +290,8 @@ impl VirtioDevice for Net {
             mrg_rxbuf: acked & bit(VIRTIO_NET_F_MRG_RXBUF) != 0,
             max_pairs: self.pairs,
         };
-        self.state.start("virtio-net", handler, &sources)
+        self.state
+            .start("virtio-net", handler, &sources, ctx.worker_init)
     }
 
     fn reset(&mut self) -> bool {

@@ -60,6 +60,7 @@ fn activate(mut dev: Net, peers: Vec<Peer>, acked: u64) -> Harness {
         mem: mem.clone(),
         queues: activated,
         interrupt: irq.clone(),
+        worker_init: None,
     };
     dev.activate(ctx).unwrap();
     Harness {
@@ -152,6 +153,7 @@ fn activation_needs_version_1_and_keeps_the_taps_on_failure() {
         mem: guest_memory(),
         queues: Vec::new(),
         interrupt: Arc::new(RecordingInterrupt::default()),
+        worker_init: None,
     };
     let err = dev.activate(ctx).unwrap_err();
     assert!(matches!(err, ActivateError::MissingFeature(_)));
@@ -160,6 +162,7 @@ fn activation_needs_version_1_and_keeps_the_taps_on_failure() {
         mem: guest_memory(),
         queues: Vec::new(),
         interrupt: Arc::new(RecordingInterrupt::default()),
+        worker_init: None,
     };
     assert!(matches!(
         dev.activate(ctx),
