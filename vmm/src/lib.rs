@@ -13,4 +13,5 @@ pub mod seccomp;
 pub mod signals;
 pub mod timing;
 pub mod vcpu;
+pub mod virtio_pci;
 pub mod vm;

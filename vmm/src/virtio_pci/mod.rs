@@ -1,0 +1,357 @@
+//! The virtio-pci modern transport (virtio 1.2 section 4.1): a PCI function whose BAR 0 holds
+//! the common configuration, ISR, device configuration and notification areas plus the MSI-X
+//! table. Queue notifications arrive through KVM ioeventfds, interrupts leave through MSI-X
+//! vectors on irqfds, and the device's work runs on its own worker thread: a vCPU only ever
+//! touches registers here.
+
+pub mod activator;
+pub mod caps;
+pub mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use devices::virtio::{
+    ActivateContext, ActivatedQueue, VirtioDevice, VirtioInterrupt, VirtioInterruptType, WorkerInit,
+};
+use hypervisor::{IoEventAddress, Vm};
+use pci::{
+    BarConfig, BarInfo, BarKind, ConfigWriteResult, MsiInterruptGroup, Msix, MsixParams,
+    PciConfiguration, PciDevice, PciHeader,
+};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::interrupts::KvmMsiGroup;
+use activator::Activator;
+use caps::*;
+use common::{CommonConfig, StatusChange, NO_VECTOR, STATUS_NEEDS_RESET};
+
+const VIRTIO_PCI_VENDOR_ID: u16 = 0x1af4;
+const VIRTIO_PCI_DEVICE_ID_BASE: u16 = 0x1040;
+const VIRTIO_PCI_SUBSYSTEM_ID: u16 = 0x40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VirtioPciError {
+    #[error("declaring BAR 0: {0}")]
+    Bar(#[from] pci::BarError),
+    #[error("adding a virtio capability: {0}")]
+    Capability(#[from] pci::CapabilityError),
+    #[error("adding MSI-X: {0}")]
+    Msix(#[from] pci::MsixError),
+    #[error("creating a queue eventfd: {0}")]
+    EventFd(std::io::Error),
+}
+
+/// PCI class code for a virtio device type.
+fn class_code(device_type: u32) -> u32 {
+    match device_type {
+        1 => 0x02_0000, // network controller
+        2 => 0x01_8000, // mass storage, other
+        3 => 0x07_8000, // simple communication controller, other
+        _ => 0xff_0000, // unassigned class
+    }
+}
+
+/// Maps a device's interrupts to the MSI-X vectors the driver chose.
+struct MsixInterrupt {
+    group: Arc<KvmMsiGroup>,
+    queue_vectors: Vec<u16>,
+    config_vector: u16,
+}
+
+impl VirtioInterrupt for MsixInterrupt {
+    fn trigger(&self, kind: VirtioInterruptType) -> std::io::Result<()> {
+        let vector = match kind {
+            VirtioInterruptType::Config => self.config_vector,
+            VirtioInterruptType::Queue(i) => {
+                *self.queue_vectors.get(usize::from(i)).unwrap_or(&NO_VECTOR)
+            }
+        };
+        if vector == NO_VECTOR {
+            return Ok(());
+        }
+        self.group.trigger(vector)
+    }
+}
+
+/// What a transport is built from.
+pub struct VirtioPciParams {
+    pub device: Box<dyn VirtioDevice>,
+    /// BAR 0 as placed by the PCI allocator (64-bit, [`BAR_SIZE`]).
+    pub bar: BarConfig,
+    pub msi: Arc<KvmMsiGroup>,
+    pub mem: GuestMemoryMmap,
+    pub vm: Arc<dyn Vm>,
+    pub activator: Arc<Activator>,
+    pub worker_init: Option<WorkerInit>,
+}
+
+/// The BAR request for a virtio-pci function.
+pub fn bar_request() -> pci::BarRequest {
+    pci::BarRequest {
+        index: BAR_INDEX,
+        size: BAR_SIZE,
+        kind: BarKind::Mem64,
+        prefetchable: false,
+    }
+}
+
+/// Number of MSI-X vectors: one per queue plus the config vector.
+pub fn msix_vectors(device: &dyn VirtioDevice) -> u16 {
+    device.queue_max_sizes().len() as u16 + 1
+}
+
+pub struct VirtioPciDevice {
+    config: PciConfiguration,
+    msix: Msix,
+    common: CommonConfig,
+    device: Arc<Mutex<Box<dyn VirtioDevice>>>,
+    notifiers: Vec<EventFd>,
+    msi: Arc<KvmMsiGroup>,
+    mem: GuestMemoryMmap,
+    vm: Arc<dyn Vm>,
+    activator: Arc<Activator>,
+    worker_init: Option<WorkerInit>,
+    /// Set by the VMM thread when activation failed: the status reads NEEDS_RESET.
+    broken: Arc<AtomicBool>,
+    /// ioeventfds registered at activation, removed on reset.
+    ioevents: Arc<Mutex<Vec<(IoEventAddress, EventFd)>>>,
+}
+
+impl VirtioPciDevice {
+    pub fn new(p: VirtioPciParams) -> Result<Self, VirtioPciError> {
+        let device_type = p.device.device_type();
+        let queue_sizes = p.device.queue_max_sizes().to_vec();
+        let mut config = PciConfiguration::new(&PciHeader {
+            vendor_id: VIRTIO_PCI_VENDOR_ID,
+            device_id: VIRTIO_PCI_DEVICE_ID_BASE + device_type as u16,
+            class_code: class_code(device_type),
+            revision_id: 1,
+            subsystem_vendor_id: VIRTIO_PCI_VENDOR_ID,
+            subsystem_id: VIRTIO_PCI_SUBSYSTEM_ID,
+            multi_function: false,
+            interrupt_pin: 0,
+        });
+        config.add_bar(&p.bar)?;
+        for cap in caps::all(queue_sizes.len()) {
+            config.add_capability(&cap)?;
+        }
+        let vectors = queue_sizes.len() as u16 + 1;
+        let group: Arc<dyn MsiInterruptGroup> = p.msi.clone();
+        let msix = Msix::new(
+            &mut config,
+            MsixParams {
+                vectors,
+                table_bar: BAR_INDEX,
+                table_offset: MSIX_TABLE_OFFSET,
+                pba_bar: BAR_INDEX,
+                pba_offset: MSIX_PBA_OFFSET,
+            },
+            group,
+        )?;
+        let notifiers = queue_sizes
+            .iter()
+            .map(|_| EventFd::new(libc::EFD_NONBLOCK))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(VirtioPciError::EventFd)?;
+        Ok(VirtioPciDevice {
+            config,
+            msix,
+            common: CommonConfig::new(p.device.features(), &queue_sizes),
+            device: Arc::new(Mutex::new(p.device)),
+            notifiers,
+            msi: p.msi,
+            mem: p.mem,
+            vm: p.vm,
+            activator: p.activator,
+            worker_init: p.worker_init,
+            broken: Arc::new(AtomicBool::new(false)),
+            ioevents: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    fn lock_device(&self) -> std::sync::MutexGuard<'_, Box<dyn VirtioDevice>> {
+        self.device.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The queues the driver enabled, as virtio-queue queues.
+    fn activated_queues(&self) -> Vec<ActivatedQueue> {
+        let mut out = Vec::new();
+        for (i, q) in self.common.queues.iter().enumerate() {
+            if !q.enabled {
+                continue;
+            }
+            let Ok(mut queue) = Queue::new(q.max_size) else {
+                continue;
+            };
+            queue.set_size(q.size);
+            queue.set_desc_table_address(Some(q.desc as u32), Some((q.desc >> 32) as u32));
+            queue.set_avail_ring_address(Some(q.driver as u32), Some((q.driver >> 32) as u32));
+            queue.set_used_ring_address(Some(q.device as u32), Some((q.device >> 32) as u32));
+            queue.set_ready(true);
+            let Ok(notifier) = self.notifiers[i].try_clone() else {
+                continue;
+            };
+            out.push(ActivatedQueue {
+                index: i as u16,
+                queue,
+                notifier,
+            });
+        }
+        out
+    }
+
+    /// DRIVER_OK: hand the activation to the VMM thread.
+    fn activate(&mut self) {
+        let queues = self.activated_queues();
+        let interrupt = Arc::new(MsixInterrupt {
+            group: self.msi.clone(),
+            queue_vectors: self.common.queues.iter().map(|q| q.vector).collect(),
+            config_vector: self.common.config_vector,
+        });
+        let notify_base = self.config.bar_addr(BAR_INDEX).map(|a| a + NOTIFY_OFFSET);
+        let ioevents: Vec<(IoEventAddress, EventFd)> = match notify_base {
+            Some(base) => queues
+                .iter()
+                .filter_map(|q| {
+                    let addr = base + u64::from(q.index) * u64::from(NOTIFY_MULTIPLIER);
+                    q.notifier
+                        .try_clone()
+                        .ok()
+                        .map(|fd| (IoEventAddress::Mmio(addr), fd))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let ctx = ActivateContext {
+            mem: self.mem.clone(),
+            queues,
+            interrupt,
+            worker_init: self.worker_init.clone(),
+        };
+        let (device, vm, broken, registered) = (
+            self.device.clone(),
+            self.vm.clone(),
+            self.broken.clone(),
+            self.ioevents.clone(),
+        );
+        self.activator.queue(Box::new(move || {
+            let mut reg = registered.lock().unwrap_or_else(|e| e.into_inner());
+            for (addr, fd) in ioevents {
+                match vm.register_ioevent(&fd, addr, None) {
+                    Ok(()) => reg.push((addr, fd)),
+                    Err(e) => log::warn!(
+                        "virtio-pci: ioeventfd at {addr:?}: {e} (notifications take the slow path)"
+                    ),
+                }
+            }
+            drop(reg);
+            let mut dev = device.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = dev.activate(ctx) {
+                log::error!(
+                    "virtio device type {} failed to activate: {e}",
+                    dev.device_type()
+                );
+                broken.store(true, Ordering::Release);
+            }
+        }));
+    }
+
+    /// Status 0: stop the device and forget the driver's configuration.
+    fn reset(&mut self) {
+        if !self.lock_device().reset() {
+            self.broken.store(true, Ordering::Release);
+        } else {
+            self.broken.store(false, Ordering::Release);
+        }
+        self.common.reset();
+        let (vm, registered) = (self.vm.clone(), self.ioevents.clone());
+        self.activator.queue(Box::new(move || {
+            for (addr, fd) in registered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+            {
+                let _ = vm.unregister_ioevent(&fd, addr);
+            }
+        }));
+    }
+
+    fn write_common(&mut self, offset: u64, data: &[u8]) {
+        match self.common.write(offset, data) {
+            StatusChange::None => {}
+            StatusChange::Reset => self.reset(),
+            StatusChange::FeaturesOk(f) => self.lock_device().ack_features(f),
+            StatusChange::DriverOk => self.activate(),
+        }
+    }
+}
+
+impl PciDevice for VirtioPciDevice {
+    fn read_config_register(&mut self, reg: usize) -> u32 {
+        self.config.read_config_register(reg)
+    }
+
+    fn write_config_register(&mut self, reg: usize, offset: u64, data: &[u8]) -> ConfigWriteResult {
+        let mut result = self.config.write_config_register(reg, offset, data);
+        result.msix_changed = self.msix.handle_config_write(&self.config, reg);
+        result
+    }
+
+    fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        if bar != BAR_INDEX {
+            data.fill(0xff);
+            return;
+        }
+        if self.msix.read_bar(bar, offset, data) {
+            return;
+        }
+        match offset {
+            o if o < COMMON_OFFSET + COMMON_LEN => {
+                self.common.read(o - COMMON_OFFSET, data);
+                if o - COMMON_OFFSET == 0x14
+                    && data.len() == 1
+                    && self.broken.load(Ordering::Acquire)
+                {
+                    data[0] |= STATUS_NEEDS_RESET;
+                }
+            }
+            // ISR: with MSI-X nothing is ever pending here.
+            o if (ISR_OFFSET..ISR_OFFSET + ISR_LEN).contains(&o) => data.fill(0),
+            o if (DEVICE_OFFSET..DEVICE_OFFSET + DEVICE_LEN).contains(&o) => {
+                self.lock_device().read_config(o - DEVICE_OFFSET, data)
+            }
+            _ => data.fill(0),
+        }
+    }
+
+    fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        if bar != BAR_INDEX || self.msix.write_bar(bar, offset, data) {
+            return;
+        }
+        match offset {
+            o if o < COMMON_OFFSET + COMMON_LEN => self.write_common(o - COMMON_OFFSET, data),
+            o if (DEVICE_OFFSET..DEVICE_OFFSET + DEVICE_LEN).contains(&o) => {
+                self.lock_device().write_config(o - DEVICE_OFFSET, data)
+            }
+            // A notification that did not go through an ioeventfd (before activation, or
+            // after the guest moved the BAR): signal the queue's eventfd ourselves.
+            o if (NOTIFY_OFFSET..NOTIFY_OFFSET + NOTIFY_LEN).contains(&o) => {
+                let q = ((o - NOTIFY_OFFSET) / u64::from(NOTIFY_MULTIPLIER)) as usize;
+                if let Some(fd) = self.notifiers.get(q) {
+                    let _ = fd.write(1);
+                }
+            }
+            _ => log::debug!("virtio-pci: ignored BAR write at {offset:#x}"),
+        }
+    }
+
+    fn bars(&self) -> Vec<BarInfo> {
+        self.config.bars()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+use std::sync::atomic::AtomicU32;
+
+use devices::virtio::ActivateError;
+use hypervisor::fake::{Call, FakeHypervisor};
+use hypervisor::Hypervisor;
+use vm_memory::GuestAddress;
+
+use super::common::*;
+use super::*;
+use crate::interrupts::GsiRouter;
+
+#[derive(Default)]
+struct Probe {
+    activated: Mutex<Vec<Vec<u16>>>,
+    acked: Mutex<u64>,
+    resets: AtomicU32,
+}
+
+struct FakeDevice(Arc<Probe>);
+
+impl VirtioDevice for FakeDevice {
+    fn device_type(&self) -> u32 {
+        2
+    }
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[64, 64]
+    }
+    fn features(&self) -> u64 {
+        VIRTIO_F_VERSION_1 | 1
+    }
+    fn ack_features(&mut self, value: u64) {
+        *self.0.acked.lock().unwrap() = value;
+    }
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        data.fill((offset as u8).wrapping_add(0x40));
+    }
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
+        self.0
+            .activated
+            .lock()
+            .unwrap()
+            .push(ctx.queues.iter().map(|q| q.index).collect());
+        Ok(())
+    }
+    fn reset(&mut self) -> bool {
+        self.0.resets.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+}
+
+const BAR_ADDR: u64 = 0x10_0000_0000;
+
+fn transport() -> (VirtioPciDevice, Arc<Probe>, Arc<Activator>, FakeHypervisor) {
+    let hv = FakeHypervisor::new();
+    let vm = hv.create_vm().unwrap();
+    let probe = Arc::new(Probe::default());
+    let activator = Arc::new(Activator::new().unwrap());
+    let msi =
+        Arc::new(KvmMsiGroup::new(Arc::new(GsiRouter::new(vm.clone())), vm.clone(), 3).unwrap());
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+    let bar = BarConfig {
+        index: 0,
+        size: BAR_SIZE,
+        kind: BarKind::Mem64,
+        prefetchable: false,
+        addr: BAR_ADDR,
+    };
+    let dev = VirtioPciDevice::new(VirtioPciParams {
+        device: Box::new(FakeDevice(probe.clone())),
+        bar,
+        msi,
+        mem,
+        vm,
+        activator: activator.clone(),
+        worker_init: None,
+    })
+    .unwrap();
+    (dev, probe, activator, hv)
+}
+
+fn wb(d: &mut VirtioPciDevice, off: u64, v: u64, len: usize) {
+    d.write_bar(0, off, &v.to_le_bytes()[..len]);
+}
+
+#[test]
+fn ids_class_and_the_four_virtio_capabilities_are_in_config_space() {
+    let (mut d, ..) = transport();
+    assert_eq!(
+        d.read_config_register(0),
+        0x1042_1af4,
+        "virtio-blk modern device id"
+    );
+    assert_eq!(d.read_config_register(2) >> 8, 0x01_8000);
+    let types: Vec<u8> = d
+        .config
+        .capabilities()
+        .into_iter()
+        .filter(|(id, _)| *id == 0x09)
+        .map(|(_, off)| d.config.read_u8(off + 3))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            CFG_TYPE_COMMON,
+            CFG_TYPE_ISR,
+            CFG_TYPE_DEVICE,
+            CFG_TYPE_NOTIFY
+        ]
+    );
+    assert!(d.config.find_capability(0x11).is_some(), "MSI-X");
+}
+
+#[test]
+fn driver_ok_activates_on_the_vmm_thread_with_ioeventfds_at_the_notify_area() {
+    let (mut d, probe, activator, hv) = transport();
+    // Enable memory decoding so the BAR address is live.
+    let _ = d.write_config_register(1, 0, &[0x06, 0]);
+    wb(&mut d, 0x14, 3, 1);
+    wb(&mut d, 0x08, 1, 4);
+    wb(&mut d, 0x0c, 1, 4);
+    wb(&mut d, 0x14, 0x0b, 1);
+    assert_eq!(*probe.acked.lock().unwrap(), VIRTIO_F_VERSION_1);
+    wb(&mut d, 0x16, 1, 2);
+    wb(&mut d, 0x1a, 1, 2);
+    wb(&mut d, 0x1c, 1, 2);
+    wb(&mut d, 0x14, 0x0f, 1);
+    assert!(
+        probe.activated.lock().unwrap().is_empty(),
+        "not on the vCPU thread"
+    );
+    activator.run_pending();
+    assert_eq!(*probe.activated.lock().unwrap(), vec![vec![1u16]]);
+    let notify = IoEventAddress::Mmio(BAR_ADDR + NOTIFY_OFFSET + 4);
+    assert!(hv.calls().contains(&Call::RegisterIoevent {
+        addr: notify,
+        datamatch: None
+    }));
+    // A notification through MMIO (slow path) still signals the queue.
+    wb(&mut d, NOTIFY_OFFSET + 4, 1, 2);
+    assert_eq!(d.notifiers[1].read().unwrap(), 1);
+    // Device config window.
+    let mut b = [0u8; 2];
+    d.read_bar(0, DEVICE_OFFSET + 2, &mut b);
+    assert_eq!(b, [0x42, 0x42]);
+    // Reset: device reset, ioeventfds removed on the VMM thread.
+    wb(&mut d, 0x14, 0, 1);
+    activator.run_pending();
+    assert_eq!(probe.resets.load(Ordering::SeqCst), 1);
+    assert!(hv
+        .calls()
+        .contains(&Call::UnregisterIoevent { addr: notify }));
+    let mut s = [0u8; 1];
+    d.read_bar(0, 0x14, &mut s);
+    assert_eq!(s[0], 0);
+}
+
+#[test]
+fn garbage_anywhere_in_the_bar_never_panics() {
+    let (mut d, _, activator, _) = transport();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let off = x % BAR_SIZE;
+        let len = [1usize, 2, 4, 8][(x >> 60) as usize % 4];
+        if x & 1 == 0 {
+            d.write_bar(0, off, &x.to_le_bytes()[..len]);
+        } else {
+            let mut buf = [0u8; 8];
+            d.read_bar((x >> 40) as usize % 7, off, &mut buf[..len]);
+        }
+        if x % 97 == 0 {
+            activator.run_pending();
+        }
+    }
+}
