@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::config::{
-    ConfigError, ConsoleConfig, CpusConfig, MemoryConfig, SeccompMode, SerialConfig, VmConfig,
-    DEFAULT_CMDLINE,
+    self, ConfigError, ConsoleConfig, CpusConfig, MemoryConfig, SeccompMode, SerialConfig,
+    VmConfig, DEFAULT_CMDLINE,
 };
 
 /// Parsed command line: the VM plus process-level settings.
@@ -68,7 +68,29 @@ pub fn command() -> Command {
                 .long("console")
                 .value_name("MODE")
                 .default_value("off")
-                .help("virtio-console: off|tty"),
+                .help("virtio-console: off|null|tty|file=PATH"),
+        )
+        .arg(
+            Arg::new("disk")
+                .long("disk")
+                .value_name("path=FILE")
+                .action(ArgAction::Append)
+                .help("virtio-blk disk (repeatable): path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]"),
+        )
+        .arg(
+            Arg::new("net")
+                .long("net")
+                .value_name("tap=NAME")
+                .action(ArgAction::Append)
+                .help("virtio-net over a TAP (repeatable): tap=NAME[,ip=ADDR,mask=MASK][,mac=MAC][,num_queues=N][,queue_size=N]"),
+        )
+        .arg(
+            Arg::new("rng")
+                .long("rng")
+                .value_name("src=PATH")
+                .num_args(0..=1)
+                .default_missing_value("src=/dev/urandom")
+                .help("virtio-rng: src=PATH (default /dev/urandom)"),
         )
         .arg(
             Arg::new("seccomp")
@@ -96,6 +118,29 @@ pub fn command() -> Command {
         )
 }
 
+/// Two disks on one image (or with one id) would corrupt it or confuse the guest.
+fn check_duplicate_disks(disks: &[devices::virtio::DiskConfig]) -> Result<(), ConfigError> {
+    for (i, a) in disks.iter().enumerate() {
+        for b in &disks[..i] {
+            let same_id = a.id.is_some() && a.id == b.id;
+            if a.path == b.path || same_id {
+                let (param, value) = if same_id {
+                    ("id", a.id.clone().unwrap_or_default())
+                } else {
+                    ("path", a.path.display().to_string())
+                };
+                return Err(ConfigError::InvalidValue {
+                    option: "disk",
+                    param,
+                    value,
+                    reason: "given to two disks".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn get<'a>(m: &'a ArgMatches, id: &str) -> Option<&'a String> {
     m.get_one::<String>(id)
 }
@@ -103,15 +148,20 @@ fn get<'a>(m: &'a ArgMatches, id: &str) -> Option<&'a String> {
 /// Turn clap's matches into a validated configuration.
 pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
     let console = ConsoleConfig::parse(get(m, "console").map(String::as_str).unwrap_or("off"))?;
-    if console == ConsoleConfig::Tty {
-        return Err(ConfigError::InvalidValue {
-            option: "console",
-            param: "mode",
-            value: "tty".into(),
-            reason: "virtio-console is not available in this build; use --serial tty --console off"
-                .into(),
-        });
-    }
+    let all = |id: &str| {
+        m.get_many::<String>(id)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    };
+    let disks = all("disk")
+        .map(config::disk::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let nets = all("net")
+        .map(config::net::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let rng = get(m, "rng").map(|s| config::rng::parse(s)).transpose()?;
+    check_duplicate_disks(&disks)?;
     let vm = VmConfig {
         kernel: PathBuf::from(get(m, "kernel").cloned().unwrap_or_default()),
         initramfs: get(m, "initramfs").map(PathBuf::from),
@@ -123,6 +173,9 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         serial: SerialConfig::parse(get(m, "serial").map(String::as_str).unwrap_or("tty"))?,
         console,
         seccomp: SeccompMode::parse(get(m, "seccomp").map(String::as_str).unwrap_or("true"))?,
+        disks,
+        nets,
+        rng,
     };
     Ok(Cli {
         vm,
@@ -201,8 +254,51 @@ mod tests {
         assert!(parse(&["vmm", "--kernel", "k", "--memory", "size=lots"])
             .unwrap_err()
             .contains("--memory"));
-        assert!(parse(&["vmm", "--kernel", "k", "--console", "tty"])
+        assert!(parse(&["vmm", "--kernel", "k", "--console", "socket"])
             .unwrap_err()
-            .contains("virtio-console"));
+            .contains("--console"));
+        assert!(
+            parse(&["vmm", "--kernel", "k", "--disk", "path=a", "--disk", "path=a"])
+                .unwrap_err()
+                .contains("two disks")
+        );
+        assert!(parse(&[
+            "vmm",
+            "--kernel",
+            "k",
+            "--disk",
+            "path=a,id=x",
+            "--disk",
+            "path=b,id=x"
+        ])
+        .unwrap_err()
+        .contains("two disks"));
+    }
+
+    #[test]
+    fn virtio_devices_are_repeatable() {
+        let cli = parse(&[
+            "vmm",
+            "--kernel",
+            "k",
+            "--disk",
+            "path=a",
+            "--disk",
+            "path=b,readonly=on",
+            "--net",
+            "tap=t0",
+            "--rng",
+            "--console",
+            "tty",
+        ])
+        .unwrap();
+        assert_eq!(cli.vm.disks.len(), 2);
+        assert!(cli.vm.disks[1].readonly);
+        assert_eq!(cli.vm.nets[0].tap.as_deref(), Some("t0"));
+        assert_eq!(
+            cli.vm.rng.unwrap().source,
+            std::path::PathBuf::from("/dev/urandom")
+        );
+        assert_eq!(cli.vm.console, ConsoleConfig::Tty);
     }
 }

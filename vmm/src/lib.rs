@@ -14,4 +14,5 @@ pub mod signals;
 pub mod timing;
 pub mod vcpu;
 pub mod virtio_pci;
+pub mod virtio_setup;
 pub mod vm;

@@ -1,9 +1,11 @@
-//! The VMM thread's event loop: host stdin to the guest's serial port, and the VM's end.
+//! The VMM thread's event loop: host stdin to the guest's console, virtio device activation,
+//! host shutdown signals, and the VM's end.
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use devices::legacy::Serial;
+use devices::virtio::ConsoleInput;
 use devices::Interrupt;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::terminal::Terminal;
@@ -12,10 +14,19 @@ use crate::config::SerialConfig;
 use crate::legacy::LegacyDevices;
 use crate::signals;
 use crate::vcpu::{ExitSignal, VmExitReason};
+use crate::virtio_setup::VirtioDevices;
 
 const EXIT_TOKEN: u64 = 1;
 const STDIN_TOKEN: u64 = 2;
 const SHUTDOWN_TOKEN: u64 = 3;
+const ACTIVATE_TOKEN: u64 = 4;
+
+/// Where host stdin goes: the serial port when it is the tty, else the virtio-console.
+#[derive(Clone)]
+enum StdinTarget {
+    Serial(Arc<Mutex<Serial>>),
+    Console(ConsoleInput),
+}
 
 /// Puts stdin in raw mode for the guest console and restores it when dropped.
 struct RawStdin;
@@ -44,6 +55,7 @@ impl Drop for RawStdin {
 pub fn wait_for_exit(
     exit: &Arc<ExitSignal>,
     devices: &LegacyDevices,
+    virtio: &VirtioDevices,
     cfg: &SerialConfig,
 ) -> std::io::Result<VmExitReason> {
     let serial = devices.serial.as_ref();
@@ -55,21 +67,27 @@ pub fn wait_for_exit(
         exit.evt.as_raw_fd(),
         EpollEvent::new(EventSet::IN, EXIT_TOKEN),
     )?;
-    let stdin_serial = match (serial, cfg) {
-        (Some(s), SerialConfig::Tty) => {
-            // stdin may be /dev/null or closed (scripts, CI): then there is simply no input.
-            match epoll.ctl(
+    let target = match (serial, cfg, &virtio.console_input) {
+        (Some(s), SerialConfig::Tty, _) => Some(StdinTarget::Serial(s.clone())),
+        (_, _, Some(c)) => Some(StdinTarget::Console(c.clone())),
+        _ => None,
+    };
+    // stdin may be /dev/null or closed (scripts, CI): then there is simply no input.
+    let stdin_target = target.filter(|_| {
+        epoll
+            .ctl(
                 ControlOperation::Add,
                 libc::STDIN_FILENO,
                 EpollEvent::new(EventSet::IN, STDIN_TOKEN),
-            ) {
-                Ok(()) => Some(s.clone()),
-                Err(_) => None,
-            }
-        }
-        _ => None,
-    };
-    let _raw = stdin_serial.as_ref().and_then(|_| RawStdin::enable());
+            )
+            .is_ok()
+    });
+    let _raw = stdin_target.as_ref().and_then(|_| RawStdin::enable());
+    epoll.ctl(
+        ControlOperation::Add,
+        virtio.activator.evt.as_raw_fd(),
+        EpollEvent::new(EventSet::IN, ACTIVATE_TOKEN),
+    )?;
     epoll.ctl(
         ControlOperation::Add,
         shutdown.as_raw_fd(),
@@ -90,7 +108,8 @@ pub fn wait_for_exit(
                         return Ok(r);
                     }
                 }
-                STDIN_TOKEN if !forward_stdin(stdin_serial.as_ref()) => {
+                ACTIVATE_TOKEN => virtio.activator.run_pending(),
+                STDIN_TOKEN if !forward_stdin(stdin_target.as_ref()) => {
                     let _ = epoll.ctl(
                         ControlOperation::Delete,
                         libc::STDIN_FILENO,
@@ -125,9 +144,13 @@ fn on_shutdown_request(count: u32, power_button: &dyn Interrupt) -> Option<VmExi
     None
 }
 
-/// Move what stdin has to the UART. Returns false at end of input.
-fn forward_stdin(serial: Option<&Arc<Mutex<Serial>>>) -> bool {
-    let Some(serial) = serial else { return false };
+/// Move what stdin has to the guest. Returns false at end of input.
+fn forward_stdin(target: Option<&StdinTarget>) -> bool {
+    let serial = match target {
+        None => return false,
+        Some(StdinTarget::Serial(s)) => s,
+        Some(StdinTarget::Console(c)) => return forward_to_console(c),
+    };
     let mut buf = [0u8; 64];
     // SAFETY: reads into a local buffer of the given length.
     let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
@@ -142,6 +165,24 @@ fn forward_stdin(serial: Option<&Arc<Mutex<Serial>>>) -> bool {
         ),
         Ok(_) => {}
         Err(e) => log::debug!("serial input: {e}"),
+    }
+    true
+}
+
+/// Move what stdin has to the virtio-console. Returns false at end of input.
+fn forward_to_console(console: &ConsoleInput) -> bool {
+    let mut buf = [0u8; 256];
+    // SAFETY: reads into a local buffer of the given length.
+    let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+    }
+    let taken = console.send(&buf[..n as usize]);
+    if taken < n as usize {
+        log::debug!(
+            "virtio-console input full: dropped {} bytes",
+            n as usize - taken
+        );
     }
     true
 }

@@ -25,6 +25,7 @@ use crate::seccomp::{self, SeccompError, ThreadKind};
 use crate::timing::BootTimer;
 use crate::vcpu::exit::Buses;
 use crate::vcpu::{self, ExitSignal, VcpuHandle, VcpuShared, VmExitReason};
+use crate::virtio_setup::{self, VirtioSetupError};
 
 pub const KVM_PATH: &CStr = c"/dev/kvm";
 
@@ -52,6 +53,8 @@ pub enum VmError {
     Legacy(#[from] legacy::LegacyError),
     #[error(transparent)]
     Pci(#[from] PciSetupError),
+    #[error(transparent)]
+    Virtio(#[from] VirtioSetupError),
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
     #[error("event loop: {0}")]
@@ -157,7 +160,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         Box::new(move || t.phase("first_serial_byte")),
     )?;
     let router = Arc::new(GsiRouter::new(vm.clone()));
-    let _pci = PciSegment::new(vm.clone(), router, &buses, &layout)?;
+    let pci = PciSegment::new(vm.clone(), router, &buses, &layout)?;
+    let virtio = virtio_setup::setup(cfg, &pci, vm.clone(), &mem)?;
 
     let supported = cpuid_thread
         .join()
@@ -205,8 +209,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         return Err(e.into());
     }
 
-    let reason =
-        runloop::wait_for_exit(&exit, &devices, &cfg.serial).map_err(VmError::EventLoop)?;
+    let reason = runloop::wait_for_exit(&exit, &devices, &virtio, &cfg.serial)
+        .map_err(VmError::EventLoop)?;
     vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
     // Keep guest memory alive until every vCPU has left the guest.
     drop(mem);

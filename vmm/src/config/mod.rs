@@ -2,8 +2,11 @@
 //! One module per option group; each parser is pure so it can be tested and fuzzed.
 
 mod cpus;
+pub mod disk;
 mod kv;
 mod memory;
+pub mod net;
+pub mod rng;
 mod serial;
 pub mod size;
 
@@ -54,6 +57,12 @@ pub struct VmConfig {
     pub console: ConsoleConfig,
     /// Per-thread syscall filters (`--seccomp`).
     pub seccomp: SeccompMode,
+    /// virtio-blk disks (`--disk`, repeatable).
+    pub disks: Vec<devices::virtio::DiskConfig>,
+    /// virtio-net devices (`--net`, repeatable).
+    pub nets: Vec<devices::virtio::NetConfig>,
+    /// virtio-rng (`--rng`).
+    pub rng: Option<devices::virtio::RngConfig>,
 }
 
 /// The command line used when `--cmdline` is absent: a serial console and a reset that ends the VM.

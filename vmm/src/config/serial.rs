@@ -16,10 +16,17 @@ pub enum SerialConfig {
     Off,
 }
 
+/// The virtio-console.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsoleConfig {
+    /// No virtio-console device.
     Off,
+    /// Guest output to stdout (and stdin to the guest when the serial port does not take it).
     Tty,
+    /// The device exists, its output is dropped.
+    Null,
+    /// Guest output to a file.
+    File(PathBuf),
 }
 
 fn invalid(option: &'static str, s: &str, accepted: &str) -> ConfigError {
@@ -48,9 +55,13 @@ impl SerialConfig {
 impl ConsoleConfig {
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         match s {
-            "off" | "null" => Ok(ConsoleConfig::Off),
+            "off" => Ok(ConsoleConfig::Off),
+            "null" => Ok(ConsoleConfig::Null),
             "tty" => Ok(ConsoleConfig::Tty),
-            _ => Err(invalid("console", s, "off, tty")),
+            _ => match s.strip_prefix("file=") {
+                Some(p) if !p.is_empty() => Ok(ConsoleConfig::File(PathBuf::from(p))),
+                _ => Err(invalid("console", s, "off, null, tty, file=PATH")),
+            },
         }
     }
 }

@@ -1,0 +1,139 @@
+//! Build the virtio devices the configuration asks for and put each on the PCI segment
+//! behind a virtio-pci transport.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use devices::virtio::{Block, Console, ConsoleInput, Net, Rng, VirtioDevice, WorkerInit};
+use hypervisor::Vm;
+use vm_memory::GuestMemoryMmap;
+
+use crate::config::{ConsoleConfig, VmConfig};
+use crate::pci_setup::{PciSegment, PciSetupError};
+use crate::seccomp::{self, DeviceKind, SeccompMode, ThreadKind};
+use crate::virtio_pci::activator::Activator;
+use crate::virtio_pci::{self, VirtioPciDevice, VirtioPciError, VirtioPciParams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VirtioSetupError {
+    #[error("--disk {path}: {source}")]
+    Disk {
+        path: String,
+        source: devices::virtio::BlockError,
+    },
+    #[error("--net: {0}")]
+    Net(#[from] devices::virtio::NetError),
+    #[error("--rng: {0}")]
+    Rng(#[from] devices::virtio::RngError),
+    #[error("--console: {0}")]
+    Console(String),
+    #[error(transparent)]
+    Pci(#[from] PciSetupError),
+    #[error("virtio-pci: {0}")]
+    Transport(#[from] VirtioPciError),
+}
+
+/// What the event loop keeps of the virtio devices.
+pub struct VirtioDevices {
+    pub activator: Arc<Activator>,
+    /// Host input for the virtio-console, when it is the interactive console.
+    pub console_input: Option<ConsoleInput>,
+}
+
+/// The hook each device worker runs first: its own seccomp filter.
+fn worker_init(kind: DeviceKind, mode: SeccompMode) -> WorkerInit {
+    Arc::new(move |_name: &str| {
+        seccomp::apply(ThreadKind::Device(kind), mode)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+}
+
+fn console_sink(cfg: &ConsoleConfig) -> Result<Option<Box<dyn Write + Send>>, VirtioSetupError> {
+    Ok(match cfg {
+        ConsoleConfig::Off => None,
+        ConsoleConfig::Tty => Some(Box::new(std::io::stdout())),
+        ConsoleConfig::Null => Some(Box::new(std::io::sink())),
+        ConsoleConfig::File(p) => {
+            Some(Box::new(File::create(p).map_err(|e| {
+                VirtioSetupError::Console(format!("{}: {e}", p.display()))
+            })?))
+        }
+    })
+}
+
+struct Builder<'a> {
+    pci: &'a PciSegment,
+    vm: Arc<dyn Vm>,
+    mem: &'a GuestMemoryMmap,
+    activator: Arc<Activator>,
+    seccomp: SeccompMode,
+}
+
+impl Builder<'_> {
+    fn add(&self, device: Box<dyn VirtioDevice>, kind: DeviceKind) -> Result<(), VirtioSetupError> {
+        let address = self.pci.next_address()?;
+        let bar = self
+            .pci
+            .allocate_bars(address, &[virtio_pci::bar_request()])?
+            .remove(0);
+        let msi = self
+            .pci
+            .msi_group(virtio_pci::msix_vectors(device.as_ref()))?;
+        let transport = VirtioPciDevice::new(VirtioPciParams {
+            device,
+            bar,
+            msi,
+            mem: self.mem.clone(),
+            vm: self.vm.clone(),
+            activator: self.activator.clone(),
+            worker_init: Some(worker_init(kind, self.seccomp)),
+        })?;
+        self.pci.add(address, Arc::new(Mutex::new(transport)))?;
+        log::info!("virtio {kind:?} at {address}");
+        Ok(())
+    }
+}
+
+/// Create every configured virtio device (disks first, so the first disk is /dev/vda).
+pub fn setup(
+    cfg: &VmConfig,
+    pci: &PciSegment,
+    vm: Arc<dyn Vm>,
+    mem: &GuestMemoryMmap,
+) -> Result<VirtioDevices, VirtioSetupError> {
+    let activator =
+        Arc::new(Activator::new().map_err(|e| VirtioSetupError::Console(e.to_string()))?);
+    let b = Builder {
+        pci,
+        vm,
+        mem,
+        activator: activator.clone(),
+        seccomp: cfg.seccomp,
+    };
+    for disk in &cfg.disks {
+        let dev = Block::new(disk).map_err(|source| VirtioSetupError::Disk {
+            path: disk.path.display().to_string(),
+            source,
+        })?;
+        b.add(Box::new(dev), DeviceKind::Block)?;
+    }
+    for net in &cfg.nets {
+        b.add(Box::new(Net::new(net)?), DeviceKind::Net)?;
+    }
+    if let Some(rng) = &cfg.rng {
+        b.add(Box::new(Rng::new(rng)?), DeviceKind::Rng)?;
+    }
+    let mut console_input = None;
+    if let Some(sink) = console_sink(&cfg.console)? {
+        let console = Console::new(sink).map_err(|e| VirtioSetupError::Console(e.to_string()))?;
+        if cfg.console == ConsoleConfig::Tty {
+            console_input = Some(console.input());
+        }
+        b.add(Box::new(console), DeviceKind::Console)?;
+    }
+    Ok(VirtioDevices {
+        activator,
+        console_input,
+    })
+}
