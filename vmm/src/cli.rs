@@ -93,6 +93,16 @@ pub fn command() -> Command {
                 .help("virtio-rng: src=PATH (default /dev/urandom)"),
         )
         .arg(
+            Arg::new("device")
+                .long("device")
+                .value_name("path=SYSFS_PATH")
+                .action(ArgAction::Append)
+                .help(
+                    "Host PCI device passed through with VFIO (repeatable): \
+                     path=/sys/bus/pci/devices/BDF[,id=NAME][,x_nv_gpudirect_clique=0..15]",
+                ),
+        )
+        .arg(
             Arg::new("seccomp")
                 .long("seccomp")
                 .value_name("true|false|log")
@@ -162,6 +172,10 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         .collect::<Result<Vec<_>, _>>()?;
     let rng = get(m, "rng").map(|s| config::rng::parse(s)).transpose()?;
     check_duplicate_disks(&disks)?;
+    let devices = all("device")
+        .map(config::device::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    config::device::check_duplicates(&devices)?;
     let vm = VmConfig {
         kernel: PathBuf::from(get(m, "kernel").cloned().unwrap_or_default()),
         initramfs: get(m, "initramfs").map(PathBuf::from),
@@ -176,6 +190,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         disks,
         nets,
         rng,
+        devices,
     };
     Ok(Cli {
         vm,
@@ -273,6 +288,32 @@ mod tests {
         ])
         .unwrap_err()
         .contains("two disks"));
+    }
+
+    #[test]
+    fn passthrough_devices_are_repeatable_and_unique() {
+        let cli = parse(&[
+            "vmm",
+            "--kernel",
+            "k",
+            "--device",
+            "path=/sys/bus/pci/devices/0000:41:00.0,id=gpu0,x_nv_gpudirect_clique=1",
+            "--device",
+            "path=/sys/bus/pci/devices/0000:41:00.1",
+        ])
+        .unwrap();
+        assert_eq!(cli.vm.devices.len(), 2);
+        assert_eq!(cli.vm.devices[0].gpudirect_clique, Some(1));
+        let dup = parse(&[
+            "vmm",
+            "--kernel",
+            "k",
+            "--device",
+            "path=/sys/bus/pci/devices/0000:41:00.0",
+            "--device",
+            "path=/sys/bus/pci/devices/0000:41:00.0/",
+        ]);
+        assert!(dup.unwrap_err().contains("--device"));
     }
 
     #[test]

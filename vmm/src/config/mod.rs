@@ -2,6 +2,7 @@
 //! One module per option group; each parser is pure so it can be tested and fuzzed.
 
 mod cpus;
+pub mod device;
 pub mod disk;
 mod kv;
 mod memory;
@@ -13,6 +14,7 @@ pub mod size;
 use std::path::PathBuf;
 
 pub use cpus::CpusConfig;
+pub use device::DeviceConfig;
 pub use memory::MemoryConfig;
 pub use serial::{ConsoleConfig, SerialConfig};
 
@@ -63,6 +65,8 @@ pub struct VmConfig {
     pub nets: Vec<devices::virtio::NetConfig>,
     /// virtio-rng (`--rng`).
     pub rng: Option<devices::virtio::RngConfig>,
+    /// Host PCI devices passed through with VFIO (`--device`, repeatable).
+    pub devices: Vec<DeviceConfig>,
 }
 
 /// The command line used when `--cmdline` is absent: a serial console and a reset that ends the VM.
