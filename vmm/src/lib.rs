@@ -13,6 +13,7 @@ pub mod seccomp;
 pub mod signals;
 pub mod timing;
 pub mod vcpu;
+pub mod vfio;
 pub mod virtio_pci;
 pub mod virtio_setup;
 pub mod vm;

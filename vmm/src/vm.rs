@@ -61,6 +61,8 @@ pub enum VmError {
     EventLoop(std::io::Error),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Preflight(#[from] crate::vfio::preflight::PreflightError),
 }
 
 fn kvm_hint(e: &hypervisor::HypervisorError) -> &'static str {
@@ -95,6 +97,13 @@ fn open(what: &'static str, path: &Path) -> Result<File, VmError> {
 /// Boot the VM described by `cfg` on /dev/kvm and run it to the end.
 pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let timer = Arc::new(BootTimer::new(start));
+    // Passed-through devices are checked before anything is opened: a host that is not set
+    // up for VFIO gets one line saying what to fix, with nothing bound, opened or mapped.
+    let _passthrough = crate::vfio::preflight::check(
+        &cfg.devices,
+        cfg.memory.size,
+        &crate::vfio::preflight::HostFacts::probe(),
+    )?;
     let mut kernel = open("kernel", &cfg.kernel)?;
     let mut initramfs = cfg
         .initramfs
