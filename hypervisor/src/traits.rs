@@ -77,6 +77,13 @@ pub trait Vm: Send + Sync {
         datamatch: Option<u64>,
     ) -> Result<()>;
     fn unregister_ioevent(&self, fd: &EventFd, addr: IoEventAddress) -> Result<()>;
+    /// The hypervisor's VFIO pseudo-device (KVM_DEV_TYPE_VFIO). The VFIO container adds each
+    /// group to it, which tells KVM that the VM has assigned devices (so it honours guest
+    /// cache attributes for non-coherent DMA and lets the device's MSI bypass userspace).
+    ///
+    /// This returns vfio-ioctls' wrapper rather than a type of this crate: `VfioContainer::new`
+    /// accepts nothing else, and the wrapper keeps the KVM fd type out of the callers.
+    fn create_vfio_device(&self) -> Result<vfio_ioctls::VfioDeviceFd>;
 }
 
 /// A virtual CPU; `run` borrows the vCPU so the exit's data can borrow its run buffer.

@@ -57,6 +57,7 @@ pub enum Call {
     UnregisterIoevent {
         addr: IoEventAddress,
     },
+    CreateVfioDevice,
     SetCpuid {
         vcpu: u32,
         entries: Vec<CpuidEntry>,
@@ -215,5 +216,11 @@ impl Vm for FakeVm {
     fn unregister_ioevent(&self, _fd: &EventFd, addr: IoEventAddress) -> Result<()> {
         record(&self.log, Call::UnregisterIoevent { addr });
         Ok(())
+    }
+    fn create_vfio_device(&self) -> Result<vfio_ioctls::VfioDeviceFd> {
+        record(&self.log, Call::CreateVfioDevice);
+        Err(crate::HypervisorError::MissingCap(
+            "KVM_DEV_TYPE_VFIO (the fake backend has no VFIO)",
+        ))
     }
 }

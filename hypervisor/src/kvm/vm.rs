@@ -1,7 +1,7 @@
 //! A KVM VM.
 
 use kvm_bindings::{
-    kvm_irq_routing_entry, kvm_pit_config, kvm_userspace_memory_region, KvmIrqRouting,
+    kvm_create_device, kvm_device_type_KVM_DEV_TYPE_VFIO, kvm_irq_routing_entry, kvm_pit_config, kvm_userspace_memory_region, KvmIrqRouting,
     KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_MEM_READONLY, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{NoDatamatch, VmFd};
@@ -172,5 +172,18 @@ impl Vm for KvmVm {
         self.fd
             .unregister_ioevent(fd, &ioevent_addr(addr), NoDatamatch)
             .map_err(|e| HypervisorError::ioctl("KVM_IOEVENTFD (deassign)", e))
+    }
+
+    fn create_vfio_device(&self) -> Result<vfio_ioctls::VfioDeviceFd> {
+        let mut dev = kvm_create_device {
+            type_: kvm_device_type_KVM_DEV_TYPE_VFIO,
+            fd: 0,
+            flags: 0,
+        };
+        let fd = self
+            .fd
+            .create_device(&mut dev)
+            .map_err(|e| HypervisorError::ioctl("KVM_CREATE_DEVICE (VFIO)", e))?;
+        Ok(vfio_ioctls::VfioDeviceFd::new_from_kvm(fd))
     }
 }
