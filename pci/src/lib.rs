@@ -34,6 +34,7 @@ pub mod msi;
 pub mod msix;
 pub mod msix_table;
 pub mod relocate;
+pub mod vfio;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -1,0 +1,254 @@
+//! MSI and MSI-X of a passed-through device, emulated with this crate's [`Msi`] and [`Msix`]
+//! at the device's own capability offsets, and wired to VFIO so the device's interrupts go
+//! device -> eventfd -> (the VMM's irqfd) -> guest with no userspace hop.
+//!
+//! Each capability lives in a private "shadow" [`PciConfiguration`] where `Msi`/`Msix` put
+//! it; guest accesses to the device's capability are translated byte by byte to the shadow
+//! (MSI's 32-bit layout differs from the shadow's 64-bit one only by where data, mask and
+//! pending sit). [`VfioIrqGroup`] wraps the VMM's [`MsiInterruptGroup`]: enabling the
+//! capability also hands the vectors' eventfds to VFIO_DEVICE_SET_IRQS, disabling it
+//! disables them there. Masking stays in the VMM's group (a masked vector's irqfd is
+//! detached and the eventfd keeps counting), so the hardware mask is never touched.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use vmm_sys_util::eventfd::EventFd;
+
+use super::ops::{VfioDeviceOps, VfioIrqKind};
+use crate::bar::BarConfig;
+use crate::configuration::{PciConfiguration, PciHeader};
+use crate::interrupt::{MsiInterruptGroup, MsiMessage};
+use crate::msi::{Msi, MsiError};
+use crate::msix::{Msix, MsixParams};
+
+/// An interrupt group that programs VFIO when the guest enables or disables the capability.
+pub struct VfioIrqGroup {
+    inner: Arc<dyn MsiInterruptGroup>,
+    fds: Vec<EventFd>,
+    ops: Arc<dyn VfioDeviceOps>,
+    kind: VfioIrqKind,
+    /// Vectors to hand to VFIO on enable (MSI: what multiple-message enable asks for).
+    wanted: Mutex<usize>,
+}
+
+impl VfioIrqGroup {
+    /// `fds[i]` is the eventfd that delivers vector `i` through `inner`.
+    pub fn new(
+        inner: Arc<dyn MsiInterruptGroup>,
+        fds: Vec<EventFd>,
+        ops: Arc<dyn VfioDeviceOps>,
+        kind: VfioIrqKind,
+    ) -> Self {
+        let wanted = fds.len();
+        VfioIrqGroup {
+            inner,
+            fds,
+            ops,
+            kind,
+            wanted: Mutex::new(wanted),
+        }
+    }
+
+    fn set_wanted(&self, n: usize) {
+        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    fn wanted(&self) -> usize {
+        let n = *self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        n.min(self.fds.len())
+            .min(self.ops.irq_count(self.kind) as usize)
+    }
+}
+
+impl MsiInterruptGroup for VfioIrqGroup {
+    fn update(&self, vector: u16, msg: MsiMessage, masked: bool) -> io::Result<()> {
+        self.inner.update(vector, msg, masked)
+    }
+
+    fn trigger(&self, vector: u16) -> io::Result<()> {
+        self.inner.trigger(vector)
+    }
+
+    fn enable(&self) -> io::Result<()> {
+        self.inner.enable()?;
+        let n = self.wanted();
+        if n == 0 {
+            return Ok(());
+        }
+        let fds: Vec<&EventFd> = self.fds[..n].iter().collect();
+        self.ops.enable_irqs(self.kind, &fds)
+    }
+
+    fn disable(&self) -> io::Result<()> {
+        let vfio = self.ops.disable_irqs(self.kind);
+        self.inner.disable()?;
+        vfio
+    }
+}
+
+/// A shadow configuration space holding one capability at its first offset.
+fn shadow() -> PciConfiguration {
+    PciConfiguration::new(&PciHeader::default())
+}
+
+fn shadow_write(shadow: &mut PciConfiguration, off: usize, byte: u8) {
+    let _ = shadow.write_config_register(off / 4, (off % 4) as u64, &[byte]);
+}
+
+/// The device's MSI capability, emulated.
+pub struct VfioMsi {
+    len: usize,
+    is64: bool,
+    shadow: PciConfiguration,
+    msi: Msi,
+    group: Arc<VfioIrqGroup>,
+}
+
+impl VfioMsi {
+    /// From the device's message control register.
+    pub fn new(control: u16, group: Arc<VfioIrqGroup>) -> Result<Self, MsiError> {
+        let vectors = 1u8 << ((control >> 1) & 7).min(5);
+        let maskable = control & (1 << 8) != 0;
+        let mut shadow = shadow();
+        let msi = Msi::new(&mut shadow, vectors, maskable, group.clone())?;
+        Ok(VfioMsi {
+            len: super::caps::msi_len(control),
+            is64: control & (1 << 7) != 0,
+            shadow,
+            msi,
+            group,
+        })
+    }
+
+    /// The shadow offset of byte `rel` of the device's layout (`None`: reserved, reads 0).
+    fn shadow_offset(&self, rel: usize) -> Option<usize> {
+        let shadow_rel = match (self.is64, rel) {
+            (_, 2..=7) => rel,
+            (true, 8..=13) => rel,
+            (true, 16..=23) => rel,
+            (false, 8..=9) => rel + 4,
+            (false, 12..=19) => rel + 4,
+            _ => return None,
+        };
+        (rel < self.len).then_some(self.msi.offset() + shadow_rel)
+    }
+
+    /// Byte `rel` (2.. of the capability) as the guest reads it.
+    pub fn read(&self, rel: usize) -> u8 {
+        let Some(off) = self.shadow_offset(rel) else {
+            return 0;
+        };
+        let b = self.shadow.read_u8(off);
+        if rel == 2 && !self.is64 {
+            b & !0x80
+        } else {
+            b
+        }
+    }
+
+    /// A guest write of `data` starting at byte `rel` of the capability.
+    pub fn write(&mut self, rel: usize, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            if let Some(off) = self.shadow_offset(rel + i) {
+                shadow_write(&mut self.shadow, off, *b);
+            }
+        }
+        let control = self.shadow.read_u16(self.msi.offset() + 2);
+        let mme = (control >> 4) & 7;
+        let mmc = (control >> 1) & 7;
+        self.group.set_wanted(1 << mme.min(mmc));
+        self.msi
+            .handle_config_write(&mut self.shadow, self.msi.offset() / 4);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.msi.state().enabled
+    }
+}
+
+/// The device's MSI-X capability and its table and PBA, emulated.
+pub struct VfioMsix {
+    shadow: PciConfiguration,
+    msix: Msix,
+}
+
+/// Where an MSI-X structure sits: BAR index, offset and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsixRegion {
+    pub bar: usize,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl VfioMsix {
+    /// `bars` are the device's BARs (only index, size and kind matter).
+    pub fn new(
+        params: MsixParams,
+        bars: &[BarConfig],
+        group: Arc<VfioIrqGroup>,
+    ) -> Result<Self, String> {
+        let mut shadow = shadow();
+        for index in [params.table_bar, params.pba_bar] {
+            let Some(bar) = bars.iter().find(|b| b.index == index) else {
+                return Err(format!(
+                    "MSI-X structures in BAR {index}, which the device lacks"
+                ));
+            };
+            if shadow.bar_size(index).is_none() {
+                let bar = BarConfig { addr: 0, ..*bar };
+                shadow.add_bar(&bar).map_err(|e| e.to_string())?;
+            }
+        }
+        let msix = Msix::new(&mut shadow, params, group).map_err(|e| e.to_string())?;
+        Ok(VfioMsix { shadow, msix })
+    }
+
+    pub fn table(&self) -> MsixRegion {
+        let p = self.msix.params();
+        MsixRegion {
+            bar: p.table_bar,
+            offset: u64::from(p.table_offset),
+            len: self.msix.table().table_len(),
+        }
+    }
+
+    pub fn pba(&self) -> MsixRegion {
+        let p = self.msix.params();
+        MsixRegion {
+            bar: p.pba_bar,
+            offset: u64::from(p.pba_offset),
+            len: self.msix.table().pba_len(),
+        }
+    }
+
+    /// Byte `rel` (2..12) of the capability.
+    pub fn read(&self, rel: usize) -> u8 {
+        self.shadow.read_u8(self.msix.offset() + rel)
+    }
+
+    /// A guest write at byte `rel` of the capability (only enable and function mask stick).
+    pub fn write(&mut self, rel: usize, data: &[u8]) {
+        let base = self.msix.offset();
+        for (i, b) in data.iter().enumerate() {
+            if (2..12).contains(&(rel + i)) {
+                shadow_write(&mut self.shadow, base + rel + i, *b);
+            }
+        }
+        self.msix.handle_config_write(&self.shadow, base / 4);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.msix.table().is_enabled()
+    }
+
+    /// A BAR read that lands in the table or PBA; false when elsewhere.
+    pub fn read_bar(&self, bar: usize, offset: u64, data: &mut [u8]) -> bool {
+        self.msix.read_bar(bar, offset, data)
+    }
+
+    /// A BAR write that lands in the table or PBA; false when elsewhere.
+    pub fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) -> bool {
+        self.msix.write_bar(bar, offset, data)
+    }
+}
