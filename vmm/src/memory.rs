@@ -1,7 +1,7 @@
 //! Guest RAM: anonymous mappings created lazily (nothing is touched until the guest touches it),
 //! then registered with the hypervisor as memory slots.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hypervisor::{MemoryRegion, Vm};
 use vm_memory::mmap::MmapRegionBuilder;
@@ -104,6 +104,48 @@ pub fn register(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<Vec<MemoryRegion>,
     Ok(slots)
 }
 
+/// KVM memory slot numbers for mappings made after guest RAM (VFIO BAR areas). RAM takes
+/// slots `0..n` at boot; these start at `n` and are reused once freed.
+#[derive(Debug)]
+pub struct SlotAllocator {
+    first: u32,
+    state: Mutex<(u32, Vec<u32>)>,
+}
+
+impl SlotAllocator {
+    /// KVM_MEM_SLOTS_NUM on x86 (32767 user slots, less a few private ones).
+    pub const LIMIT: u32 = 32764;
+
+    /// Slots from `first` (the number of RAM slots) up.
+    pub fn new(first: u32) -> Self {
+        SlotAllocator {
+            first,
+            state: Mutex::new((first, Vec::new())),
+        }
+    }
+
+    /// A free slot number, or `None` when every slot is taken.
+    pub fn allocate(&self) -> Option<u32> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = s.1.pop() {
+            return Some(slot);
+        }
+        if s.0 >= Self::LIMIT {
+            return None;
+        }
+        s.0 += 1;
+        Some(s.0 - 1)
+    }
+
+    /// Gives back a slot from `allocate` once the hypervisor no longer has it.
+    pub fn free(&self, slot: u32) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if (self.first..s.0).contains(&slot) && !s.1.contains(&slot) {
+            s.1.push(slot);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +168,20 @@ mod tests {
         assert_eq!(slots[1].guest_phys_addr, 1 << 32);
         assert_eq!(slots[1].size, 32 << 20);
         assert!(hv.calls().contains(&Call::SetMemoryRegion(slots[0])));
+    }
+
+    #[test]
+    fn slots_start_after_ram_and_are_reused() {
+        let slots = SlotAllocator::new(2);
+        assert_eq!(slots.allocate(), Some(2));
+        assert_eq!(slots.allocate(), Some(3));
+        slots.free(2);
+        slots.free(2);
+        slots.free(0); // a RAM slot is never handed out
+        assert_eq!(slots.allocate(), Some(2));
+        assert_eq!(slots.allocate(), Some(4));
+        let full = SlotAllocator::new(SlotAllocator::LIMIT);
+        assert_eq!(full.allocate(), None);
     }
 
     #[test]

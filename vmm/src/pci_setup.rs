@@ -13,6 +13,7 @@ use pci::{
 
 use crate::interrupts::{GsiRouter, KvmMsiGroup};
 use crate::vcpu::exit::Buses;
+use crate::vfio::{BarMapper, SegmentRelocator};
 
 /// I/O ports handed to PCI I/O BARs (Linux's own floor for PCI I/O is 0x1000).
 const PCI_IO_WINDOW: (u64, u64) = (0x1000, 0xf000);
@@ -47,6 +48,18 @@ impl PciSegment {
         buses: &Buses,
         layout: &MemoryLayout,
     ) -> Result<Self, PciSetupError> {
+        Self::with_bar_mapper(vm, router, buses, layout, None)
+    }
+
+    /// The same, with BAR areas of passed-through devices mapped straight into the guest by
+    /// `mapper` (their memory slots follow BAR moves).
+    pub fn with_bar_mapper(
+        vm: Arc<dyn Vm>,
+        router: Arc<GsiRouter>,
+        buses: &Buses,
+        layout: &MemoryLayout,
+        mapper: Option<Arc<BarMapper>>,
+    ) -> Result<Self, PciSetupError> {
         // BARs may never decode over guest RAM or the interrupt controllers.
         let mut reserved: Vec<(u64, u64)> = layout
             .ram_ranges()
@@ -58,7 +71,9 @@ impl PciSegment {
         reserved.push((PCI_ECAM_START, PCI_ECAM_SIZE));
         let relocator = BusBarRelocator::new(buses.pio.clone(), buses.mmio.clone())
             .with_reserved_mmio(reserved);
-        let bus = Arc::new(PciBus::new(Arc::new(relocator)));
+        let bus = Arc::new(PciBus::new(Arc::new(SegmentRelocator::new(
+            relocator, mapper,
+        ))));
         buses.pio.insert(
             Arc::new(Mutex::new(PciConfigIo::new(bus.clone()))),
             PCI_CONFIG_IO_PORT,
