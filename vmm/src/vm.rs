@@ -25,6 +25,7 @@ use crate::seccomp::{self, SeccompError, ThreadKind};
 use crate::timing::BootTimer;
 use crate::vcpu::exit::Buses;
 use crate::vcpu::{self, ExitSignal, VcpuHandle, VcpuShared, VmExitReason};
+use crate::vfio::{Passthrough, PassthroughError};
 use crate::virtio_setup::{self, VirtioSetupError};
 
 pub const KVM_PATH: &CStr = c"/dev/kvm";
@@ -63,6 +64,8 @@ pub enum VmError {
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
     Preflight(#[from] crate::vfio::preflight::PreflightError),
+    #[error(transparent)]
+    Passthrough(#[from] PassthroughError),
 }
 
 fn kvm_hint(e: &hypervisor::HypervisorError) -> &'static str {
@@ -99,7 +102,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let timer = Arc::new(BootTimer::new(start));
     // Passed-through devices are checked before anything is opened: a host that is not set
     // up for VFIO gets one line saying what to fix, with nothing bound, opened or mapped.
-    let _passthrough = crate::vfio::preflight::check(
+    let passthrough = crate::vfio::preflight::check(
         &cfg.devices,
         cfg.memory.size,
         &crate::vfio::preflight::HostFacts::probe(),
@@ -127,8 +130,21 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     timer.phase("vm_created");
 
     let mem = memory::create(&layout.ram_ranges(), &cfg.memory)?;
-    memory::register(vm.as_ref(), &mem)?;
+    let ram_slots = memory::register(vm.as_ref(), &mem)?.len() as u32;
     timer.phase("memory_mapped");
+
+    // VFIO devices open now, and guest RAM starts being DMA-mapped on the vfio thread while
+    // the rest of the VM is built and the guest boots (see vfio/dma.rs).
+    let exit = Arc::new(ExitSignal::new().map_err(VmError::EventLoop)?);
+    let mut passthrough = Passthrough::open(
+        &vm,
+        &passthrough,
+        &cfg.devices,
+        &mem,
+        ram_slots,
+        timer.clone(),
+        exit.clone(),
+    )?;
 
     vm.set_tss_address(arch::layout::KVM_TSS_START)?;
     vm.create_irqchip()?;
@@ -156,7 +172,6 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     )?;
     timer.phase("kernel_loaded");
 
-    let exit = Arc::new(ExitSignal::new().map_err(VmError::EventLoop)?);
     let buses = Arc::new(Buses::default());
     let t = timer.clone();
     let devices = legacy::setup(
@@ -169,8 +184,12 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         Box::new(move || t.phase("first_serial_byte")),
     )?;
     let router = Arc::new(GsiRouter::new(vm.clone()));
-    let pci = PciSegment::new(vm.clone(), router, &buses, &layout)?;
+    let mapper = passthrough.as_ref().map(Passthrough::bar_mapper);
+    let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, mapper)?;
     let virtio = virtio_setup::setup(cfg, &pci, vm.clone(), &mem)?;
+    if let Some(p) = passthrough.as_mut() {
+        p.attach_all(&pci)?;
+    }
 
     let supported = cpuid_thread
         .join()
@@ -221,6 +240,10 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let reason = runloop::wait_for_exit(&exit, &devices, &virtio, &cfg.serial)
         .map_err(VmError::EventLoop)?;
     vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
+    // Devices stop DMA (reset, unmapped) before guest memory goes away.
+    if let Some(p) = passthrough.as_mut() {
+        p.shutdown();
+    }
     // Keep guest memory alive until every vCPU has left the guest.
     drop(mem);
     Ok(reason)

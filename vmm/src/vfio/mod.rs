@@ -1,10 +1,17 @@
 //! VFIO PCI passthrough: preflight checks, the VFIO container and devices, DMA mapping of
 //! guest RAM, and BARs mapped straight into the guest.
 
+mod attach;
 mod bar_map;
 pub mod dma;
+mod host;
+mod passthrough;
 pub mod preflight;
 mod relocator;
+pub mod seccomp;
 
+pub use attach::{attach, AttachError, Attached};
 pub use bar_map::{BarMapper, DirectArea};
+pub use host::{ContainerDma, HostDevice, HostError, VfioHost};
+pub use passthrough::{Passthrough, PassthroughError};
 pub use relocator::SegmentRelocator;

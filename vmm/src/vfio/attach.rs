@@ -1,0 +1,326 @@
+//! Putting one VFIO device on the PCI segment: probe it, place its BARs, give it MSI/MSI-X
+//! vector groups, mmap the BAR areas that can be mapped straight into the guest, and add it
+//! to the bus. Works on any [`VfioDeviceOps`], so it is tested with the fake device.
+
+use std::sync::{Arc, Mutex};
+
+use log::info;
+use pci::vfio::{
+    DeviceGate, MsiResources, VfioDeviceOps, VfioPciDevice, VfioPciError, VfioPciInfo,
+    VfioPciParams,
+};
+use pci::{BarConfig, BarKind, PciAddress};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::bar_map::{BarMapper, DirectArea};
+use crate::interrupts::KvmMsiGroup;
+use crate::pci_setup::{PciSegment, PciSetupError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("{name}: {source}")]
+    Probe { name: String, source: VfioPciError },
+    #[error("{name}: {source}")]
+    Pci { name: String, source: PciSetupError },
+    #[error("{name}: mapping BAR {bar} at +{offset:#x}: {source}")]
+    Mmap {
+        name: String,
+        bar: usize,
+        offset: u64,
+        source: std::io::Error,
+    },
+}
+
+/// A device on the bus.
+pub struct Attached {
+    pub address: PciAddress,
+    pub model: Arc<Mutex<VfioPciDevice>>,
+}
+
+fn resources(pci: &PciSegment, vectors: u16) -> Result<MsiResources, PciSetupError> {
+    let group: Arc<KvmMsiGroup> = pci.msi_group(vectors)?;
+    let eventfds: Vec<EventFd> = (0..vectors).filter_map(|v| group.eventfd(v)).collect();
+    Ok(MsiResources { group, eventfds })
+}
+
+fn describe(bars: &[BarConfig]) -> String {
+    bars.iter()
+        .map(|b| {
+            let kind = match (b.kind, b.prefetchable) {
+                (BarKind::Io, _) => "io",
+                (BarKind::Mem32, _) => "mem32",
+                (BarKind::Mem64, true) => "mem64-pref",
+                (BarKind::Mem64, false) => "mem64",
+            };
+            format!(
+                "BAR{} {kind} {} @{:#x}",
+                b.index,
+                pci::format_size(b.size),
+                b.addr
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Probes `ops` and puts the device on `pci`; its mappable BAR areas go to `mapper`.
+pub fn attach(
+    name: &str,
+    ops: Arc<dyn VfioDeviceOps>,
+    pci: &PciSegment,
+    mapper: &BarMapper,
+    gate: Arc<dyn DeviceGate>,
+    gpudirect_clique: Option<u8>,
+) -> Result<Attached, AttachError> {
+    let probe_err = |source| AttachError::Probe {
+        name: name.into(),
+        source,
+    };
+    let pci_err = |source| AttachError::Pci {
+        name: name.into(),
+        source,
+    };
+    let info = VfioPciInfo::probe(ops.as_ref()).map_err(probe_err)?;
+    let address = pci.next_address().map_err(pci_err)?;
+    let bars = pci.allocate_bars(address, &info.bars).map_err(pci_err)?;
+    let msi = info
+        .msi_vectors()
+        .map(|n| resources(pci, n))
+        .transpose()
+        .map_err(pci_err)?;
+    let msix = info
+        .msix_vectors()
+        .map(|n| resources(pci, n))
+        .transpose()
+        .map_err(pci_err)?;
+    let params = VfioPciParams {
+        ops: ops.clone(),
+        bars: bars.clone(),
+        msi,
+        msix,
+        gate,
+        gpudirect_clique,
+    };
+    let model = VfioPciDevice::new(&info, params).map_err(probe_err)?;
+    let areas = model.mappable_areas();
+    for area in &areas {
+        let mapping = ops
+            .mmap_region(area.bar as u32, area.offset, area.size)
+            .map_err(|source| AttachError::Mmap {
+                name: name.into(),
+                bar: area.bar,
+                offset: area.offset,
+                source,
+            })?;
+        let direct = DirectArea {
+            offset: area.offset,
+            mapping,
+        };
+        mapper.register(address, area.bar, vec![direct]);
+    }
+    info!(
+        "vfio: {name} ({:04x}:{:04x}) at {address}: {}; {} direct BAR area(s); MSI {:?}, MSI-X {:?}",
+        info.vendor_id(),
+        info.device_id(),
+        describe(&bars),
+        areas.len(),
+        info.msi_vectors(),
+        info.msix_vectors(),
+    );
+    let model = Arc::new(Mutex::new(model));
+    pci.add(address, model.clone()).map_err(pci_err)?;
+    Ok(Attached { address, model })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interrupts::GsiRouter;
+    use crate::memory::SlotAllocator;
+    use crate::vcpu::exit::Buses;
+    use arch::layout::{MemoryLayout, PCI_ECAM_START};
+    use hypervisor::fake::{Call, FakeHypervisor};
+    use hypervisor::Hypervisor;
+    use pci::vfio::{FakeVfioCall, FakeVfioDevice, OpenGate, RegionInfo, VfioIrqKind};
+    use pci::PciDevice;
+
+    struct World {
+        hv: FakeHypervisor,
+        buses: Buses,
+        pci: PciSegment,
+        mapper: Arc<BarMapper>,
+    }
+
+    fn world() -> World {
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let buses = Buses::default();
+        let layout = MemoryLayout::new(1 << 30, 40).unwrap();
+        let mapper = Arc::new(BarMapper::new(vm.clone(), Arc::new(SlotAllocator::new(1))));
+        let router = Arc::new(GsiRouter::new(vm.clone()));
+        let pci =
+            PciSegment::with_bar_mapper(vm, router, &buses, &layout, Some(mapper.clone())).unwrap();
+        World {
+            hv,
+            buses,
+            pci,
+            mapper,
+        }
+    }
+
+    fn region(size: u64, mmappable: bool) -> RegionInfo {
+        RegionInfo {
+            size,
+            readable: true,
+            writable: true,
+            mmappable,
+            sparse_areas: None,
+        }
+    }
+
+    /// ivshmem-plain as QEMU builds it: BAR0 256 bytes of registers, BAR2 64-bit prefetchable
+    /// shared memory (here 64 GiB), no capabilities.
+    fn ivshmem() -> Arc<FakeVfioDevice> {
+        let mut cfg = vec![0u8; 256];
+        cfg[..4].copy_from_slice(&[0xf4, 0x1a, 0x10, 0x11]);
+        cfg[0x0a..0x0c].copy_from_slice(&[0x00, 0x05]);
+        cfg[0x18] = 0x0c;
+        Arc::new(
+            FakeVfioDevice::new(cfg)
+                .with_region(0, region(0x100, true))
+                .with_region(2, region(64 << 30, true)),
+        )
+    }
+
+    fn ecam_write(w: &World, dev: PciAddress, reg: u64, value: u32) {
+        let at = PCI_ECAM_START + (u64::from(dev.device) << 15) + reg;
+        assert!(w.buses.mmio.write(at, &value.to_le_bytes()));
+    }
+
+    fn ecam_read(w: &World, dev: PciAddress, reg: u64) -> u32 {
+        let mut b = [0u8; 4];
+        let at = PCI_ECAM_START + (u64::from(dev.device) << 15) + reg;
+        assert!(w.buses.mmio.read(at, &mut b));
+        u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn a_large_bar_becomes_a_slot_the_sub_page_bar_is_trapped_and_both_follow_moves() {
+        let w = world();
+        let fake = ivshmem();
+        let a = attach(
+            "ivshmem",
+            fake.clone(),
+            &w.pci,
+            &w.mapper,
+            Arc::new(OpenGate),
+            None,
+        )
+        .unwrap();
+        let bars = a.model.lock().unwrap().bars();
+        let bar2 = bars.iter().find(|b| b.index == 2).unwrap();
+        assert_eq!(bar2.size, 64 << 30);
+        assert_eq!(
+            bar2.addr % (64 << 30),
+            0,
+            "naturally aligned in the 64-bit window"
+        );
+        let bar0 = bars.iter().find(|b| b.index == 0).unwrap().addr;
+        assert!(
+            w.mapper.slots_of(a.address, 2).is_empty(),
+            "not decoding yet"
+        );
+        // The guest enables memory decoding: BAR2 is one slot of 64 GiB, BAR0 none.
+        ecam_write(&w, a.address, 4, 0x2);
+        let slots = w.mapper.slots_of(a.address, 2);
+        assert_eq!(slots.len(), 1);
+        assert_eq!(
+            (slots[0].guest_phys_addr, slots[0].size),
+            (bar2.addr, 64 << 30)
+        );
+        assert!(w.mapper.slots_of(a.address, 0).is_empty());
+        // BAR0 accesses exit to the VMM and are forwarded through VFIO.
+        assert!(w.buses.mmio.write(bar0 + 0x10, &[1, 2, 3, 4]));
+        let mut back = [0u8; 4];
+        assert!(w.buses.mmio.read(bar0 + 0x10, &mut back));
+        assert_eq!(back, [1, 2, 3, 4]);
+        assert!(fake.take_calls().iter().any(|c| matches!(
+            c,
+            FakeVfioCall::RegionWrite {
+                index: 0,
+                offset: 0x10,
+                ..
+            }
+        )));
+        // The guest moves BAR2 (decoding off, new address, decoding on): the slot follows.
+        ecam_write(&w, a.address, 4, 0);
+        assert!(w.mapper.slots_of(a.address, 2).is_empty());
+        let new = bar2.addr + (64 << 30);
+        ecam_write(&w, a.address, 0x18, new as u32 | 0xc);
+        ecam_write(&w, a.address, 0x1c, (new >> 32) as u32);
+        assert_eq!(ecam_read(&w, a.address, 0x1c), (new >> 32) as u32);
+        ecam_write(&w, a.address, 4, 0x2);
+        let moved = w.mapper.slots_of(a.address, 2);
+        assert_eq!(moved[0].guest_phys_addr, new);
+        let removed =
+            w.hv.calls()
+                .iter()
+                .filter(|c| matches!(c, Call::RemoveMemoryRegion(_)))
+                .count();
+        assert_eq!(removed, 1);
+    }
+
+    #[test]
+    fn msix_gets_kvm_vectors_and_its_table_page_stays_trapped() {
+        let w = world();
+        let mut cfg = vec![0u8; 256];
+        cfg[..4].copy_from_slice(&[0x34, 0x12, 0xe8, 0x11]);
+        cfg[6] = 0x10;
+        cfg[0x34] = 0x40;
+        cfg[0x40..0x4c].copy_from_slice(&[0x11, 0, 1, 0, 0, 0x20, 0, 0, 0, 0x28, 0, 0]);
+        let fake = Arc::new(
+            FakeVfioDevice::new(cfg)
+                .with_region(0, region(0x10000, true))
+                .with_irqs(VfioIrqKind::Msix, 2),
+        );
+        let a = attach(
+            "nic",
+            fake.clone(),
+            &w.pci,
+            &w.mapper,
+            Arc::new(OpenGate),
+            None,
+        )
+        .unwrap();
+        ecam_write(&w, a.address, 4, 0x6);
+        let slots: Vec<(u64, u64)> = w
+            .mapper
+            .slots_of(a.address, 0)
+            .iter()
+            .map(|s| (s.guest_phys_addr, s.size))
+            .collect();
+        let base = a.model.lock().unwrap().bars()[0].addr;
+        assert_eq!(slots, vec![(base, 0x2000), (base + 0x3000, 0xd000)]);
+        // Enable MSI-X: VFIO gets the KVM group's eventfds; an entry write programs a route.
+        w.buses
+            .mmio
+            .write(base + 0x2000, &0xfee0_0000u32.to_le_bytes());
+        w.buses.mmio.write(base + 0x2008, &0x41u32.to_le_bytes());
+        w.buses.mmio.write(base + 0x200c, &0u32.to_le_bytes());
+        ecam_write(&w, a.address, 0x40, 0x8000_0000 | 0x11);
+        assert!(fake
+            .take_calls()
+            .contains(&FakeVfioCall::EnableIrqs(VfioIrqKind::Msix, 2)));
+        assert!(w.hv.calls().iter().any(|c| matches!(
+            c,
+            Call::RegisterIrqfd {
+                resample: false,
+                ..
+            }
+        )));
+        assert!(
+            fake.fire(VfioIrqKind::Msix, 0),
+            "the device signals the KVM irqfd"
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! Real VFIO through vfio-ioctls: one container per VM (legacy container + groups; iommufd
+//! can come later) registered with the KVM VFIO device, one [`HostDevice`] per `--device`,
+//! implementing [`VfioDeviceOps`] for the device model and [`DmaMapper`] for the container.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use hypervisor::Vm;
+use pci::vfio::{HostMapping, RegionInfo, VfioDeviceOps, VfioIrqKind, VFIO_PCI_CONFIG_REGION};
+use vfio_bindings::bindings::vfio::{
+    VFIO_BASE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    VFIO_TYPE,
+};
+use vfio_ioctls::{VfioContainer, VfioDevice, VfioRegionInfoCap};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::ioctl::{ioctl_expr, _IOC_NONE};
+
+use super::dma::DmaMapper;
+
+/// `_IO(VFIO_TYPE, VFIO_BASE + 11)`: VFIO_DEVICE_RESET (vfio-ioctls' own `reset` hides errors).
+const VFIO_DEVICE_RESET: u64 = ioctl_expr(_IOC_NONE, VFIO_TYPE as u32, VFIO_BASE + 11, 0) as u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("creating the KVM VFIO device: {0}")]
+    KvmDevice(hypervisor::HypervisorError),
+    #[error("opening the VFIO container /dev/vfio/vfio: {0}")]
+    Container(vfio_ioctls::VfioError),
+    #[error("opening {path} with VFIO: {source}")]
+    Device {
+        path: String,
+        source: vfio_ioctls::VfioError,
+    },
+}
+
+fn io_err(e: vfio_ioctls::VfioError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// The VM's VFIO container.
+pub struct VfioHost {
+    container: Arc<VfioContainer>,
+}
+
+impl VfioHost {
+    /// The KVM VFIO device and a container registered with it.
+    pub fn open(vm: &dyn Vm) -> Result<Self, HostError> {
+        let kvm_dev = vm.create_vfio_device().map_err(HostError::KvmDevice)?;
+        let container =
+            VfioContainer::new(Some(Arc::new(kvm_dev))).map_err(HostError::Container)?;
+        Ok(VfioHost {
+            container: Arc::new(container),
+        })
+    }
+
+    /// Opens the device at sysfs `path` (its group joins the container on first use).
+    pub fn open_device(&self, path: &Path) -> Result<HostDevice, HostError> {
+        let dev =
+            VfioDevice::new(path, self.container.clone()).map_err(|source| HostError::Device {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(HostDevice::new(dev))
+    }
+
+    /// The container as a DMA mapper.
+    pub fn dma(&self) -> Arc<ContainerDma> {
+        Arc::new(ContainerDma(self.container.clone()))
+    }
+}
+
+/// DMA mappings in the container's IOMMU domain.
+pub struct ContainerDma(Arc<VfioContainer>);
+
+impl DmaMapper for ContainerDma {
+    unsafe fn map(&self, iova: u64, size: u64, host: *mut u8) -> io::Result<()> {
+        // SAFETY: the caller keeps host..host+size mapped until unmap.
+        unsafe { self.0.vfio_dma_map(iova, size as usize, host) }.map_err(io_err)
+    }
+
+    fn unmap(&self, iova: u64, size: u64) -> io::Result<()> {
+        self.0.vfio_dma_unmap(iova, size as usize).map_err(io_err)
+    }
+}
+
+/// An open VFIO device. [`HostDevice::close`] releases it (from the thread allowed to make
+/// the release's ioctls); later calls fail with EBADF.
+pub struct HostDevice {
+    dev: RwLock<Option<VfioDevice>>,
+    regions: Vec<Option<(RegionInfo, u64)>>,
+}
+
+fn region_info(dev: &VfioDevice, index: u32) -> Option<(RegionInfo, u64)> {
+    let size = dev.get_region_size(index);
+    let flags = dev.get_region_flags(index);
+    if size == 0 || flags == 0 {
+        return None;
+    }
+    let sparse = dev
+        .get_region_caps(index)
+        .into_iter()
+        .find_map(|c| match c {
+            VfioRegionInfoCap::SparseMmap(s) => {
+                Some(s.areas.iter().map(|a| (a.offset, a.size)).collect())
+            }
+            _ => None,
+        });
+    let info = RegionInfo {
+        size,
+        readable: flags & VFIO_REGION_INFO_FLAG_READ != 0,
+        writable: flags & VFIO_REGION_INFO_FLAG_WRITE != 0,
+        mmappable: flags & VFIO_REGION_INFO_FLAG_MMAP != 0,
+        sparse_areas: sparse,
+    };
+    Some((info, dev.get_region_offset(index)))
+}
+
+impl HostDevice {
+    fn new(dev: VfioDevice) -> Self {
+        let regions = (0..=VFIO_PCI_CONFIG_REGION)
+            .map(|i| region_info(&dev, i))
+            .collect();
+        HostDevice {
+            dev: RwLock::new(Some(dev)),
+            regions,
+        }
+    }
+
+    fn dev(&self) -> RwLockReadGuard<'_, Option<VfioDevice>> {
+        self.dev.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fd(&self) -> io::Result<RawFd> {
+        self.dev()
+            .as_ref()
+            .map(|d| d.as_raw_fd())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    /// The file offset of `len` bytes at `offset` in region `index`, checked.
+    fn at(&self, index: u32, offset: u64, len: u64) -> io::Result<u64> {
+        let (info, base) = self
+            .regions
+            .get(index as usize)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        match offset.checked_add(len) {
+            Some(end) if end <= info.size => Ok(base + offset),
+            _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
+
+    /// Releases the device (its group leaves the container and the KVM device).
+    pub fn close(&self) {
+        let dev = self.dev.write().unwrap_or_else(|e| e.into_inner()).take();
+        drop(dev);
+    }
+}
+
+impl VfioDeviceOps for HostDevice {
+    fn region_info(&self, index: u32) -> Option<RegionInfo> {
+        self.regions
+            .get(index as usize)
+            .cloned()
+            .flatten()
+            .map(|r| r.0)
+    }
+
+    fn read_region(&self, index: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
+        let at = self.at(index, offset, data.len() as u64)?;
+        let guard = self.dev();
+        let fd = guard
+            .as_ref()
+            .map(|d| d.as_raw_fd())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        // SAFETY: pread writes at most data.len() bytes into data; fd stays open (guard held).
+        let n = unsafe { libc::pread64(fd, data.as_mut_ptr().cast(), data.len(), at as i64) };
+        match n {
+            n if n < 0 => Err(io::Error::last_os_error()),
+            n if n as usize != data.len() => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            _ => Ok(()),
+        }
+    }
+
+    fn write_region(&self, index: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        let at = self.at(index, offset, data.len() as u64)?;
+        let guard = self.dev();
+        let fd = guard
+            .as_ref()
+            .map(|d| d.as_raw_fd())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        // SAFETY: pwrite reads data.len() bytes from data; fd stays open (guard held).
+        let n = unsafe { libc::pwrite64(fd, data.as_ptr().cast(), data.len(), at as i64) };
+        match n {
+            n if n < 0 => Err(io::Error::last_os_error()),
+            n if n as usize != data.len() => Err(io::Error::from(io::ErrorKind::WriteZero)),
+            _ => Ok(()),
+        }
+    }
+
+    fn mmap_region(&self, index: u32, offset: u64, size: u64) -> io::Result<HostMapping> {
+        let at = self.at(index, offset, size)?;
+        let fd = self.fd()?;
+        let writable = self.region_info(index).is_some_and(|r| r.writable);
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        // SAFETY: a new shared mapping of the device file; the kernel picks the address.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                prot,
+                libc::MAP_SHARED,
+                fd,
+                at as i64,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the mapping was just created and is owned by nothing else.
+        Ok(unsafe { HostMapping::from_raw(addr.cast(), size as usize) })
+    }
+
+    fn irq_count(&self, kind: VfioIrqKind) -> u32 {
+        self.dev()
+            .as_ref()
+            .and_then(|d| d.get_irq_info(kind.index()).map(|i| i.count))
+            .unwrap_or(0)
+    }
+
+    fn enable_irqs(&self, kind: VfioIrqKind, fds: &[&EventFd]) -> io::Result<()> {
+        let guard = self.dev();
+        let dev = guard
+            .as_ref()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        dev.enable_irq(kind.index(), fds.to_vec()).map_err(io_err)
+    }
+
+    fn disable_irqs(&self, kind: VfioIrqKind) -> io::Result<()> {
+        let guard = self.dev();
+        let dev = guard
+            .as_ref()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        dev.disable_irq(kind.index()).map_err(io_err)
+    }
+
+    fn reset(&self) -> io::Result<bool> {
+        let fd = self.fd()?;
+        // SAFETY: VFIO_DEVICE_RESET takes no argument.
+        let rc = unsafe { libc::ioctl(fd, VFIO_DEVICE_RESET as _) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            // The device has no reset method (vdev->reset_works is false).
+            Some(libc::EINVAL) | Some(libc::ENOTTY) => Ok(false),
+            _ => Err(err),
+        }
+    }
+}

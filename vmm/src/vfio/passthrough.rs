@@ -1,0 +1,209 @@
+//! Every `--device` of one VM, from open to teardown.
+//!
+//! [`Passthrough::open`] runs as soon as guest memory exists: it creates the KVM VFIO device
+//! and the container, opens each device (nothing is mapped if one fails), and starts the
+//! `vfio` thread, which resets the devices and DMA-maps guest RAM while the VMM goes on
+//! loading the kernel and the guest boots (see [`super::dma`]). [`Passthrough::attach_all`]
+//! puts the devices on the PCI segment. At the end [`Passthrough::shutdown`] hands the
+//! teardown to the same thread — disable interrupts, reset, remove BAR slots, unmap DMA,
+//! release the devices and the container — because that thread was started before any
+//! seccomp filter and may make those calls.
+
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use hypervisor::Vm;
+use pci::vfio::{VfioDeviceOps, VfioIrqKind};
+use pci::PciAddress;
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use super::attach::{attach, AttachError};
+use super::bar_map::BarMapper;
+use super::dma::{self, DmaGate, DmaMapper, MappingJob, RamRegion};
+use super::host::{HostDevice, HostError, VfioHost};
+use super::preflight::CheckedDevice;
+use crate::config::DeviceConfig;
+use crate::memory::SlotAllocator;
+use crate::pci_setup::PciSegment;
+use crate::timing::BootTimer;
+use crate::vcpu::{ExitSignal, VmExitReason};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassthroughError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error("starting the VFIO thread: {0}")]
+    Thread(std::io::Error),
+}
+
+struct Device {
+    checked: CheckedDevice,
+    cfg: DeviceConfig,
+    host: Arc<HostDevice>,
+}
+
+/// The passed-through devices of a VM.
+pub struct Passthrough {
+    devices: Vec<Device>,
+    mapper: Arc<BarMapper>,
+    gate: Arc<DmaGate>,
+    attached: Vec<PciAddress>,
+    worker: Option<(Sender<Vec<PciAddress>>, JoinHandle<()>)>,
+}
+
+fn ram_regions(mem: &GuestMemoryMmap) -> Vec<RamRegion> {
+    mem.iter()
+        .map(|r| RamRegion {
+            gpa: r.start_addr().0,
+            size: r.len(),
+            host: r.as_ptr(),
+        })
+        .collect()
+}
+
+/// What the vfio thread does once the VM is over.
+fn teardown(
+    devices: &[Arc<HostDevice>],
+    mapper: &BarMapper,
+    dma: &dyn DmaMapper,
+    ram: &[RamRegion],
+    attached: &[PciAddress],
+) {
+    for d in devices {
+        for kind in [VfioIrqKind::Msix, VfioIrqKind::Msi] {
+            if d.irq_count(kind) > 0 {
+                let _ = d.disable_irqs(kind);
+            }
+        }
+        if let Err(e) = d.reset() {
+            log::warn!("vfio: reset at VM stop failed: {e}");
+        }
+    }
+    for a in attached {
+        mapper.remove_device(*a);
+    }
+    dma::unmap_ram(dma, ram);
+    for d in devices {
+        d.close();
+    }
+}
+
+impl Passthrough {
+    /// Opens the devices preflight checked and starts mapping guest RAM for DMA.
+    pub fn open(
+        vm: &Arc<dyn Vm>,
+        checked: &[CheckedDevice],
+        cfgs: &[DeviceConfig],
+        mem: &GuestMemoryMmap,
+        ram_slots: u32,
+        timer: Arc<BootTimer>,
+        exit: Arc<ExitSignal>,
+    ) -> Result<Option<Self>, PassthroughError> {
+        if checked.is_empty() {
+            return Ok(None);
+        }
+        let host = VfioHost::open(vm.as_ref())?;
+        let mut devices = Vec::with_capacity(checked.len());
+        for (c, cfg) in checked.iter().zip(cfgs) {
+            devices.push(Device {
+                checked: c.clone(),
+                cfg: cfg.clone(),
+                host: Arc::new(host.open_device(&c.path)?),
+            });
+        }
+        timer.phase("vfio_opened");
+        let dma = host.dma();
+        let mapper = Arc::new(BarMapper::new(
+            vm.clone(),
+            Arc::new(SlotAllocator::new(ram_slots)),
+        ));
+        if devices.len() > 1 {
+            // Several devices: each may DMA into the others' BARs (GPU peer-to-peer).
+            mapper.enable_peer_dma(dma.clone());
+        }
+        let gate = Arc::new(DmaGate::default());
+        let ram = ram_regions(mem);
+        let hosts: Vec<Arc<HostDevice>> = devices.iter().map(|d| d.host.clone()).collect();
+        let job = MappingJob {
+            mapper: dma.clone(),
+            regions: ram.clone(),
+            resets: hosts
+                .iter()
+                .map(|h| h.clone() as Arc<dyn VfioDeviceOps>)
+                .collect(),
+            gate: gate.clone(),
+            on_done: Box::new(move |took, bytes| {
+                timer.phase("vfio_dma_mapped");
+                let gib = bytes as f64 / (1u64 << 30) as f64;
+                log::info!(
+                    "vfio: DMA-mapped {} of guest RAM in {:.1} ms ({:.0} ms/GiB)",
+                    pci::format_size(bytes),
+                    took.as_secs_f64() * 1e3,
+                    took.as_secs_f64() * 1e3 / gib.max(1e-9)
+                );
+            }),
+            on_error: Box::new(move |e| exit.report(VmExitReason::Fatal(e))),
+        };
+        let (tx, rx) = channel::<Vec<PciAddress>>();
+        let m = mapper.clone();
+        let worker = std::thread::Builder::new()
+            .name("vfio".into())
+            .spawn(move || {
+                job.run();
+                let attached = rx.recv().unwrap_or_default();
+                teardown(&hosts, &m, dma.as_ref(), &ram, &attached);
+                drop(hosts);
+                drop(host);
+            })
+            .map_err(PassthroughError::Thread)?;
+        Ok(Some(Passthrough {
+            devices,
+            mapper,
+            gate,
+            attached: Vec::new(),
+            worker: Some((tx, worker)),
+        }))
+    }
+
+    /// The BAR mapper the PCI segment's relocator must use.
+    pub fn bar_mapper(&self) -> Arc<BarMapper> {
+        self.mapper.clone()
+    }
+
+    /// Puts every device on `pci`.
+    pub fn attach_all(&mut self, pci: &PciSegment) -> Result<(), PassthroughError> {
+        for d in &self.devices {
+            let name = d.cfg.id.clone().unwrap_or_else(|| d.checked.bdf.clone());
+            let a = attach(
+                &name,
+                d.host.clone(),
+                pci,
+                &self.mapper,
+                self.gate.clone(),
+                d.cfg.gpudirect_clique,
+            )?;
+            self.attached.push(a.address);
+        }
+        Ok(())
+    }
+
+    /// Tears everything down (on the vfio thread) and waits for it; call once the vCPUs have
+    /// stopped and before guest memory is unmapped. Runs at most once.
+    pub fn shutdown(&mut self) {
+        if let Some((tx, handle)) = self.worker.take() {
+            let _ = tx.send(std::mem::take(&mut self.attached));
+            if handle.join().is_err() {
+                log::warn!("vfio: the VFIO thread panicked during teardown");
+            }
+        }
+    }
+}
+
+impl Drop for Passthrough {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
