@@ -19,7 +19,6 @@ use crate::virtio_setup::VirtioDevices;
 const EXIT_TOKEN: u64 = 1;
 const STDIN_TOKEN: u64 = 2;
 const SHUTDOWN_TOKEN: u64 = 3;
-const ACTIVATE_TOKEN: u64 = 4;
 
 /// Where host stdin goes: the serial port when it is the tty, else the virtio-console.
 #[derive(Clone)]
@@ -83,11 +82,7 @@ pub fn wait_for_exit(
             .is_ok()
     });
     let _raw = stdin_target.as_ref().and_then(|_| RawStdin::enable());
-    epoll.ctl(
-        ControlOperation::Add,
-        virtio.activator.evt.as_raw_fd(),
-        EpollEvent::new(EventSet::IN, ACTIVATE_TOKEN),
-    )?;
+
     epoll.ctl(
         ControlOperation::Add,
         shutdown.as_raw_fd(),
@@ -108,7 +103,6 @@ pub fn wait_for_exit(
                         return Ok(r);
                     }
                 }
-                ACTIVATE_TOKEN => virtio.activator.run_pending(),
                 STDIN_TOKEN if !forward_stdin(stdin_target.as_ref()) => {
                     let _ = epoll.ctl(
                         ControlOperation::Delete,

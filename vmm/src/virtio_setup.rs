@@ -30,12 +30,15 @@ pub enum VirtioSetupError {
     Console(String),
     #[error(transparent)]
     Pci(#[from] PciSetupError),
+    #[error("starting the virtio activator thread: {0}")]
+    Activator(std::io::Error),
     #[error("virtio-pci: {0}")]
     Transport(#[from] VirtioPciError),
 }
 
 /// What the event loop keeps of the virtio devices.
 pub struct VirtioDevices {
+    /// Serves DRIVER_OK on its own thread; kept so the devices' transports outlive setup.
     pub activator: Arc<Activator>,
     /// Host input for the virtio-console, when it is the interactive console.
     pub console_input: Option<ConsoleInput>,
@@ -102,8 +105,7 @@ pub fn setup(
     vm: Arc<dyn Vm>,
     mem: &GuestMemoryMmap,
 ) -> Result<VirtioDevices, VirtioSetupError> {
-    let activator =
-        Arc::new(Activator::new().map_err(|e| VirtioSetupError::Console(e.to_string()))?);
+    let activator = Activator::start(cfg.seccomp).map_err(VirtioSetupError::Activator)?;
     let b = Builder {
         pci,
         vm,

@@ -36,7 +36,11 @@ impl Allowlist {
                 }
                 Some(rs) => {
                     for r in rs {
-                        self.allow_if(nr, r.clone());
+                        let present =
+                            matches!(self.syscalls.get(&nr), Some(Some(have)) if have.contains(r));
+                        if !present {
+                            self.allow_if(nr, r.clone());
+                        }
                     }
                 }
             }
@@ -55,6 +59,15 @@ impl Allowlist {
 
     pub fn len(&self) -> usize {
         self.syscalls.len()
+    }
+
+    /// Rules counted the way Firecracker's JSON lists them: one per argument variant, one for
+    /// an outright allow.
+    pub fn rule_entries(&self) -> usize {
+        self.syscalls
+            .values()
+            .map(|r| r.as_ref().map_or(1, Vec::len))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -108,6 +121,7 @@ mod tests {
             .allow_if(libc::SYS_read, arg_eq(0, 0));
         a.allow_if(libc::SYS_ioctl, ioctl(1))
             .allow_if(libc::SYS_ioctl, ioctl(2));
+        assert_eq!(a.rule_entries(), 1 + 2);
         let rules = a.into_rules();
         assert!(rules[&libc::SYS_read].is_empty());
         assert_eq!(rules[&libc::SYS_ioctl].len(), 2);

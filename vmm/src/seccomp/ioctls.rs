@@ -4,8 +4,8 @@
 
 use std::mem::size_of;
 
-use kvm_bindings::{kvm_regs, KVMIO};
-use vmm_sys_util::ioctl::{ioctl_expr, _IOC_NONE, _IOC_READ};
+use kvm_bindings::{kvm_ioeventfd, kvm_irq_routing, kvm_irqfd, kvm_regs, KVMIO};
+use vmm_sys_util::ioctl::{ioctl_expr, _IOC_NONE, _IOC_READ, _IOC_WRITE};
 
 /// `_IO(KVMIO, 0x80)`: enter the guest. The only ioctl a running vCPU issues.
 pub const KVM_RUN: u64 = ioctl_expr(_IOC_NONE, KVMIO, 0x80, 0) as u64;
@@ -14,6 +14,25 @@ pub const KVM_RUN: u64 = ioctl_expr(_IOC_NONE, KVMIO, 0x80, 0) as u64;
 /// issue (the tests use it as the "unknown KVM ioctl").
 pub const KVM_GET_REGS: u64 =
     ioctl_expr(_IOC_READ, KVMIO, 0x81, size_of::<kvm_regs>() as u32) as u64;
+
+/// `_IOW(KVMIO, 0x76, struct kvm_irqfd)`: wire or unwire an MSI vector's eventfd (the guest
+/// enabling, masking or unmasking MSI/MSI-X, handled on the vCPU that wrote the register).
+pub const KVM_IRQFD: u64 =
+    ioctl_expr(_IOC_WRITE, KVMIO, 0x76, size_of::<kvm_irqfd>() as u32) as u64;
+
+/// `_IOW(KVMIO, 0x6a, struct kvm_irq_routing)`: point an MSI vector's GSI at the address/data
+/// the guest programmed.
+pub const KVM_SET_GSI_ROUTING: u64 =
+    ioctl_expr(_IOC_WRITE, KVMIO, 0x6a, size_of::<kvm_irq_routing>() as u32) as u64;
+
+/// `_IOW(KVMIO, 0x79, struct kvm_ioeventfd)`: a virtio queue's notify address, registered when
+/// the driver activates the device and removed on reset (VMM thread).
+pub const KVM_IOEVENTFD: u64 =
+    ioctl_expr(_IOC_WRITE, KVMIO, 0x79, size_of::<kvm_ioeventfd>() as u32) as u64;
+
+/// `_IOW('T', 208, unsigned int)`: a tap's offloads, set to what the virtio-net driver
+/// negotiated when the device is activated (VMM thread).
+pub const TUNSETOFFLOAD: u64 = ioctl_expr(_IOC_WRITE, b'T' as u32, 208, 4) as u64;
 
 /// `tcgetattr`/`isatty` on the console's stdin.
 pub const TCGETS: u64 = libc::TCGETS as u64;
@@ -31,6 +50,10 @@ mod tests {
         assert_eq!(KVM_RUN, 0xae80);
         assert_eq!(KVM_GET_REGS, 0x8090_ae81);
         assert_eq!(TCGETS, 0x5401);
+        assert_eq!(KVM_IRQFD, 0x4020_ae76);
+        assert_eq!(KVM_SET_GSI_ROUTING, 0x4008_ae6a);
+        assert_eq!(KVM_IOEVENTFD, 0x4040_ae79);
+        assert_eq!(TUNSETOFFLOAD, 0x4004_54d0);
         assert_eq!(TCSETS, 0x5402);
     }
 }

@@ -17,6 +17,7 @@
 //! as its own. The short-lived CPUID query thread of `vm::run` is not filtered: it is started
 //! and joined during setup, before any guest code runs.
 
+mod activator;
 mod allowlist;
 mod common;
 mod device;
@@ -54,6 +55,8 @@ pub enum ThreadKind {
     Vcpu,
     /// A virtio device's worker thread.
     Device(DeviceKind),
+    /// The virtio activator: starts device workers when drivers set DRIVER_OK.
+    Activator,
 }
 
 impl ThreadKind {
@@ -66,6 +69,7 @@ impl ThreadKind {
             ThreadKind::Device(DeviceKind::Net) => "device/net",
             ThreadKind::Device(DeviceKind::Rng) => "device/rng",
             ThreadKind::Device(DeviceKind::Console) => "device/console",
+            ThreadKind::Activator => "virtio-activator",
         }
     }
 }
@@ -92,6 +96,7 @@ pub fn allowlist(kind: ThreadKind) -> Allowlist {
         ThreadKind::Vmm => vmm::allowlist(),
         ThreadKind::Vcpu => vcpu::allowlist(),
         ThreadKind::Device(d) => device::allowlist(d),
+        ThreadKind::Activator => activator::allowlist(),
     }
 }
 

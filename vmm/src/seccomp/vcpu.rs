@@ -4,7 +4,7 @@
 
 use super::allowlist::{ioctl, Allowlist};
 use super::common;
-use super::ioctls::KVM_RUN;
+use super::ioctls::{KVM_IRQFD, KVM_RUN, KVM_SET_GSI_ROUTING};
 
 pub fn allowlist() -> Allowlist {
     let mut a = common::runtime();
@@ -12,6 +12,10 @@ pub fn allowlist() -> Allowlist {
     // set up by the VMM thread before the vCPU threads start; a vCPU thread asking for any
     // other KVM (or tty, or device) ioctl is not doing its job.
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_RUN));
+    // A guest write to an MSI capability or an MSI-X table entry takes effect on the vCPU
+    // that made it: the vector's GSI route and its irqfd (see interrupts.rs).
+    a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_GSI_ROUTING));
+    a.allow_if(libc::SYS_ioctl, ioctl(KVM_IRQFD));
     // Everything else a vCPU does is in the runtime list: write (COM1 output to stdout or the
     // --serial file, irqfd and exit eventfds, log lines), futex (bus and device locks),
     // rt_sigreturn (the kick handler), munmap/close (its kvm_run page and fd when it ends).

@@ -108,7 +108,8 @@ pub struct VirtioPciDevice {
     msix: Msix,
     common: CommonConfig,
     device: Arc<Mutex<Box<dyn VirtioDevice>>>,
-    notifiers: Vec<EventFd>,
+    /// One per queue; shared with the activation job, which clones them on the VMM thread.
+    notifiers: Arc<Vec<EventFd>>,
     msi: Arc<KvmMsiGroup>,
     mem: GuestMemoryMmap,
     vm: Arc<dyn Vm>,
@@ -161,7 +162,7 @@ impl VirtioPciDevice {
             msix,
             common: CommonConfig::new(p.device.features(), &queue_sizes),
             device: Arc::new(Mutex::new(p.device)),
-            notifiers,
+            notifiers: Arc::new(notifiers),
             msi: p.msi,
             mem: p.mem,
             vm: p.vm,
@@ -176,8 +177,8 @@ impl VirtioPciDevice {
         self.device.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The queues the driver enabled, as virtio-queue queues.
-    fn activated_queues(&self) -> Vec<ActivatedQueue> {
+    /// The queues the driver enabled, as virtio-queue queues (index, queue).
+    fn enabled_queues(&self) -> Vec<(u16, Queue)> {
         let mut out = Vec::new();
         for (i, q) in self.common.queues.iter().enumerate() {
             if !q.enabled {
@@ -191,46 +192,31 @@ impl VirtioPciDevice {
             queue.set_avail_ring_address(Some(q.driver as u32), Some((q.driver >> 32) as u32));
             queue.set_used_ring_address(Some(q.device as u32), Some((q.device >> 32) as u32));
             queue.set_ready(true);
-            let Ok(notifier) = self.notifiers[i].try_clone() else {
-                continue;
-            };
-            out.push(ActivatedQueue {
-                index: i as u16,
-                queue,
-                notifier,
-            });
+            out.push((i as u16, queue));
         }
         out
     }
 
-    /// DRIVER_OK: hand the activation to the VMM thread.
+    /// DRIVER_OK: hand the activation to the VMM thread. Everything that needs a syscall
+    /// beyond a lock or an eventfd write (cloning fds, ioeventfds, the worker thread) happens
+    /// there, so the vCPU threads' seccomp filter stays narrow.
     fn activate(&mut self) {
-        let queues = self.activated_queues();
+        let queues = self.enabled_queues();
+        log::debug!(
+            "virtio-pci: DRIVER_OK, features {:#x}, queues {:?}, BAR0 {:x?}",
+            self.common.driver_features,
+            self.common.queues,
+            self.config.bar_addr(BAR_INDEX)
+        );
         let interrupt = Arc::new(MsixInterrupt {
             group: self.msi.clone(),
             queue_vectors: self.common.queues.iter().map(|q| q.vector).collect(),
             config_vector: self.common.config_vector,
         });
         let notify_base = self.config.bar_addr(BAR_INDEX).map(|a| a + NOTIFY_OFFSET);
-        let ioevents: Vec<(IoEventAddress, EventFd)> = match notify_base {
-            Some(base) => queues
-                .iter()
-                .filter_map(|q| {
-                    let addr = base + u64::from(q.index) * u64::from(NOTIFY_MULTIPLIER);
-                    q.notifier
-                        .try_clone()
-                        .ok()
-                        .map(|fd| (IoEventAddress::Mmio(addr), fd))
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let ctx = ActivateContext {
-            mem: self.mem.clone(),
-            queues,
-            interrupt,
-            worker_init: self.worker_init.clone(),
-        };
+        let mem = self.mem.clone();
+        let worker_init = self.worker_init.clone();
+        let notifiers = self.notifiers.clone();
         let (device, vm, broken, registered) = (
             self.device.clone(),
             self.vm.clone(),
@@ -238,23 +224,33 @@ impl VirtioPciDevice {
             self.ioevents.clone(),
         );
         self.activator.queue(Box::new(move || {
+            let mut activated = Vec::new();
             let mut reg = registered.lock().unwrap_or_else(|e| e.into_inner());
-            for (addr, fd) in ioevents {
-                match vm.register_ioevent(&fd, addr, None) {
-                    Ok(()) => reg.push((addr, fd)),
-                    Err(e) => log::warn!(
-                        "virtio-pci: ioeventfd at {addr:?}: {e} (notifications take the slow path)"
-                    ),
+            for (index, queue) in queues {
+                let fd = &notifiers[usize::from(index)];
+                let (Ok(notifier), Ok(ioevent_fd)) = (fd.try_clone(), fd.try_clone()) else {
+                    log::error!("virtio-pci: cannot clone the queue {index} eventfd");
+                    broken.store(true, Ordering::Release);
+                    return;
+                };
+                if let Some(base) = notify_base {
+                    let addr = IoEventAddress::Mmio(base + u64::from(index) * u64::from(NOTIFY_MULTIPLIER));
+                    match vm.register_ioevent(&ioevent_fd, addr, None) {
+                        Ok(()) => reg.push((addr, ioevent_fd)),
+                        Err(e) => log::warn!("virtio-pci: ioeventfd at {addr:?}: {e} (notifications take the slow path)"),
+                    }
                 }
+                activated.push(ActivatedQueue { index, queue, notifier });
             }
             drop(reg);
+            let ctx = ActivateContext { mem, queues: activated, interrupt, worker_init };
             let mut dev = device.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = dev.activate(ctx) {
-                log::error!(
-                    "virtio device type {} failed to activate: {e}",
-                    dev.device_type()
-                );
-                broken.store(true, Ordering::Release);
+            match dev.activate(ctx) {
+                Ok(()) => log::debug!("virtio device type {} activated", dev.device_type()),
+                Err(e) => {
+                    log::error!("virtio device type {} failed to activate: {e}", dev.device_type());
+                    broken.store(true, Ordering::Release);
+                }
             }
         }));
     }
