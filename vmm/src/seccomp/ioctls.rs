@@ -35,10 +35,10 @@ pub const KVM_IOEVENTFD: u64 =
 pub const TUNSETOFFLOAD: u64 = ioctl_expr(_IOC_WRITE, b'T' as u32, 208, 4) as u64;
 
 /// `tcgetattr`/`isatty` on the console's stdin.
-pub const TCGETS: u64 = libc::TCGETS as u64;
+pub const TCGETS: u64 = libc::TCGETS;
 
 /// `tcsetattr(TCSANOW)`: raw mode for the console and its restoration.
-pub const TCSETS: u64 = libc::TCSETS as u64;
+pub const TCSETS: u64 = libc::TCSETS;
 
 #[cfg(test)]
 mod tests {

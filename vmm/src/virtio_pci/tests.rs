@@ -171,7 +171,7 @@ fn garbage_anywhere_in_the_bar_never_panics() {
             let mut buf = [0u8; 8];
             d.read_bar((x >> 40) as usize % 7, off, &mut buf[..len]);
         }
-        if x % 97 == 0 {
+        if x.is_multiple_of(97) {
             activator.run_pending();
         }
     }
