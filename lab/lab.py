@@ -231,6 +231,111 @@ def build_labrun():
     return exe
 
 
+def build_static_tool(name):
+    """lab/out/tools/NAME from lab/tools/NAME.c, static (for the L1/L2 initramfs)."""
+    src, exe = LAB / f"tools/{name}.c", OUT / f"tools/{name}"
+    if not newer(exe, src):
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        sh(["gcc", "-O2", "-Wall", "-static", "-o", str(exe), str(src)])
+    return exe
+
+
+# ---------------------------------------------------------------- out-of-tree L2 modules
+
+# Built against the L2 kernel's Debian headers (linux-headers-<ver>, its -common package and
+# linux-kbuild-<major>, extracted together into cache/headers so their relative symlinks
+# resolve). Carried in the L2 initramfs like L2_AVAILABLE_MODULES, not loaded at boot.
+L2_LOCAL_MODULES = {"edu_test": LAB / "l2/edu"}  # module name -> source dir (Kbuild + .c)
+KMOD_TOOLS = {"make": ["make"], "gcc-12": ["gcc-12"]}  # the headers' .kernelvariables say CC=gcc-12
+
+
+def deb_field(deb, field):
+    return subprocess.run(["dpkg-deb", "-f", str(deb), field], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def cached_deb_version(name, version):
+    """cached_deb for NAME, preferring exactly VERSION (the L2 kernel's); any version as fallback."""
+    debs = CACHE / "debs"
+    hits = sorted(debs.glob(f"{name}_*.deb"))
+    exact = [h for h in hits if deb_field(h, "Version") == version]
+    if exact or hits:
+        return (exact or hits)[-1]
+    debs.mkdir(parents=True, exist_ok=True)
+    for spec in (f"{name}={version}", name):
+        log(f"downloading {spec}")
+        if subprocess.run(["apt-get", "download", "-q", spec], cwd=debs, stderr=subprocess.DEVNULL).returncode == 0:
+            break
+    return cached_deb(f"{name}_*.deb", name)
+
+
+def kernel_headers():
+    """The build directory (Kbuild's -C) for out-of-tree modules of the L2 kernel."""
+    _, ver = kernel_tree()
+    version = deb_field(kernel_deb(), "Version")
+    hdr = cached_deb_version(f"linux-headers-{ver}", version)
+    debs = [hdr]
+    for dep in deb_field(hdr, "Depends").split(","):
+        name = dep.split()[0] if dep.strip() else ""
+        if name.startswith(("linux-headers-", "linux-kbuild-")):
+            debs.append(cached_deb_version(name, version) if name.startswith("linux-headers-")
+                        else cached_deb(f"{name}_*.deb", name))
+    dest = CACHE / "headers"
+    stamp = dest / ".extracted"
+    names = "\n".join(d.name for d in debs)
+    if not (stamp.exists() and stamp.read_text() == names):
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        for d in debs:
+            log(f"extracting {d.name}")
+            sh(["dpkg-deb", "-x", str(d), str(dest)])
+        stamp.write_text(names)
+    build = dest / f"usr/src/linux-headers-{ver}"
+    # Its Makefile is "include /usr/src/linux-headers-<abi>-common/Makefile": point it here.
+    mk = build / "Makefile"
+    text = mk.read_text()
+    fixed = re.sub(r"include /usr/src/", f"include {dest}/usr/src/", text)
+    if fixed != text:
+        mk.write_text(fixed)
+    return build, ver
+
+
+def build_l2_kmod(name):
+    """lab/out/l2/NAME.ko built from L2_LOCAL_MODULES[name] (cached); None (with a warning) when
+    it cannot be built, so that the rest of the lab still works."""
+    src = L2_LOCAL_MODULES[name]
+    out = L2OUT / f"{name}.ko"
+    inputs = sorted(p for p in src.iterdir() if p.is_file())
+    if newer(out, *inputs):
+        return out
+    try:
+        missing = sorted({p for t, pkgs in KMOD_TOOLS.items() if not shutil.which(t) for p in pkgs})
+        if missing:
+            log(f"installing host packages: {' '.join(missing)}")
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            sh(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+        build, ver = kernel_headers()
+        bdir = OUT / "build" / name
+        if bdir.exists():
+            shutil.rmtree(bdir)
+        shutil.copytree(src, bdir)
+        log(f"building {name}.ko against {build.name}")
+        sh(["make", "-s", "-C", str(build), f"M={bdir}", "modules"], stdout=subprocess.DEVNULL)
+        sh(["strip", "--strip-debug", str(bdir / f"{name}.ko")])  # 370 KB -> ~20 KB
+        data = (bdir / f"{name}.ko").read_bytes()
+        magic = [i for i in elf_sections(data).get(".modinfo", b"").split(b"\0") if i.startswith(b"vermagic=")]
+        if not magic or not magic[0][9:].decode().startswith(ver + " "):
+            raise RuntimeError(f"{name}.ko vermagic {magic} does not match {ver}")
+        L2OUT.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        log(f"{out}: {len(data)} bytes")
+        return out
+    except (subprocess.CalledProcessError, OSError, RuntimeError, SystemExit) as e:
+        log(f"warning: cannot build {name}.ko ({e}); the L2 initramfs goes without it")
+        return None
+
+
 def cmd_fetch(_args=None):
     ensure_host_tools()
     ver = build_l2_payloads()
@@ -270,6 +375,11 @@ def resolve_modules(names):
         if key in seen:
             return
         seen.add(key)
+        if key not in index and key in L2_LOCAL_MODULES:  # built here (lab/l2/edu/ ...)
+            built = build_l2_kmod(key)
+            if built is None:
+                return
+            index[key] = built
         if key not in index:
             sys.exit(f"lab: module {name} not found in {ver}")
         data = read_module(index[key])
@@ -371,7 +481,9 @@ L2_AVAILABLE_MODULES = ["button", "evdev"]
 
 def build_l2_initrd(modules=()):
     out = L2OUT / "initramfs.cpio.gz"
-    inputs = [LAB / "l2/init", *sorted((LAB / "l2/scenarios").glob("*")), LAB / "lab.py"]
+    barpoke = build_static_tool("bar-poke")
+    kmods = [k for k in (build_l2_kmod(n) for n in L2_LOCAL_MODULES) if k]
+    inputs = [LAB / "l2/init", *sorted((LAB / "l2/scenarios").glob("*")), LAB / "lab.py", barpoke, *kmods]
     if modules:
         out = L2OUT / f"initramfs-{'-'.join(modules)}.cpio.gz"
     if newer(out, *inputs) and (CACHE / "busybox/.extracted").exists():
@@ -380,10 +492,11 @@ def build_l2_initrd(modules=()):
     busybox_skeleton(cpio, LAB / "l2/init")
     for p in sorted((LAB / "l2/scenarios").glob("*")):
         cpio.file(f"lab/scenarios/{p.name}", p)
+    cpio.file("bin/bar-poke", barpoke, 0o755)
     if modules:
         add_modules(cpio, list(modules))
     else:
-        add_modules(cpio, L2_AVAILABLE_MODULES, autoload=False)
+        add_modules(cpio, L2_AVAILABLE_MODULES + list(L2_LOCAL_MODULES), autoload=False)
     L2OUT.mkdir(parents=True, exist_ok=True)
     raw = cpio.bytes()
     out.with_suffix("").write_bytes(raw)  # the same, uncompressed (initramfs.cpio)
@@ -540,6 +653,8 @@ def prepare_l1(args, rundir, bins, scenarios, env, ref_qemu=False):
             "-smp", str(args.smp), "-nographic", "-no-reboot",
             "-device", "intel-iommu,intremap=on",
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
+    for o in getattr(args, "object", []):
+        qemu += ["-object", o]
     for d in args.device:
         qemu += ["-device", d]
     qemu += args.qemu_arg
@@ -616,6 +731,81 @@ def host_summary(l1, rundir):
     return 1 if l1["timed_out"] else 0
 
 
+# ---------------------------------------------------------------- host-side checks
+
+HOST_CHECKS = LAB / "host-checks.txt"
+
+
+def parse_size(text):
+    """64G, 1G, 4K, 0x40000000, 4096 -> bytes"""
+    m = re.fullmatch(r"(0x[0-9a-fA-F]+|\d+)([KMGT]?)", text.strip())
+    if not m:
+        raise ValueError(f"bad size {text!r}")
+    return int(m.group(1), 0) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2)]
+
+
+def load_host_checks(path=HOST_CHECKS):
+    """{scenario: [(file, size, [(offset, pattern, length), ...]), ...]} from host-checks.txt:
+    scenario | host file | size | OFFSET:HEXPATTERN:LEN ..."""
+    out = {}
+    if not Path(path).exists():
+        return out
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            name, fname, size, checks = [x.strip() for x in line.split("|", 3)]
+            items = []
+            for tok in checks.split():
+                off, pat, ln = tok.split(":")
+                items.append((parse_size(off), bytes.fromhex(pat), parse_size(ln)))
+            out.setdefault(name, []).append((str(ROOT / fname), parse_size(size), items))
+        except ValueError as e:
+            sys.exit(f"lab: {path}:{n}: bad host check line ({e})")
+    return out
+
+
+def host_checks_prepare(scenarios):
+    """The host checks of the selected scenarios; their files are recreated, sparse and empty,
+    so that a pattern found after the run was written by this run."""
+    checks = load_host_checks()
+    sel = {sc["name"]: checks[sc["name"]] for sc in scenarios if sc["name"] in checks}
+    made = set()
+    for entries in sel.values():
+        for fname, size, _ in entries:
+            if fname in made:
+                continue
+            made.add(fname)
+            Path(fname).unlink(missing_ok=True)
+            with open(fname, "wb") as f:
+                f.truncate(size)
+            log(f"host check: fresh sparse file {fname} ({size} bytes)")
+    return sel
+
+
+def host_checks_run(sel):
+    """Run the checks after L1 (QEMU) exited: {scenario: (ok, summary)}; prints LAB-HOST-CHECK lines."""
+    out = {}
+    for name, entries in sel.items():
+        good = total = 0
+        for fname, _, items in entries:
+            for off, pat, ln in items:
+                total += 1
+                want = (pat * (ln // len(pat) + 1))[:ln]
+                try:
+                    with open(fname, "rb") as f:
+                        f.seek(off)
+                        got = f.read(ln)
+                except OSError as e:
+                    got = f"{e}".encode()
+                ok = got == want
+                good += ok
+                print(f"LAB-HOST-CHECK {name} {fname} off={off:#x} len={ln} pattern={pat.hex()} "
+                      + ("PASS" if ok else f"FAIL got={got[:16].hex()}"))
+        out[name] = (good == total, f"host-check={good}/{total}")
+    return out
+
+
 def cmd_run(args):
     scenarios = select_scenarios(load_scenarios(args.scenario_file), args.scenarios)
     vmm = args.vmm
@@ -627,6 +817,7 @@ def cmd_run(args):
     rundir = OUT / name
     env = dict(kv.split("=", 1) for kv in args.env)
     qemu = prepare_l1(args, rundir, {"lab/vmm": vmm} if vmm else {}, scenarios, env, args.ref_qemu)
+    host_checks = host_checks_prepare(scenarios)
 
     if args.shell:
         return subprocess.call(qemu)
@@ -634,6 +825,10 @@ def cmd_run(args):
     timeout = args.timeout or (90 + sum(int(s["timeout"]) + 5 for s in scenarios))
     l1 = boot_l1(qemu, rundir, timeout, args.quiet)
     results = l1["results"]
+    # Scenarios with host-side checks (host-checks.txt) pass only when those pass too.
+    for name, (ok, summary) in host_checks_run(host_checks).items():
+        res, detail = results.get(name, ("MISSING", "no LAB-RESULT line"))
+        results[name] = (res if ok else "FAIL", f"{detail} {summary}")
 
     print()
     print(f"{'scenario':18} {'result':7} details")
@@ -885,6 +1080,8 @@ def add_l1_args(p):
     p.add_argument("--device", action="append", default=[], help="extra QEMU -device for L1, e.g. edu")
     p.add_argument("--vfio", action="append", default=[],
                    help="PCI device in L1 to bind to vfio-pci: BDF or vendor:device (e.g. 1234:11e8)")
+    p.add_argument("--object", action="append", default=[],
+                   help="extra QEMU -object for L1, e.g. memory-backend-file,id=vram,size=64G,share=on,mem-path=/tmp/lab-vram.img")
     p.add_argument("--qemu-arg", action="append", default=[], help="extra raw QEMU argument")
     p.add_argument("--ref-qemu", action="store_true",
                    help="pack the host QEMU into L1 as $QEMU (automatic when a chosen scenario uses $QEMU)")
