@@ -41,8 +41,8 @@ HOST_TOOLS = {
 }
 KERNEL_META = "linux-image-cloud-amd64"
 L1_MODULES = ["irqbypass", "kvm", "kvm-amd", "vfio", "vfio_virqfd", "vfio_iommu_type1",
-              "vfio-pci-core", "vfio-pci"]
-L1_APPEND = "console=ttyS0 panic=-1 quiet intel_iommu=on"
+              "vfio-pci-core", "vfio-pci", "tun"]
+L1_APPEND = "console=ttyS0 panic=-1 quiet intel_iommu=on no_timer_check"
 
 
 def log(msg):
@@ -467,14 +467,14 @@ def add_modules(cpio, names, autoload=True):
     mods = resolve_modules(names)
     for name, data in mods:
         cpio.file(f"lib/modules/{name}.ko", data)
-    if autoload:
-        cpio.file("lab/modules.order", "".join(f"{n}.ko\n" for n, _ in mods))
+    order = "".join(f"{n}.ko\n" for n, _ in mods)
+    cpio.file("lab/modules.order" if autoload else "lab/modules.avail", order)
     return [n for n, _ in mods]
 
 
 # Modules every L2 initramfs carries but does not load: scenarios insmod what they need
 # (loading costs boot time, so the plain boot scenarios load nothing).
-L2_AVAILABLE_MODULES = ["button", "evdev"]
+L2_AVAILABLE_MODULES = ["button", "evdev", "virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "virtio_console"]
 
 
 # ---------------------------------------------------------------- L2 initramfs
