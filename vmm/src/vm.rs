@@ -217,6 +217,11 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         exit: exit.clone(),
         stop: Arc::new(AtomicBool::new(false)),
     };
+    // vCPUs serve a passed-through device's config space, MSI/MSI-X and BAR moves themselves.
+    let mut vcpu_filter = seccomp::Confinement::new(cfg.seccomp);
+    if passthrough.is_some() {
+        crate::vfio::seccomp::add_vcpu_rules(&mut vcpu_filter.extra);
+    }
     let mut handles: Vec<VcpuHandle> = Vec::new();
     for v in vcpus {
         let first: Option<Box<dyn FnOnce() + Send>> = if v.id() == 0 {
@@ -226,7 +231,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
             None
         };
         handles.push(
-            VcpuHandle::spawn(v, shared.clone(), first, cfg.seccomp).map_err(VmError::Thread)?,
+            VcpuHandle::spawn(v, shared.clone(), first, vcpu_filter.clone())
+                .map_err(VmError::Thread)?,
         );
     }
 

@@ -32,7 +32,10 @@ pub fn allowlist() -> Allowlist {
     // The worker installs its own, narrower filter first thing: no_new_privs (already set,
     // seccompiler sets it again) and seccomp(SET_MODE_FILTER). A filter can only narrow.
     a.allow_if(libc::SYS_prctl, arg_eq(0, libc::PR_SET_NO_NEW_PRIVS as u64));
-    a.allow_if(libc::SYS_seccomp, arg_eq(0, libc::SECCOMP_SET_MODE_FILTER as u64));
+    a.allow_if(
+        libc::SYS_seccomp,
+        arg_eq(0, libc::SECCOMP_SET_MODE_FILTER as u64),
+    );
     // A worker starts under this filter as well as its own (filters stack), so everything a
     // worker does must pass here too; each worker then narrows to its device's list.
     for kind in [

@@ -102,40 +102,65 @@ pub fn allowlist(kind: ThreadKind) -> Allowlist {
 
 /// Compile `kind`'s filter for `mode`; `None` when the mode installs nothing.
 pub fn program(kind: ThreadKind, mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
-    let mismatch = match mode {
-        SeccompMode::Off => return Ok(None),
-        SeccompMode::Enforce => SeccompAction::Trap,
-        SeccompMode::Log => SeccompAction::Log,
-    };
-    let build = |source| SeccompError::Build {
-        kind: kind.name(),
-        source,
-    };
-    let arch = std::env::consts::ARCH.try_into().map_err(build)?;
-    let filter = SeccompFilter::new(
-        allowlist(kind).into_rules(),
-        mismatch,
-        SeccompAction::Allow,
-        arch,
-    )
-    .map_err(build)?;
-    filter.try_into().map(Some).map_err(build)
+    Confinement::new(mode).program(kind)
 }
 
 /// Confine the calling thread to `kind`'s filter (nothing in `SeccompMode::Off`). Sets
 /// no_new_privs, which the kernel requires of an unprivileged filter.
 pub fn apply(kind: ThreadKind, mode: SeccompMode) -> Result<(), SeccompError> {
-    let Some(program) = program(kind, mode)? else {
-        return Ok(());
-    };
-    if mode == SeccompMode::Enforce {
-        sigsys::install_handler().map_err(SeccompError::Handler)?;
+    Confinement::new(mode).apply(kind)
+}
+
+/// How a thread is confined: the mode, and the rules optional features add to its kind's
+/// list when they are configured (VFIO passthrough: the vCPU-side VFIO calls of
+/// vfio/seccomp.rs), so a VM without them keeps the narrow filter.
+#[derive(Clone, Debug, Default)]
+pub struct Confinement {
+    pub mode: SeccompMode,
+    pub extra: Allowlist,
+}
+
+impl Confinement {
+    pub fn new(mode: SeccompMode) -> Self {
+        Confinement {
+            mode,
+            extra: Allowlist::default(),
+        }
     }
-    sigsys::set_thread_kind(kind);
-    seccompiler::apply_filter(&program).map_err(|source| SeccompError::Install {
-        kind: kind.name(),
-        source,
-    })
+
+    /// Compile `kind`'s filter plus the extra rules; `None` when the mode installs nothing.
+    pub fn program(&self, kind: ThreadKind) -> Result<Option<BpfProgram>, SeccompError> {
+        let mismatch = match self.mode {
+            SeccompMode::Off => return Ok(None),
+            SeccompMode::Enforce => SeccompAction::Trap,
+            SeccompMode::Log => SeccompAction::Log,
+        };
+        let build = |source| SeccompError::Build {
+            kind: kind.name(),
+            source,
+        };
+        let arch = std::env::consts::ARCH.try_into().map_err(build)?;
+        let mut rules = allowlist(kind);
+        rules.extend(&self.extra);
+        let filter = SeccompFilter::new(rules.into_rules(), mismatch, SeccompAction::Allow, arch)
+            .map_err(build)?;
+        filter.try_into().map(Some).map_err(build)
+    }
+
+    /// Confine the calling thread (see [`apply`]).
+    pub fn apply(&self, kind: ThreadKind) -> Result<(), SeccompError> {
+        let Some(program) = self.program(kind)? else {
+            return Ok(());
+        };
+        if self.mode == SeccompMode::Enforce {
+            sigsys::install_handler().map_err(SeccompError::Handler)?;
+        }
+        sigsys::set_thread_kind(kind);
+        seccompiler::apply_filter(&program).map_err(|source| SeccompError::Install {
+            kind: kind.name(),
+            source,
+        })
+    }
 }
 
 #[cfg(test)]

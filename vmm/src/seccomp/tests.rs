@@ -81,7 +81,12 @@ fn no_thread_may_spawn_exec_trace_or_open_sockets_and_files() {
         for nr in forbidden {
             // The activator exists to start device workers: threads (not processes), named,
             // each installing its own narrower filter.
-            let spawns = [libc::SYS_clone, libc::SYS_clone3, libc::SYS_prctl, libc::SYS_seccomp];
+            let spawns = [
+                libc::SYS_clone,
+                libc::SYS_clone3,
+                libc::SYS_prctl,
+                libc::SYS_seccomp,
+            ];
             if kind == ThreadKind::Activator && spawns.contains(&nr) {
                 continue;
             }
@@ -138,4 +143,18 @@ fn apply_off_installs_nothing() {
     apply(ThreadKind::Vcpu, SeccompMode::Off).unwrap();
     let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
     assert!(status.contains("Seccomp:\t0"), "{status}");
+}
+
+#[test]
+fn extra_rules_widen_only_the_thread_they_are_given_to() {
+    let mut c = Confinement::new(SeccompMode::Enforce);
+    let plain = c.program(ThreadKind::Vcpu).unwrap().unwrap().len();
+    c.extra.allow(libc::SYS_pread64);
+    let widened = c.program(ThreadKind::Vcpu).unwrap().unwrap().len();
+    assert!(widened > plain, "{widened} vs {plain} instructions");
+    assert!(!allowlist(ThreadKind::Vcpu).contains(libc::SYS_pread64));
+    assert!(Confinement::new(SeccompMode::Off)
+        .program(ThreadKind::Vcpu)
+        .unwrap()
+        .is_none());
 }

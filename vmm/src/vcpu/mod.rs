@@ -21,7 +21,7 @@ use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use exit::{dispatch, Buses, ExitAction};
 
-use crate::seccomp::{self, SeccompMode, ThreadKind};
+use crate::seccomp::{Confinement, ThreadKind};
 
 /// Why the VM ended, as the first vCPU (or device) to know reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,7 +147,7 @@ impl VcpuHandle {
         mut vcpu: Box<dyn VcpuX86_64>,
         shared: VcpuShared,
         on_first_run: Option<Box<dyn FnOnce() + Send>>,
-        seccomp: SeccompMode,
+        seccomp: Confinement,
     ) -> std::io::Result<Self> {
         install_kick_handler()?;
         let id = vcpu.id();
@@ -155,7 +155,7 @@ impl VcpuHandle {
             .name(format!("vcpu{id}"))
             .spawn(move || {
                 crate::signals::block_shutdown_signals();
-                if let Err(e) = seccomp::apply(ThreadKind::Vcpu, seccomp) {
+                if let Err(e) = seccomp.apply(ThreadKind::Vcpu) {
                     let r = VmExitReason::Fatal(format!("vCPU {id}: {e}"));
                     shared.exit.report(r.clone());
                     return VcpuState::Exited(Some(r));
@@ -276,7 +276,7 @@ mod tests {
             vm.create_vcpu(0).unwrap(),
             s.clone(),
             None,
-            SeccompMode::Off,
+            Confinement::new(crate::seccomp::SeccompMode::Off),
         )
         .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
