@@ -19,7 +19,7 @@
 //! fraction; with `prefault=on` the zeroing moves to the mmap before boot instead.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,6 +43,8 @@ enum Phase {
     Failed(String),
 }
 
+const CANCELLED: &str = "the VM ended before guest RAM was DMA-mapped";
+
 /// Guest RAM is DMA-mapped this much at a time.
 pub const DMA_CHUNK: u64 = 64 << 20;
 
@@ -52,6 +54,8 @@ pub struct DmaGate {
     cv: Condvar,
     /// vCPUs blocked on the DMA mapping right now.
     dma_waiters: AtomicUsize,
+    /// The VM is ending: stop mapping.
+    cancelled: AtomicBool,
 }
 
 impl Default for DmaGate {
@@ -60,6 +64,7 @@ impl Default for DmaGate {
             state: Mutex::new((Phase::Pending, Phase::Pending)),
             cv: Condvar::new(),
             dma_waiters: AtomicUsize::new(0),
+            cancelled: AtomicBool::new(false),
         }
     }
 }
@@ -94,6 +99,11 @@ impl DmaGate {
     /// Whether the RAM mapping has finished (either way).
     pub fn dma_settled(&self) -> bool {
         self.lock().1 != Phase::Pending
+    }
+
+    /// Stops a mapping still in progress (the VM is ending) after its current chunk.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
     }
 
     /// Whether a vCPU is waiting for the mapping (the guest wants DMA now).
@@ -164,6 +174,9 @@ fn map_all(mapper: &dyn DmaMapper, regions: &[RamRegion], gate: &DmaGate) -> Res
     for r in regions {
         let mut off = 0;
         while off < r.size {
+            if gate.cancelled.load(Ordering::Acquire) {
+                return Err(CANCELLED.into());
+            }
             if idle && gate.dma_wanted() {
                 idle = !set_policy(libc::SCHED_OTHER);
                 log::debug!("vfio: a device waits for DMA; mapping at normal priority");
@@ -206,7 +219,9 @@ impl MappingJob {
             }
             Err(e) => {
                 self.gate.set(None, Some(Phase::Failed(e.clone())));
-                (self.on_error)(e);
+                if e != CANCELLED {
+                    (self.on_error)(e);
+                }
             }
         }
     }
@@ -323,5 +338,21 @@ pub(crate) mod tests {
         assert!(gate.wait_ready().is_ok(), "the device itself is usable");
         assert_eq!(gate.wait_dma_ready(), Err(msg));
         assert!(gate.dma_settled());
+    }
+
+    #[test]
+    fn a_cancelled_mapping_stops_quietly() {
+        let gate = Arc::new(DmaGate::default());
+        gate.cancel();
+        MappingJob {
+            mapper: Arc::new(FakeDma::default()),
+            regions: regions(),
+            resets: vec![],
+            gate: gate.clone(),
+            on_done: Box::new(|_, _| panic!("must not finish")),
+            on_error: Box::new(|e| panic!("must not report: {e}")),
+        }
+        .run();
+        assert!(gate.wait_dma_ready().is_err());
     }
 }

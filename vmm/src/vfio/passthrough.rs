@@ -194,6 +194,7 @@ impl Passthrough {
     /// stopped and before guest memory is unmapped. Runs at most once.
     pub fn shutdown(&mut self) {
         if let Some((tx, handle)) = self.worker.take() {
+            self.gate.cancel();
             let _ = tx.send(std::mem::take(&mut self.attached));
             if handle.join().is_err() {
                 log::warn!("vfio: the VFIO thread panicked during teardown");
