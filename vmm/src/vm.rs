@@ -102,11 +102,16 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let timer = Arc::new(BootTimer::new(start));
     // Passed-through devices are checked before anything is opened: a host that is not set
     // up for VFIO gets one line saying what to fix, with nothing bound, opened or mapped.
-    let passthrough = crate::vfio::preflight::check(
-        &cfg.devices,
-        cfg.memory.size,
-        &crate::vfio::preflight::HostFacts::probe(),
-    )?;
+    // (No probing of host facts on the boot path of a VM without passthrough.)
+    let passthrough = if cfg.devices.is_empty() {
+        Vec::new()
+    } else {
+        crate::vfio::preflight::check(
+            &cfg.devices,
+            cfg.memory.size,
+            &crate::vfio::preflight::HostFacts::probe(),
+        )?
+    };
     let mut kernel = open("kernel", &cfg.kernel)?;
     let mut initramfs = cfg
         .initramfs
