@@ -34,6 +34,11 @@ fn allowed_syscall_counts_match_the_readme() {
     assert_eq!(common::runtime().len(), 19);
     assert_eq!(counts(ThreadKind::Vmm), (25, 27));
     assert_eq!(counts(ThreadKind::Vcpu), (20, 22));
+    let mut passthrough = Confinement::new(SeccompMode::Enforce);
+    crate::vfio::seccomp::add_vcpu_rules(&mut passthrough.extra);
+    let mut vcpu = allowlist(ThreadKind::Vcpu);
+    vcpu.extend(&passthrough.extra);
+    assert_eq!((vcpu.len(), vcpu.rule_entries()), (22, 28));
     assert_eq!(counts(ThreadKind::Activator), (43, 46));
     for d in [
         DeviceKind::Block,

@@ -16,6 +16,9 @@ pub fn allowlist() -> Allowlist {
     // that made it: the vector's GSI route and its irqfd (see interrupts.rs).
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_GSI_ROUTING));
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_IRQFD));
+    // With VFIO passthrough configured, vm.rs adds vfio/seccomp.rs's rules (config space
+    // pread64/pwrite64, VFIO_DEVICE_SET_IRQS, BAR moves) through `Confinement::extra`, so a VM
+    // without passthrough keeps this narrower list.
     // Everything else a vCPU does is in the runtime list: write (COM1 output to stdout or the
     // --serial file, irqfd and exit eventfds, log lines), futex (bus and device locks),
     // rt_sigreturn (the kick handler), munmap/close (its kvm_run page and fd when it ends).
