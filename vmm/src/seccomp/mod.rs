@@ -1,7 +1,9 @@
 //! Per-thread seccomp filters (`--seccomp true|false|log`, on by default).
 //!
-//! Each kind of thread gets its own allowlist ([`vmm`], [`vcpu`], [`device`]), built on the
-//! runtime list every thread needs ([`common`]); every entry says why it is there.
+//! Each kind of thread gets its own allowlist ([`vmm`], [`vcpu`], [`activator`], [`device`]),
+//! built on the runtime list every thread needs ([`common`]); every entry says why it is there.
+//! Optional features widen a kind only for the VMs that use them ([`Confinement::extra`]:
+//! VFIO passthrough adds vfio/seccomp.rs's rules to the vCPU filter).
 //!
 //! Where filters are installed — the line between trusted setup and guest-facing work:
 //! - a vCPU thread installs its filter first thing in its thread function, before its first
@@ -10,12 +12,18 @@
 //!   before the event loop. Everything earlier (parsing, opening the kernel and /dev/kvm,
 //!   mapping guest RAM, loading the kernel, configuring vCPUs) is host-side setup that runs
 //!   before the guest executes an instruction, so it is not filtered;
+//! - the virtio activator thread installs its filter when it starts, before it serves any
+//!   DRIVER_OK;
 //! - a device worker thread calls [`apply`] with `ThreadKind::Device(..)` before it touches a
-//!   queue (the devices crate cannot depend on this one: the VMM hands it a closure).
+//!   queue (the devices crate cannot depend on this one: virtio_setup.rs hands it a
+//!   `WorkerInit` closure). Workers are started by the activator, so they run under its
+//!   filter too; the activator's list therefore includes every device's list.
 //!
 //! Filters stack: a thread started by a filtered thread runs under its parent's filter as well
 //! as its own. The short-lived CPUID query thread of `vm::run` is not filtered: it is started
-//! and joined during setup, before any guest code runs.
+//! and joined during setup, before any guest code runs. (The VFIO `vfio` thread, which maps
+//! guest RAM for DMA while the guest boots and tears the devices down, is not filtered either;
+//! see vfio/dma.rs.)
 
 mod activator;
 mod allowlist;
