@@ -1,7 +1,7 @@
 //! Per-thread seccomp filters (`--seccomp true|false|log`, on by default).
 //!
-//! Each kind of thread gets its own allowlist ([`vmm`], [`vcpu`], [`activator`], [`device`]),
-//! built on the runtime list every thread needs ([`common`]); every entry says why it is there.
+//! Each kind of thread gets its own allowlist (`vmm.rs`, `vcpu.rs`, `activator.rs`, `device.rs`),
+//! built on the runtime list every thread needs (`common.rs`); every entry says why it is there.
 //! Optional features widen a kind only for the VMs that use them ([`Confinement::extra`]:
 //! VFIO passthrough adds vfio/seccomp.rs's rules to the vCPU filter).
 //!
