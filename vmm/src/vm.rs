@@ -122,12 +122,25 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     // SIGTERM/SIGINT from here on mean "shut the guest down" (see signals.rs).
     crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
     let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
-    // KVM_GET_SUPPORTED_CPUID takes a few hundred microseconds; overlap it with VM creation,
-    // memory registration and kernel loading.
-    let cpuid_hv = hv.clone();
-    let cpuid_thread = std::thread::Builder::new()
-        .name("cpuid".into())
-        .spawn(move || cpuid_hv.supported_cpuid())
+    // Two jobs that take hundreds of microseconds each run on a helper thread, overlapped with
+    // VM creation, memory registration and kernel loading: KVM_GET_SUPPORTED_CPUID, and
+    // compiling the vCPU and VMM seccomp filters (so a vCPU thread only installs its filter
+    // between its start and its first KVM_RUN). vCPUs of a VM with passthrough serve the
+    // device's config space, MSI/MSI-X and BAR moves themselves: they get the VFIO rules.
+    let mut vcpu_filter = seccomp::Confinement::new(cfg.seccomp);
+    if !cfg.devices.is_empty() {
+        crate::vfio::seccomp::add_vcpu_rules(&mut vcpu_filter.extra);
+    }
+    let vmm_filter = seccomp::Confinement::new(cfg.seccomp);
+    let helper_hv = hv.clone();
+    let helper = std::thread::Builder::new()
+        .name("setup-helper".into())
+        .spawn(move || -> Result<_, VmError> {
+            let cpuid = helper_hv.supported_cpuid()?;
+            let vcpu = vcpu_filter.compile(ThreadKind::Vcpu)?;
+            let vmm = vmm_filter.compile(ThreadKind::Vmm)?;
+            Ok((cpuid, vcpu, vmm))
+        })
         .map_err(VmError::Thread)?;
     let phys_bits = arch::layout::host_phys_bits();
     let layout = arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?;
@@ -196,9 +209,9 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         p.attach_all(&pci)?;
     }
 
-    let supported = cpuid_thread
-        .join()
-        .map_err(|_| VmError::Thread(std::io::Error::other("the CPUID query thread panicked")))??;
+    let (supported, vcpu_filter, vmm_filter) = helper.join().map_err(|_| {
+        VmError::Thread(std::io::Error::other("the setup helper thread panicked"))
+    })??;
     let mut vcpus = Vec::new();
     for id in 0..cfg.cpus.boot {
         let vcpu = vm.create_vcpu(id)?;
@@ -222,11 +235,6 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         exit: exit.clone(),
         stop: Arc::new(AtomicBool::new(false)),
     };
-    // vCPUs serve a passed-through device's config space, MSI/MSI-X and BAR moves themselves.
-    let mut vcpu_filter = seccomp::Confinement::new(cfg.seccomp);
-    if passthrough.is_some() {
-        crate::vfio::seccomp::add_vcpu_rules(&mut vcpu_filter.extra);
-    }
     let mut handles: Vec<VcpuHandle> = Vec::new();
     for v in vcpus {
         let first: Option<Box<dyn FnOnce() + Send>> = if v.id() == 0 {
@@ -243,7 +251,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
 
     // Setup is over: from here on this thread only serves the running guest (see
     // seccomp/mod.rs for where each thread's filter goes).
-    if let Err(e) = seccomp::apply(ThreadKind::Vmm, cfg.seccomp) {
+    if let Err(e) = vmm_filter.install() {
         vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
         return Err(e.into());
     }

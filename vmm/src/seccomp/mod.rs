@@ -157,15 +157,37 @@ impl Confinement {
 
     /// Confine the calling thread (see [`apply`]).
     pub fn apply(&self, kind: ThreadKind) -> Result<(), SeccompError> {
-        let Some(program) = self.program(kind)? else {
-            return Ok(());
-        };
-        if self.mode == SeccompMode::Enforce {
+        self.compile(kind)?.install()
+    }
+
+    /// Compile `kind`'s filter now (and install the SIGSYS handler), to install later with
+    /// [`Compiled::install`]: building a BPF program takes about a millisecond, which must not
+    /// sit between a vCPU thread's start and its first KVM_RUN.
+    pub fn compile(&self, kind: ThreadKind) -> Result<Compiled, SeccompError> {
+        let program = self.program(kind)?;
+        if program.is_some() && self.mode == SeccompMode::Enforce {
             sigsys::install_handler().map_err(SeccompError::Handler)?;
         }
-        sigsys::set_thread_kind(kind);
-        seccompiler::apply_filter(&program).map_err(|source| SeccompError::Install {
-            kind: kind.name(),
+        Ok(Compiled { kind, program })
+    }
+}
+
+/// A filter compiled ahead of time for one kind of thread.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    kind: ThreadKind,
+    program: Option<BpfProgram>,
+}
+
+impl Compiled {
+    /// Confine the calling thread (a no-op when the mode is `false`).
+    pub fn install(&self) -> Result<(), SeccompError> {
+        let Some(program) = &self.program else {
+            return Ok(());
+        };
+        sigsys::set_thread_kind(self.kind);
+        seccompiler::apply_filter(program).map_err(|source| SeccompError::Install {
+            kind: self.kind.name(),
             source,
         })
     }

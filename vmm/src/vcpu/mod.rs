@@ -21,7 +21,7 @@ use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use exit::{dispatch, Buses, ExitAction};
 
-use crate::seccomp::{Confinement, ThreadKind};
+use crate::seccomp::Compiled;
 
 /// Why the VM ended, as the first vCPU (or device) to know reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,12 +142,12 @@ pub struct VcpuHandle {
 
 impl VcpuHandle {
     /// Start the thread. Before its first KVM_RUN it confines itself to the vCPU seccomp
-    /// filter (`seccomp`); if that fails the VM ends as failed.
+    /// filter (`seccomp`, compiled ahead of time); if that fails the VM ends as failed.
     pub fn spawn(
         mut vcpu: Box<dyn VcpuX86_64>,
         shared: VcpuShared,
         on_first_run: Option<Box<dyn FnOnce() + Send>>,
-        seccomp: Confinement,
+        seccomp: Compiled,
     ) -> std::io::Result<Self> {
         install_kick_handler()?;
         let id = vcpu.id();
@@ -155,7 +155,7 @@ impl VcpuHandle {
             .name(format!("vcpu{id}"))
             .spawn(move || {
                 crate::signals::block_shutdown_signals();
-                if let Err(e) = seccomp.apply(ThreadKind::Vcpu) {
+                if let Err(e) = seccomp.install() {
                     let r = VmExitReason::Fatal(format!("vCPU {id}: {e}"));
                     shared.exit.report(r.clone());
                     return VcpuState::Exited(Some(r));
@@ -276,7 +276,9 @@ mod tests {
             vm.create_vcpu(0).unwrap(),
             s.clone(),
             None,
-            Confinement::new(crate::seccomp::SeccompMode::Off),
+            crate::seccomp::Confinement::new(crate::seccomp::SeccompMode::Off)
+                .compile(crate::seccomp::ThreadKind::Vcpu)
+                .unwrap(),
         )
         .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
