@@ -2,7 +2,8 @@
 //!
 //! - The header is emulated: IDs and class as the device has them, BARs and the ROM BAR at
 //!   the addresses the VMM allocated (sizing and relocation as on hardware), a single-function
-//!   type-0 header, no INTx pin (interrupts are MSI/MSI-X only).
+//!   type-0 header, no INTx pin (interrupts are MSI/MSI-X only). Memory and I/O decoding
+//!   start enabled, as firmware leaves them.
 //! - The command register is emulated and forwarded with care: memory and I/O decoding reach
 //!   the device only for the kinds of BARs the guest was given; Bus Master Enable is forwarded
 //!   only once guest RAM is DMA-mapped (the first enable waits on the [`DeviceGate`]).
@@ -71,6 +72,8 @@ pub struct VfioPciDevice {
     command_mask: u16,
     /// The command value last written to the device.
     device_command: u16,
+    /// The device has not been told the command register yet (it may still be resetting).
+    command_unsynced: bool,
 }
 
 fn header(cfg: &[u8]) -> PciHeader {
@@ -163,6 +166,10 @@ impl VfioPciDevice {
             msix: msix.is_some(),
             extra,
         });
+        // Decoding starts on, as firmware leaves it after assigning the BARs: the guest may use
+        // a device no driver enabled (sysfs resource files) and Linux keeps the addresses.
+        let decode = command_mask & (COMMAND_MEMORY_SPACE | COMMAND_IO_SPACE);
+        let _ = config.write_config_register(COMMAND_STATUS_REG, 0, &decode.to_le_bytes());
         config.set_u8(
             crate::capability::CAPABILITY_POINTER_OFFSET,
             layout.first_cap,
@@ -177,6 +184,7 @@ impl VfioPciDevice {
             msix,
             command_mask,
             device_command: 0,
+            command_unsynced: true,
         })
     }
 
@@ -245,6 +253,18 @@ impl VfioPciDevice {
             self.device_write(4, &want.to_le_bytes());
             self.device_command = want;
         }
+    }
+
+    /// Waits until the device may be touched; the first time, tells it the command register.
+    fn ready(&mut self) -> bool {
+        if self.gate.wait_ready().is_err() {
+            return false;
+        }
+        if self.command_unsynced {
+            self.command_unsynced = false;
+            self.forward_command();
+        }
+        true
     }
 
     fn write_header(&mut self, reg: usize, offset: u64, data: &[u8]) -> ConfigWriteResult {
@@ -324,7 +344,7 @@ impl VfioPciDevice {
 
 impl PciDevice for VfioPciDevice {
     fn read_config_register(&mut self, reg: usize) -> u32 {
-        if reg >= self.bytes.len() / 4 || self.gate.wait_ready().is_err() {
+        if reg >= self.bytes.len() / 4 || !self.ready() {
             return 0xffff_ffff;
         }
         if reg == COMMAND_STATUS_REG {
@@ -341,7 +361,7 @@ impl PciDevice for VfioPciDevice {
 
     fn write_config_register(&mut self, reg: usize, offset: u64, data: &[u8]) -> ConfigWriteResult {
         let fits = offset < 4 && offset as usize + data.len() <= 4 && !data.is_empty();
-        if !fits || reg >= self.bytes.len() / 4 || self.gate.wait_ready().is_err() {
+        if !fits || reg >= self.bytes.len() / 4 || !self.ready() {
             return ConfigWriteResult::default();
         }
         if reg < 16 {
@@ -359,7 +379,7 @@ impl PciDevice for VfioPciDevice {
 
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         data.fill(0xff);
-        if self.gate.wait_ready().is_err() {
+        if !self.ready() {
             return;
         }
         if self
@@ -381,7 +401,7 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
-        if bar == ROM_BAR_INDEX || self.gate.wait_ready().is_err() {
+        if bar == ROM_BAR_INDEX || !self.ready() {
             return;
         }
         if self

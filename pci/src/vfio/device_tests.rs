@@ -134,14 +134,17 @@ fn fixture_with(fake: Arc<FakeVfioDevice>, clique: Option<u8>) -> Fixture {
         },
     )
     .unwrap();
-    fake.take_calls();
-    Fixture {
+    let mut fixture = Fixture {
         fake,
         dev,
         gate,
         msi,
         msix,
-    }
+    };
+    // The first access tells the device the initial command (decoding on).
+    fixture.read32(0);
+    fixture.fake.take_calls();
+    fixture
 }
 
 fn fixture() -> Fixture {
@@ -261,6 +264,14 @@ fn passthrough_bytes_reach_the_device_but_ids_and_next_pointers_do_not() {
 #[test]
 fn bar_sizing_and_relocation_follow_the_protocol() {
     let mut f = fixture();
+    // Decoding starts on (as firmware leaves it); the guest turns it off to size the BARs.
+    assert_eq!(f.read32(4) & 0x3, 0x3);
+    let off = f.write(4, &[0x00, 0x00]);
+    assert!(off
+        .bar_moves
+        .iter()
+        .all(|m| m.new_addr.is_none() && m.old_addr.is_some()));
+    assert_eq!(off.bar_moves.len(), 4, "BARs 0, 1, 3 and the I/O BAR 5");
     assert_eq!(
         f.read32(0x14),
         0x0000_000c,
@@ -336,9 +347,10 @@ fn command_register_forwards_only_what_the_device_was_given_and_waits_for_dma() 
 fn a_failed_dma_mapping_keeps_bus_master_off() {
     let mut f = fixture();
     *f.gate.dma_error.lock().unwrap() = Some("no memory".into());
-    let _ = f.write(4, &[0x04, 0x00]);
+    let _ = f.write(4, &[0x07, 0x00]);
     let calls = f.fake.take_calls();
-    assert!(calls.is_empty(), "{calls:?}");
+    assert!(calls.is_empty(), "decoding was on already: {calls:?}");
+    assert_eq!(f.read32(4) & 0xffff, 0x7, "the guest sees what it wrote");
 }
 
 #[test]
