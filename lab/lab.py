@@ -40,8 +40,10 @@ HOST_TOOLS = {
     "dpkg-deb": ["dpkg"],
 }
 KERNEL_META = "linux-image-cloud-amd64"
+# virtio_pci gives an L1 device a native driver (--device virtio-rng-pci,addr=0x6), for the
+# VFIO preflight scenario that must refuse a device not bound to vfio-pci.
 L1_MODULES = ["irqbypass", "kvm", "kvm-amd", "vfio", "vfio_virqfd", "vfio_iommu_type1",
-              "vfio-pci-core", "vfio-pci", "tun"]
+              "vfio-pci-core", "vfio-pci", "tun", "virtio_pci"]
 L1_APPEND = "console=ttyS0 panic=-1 quiet intel_iommu=on no_timer_check"
 
 
