@@ -1,5 +1,7 @@
 //! `key=value,key=value` option strings, as Cloud Hypervisor's CLI uses them.
 
+use std::sync::Mutex;
+
 use super::ConfigError;
 
 /// Split `s` into (key, value) pairs, rejecting unknown and duplicate keys.
@@ -36,8 +38,17 @@ pub fn parse<'a>(
 }
 
 fn accepted_list(accepted: &'static [&'static str]) -> &'static str {
-    // Leaked once per error path at most; keeps ConfigError's field 'static and cheap to compare.
-    Box::leak(accepted.join(", ").into_boxed_str())
+    // Leaked once per parameter list (a handful of statics), not once per error: keeps
+    // ConfigError's field 'static and cheap to compare without growing on every bad option
+    // (the cli_options fuzz target found the per-call leak).
+    static LISTS: Mutex<Vec<(&'static [&'static str], &'static str)>> = Mutex::new(Vec::new());
+    let mut lists = LISTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&(_, joined)) = lists.iter().find(|(list, _)| *list == accepted) {
+        return joined;
+    }
+    let joined: &'static str = Box::leak(accepted.join(", ").into_boxed_str());
+    lists.push((accepted, joined));
+    joined
 }
 
 /// `on`/`off` (and `true`/`false`) as Cloud Hypervisor accepts them.
@@ -76,6 +87,20 @@ mod tests {
             parse("memory", "1G", &["size"]),
             Err(ConfigError::NotKeyValue { .. })
         ));
+    }
+
+    #[test]
+    fn unknown_param_errors_share_one_accepted_list_instead_of_leaking_one_each() {
+        let accepted = |s| match parse("memory", s, &["size", "prefault"]) {
+            Err(ConfigError::UnknownParam { accepted, .. }) => accepted,
+            other => panic!("{other:?}"),
+        };
+        let (a, b) = (accepted("sise=1G"), accepted("prefualt=on"));
+        assert_eq!(a, "size, prefault");
+        assert!(
+            std::ptr::eq(a, b),
+            "a new list was leaked for the second error"
+        );
     }
 
     #[test]
