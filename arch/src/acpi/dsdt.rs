@@ -6,7 +6,8 @@
 //! \_SB_.Cnnn     ACPI0007 processor, _UID = MADT processor UID, _STA = 0xF (per vCPU)
 //! \_SB_.PCI0     PNP0A08/PNP0A03 host bridge, segment 0, bus 0; _CRS: bus range,
 //!                config ports 0xcf8-0xcff, I/O 0-0xcf7 and 0xd00-0xffff, the 32-bit
-//!                and 64-bit MMIO windows
+//!                and 64-bit MMIO windows; _PRT: INTA#..INTD# of every slot on IOAPIC
+//!                GSIs 16..=23 (see [`pci_intx_gsi`])
 //! \_SB_.COM1     PNP0501 16550 (when the VM has one): I/O port block + its IRQ
 //! \_SB_.MBRD     PNP0C02 motherboard resources: the ECAM and the PM registers
 //! \_SB_.PWRB     PNP0C0C power button (when the VMM has a power-button interrupt)
@@ -16,7 +17,7 @@
 
 use acpi_tables::aml::{
     AddressSpace, AddressSpaceCacheable, Device, EISAName, Interrupt, Memory32Fixed, Method, Name,
-    Notify, Package, Path, ResourceTemplate, Return, Scope, IO, ZERO,
+    Notify, Package, PackageBuilder, Path, ResourceTemplate, Return, Scope, IO, ZERO,
 };
 use acpi_tables::sdt::Sdt;
 use acpi_tables::{Aml, AmlSink};
@@ -93,6 +94,34 @@ fn mmio32_window(layout: &MemoryLayout) -> Result<Option<AddressSpace<u32>>, Acp
     Ok(Some(AddressSpace::new_memory(cache, true, min, max, None)))
 }
 
+/// Slots on the root bus (device numbers 0..=31).
+const PCI_SLOTS: u8 = 32;
+/// The first of the IOAPIC pins PCI INTx lines go to.
+const PCI_INTX_FIRST_GSI: u32 = 16;
+/// How many there are (16..=23).
+const PCI_INTX_GSIS: u32 = 8;
+
+/// The IOAPIC GSI of PCI slot `slot`'s interrupt pin `pin` (0 = INTA# .. 3 = INTD#), as the
+/// DSDT's `_PRT` routes it: GSIs 16..=23, swizzled so that the INTA# of neighbouring slots
+/// land on different lines. Level-triggered, active low, shared.
+pub fn pci_intx_gsi(slot: u8, pin: u8) -> u32 {
+    PCI_INTX_FIRST_GSI + (u32::from(slot) + u32::from(pin)) % PCI_INTX_GSIS
+}
+
+/// `_PRT`: one `Package { Address, Pin, Source, SourceIndex }` per slot and pin, with Source 0
+/// (SourceIndex is a global system interrupt, not a link device).
+fn pci_routing_table() -> PackageBuilder {
+    let mut prt = PackageBuilder::new();
+    for slot in 0..PCI_SLOTS {
+        let address = u32::from(slot) << 16 | 0xffff;
+        for pin in 0..4u8 {
+            let gsi = pci_intx_gsi(slot, pin);
+            prt.add_element(&Package::new(vec![&address, &pin, &ZERO, &gsi]));
+        }
+    }
+    prt
+}
+
 /// The PCI host bridge: segment 0, buses `0..=PCI_LAST_BUS`, all I/O ports but the
 /// config ports, and the MMIO windows of `layout`.
 fn pci_host_bridge(layout: &MemoryLayout, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
@@ -122,6 +151,7 @@ fn pci_host_bridge(layout: &MemoryLayout, sink: &mut Vec<u8>) -> Result<(), Acpi
             &Name::new("_UID".into(), &ZERO),
             &Name::new("_BBN".into(), &ZERO),
             &Name::new("_CRS".into(), &ResourceTemplate::new(crs)),
+            &Name::new("_PRT".into(), &pci_routing_table()),
         ],
     )
     .to_aml_bytes(sink);
@@ -353,6 +383,26 @@ mod tests {
             0x88, 0x0d, 0, 1, 0x0c, 3, 0, 0, 0, 0x0d, 0xff, 0xff, 0, 0, 0, 0xf3,
         ];
         assert!(find(pci, &io_high).is_some(), "I/O 0xd00..=0xffff");
+    }
+
+    #[test]
+    fn pci_routing_table_sends_each_slots_pins_to_swizzled_ioapic_gsis() {
+        let (t, _) = dsdt(1, 128 << 20, None);
+        let devices = sb_devices(&t);
+        let (_, pci) = devices.iter().find(|(n, _)| n == b"PCI0").unwrap();
+        let at = find(pci, b"_PRT").unwrap();
+        // PackageOp, a 2-byte PkgLength, 128 entries.
+        assert_eq!(pci[at + 4], 0x12);
+        assert_eq!(pci[at + 7], 128);
+        // Slot 3 INTB#: Package (4) { 0x0003FFFF, One, Zero, 20 }.
+        let entry = [
+            0x12, 0x0b, 4, 0x0c, 0xff, 0xff, 3, 0, 0x01, 0x00, 0x0a, 20,
+        ];
+        assert!(find(pci, &entry).is_some(), "slot 3 INTB#");
+        assert_eq!(pci_intx_gsi(0, 0), 16);
+        assert_eq!(pci_intx_gsi(3, 1), 20);
+        assert_eq!(pci_intx_gsi(7, 3), 18);
+        assert!((0..32).all(|s| (0..4).all(|p| (16..24).contains(&pci_intx_gsi(s, p)))));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! only the pages they occupy.
 
 mod dsdt;
+pub use dsdt::pci_intx_gsi;
 mod fadt;
 mod madt;
 mod mcfg;

@@ -2,8 +2,8 @@
 //!
 //! - The header is emulated: IDs and class as the device has them, BARs and the ROM BAR at
 //!   the addresses the VMM allocated (sizing and relocation as on hardware), a single-function
-//!   type-0 header, no INTx pin (interrupts are MSI/MSI-X only). Memory and I/O decoding
-//!   start enabled, as firmware leaves them.
+//!   type-0 header, the device's INTx pin when the VMM wired one (else none). Memory and I/O
+//!   decoding start enabled, as firmware leaves them.
 //! - The command register is emulated and forwarded with care: memory and I/O decoding reach
 //!   the device only for the kinds of BARs the guest was given; Bus Master Enable is forwarded
 //!   only once guest RAM is DMA-mapped (the first enable waits on the [`DeviceGate`]).
@@ -18,7 +18,7 @@ use log::{debug, warn};
 
 use super::bars::mappable_areas;
 use super::caps;
-use super::interrupts::{VfioIrqGroup, VfioMsi, VfioMsix};
+use super::interrupts::{VfioIntx, VfioIrqGroup, VfioMsi, VfioMsix};
 use super::layout::{self, Byte, LayoutInput};
 use super::ops::{
     DeviceGate, VfioDeviceOps, VfioIrqKind, VFIO_PCI_CONFIG_REGION, VFIO_PCI_ROM_REGION,
@@ -40,6 +40,13 @@ pub struct MsiResources {
     pub eventfds: Vec<EventFd>,
 }
 
+/// The VMM's ends of the INTx line: `trigger` asserts the pin's GSI (a KVM irqfd), and the
+/// hypervisor writes `resample` when the guest has EOIed it.
+pub struct IntxResources {
+    pub trigger: EventFd,
+    pub resample: EventFd,
+}
+
 /// What the VMM decided for the device.
 pub struct VfioPciParams {
     pub ops: Arc<dyn VfioDeviceOps>,
@@ -47,6 +54,8 @@ pub struct VfioPciParams {
     pub bars: Vec<BarConfig>,
     pub msi: Option<MsiResources>,
     pub msix: Option<MsiResources>,
+    /// The INTx line, for a device with an interrupt pin ([`VfioPciInfo::intx_pin`]).
+    pub intx: Option<IntxResources>,
     pub gate: Arc<dyn DeviceGate>,
     /// Add the NVIDIA GPUDirect P2P clique capability with this ID.
     pub gpudirect_clique: Option<u8>,
@@ -68,6 +77,7 @@ pub struct VfioPciDevice {
     bytes: Vec<Byte>,
     msi: Option<VfioMsi>,
     msix: Option<VfioMsix>,
+    intx: Option<Arc<VfioIntx>>,
     /// Command bits the guest may turn on in the device.
     command_mask: u16,
     /// The command value last written to the device.
@@ -76,7 +86,7 @@ pub struct VfioPciDevice {
     command_unsynced: bool,
 }
 
-fn header(cfg: &[u8]) -> PciHeader {
+fn header(cfg: &[u8], interrupt_pin: u8) -> PciHeader {
     let w = |o: usize| u16::from_le_bytes([cfg[o], cfg[o + 1]]);
     PciHeader {
         vendor_id: w(0),
@@ -86,7 +96,7 @@ fn header(cfg: &[u8]) -> PciHeader {
         subsystem_vendor_id: w(0x2c),
         subsystem_id: w(0x2e),
         multi_function: false,
-        interrupt_pin: 0,
+        interrupt_pin,
     }
 }
 
@@ -94,18 +104,20 @@ fn irq_group(
     res: MsiResources,
     ops: &Arc<dyn VfioDeviceOps>,
     kind: VfioIrqKind,
+    intx: &Option<Arc<VfioIntx>>,
 ) -> Arc<VfioIrqGroup> {
-    Arc::new(VfioIrqGroup::new(
-        res.group,
-        res.eventfds,
-        ops.clone(),
-        kind,
-    ))
+    let group = VfioIrqGroup::new(res.group, res.eventfds, ops.clone(), kind);
+    Arc::new(group.with_intx(intx.clone()))
 }
 
 impl VfioPciDevice {
     pub fn new(info: &VfioPciInfo, p: VfioPciParams) -> Result<Self, VfioPciError> {
-        let mut config = PciConfiguration::new(&header(&info.config));
+        let intx = match (info.intx_pin, p.intx) {
+            (1..=4, Some(r)) => Some(Arc::new(VfioIntx::new(p.ops.clone(), r.trigger, r.resample))),
+            _ => None,
+        };
+        let pin = if intx.is_some() { info.intx_pin } else { 0 };
+        let mut config = PciConfiguration::new(&header(&info.config, pin));
         config.set_u16(
             0x3e,
             u16::from_le_bytes([info.config[0x3e], info.config[0x3f]]),
@@ -132,7 +144,7 @@ impl VfioPciDevice {
         }
         let msi = match (info.msi, p.msi) {
             (Some((_, control)), Some(res)) => {
-                let group = irq_group(res, &p.ops, VfioIrqKind::Msi);
+                let group = irq_group(res, &p.ops, VfioIrqKind::Msi, &intx);
                 VfioMsi::new(control, group)
                     .map_err(|e| warn!("vfio: MSI hidden: {e}"))
                     .ok()
@@ -141,7 +153,7 @@ impl VfioPciDevice {
         };
         let msix = match (info.msix, p.msix) {
             (Some((_, params)), Some(res)) => {
-                let group = irq_group(res, &p.ops, VfioIrqKind::Msix);
+                let group = irq_group(res, &p.ops, VfioIrqKind::Msix, &intx);
                 VfioMsix::new(params, &p.bars, group)
                     .map_err(|e| warn!("vfio: MSI-X hidden: {e}"))
                     .ok()
@@ -182,6 +194,7 @@ impl VfioPciDevice {
             bytes: layout.bytes,
             msi,
             msix,
+            intx,
             command_mask,
             device_command: 0,
             command_unsynced: true,
@@ -263,6 +276,9 @@ impl VfioPciDevice {
         if self.command_unsynced {
             self.command_unsynced = false;
             self.forward_command();
+            if let Some(intx) = &self.intx {
+                intx.start();
+            }
         }
         true
     }

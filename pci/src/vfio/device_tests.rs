@@ -112,6 +112,14 @@ fn eventfds(n: usize) -> Vec<EventFd> {
 }
 
 fn fixture_with(fake: Arc<FakeVfioDevice>, clique: Option<u8>) -> Fixture {
+    fixture_full(fake, clique, None)
+}
+
+fn fixture_full(
+    fake: Arc<FakeVfioDevice>,
+    clique: Option<u8>,
+    intx: Option<IntxResources>,
+) -> Fixture {
     let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
     let gate = Arc::new(TestGate::default());
     let msi = Arc::new(RecordingMsiGroup::new());
@@ -131,6 +139,7 @@ fn fixture_with(fake: Arc<FakeVfioDevice>, clique: Option<u8>) -> Fixture {
             }),
             gate: gate.clone(),
             gpudirect_clique: clique,
+            intx,
         },
     )
     .unwrap();
@@ -501,4 +510,92 @@ fn hostile_config_and_bar_accesses_never_panic() {
     }
     // The chain is still well formed.
     assert_eq!(f.chain().len(), 5);
+}
+
+#[test]
+fn intx_is_on_until_msi_takes_over_and_back_after() {
+    let mut cfg = gpu_config();
+    cfg[0x3d] = 1; // INTA#
+    let fake = Arc::new(
+        FakeVfioDevice::new(cfg)
+            .with_region(0, region(16 << 20, true))
+            .with_irqs(VfioIrqKind::Intx, 1)
+            .with_irqs(VfioIrqKind::Msi, 1)
+            .with_irqs(VfioIrqKind::Msix, 4),
+    );
+    let intx = IntxResources {
+        trigger: EventFd::new(0).unwrap(),
+        resample: EventFd::new(0).unwrap(),
+    };
+    // Before the first guest access (the device may still be resetting) nothing is set up.
+    let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
+    assert_eq!(info.intx_pin, 1);
+    let mut f = fixture_full(fake.clone(), None, Some(intx));
+    assert_eq!(f.read8(0x3d), 1, "INTA#");
+    let first = f.fake.take_calls();
+    // (the fixture's first read already turned INTx on; the fake's log was cleared after it)
+    assert!(first.is_empty(), "{first:?}");
+    // MSI on: INTx off first (VFIO allows one mode at a time); MSI off: INTx back.
+    let _ = f.write(0x6c, &0xfee0_0000u32.to_le_bytes());
+    let _ = f.write(0x6a, &[0x01]);
+    assert_eq!(
+        f.fake.take_calls(),
+        vec![
+            FakeVfioCall::DisableIrqs(VfioIrqKind::Intx),
+            FakeVfioCall::EnableIrqs(VfioIrqKind::Msi, 1)
+        ]
+    );
+    let _ = f.write(0x6a, &[0x00]);
+    assert_eq!(
+        f.fake.take_calls(),
+        vec![
+            FakeVfioCall::DisableIrqs(VfioIrqKind::Msi),
+            FakeVfioCall::EnableIrqs(VfioIrqKind::Intx, 1),
+            FakeVfioCall::IntxUnmaskFd
+        ]
+    );
+    // Without INTx resources the pin reads 0.
+    let mut plain = fixture();
+    assert_eq!(plain.read8(0x3d), 0);
+}
+
+#[test]
+fn the_first_access_turns_intx_on_after_the_command_register() {
+    let mut cfg = gpu_config();
+    cfg[0x3d] = 2; // INTB#
+    let fake = Arc::new(
+        FakeVfioDevice::new(cfg)
+            .with_region(0, region(16 << 20, true))
+            .with_irqs(VfioIrqKind::Intx, 1),
+    );
+    let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
+    let mut dev = VfioPciDevice::new(
+        &info,
+        VfioPciParams {
+            ops: fake.clone(),
+            bars: place(&info.bars),
+            msi: None,
+            msix: None,
+            intx: Some(IntxResources {
+                trigger: EventFd::new(0).unwrap(),
+                resample: EventFd::new(0).unwrap(),
+            }),
+            gate: Arc::new(TestGate::default()),
+            gpudirect_clique: None,
+        },
+    )
+    .unwrap();
+    assert!(fake.take_calls().is_empty(), "nothing before the guest comes");
+    assert_eq!(dev.read_config_register(15) >> 8 & 0xff, 2);
+    assert_eq!(
+        fake.take_calls(),
+        vec![
+            FakeVfioCall::ConfigWrite {
+                offset: 4,
+                data: vec![0x02, 0x00]
+            },
+            FakeVfioCall::EnableIrqs(VfioIrqKind::Intx, 1),
+            FakeVfioCall::IntxUnmaskFd
+        ]
+    );
 }

@@ -15,6 +15,8 @@ pub enum FakeVfioCall {
     /// `enable_irqs` with this many eventfds.
     EnableIrqs(VfioIrqKind, usize),
     DisableIrqs(VfioIrqKind),
+    /// `set_intx_unmask_fd`.
+    IntxUnmaskFd,
     Reset,
     /// A write to a region other than config space.
     RegionWrite {
@@ -202,6 +204,14 @@ impl VfioDeviceOps for FakeVfioDevice {
         let mut s = self.lock();
         s.calls.push(FakeVfioCall::DisableIrqs(kind));
         s.fds.remove(&kind);
+        Ok(())
+    }
+
+    fn set_intx_unmask_fd(&self, _fd: &EventFd) -> io::Result<()> {
+        if self.irq_count(VfioIrqKind::Intx) == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        self.lock().calls.push(FakeVfioCall::IntxUnmaskFd);
         Ok(())
     }
 

@@ -9,10 +9,16 @@
 //! capability also hands the vectors' eventfds to VFIO_DEVICE_SET_IRQS, disabling it
 //! disables them there. Masking stays in the VMM's group (a masked vector's irqfd is
 //! detached and the eventfd keeps counting), so the hardware mask is never touched.
+//!
+//! [`VfioIntx`] is the fallback: the INTx line signals an eventfd the VMM wires to a
+//! level-triggered GSI (KVM irqfd with a resample eventfd). VFIO masks the line when it fires;
+//! the guest's EOI writes the resample eventfd, which VFIO takes as "unmask". VFIO allows one
+//! interrupt mode at a time, so INTx is turned off while MSI or MSI-X is on.
 
 use std::io;
 use std::sync::{Arc, Mutex};
 
+use log::warn;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::ops::{VfioDeviceOps, VfioIrqKind};
@@ -22,6 +28,79 @@ use crate::interrupt::{MsiInterruptGroup, MsiMessage};
 use crate::msi::{Msi, MsiError};
 use crate::msix::{Msix, MsixParams};
 
+/// The device's INTx line through VFIO (see the module documentation).
+pub struct VfioIntx {
+    ops: Arc<dyn VfioDeviceOps>,
+    trigger: EventFd,
+    resample: EventFd,
+    /// (INTx is on in VFIO, MSI/MSI-X capabilities on now).
+    state: Mutex<(bool, u32)>,
+}
+
+impl VfioIntx {
+    /// `trigger` asserts the guest's GSI; a write to `resample` means the guest EOIed it.
+    pub fn new(ops: Arc<dyn VfioDeviceOps>, trigger: EventFd, resample: EventFd) -> Self {
+        VfioIntx {
+            ops,
+            trigger,
+            resample,
+            state: Mutex::new((false, 0)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, u32)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn turn_on(&self, s: &mut (bool, u32)) {
+        if s.0 || s.1 > 0 {
+            return;
+        }
+        let on = self
+            .ops
+            .enable_irqs(VfioIrqKind::Intx, &[&self.trigger])
+            .and_then(|()| self.ops.set_intx_unmask_fd(&self.resample));
+        match on {
+            Ok(()) => s.0 = true,
+            Err(e) => warn!("vfio: INTx stays off: {e}"),
+        }
+    }
+
+    fn turn_off(&self, s: &mut (bool, u32)) {
+        if s.0 {
+            if let Err(e) = self.ops.disable_irqs(VfioIrqKind::Intx) {
+                warn!("vfio: turning INTx off: {e}");
+            }
+            s.0 = false;
+        }
+    }
+
+    /// Turns the line on (when no MSI/MSI-X is on).
+    pub fn start(&self) {
+        let mut s = self.lock();
+        self.turn_on(&mut s);
+    }
+
+    /// MSI or MSI-X is being enabled.
+    fn suspend(&self) {
+        let mut s = self.lock();
+        self.turn_off(&mut s);
+        s.1 += 1;
+    }
+
+    /// MSI or MSI-X was disabled.
+    fn resume(&self) {
+        let mut s = self.lock();
+        s.1 = s.1.saturating_sub(1);
+        self.turn_on(&mut s);
+    }
+
+    /// Whether the line is on in VFIO.
+    pub fn is_on(&self) -> bool {
+        self.lock().0
+    }
+}
+
 /// An interrupt group that programs VFIO when the guest enables or disables the capability.
 pub struct VfioIrqGroup {
     inner: Arc<dyn MsiInterruptGroup>,
@@ -30,6 +109,8 @@ pub struct VfioIrqGroup {
     kind: VfioIrqKind,
     /// Vectors to hand to VFIO on enable (MSI: what multiple-message enable asks for).
     wanted: Mutex<usize>,
+    /// The INTx line to turn off while this capability is on.
+    intx: Option<Arc<VfioIntx>>,
 }
 
 impl VfioIrqGroup {
@@ -47,7 +128,14 @@ impl VfioIrqGroup {
             ops,
             kind,
             wanted: Mutex::new(wanted),
+            intx: None,
         }
+    }
+
+    /// Turns `intx` off while the capability is on.
+    pub fn with_intx(mut self, intx: Option<Arc<VfioIntx>>) -> Self {
+        self.intx = intx;
+        self
     }
 
     fn set_wanted(&self, n: usize) {
@@ -71,6 +159,9 @@ impl MsiInterruptGroup for VfioIrqGroup {
     }
 
     fn enable(&self) -> io::Result<()> {
+        if let Some(intx) = &self.intx {
+            intx.suspend();
+        }
         self.inner.enable()?;
         let n = self.wanted();
         if n == 0 {
@@ -82,6 +173,9 @@ impl MsiInterruptGroup for VfioIrqGroup {
 
     fn disable(&self) -> io::Result<()> {
         let vfio = self.ops.disable_irqs(self.kind);
+        if let Some(intx) = &self.intx {
+            intx.resume();
+        }
         self.inner.disable()?;
         vfio
     }

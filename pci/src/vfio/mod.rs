@@ -20,9 +20,9 @@ mod ops;
 mod probe;
 
 pub use bars::{mappable_areas, PAGE_SIZE};
-pub use device::{MappableArea, MsiResources, VfioPciDevice, VfioPciParams};
+pub use device::{IntxResources, MappableArea, MsiResources, VfioPciDevice, VfioPciParams};
 pub use fake::{FakeVfioCall, FakeVfioDevice};
-pub use interrupts::{MsixRegion, VfioIrqGroup};
+pub use interrupts::{MsixRegion, VfioIntx, VfioIrqGroup};
 pub use ops::{
     DeviceGate, HostMapping, OpenGate, RegionInfo, VfioDeviceOps, VfioIrqKind,
     VFIO_PCI_CONFIG_REGION, VFIO_PCI_ROM_REGION,

@@ -58,6 +58,9 @@ pub trait VfioDeviceOps: Send + Sync {
     fn enable_irqs(&self, kind: VfioIrqKind, fds: &[&EventFd]) -> io::Result<()>;
     /// VFIO_DEVICE_SET_IRQS with no vectors: stop signalling `kind`.
     fn disable_irqs(&self, kind: VfioIrqKind) -> io::Result<()>;
+    /// VFIO_DEVICE_SET_IRQS (INTx, unmask action): a write to `fd` unmasks the INTx line VFIO
+    /// masked when it fired (the hypervisor's resample eventfd: the guest's EOI).
+    fn set_intx_unmask_fd(&self, fd: &EventFd) -> io::Result<()>;
     /// VFIO_DEVICE_RESET, when the device supports a reset; `Ok(false)` when it does not.
     fn reset(&self) -> io::Result<bool>;
 }

@@ -40,6 +40,8 @@ pub struct VfioPciInfo {
     pub msi: Option<(usize, u16)>,
     /// Offset and layout of the MSI-X capability, if VFIO can drive it.
     pub msix: Option<(usize, MsixParams)>,
+    /// The interrupt pin (1..=4 for INTA#..INTD#) when VFIO can drive INTx; 0 otherwise.
+    pub intx_pin: u8,
 }
 
 fn word(cfg: &[u8], off: usize) -> u16 {
@@ -82,7 +84,14 @@ impl VfioPciInfo {
         let msix = find(PCI_CAP_ID_MSIX)
             .filter(|_| ops.irq_count(VfioIrqKind::Msix) > 0)
             .map(|off| (off, msix_params(&config, off)));
+        let pin = config[0x3d];
+        let intx_pin = if (1..=4).contains(&pin) && ops.irq_count(VfioIrqKind::Intx) > 0 {
+            pin
+        } else {
+            0
+        };
         Ok(VfioPciInfo {
+            intx_pin,
             config,
             caps,
             ext_caps,

@@ -1,13 +1,15 @@
 //! Putting one VFIO device on the PCI segment: probe it, place its BARs, give it MSI/MSI-X
-//! vector groups, mmap the BAR areas that can be mapped straight into the guest, and add it
-//! to the bus. Works on any [`VfioDeviceOps`], so it is tested with the fake device.
+//! vector groups and its INTx line, mmap the BAR areas that can be mapped straight into the
+//! guest, and add it to the bus. Works on any [`VfioDeviceOps`], so it is tested with the fake
+//! device.
 
 use std::sync::{Arc, Mutex};
 
+use hypervisor::Vm;
 use log::info;
 use pci::vfio::{
-    DeviceGate, MsiResources, VfioDeviceOps, VfioPciDevice, VfioPciError, VfioPciInfo,
-    VfioPciParams,
+    DeviceGate, IntxResources, MsiResources, VfioDeviceOps, VfioPciDevice, VfioPciError,
+    VfioPciInfo, VfioPciParams,
 };
 use pci::{BarConfig, BarKind, PciAddress};
 use vmm_sys_util::eventfd::EventFd;
@@ -22,6 +24,12 @@ pub enum AttachError {
     Probe { name: String, source: VfioPciError },
     #[error("{name}: {source}")]
     Pci { name: String, source: PciSetupError },
+    #[error("{name}: wiring INTx to GSI {gsi}: {source}")]
+    Intx {
+        name: String,
+        gsi: u32,
+        source: std::io::Error,
+    },
     #[error("{name}: mapping BAR {bar} at +{offset:#x}: {source}")]
     Mmap {
         name: String,
@@ -37,10 +45,34 @@ pub struct Attached {
     pub model: Arc<Mutex<VfioPciDevice>>,
 }
 
-fn resources(pci: &PciSegment, vectors: u16) -> Result<MsiResources, PciSetupError> {
+/// What the device needs from the VMM besides the PCI segment.
+pub struct AttachParams<'a> {
+    pub vm: &'a dyn Vm,
+    pub mapper: &'a BarMapper,
+    pub gate: Arc<dyn DeviceGate>,
+    pub gpudirect_clique: Option<u8>,
+}
+
+fn resources(
+    pci: &PciSegment,
+    vectors: Option<u16>,
+) -> Result<Option<MsiResources>, PciSetupError> {
+    let Some(vectors) = vectors else {
+        return Ok(None);
+    };
     let group: Arc<KvmMsiGroup> = pci.msi_group(vectors)?;
     let eventfds: Vec<EventFd> = (0..vectors).filter_map(|v| group.eventfd(v)).collect();
-    Ok(MsiResources { group, eventfds })
+    Ok(Some(MsiResources { group, eventfds }))
+}
+
+/// The device's INTx pin (1..=4) as a level-triggered IOAPIC GSI routed by the DSDT's `_PRT`:
+/// a KVM irqfd with a resample eventfd, so the guest's EOI lets VFIO unmask the line.
+fn intx(vm: &dyn Vm, gsi: u32) -> std::io::Result<IntxResources> {
+    let trigger = EventFd::new(libc::EFD_NONBLOCK)?;
+    let resample = EventFd::new(libc::EFD_NONBLOCK)?;
+    vm.register_irqfd_with_resample(&trigger, &resample, gsi)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(IntxResources { trigger, resample })
 }
 
 fn describe(bars: &[BarConfig]) -> String {
@@ -63,45 +95,14 @@ fn describe(bars: &[BarConfig]) -> String {
         .join(", ")
 }
 
-/// Probes `ops` and puts the device on `pci`; its mappable BAR areas go to `mapper`.
-pub fn attach(
+/// mmaps the model's mappable BAR areas and hands them to `mapper`.
+fn map_areas(
     name: &str,
-    ops: Arc<dyn VfioDeviceOps>,
-    pci: &PciSegment,
+    ops: &dyn VfioDeviceOps,
+    model: &VfioPciDevice,
+    address: PciAddress,
     mapper: &BarMapper,
-    gate: Arc<dyn DeviceGate>,
-    gpudirect_clique: Option<u8>,
-) -> Result<Attached, AttachError> {
-    let probe_err = |source| AttachError::Probe {
-        name: name.into(),
-        source,
-    };
-    let pci_err = |source| AttachError::Pci {
-        name: name.into(),
-        source,
-    };
-    let info = VfioPciInfo::probe(ops.as_ref()).map_err(probe_err)?;
-    let address = pci.next_address().map_err(pci_err)?;
-    let bars = pci.allocate_bars(address, &info.bars).map_err(pci_err)?;
-    let msi = info
-        .msi_vectors()
-        .map(|n| resources(pci, n))
-        .transpose()
-        .map_err(pci_err)?;
-    let msix = info
-        .msix_vectors()
-        .map(|n| resources(pci, n))
-        .transpose()
-        .map_err(pci_err)?;
-    let params = VfioPciParams {
-        ops: ops.clone(),
-        bars: bars.clone(),
-        msi,
-        msix,
-        gate,
-        gpudirect_clique,
-    };
-    let model = VfioPciDevice::new(&info, params).map_err(probe_err)?;
+) -> Result<usize, AttachError> {
     let areas = model.mappable_areas();
     for area in &areas {
         let mapping = ops
@@ -118,12 +119,59 @@ pub fn attach(
         };
         mapper.register(address, area.bar, vec![direct]);
     }
+    Ok(areas.len())
+}
+
+/// Probes `ops` and puts the device on `pci`; its mappable BAR areas go to `p.mapper`.
+pub fn attach(
+    name: &str,
+    ops: Arc<dyn VfioDeviceOps>,
+    pci: &PciSegment,
+    p: AttachParams<'_>,
+) -> Result<Attached, AttachError> {
+    let probe_err = |source| AttachError::Probe {
+        name: name.into(),
+        source,
+    };
+    let pci_err = |source| AttachError::Pci {
+        name: name.into(),
+        source,
+    };
+    let info = VfioPciInfo::probe(ops.as_ref()).map_err(probe_err)?;
+    let address = pci.next_address().map_err(pci_err)?;
+    let bars = pci.allocate_bars(address, &info.bars).map_err(pci_err)?;
+    let msi = resources(pci, info.msi_vectors()).map_err(pci_err)?;
+    let msix = resources(pci, info.msix_vectors()).map_err(pci_err)?;
+    let gsi = arch::acpi::pci_intx_gsi(address.device, info.intx_pin.saturating_sub(1));
+    let intx = match info.intx_pin {
+        0 => None,
+        _ => Some(intx(p.vm, gsi).map_err(|source| AttachError::Intx {
+            name: name.into(),
+            gsi,
+            source,
+        })?),
+    };
+    let params = VfioPciParams {
+        ops: ops.clone(),
+        bars: bars.clone(),
+        msi,
+        msix,
+        intx,
+        gate: p.gate,
+        gpudirect_clique: p.gpudirect_clique,
+    };
+    let model = VfioPciDevice::new(&info, params).map_err(probe_err)?;
+    let areas = map_areas(name, ops.as_ref(), &model, address, p.mapper)?;
+    let pin = match info.intx_pin {
+        0 => "none".to_string(),
+        n => format!("INT{} on GSI {gsi}", (b'A' + n - 1) as char),
+    };
     info!(
-        "vfio: {name} ({:04x}:{:04x}) at {address}: {}; {} direct BAR area(s); MSI {:?}, MSI-X {:?}",
+        "vfio: {name} ({:04x}:{:04x}) at {address}: {}; {areas} direct BAR area(s); MSI {:?}, \
+         MSI-X {:?}, INTx {pin}",
         info.vendor_id(),
         info.device_id(),
         describe(&bars),
-        areas.len(),
         info.msi_vectors(),
         info.msix_vectors(),
     );
@@ -146,6 +194,7 @@ mod tests {
 
     struct World {
         hv: FakeHypervisor,
+        vm: Arc<dyn hypervisor::Vm>,
         buses: Buses,
         pci: PciSegment,
         mapper: Arc<BarMapper>,
@@ -159,12 +208,25 @@ mod tests {
         let mapper = Arc::new(BarMapper::new(vm.clone(), Arc::new(SlotAllocator::new(1))));
         let router = Arc::new(GsiRouter::new(vm.clone()));
         let pci =
-            PciSegment::with_bar_mapper(vm, router, &buses, &layout, Some(mapper.clone())).unwrap();
+            PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, Some(mapper.clone()))
+                .unwrap();
         World {
             hv,
+            vm,
             buses,
             pci,
             mapper,
+        }
+    }
+
+    impl World {
+        fn params(&self) -> AttachParams<'_> {
+            AttachParams {
+                vm: self.vm.as_ref(),
+                mapper: &self.mapper,
+                gate: Arc::new(OpenGate),
+                gpudirect_clique: None,
+            }
         }
     }
 
@@ -208,15 +270,7 @@ mod tests {
     fn a_large_bar_becomes_a_slot_the_sub_page_bar_is_trapped_and_both_follow_moves() {
         let w = world();
         let fake = ivshmem();
-        let a = attach(
-            "ivshmem",
-            fake.clone(),
-            &w.pci,
-            &w.mapper,
-            Arc::new(OpenGate),
-            None,
-        )
-        .unwrap();
+        let a = attach("ivshmem", fake.clone(), &w.pci, w.params()).unwrap();
         let bars = a.model.lock().unwrap().bars();
         let bar2 = bars.iter().find(|b| b.index == 2).unwrap();
         assert_eq!(bar2.size, 64 << 30);
@@ -278,15 +332,7 @@ mod tests {
                 .with_region(0, region(0x10000, true))
                 .with_irqs(VfioIrqKind::Msix, 2),
         );
-        let a = attach(
-            "nic",
-            fake.clone(),
-            &w.pci,
-            &w.mapper,
-            Arc::new(OpenGate),
-            None,
-        )
-        .unwrap();
+        let a = attach("nic", fake.clone(), &w.pci, w.params()).unwrap();
         ecam_write(&w, a.address, 4, 0x6);
         let slots: Vec<(u64, u64)> = w
             .mapper
@@ -317,5 +363,43 @@ mod tests {
             fake.fire(VfioIrqKind::Msix, 0),
             "the device signals the KVM irqfd"
         );
+    }
+}
+
+#[cfg(test)]
+mod intx_tests {
+    use super::*;
+    use hypervisor::fake::{Call, FakeHypervisor};
+    use hypervisor::Hypervisor;
+    use pci::vfio::{FakeVfioDevice, OpenGate, VfioIrqKind};
+
+    #[test]
+    fn intx_goes_to_the_prt_gsi_with_a_resample_irqfd() {
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let buses = crate::vcpu::exit::Buses::default();
+        let layout = arch::layout::MemoryLayout::new(1 << 30, 40).unwrap();
+        let mapper = Arc::new(BarMapper::new(
+            vm.clone(),
+            Arc::new(crate::memory::SlotAllocator::new(1)),
+        ));
+        let router = Arc::new(crate::interrupts::GsiRouter::new(vm.clone()));
+        let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, None).unwrap();
+        let mut cfg = vec![0u8; 256];
+        cfg[..4].copy_from_slice(&[0x34, 0x12, 0xe8, 0x11]);
+        cfg[0x3d] = 1;
+        let fake = Arc::new(FakeVfioDevice::new(cfg).with_irqs(VfioIrqKind::Intx, 1));
+        let params = AttachParams {
+            vm: vm.as_ref(),
+            mapper: &mapper,
+            gate: Arc::new(OpenGate),
+            gpudirect_clique: None,
+        };
+        let a = attach("legacy", fake, &pci, params).unwrap();
+        let gsi = arch::acpi::pci_intx_gsi(a.address.device, 0);
+        assert!(hv.calls().contains(&Call::RegisterIrqfd {
+            gsi,
+            resample: true
+        }));
     }
 }

@@ -247,6 +247,15 @@ impl VfioDeviceOps for HostDevice {
         dev.disable_irq(kind.index()).map_err(io_err)
     }
 
+    fn set_intx_unmask_fd(&self, fd: &EventFd) -> io::Result<()> {
+        let guard = self.dev();
+        let dev = guard
+            .as_ref()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        dev.set_irq_resample_fd(VfioIrqKind::Intx.index(), vec![fd])
+            .map_err(io_err)
+    }
+
     fn reset(&self) -> io::Result<bool> {
         let fd = self.fd()?;
         // SAFETY: VFIO_DEVICE_RESET takes no argument.

@@ -10,7 +10,7 @@ pub mod preflight;
 mod relocator;
 pub mod seccomp;
 
-pub use attach::{attach, AttachError, Attached};
+pub use attach::{attach, AttachError, AttachParams, Attached};
 pub use bar_map::{BarMapper, DirectArea};
 pub use host::{ContainerDma, HostDevice, HostError, VfioHost};
 pub use passthrough::{Passthrough, PassthroughError};

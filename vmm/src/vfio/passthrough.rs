@@ -18,7 +18,7 @@ use pci::vfio::{VfioDeviceOps, VfioIrqKind};
 use pci::PciAddress;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use super::attach::{attach, AttachError};
+use super::attach::{attach, AttachError, AttachParams};
 use super::bar_map::BarMapper;
 use super::dma::{self, DmaGate, DmaMapper, MappingJob, RamRegion};
 use super::host::{HostDevice, HostError, VfioHost};
@@ -47,6 +47,7 @@ struct Device {
 
 /// The passed-through devices of a VM.
 pub struct Passthrough {
+    vm: Arc<dyn Vm>,
     devices: Vec<Device>,
     mapper: Arc<BarMapper>,
     gate: Arc<DmaGate>,
@@ -73,7 +74,7 @@ fn teardown(
     attached: &[PciAddress],
 ) {
     for d in devices {
-        for kind in [VfioIrqKind::Msix, VfioIrqKind::Msi] {
+        for kind in [VfioIrqKind::Msix, VfioIrqKind::Msi, VfioIrqKind::Intx] {
             if d.irq_count(kind) > 0 {
                 let _ = d.disable_irqs(kind);
             }
@@ -160,6 +161,7 @@ impl Passthrough {
             })
             .map_err(PassthroughError::Thread)?;
         Ok(Some(Passthrough {
+            vm: vm.clone(),
             devices,
             mapper,
             gate,
@@ -177,14 +179,13 @@ impl Passthrough {
     pub fn attach_all(&mut self, pci: &PciSegment) -> Result<(), PassthroughError> {
         for d in &self.devices {
             let name = d.cfg.id.clone().unwrap_or_else(|| d.checked.bdf.clone());
-            let a = attach(
-                &name,
-                d.host.clone(),
-                pci,
-                &self.mapper,
-                self.gate.clone(),
-                d.cfg.gpudirect_clique,
-            )?;
+            let params = AttachParams {
+                vm: self.vm.as_ref(),
+                mapper: &self.mapper,
+                gate: self.gate.clone(),
+                gpudirect_clique: d.cfg.gpudirect_clique,
+            };
+            let a = attach(&name, d.host.clone(), pci, params)?;
             self.attached.push(a.address);
         }
         Ok(())
