@@ -54,8 +54,6 @@ pub struct VfioPciParams {
     pub bars: Vec<BarConfig>,
     pub msi: Option<MsiResources>,
     pub msix: Option<MsiResources>,
-    /// The INTx line, for a device with an interrupt pin ([`VfioPciInfo::intx_pin`]).
-    pub intx: Option<IntxResources>,
     pub gate: Arc<dyn DeviceGate>,
     /// Add the NVIDIA GPUDirect P2P clique capability with this ID.
     pub gpudirect_clique: Option<u8>,
@@ -111,9 +109,24 @@ fn irq_group(
 }
 
 impl VfioPciDevice {
+    /// A device whose interrupts are MSI/MSI-X only (no INTx pin).
     pub fn new(info: &VfioPciInfo, p: VfioPciParams) -> Result<Self, VfioPciError> {
-        let intx = match (info.intx_pin, p.intx) {
-            (1..=4, Some(r)) => Some(Arc::new(VfioIntx::new(p.ops.clone(), r.trigger, r.resample))),
+        Self::with_intx(info, p, None)
+    }
+
+    /// A device with its INTx line too, for a device with an interrupt pin
+    /// ([`VfioPciInfo::intx_pin`]).
+    pub fn with_intx(
+        info: &VfioPciInfo,
+        p: VfioPciParams,
+        intx: Option<IntxResources>,
+    ) -> Result<Self, VfioPciError> {
+        let intx = match (info.intx_pin, intx) {
+            (1..=4, Some(r)) => Some(Arc::new(VfioIntx::new(
+                p.ops.clone(),
+                r.trigger,
+                r.resample,
+            ))),
             _ => None,
         };
         let pin = if intx.is_some() { info.intx_pin } else { 0 };

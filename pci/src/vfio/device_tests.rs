@@ -124,7 +124,7 @@ fn fixture_full(
     let gate = Arc::new(TestGate::default());
     let msi = Arc::new(RecordingMsiGroup::new());
     let msix = Arc::new(RecordingMsiGroup::new());
-    let dev = VfioPciDevice::new(
+    let dev = VfioPciDevice::with_intx(
         &info,
         VfioPciParams {
             ops: fake.clone(),
@@ -139,8 +139,8 @@ fn fixture_full(
             }),
             gate: gate.clone(),
             gpudirect_clique: clique,
-            intx,
         },
+        intx,
     )
     .unwrap();
     let mut fixture = Fixture {
@@ -569,23 +569,26 @@ fn the_first_access_turns_intx_on_after_the_command_register() {
             .with_irqs(VfioIrqKind::Intx, 1),
     );
     let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
-    let mut dev = VfioPciDevice::new(
+    let mut dev = VfioPciDevice::with_intx(
         &info,
         VfioPciParams {
             ops: fake.clone(),
             bars: place(&info.bars),
             msi: None,
             msix: None,
-            intx: Some(IntxResources {
-                trigger: EventFd::new(0).unwrap(),
-                resample: EventFd::new(0).unwrap(),
-            }),
             gate: Arc::new(TestGate::default()),
             gpudirect_clique: None,
         },
+        Some(IntxResources {
+            trigger: EventFd::new(0).unwrap(),
+            resample: EventFd::new(0).unwrap(),
+        }),
     )
     .unwrap();
-    assert!(fake.take_calls().is_empty(), "nothing before the guest comes");
+    assert!(
+        fake.take_calls().is_empty(),
+        "nothing before the guest comes"
+    );
     assert_eq!(dev.read_config_register(15) >> 8 & 0xff, 2);
     assert_eq!(
         fake.take_calls(),

@@ -156,11 +156,10 @@ pub fn attach(
         bars: bars.clone(),
         msi,
         msix,
-        intx,
         gate: p.gate,
         gpudirect_clique: p.gpudirect_clique,
     };
-    let model = VfioPciDevice::new(&info, params).map_err(probe_err)?;
+    let model = VfioPciDevice::with_intx(&info, params, intx).map_err(probe_err)?;
     let areas = map_areas(name, ops.as_ref(), &model, address, p.mapper)?;
     let pin = match info.intx_pin {
         0 => "none".to_string(),
