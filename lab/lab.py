@@ -484,8 +484,9 @@ L2_AVAILABLE_MODULES = ["button", "evdev", "virtio_pci", "virtio_blk", "virtio_n
 def build_l2_initrd(modules=()):
     out = L2OUT / "initramfs.cpio.gz"
     barpoke = build_static_tool("bar-poke")
+    hostile = build_static_tool("hostile")
     kmods = [k for k in (build_l2_kmod(n) for n in L2_LOCAL_MODULES) if k]
-    inputs = [LAB / "l2/init", *sorted((LAB / "l2/scenarios").glob("*")), LAB / "lab.py", barpoke, *kmods]
+    inputs = [LAB / "l2/init", *sorted((LAB / "l2/scenarios").glob("*")), LAB / "lab.py", barpoke, hostile, *kmods]
     if modules:
         out = L2OUT / f"initramfs-{'-'.join(modules)}.cpio.gz"
     if newer(out, *inputs) and (CACHE / "busybox/.extracted").exists():
@@ -495,6 +496,7 @@ def build_l2_initrd(modules=()):
     for p in sorted((LAB / "l2/scenarios").glob("*")):
         cpio.file(f"lab/scenarios/{p.name}", p)
     cpio.file("bin/bar-poke", barpoke, 0o755)
+    cpio.file("bin/hostile", hostile, 0o755)
     if modules:
         add_modules(cpio, list(modules))
     else:
