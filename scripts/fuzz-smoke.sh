@@ -62,7 +62,9 @@ build() {
 echo "fuzz: building the targets (sanitizer: $FUZZ_SANITIZER)"
 b0=$(date +%s)
 if ! build "$FUZZ_SANITIZER"; then
-    if [ "$FUZZ_SANITIZER" != none ]; then
+    # A compile error fails the same way without a sanitizer: only retry for other failures
+    # (a toolchain without the sanitizer runtime, a link error).
+    if [ "$FUZZ_SANITIZER" != none ] && ! grep -q '^error\[E[0-9]' "$LOGDIR/fuzz/build.log"; then
         tail -20 "$LOGDIR/fuzz/build.log"
         echo "fuzz: the $FUZZ_SANITIZER sanitizer build failed; retrying without a sanitizer"
         FUZZ_SANITIZER=none

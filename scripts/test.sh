@@ -3,6 +3,7 @@
 # /dev/kvm), and the nested lab (real Linux guests under nested KVM inside QEMU).
 #   scripts/test.sh            everything
 #   SKIP_LAB=1 scripts/test.sh  without the nested lab
+#   SKIP_FUZZ=1 scripts/test.sh without the fuzz smoke run (FUZZ_SECONDS=N: N s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
@@ -15,6 +16,18 @@ cargo test --workspace -j2 --no-run
 
 step "unit, fake-backend and KVM smoke tests"
 cargo test --workspace -j2 2>&1 | tee "$LOGDIR/cargo-test.log"
+
+if [ "${SKIP_FUZZ:-0}" = 1 ]; then
+    echo "SKIP_FUZZ=1: fuzz smoke run skipped"
+else
+    step "fuzz smoke run: every cargo-fuzz target for ${FUZZ_SECONDS:-60} s"
+    set +e
+    scripts/fuzz-smoke.sh 2>&1 | tee "$LOGDIR/fuzz.log"
+    fuzz_rc=${PIPESTATUS[0]}
+    set -e
+    [ "$fuzz_rc" = 0 ] || { echo "fuzz smoke run failed: see $LOGDIR/fuzz.log and fuzz/artifacts/"; exit 1; }
+    fuzz_pass=$(sed -n 's/^fuzz: \([0-9]*\) passed.*/\1/p' "$LOGDIR/fuzz.log")
+fi
 
 if [ "${SKIP_LAB:-0}" = 1 ]; then
     echo "SKIP_LAB=1: nested lab skipped"
@@ -31,4 +44,4 @@ else
 fi
 cargo_pass=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOGDIR/cargo-test.log" | awk '{s+=$4} END {print s+0}')
 echo "all tests passed in $(( $(date +%s) - t0 )) s"
-echo "total: $(( cargo_pass + ${pass:-0} )) passed, 0 failed"
+echo "total: $(( cargo_pass + ${fuzz_pass:-0} + ${pass:-0} )) passed, 0 failed"

@@ -16,6 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use vmm::config::{
     self, ConfigError, ConsoleConfig, CpusConfig, MemoryConfig, SeccompMode, SerialConfig,
 };
+use vmm_fuzz::trace;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -69,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
 /// An error must render as one line that names the option (`--name: ...`).
 fn check<T>(r: Result<T, ConfigError>) -> Result<T, ConfigError> {
     if let Err(e) = &r {
+        trace!("{e}");
         let msg = e.to_string();
         assert!(msg.starts_with("--"), "{msg:?}");
         assert!(!msg.contains('\n') || has_newline_in_value(e), "{msg:?}");
@@ -91,12 +93,17 @@ fn has_newline_in_value(e: &ConfigError) -> bool {
 fn whole_command_line(text: &str) {
     let args = std::iter::once("vmm").chain(text.split('\n'));
     // --help and --version come back as errors too (try_get_matches_from never exits).
-    let Ok(m) = vmm::cli::command().try_get_matches_from(args) else {
-        return;
+    let m = match vmm::cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            trace!("clap: {}", e.kind());
+            return;
+        }
     };
     let Ok(cli) = check(vmm::cli::from_matches(&m)) else {
         return;
     };
+    trace!("{:?}", cli.vm);
     let vm = &cli.vm;
     assert!((1..=254).contains(&vm.cpus.boot));
     assert!(vm.memory.size > 0);

@@ -25,7 +25,7 @@ use libfuzzer_sys::fuzz_target;
 
 use arch::{load_guest_with_rsdp, BootSetup, MemoryLayout};
 use vm_memory::GuestMemoryMmap;
-use vmm_fuzz::Cursor;
+use vmm_fuzz::{trace, Cursor};
 
 const GUEST_RAM: u64 = 64 << 20;
 const MAX_FILE: u32 = 80 << 20;
@@ -82,6 +82,7 @@ fuzz_target!(|data: &[u8]| {
         },
         rsdp,
     );
+    trace!("load: {result:?}");
     if let Ok(entry) = result {
         assert!(
             entry.addr < layout.ram_end(),

@@ -27,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 
 use devices::legacy::{AcpiPm, Cmos, DebugPort, Serial, I8042};
 use devices::{Bus, BusDevice, CountingInterrupt, SharedBuffer};
-use vmm_fuzz::Cursor;
+use vmm_fuzz::{trace, Cursor};
 
 /// (base, length) of each device, in the order of the operand byte.
 const RANGES: [(u64, u64); 5] = [(0x3f8, 8), (0x60, 5), (0x70, 2), (0x80, 1), (0x600, 3)];
@@ -118,5 +118,7 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    assert!(debug.lock().unwrap().events().len() <= devices::legacy::debug_port::MAX_EVENTS);
+    let events = debug.lock().unwrap().events().len();
+    assert!(events <= devices::legacy::debug_port::MAX_EVENTS);
+    trace!("{ops} ops, {} interrupts, {events} POST codes", irq.count());
 });

@@ -50,7 +50,7 @@ use vmm::virtio_pci::activator::Activator;
 use vmm::virtio_pci::caps::BAR_SIZE;
 use vmm::virtio_pci::common::{CommonConfig, StatusChange, STATUS_FEATURES_OK};
 use vmm::virtio_pci::{VirtioPciDevice, VirtioPciParams};
-use vmm_fuzz::Cursor;
+use vmm_fuzz::{trace, Cursor};
 
 /// Guest RAM as the segment reserves it (below the 32-bit MMIO window).
 const RAM: (u64, u64) = (0, 0x8000_0000);
@@ -313,6 +313,26 @@ fuzz_target!(|data: &[u8]| {
         check_common(&rig.common);
     }
     check_rig(&rig);
+    if vmm_fuzz::debug() {
+        let mut t = rig.test.lock().unwrap();
+        let (msi, msix) = (t.msi.state().enabled, t.msix.table().is_enabled());
+        trace!(
+            "{ops} ops; test function command/status {:#010x}, MSI {msi}, MSI-X {msix}, BARs {:x?}",
+            t.read_config_register(1),
+            t.bars()
+        );
+        drop(t);
+        let v = rig.bus.device(VIRTIO_SLOT).unwrap();
+        let mut v = v.lock().unwrap();
+        let mut status = [0u8];
+        v.read_bar(0, 0x14, &mut status);
+        trace!(
+            "virtio-pci command/status {:#010x}, device status {:#x}; common config {:?}",
+            v.read_config_register(1),
+            status[0],
+            rig.common
+        );
+    }
 });
 
 fn step(rig: &mut Rig, c: &mut Cursor) {

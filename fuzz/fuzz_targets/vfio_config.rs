@@ -41,7 +41,7 @@ use pci::vfio::{
     VfioPciInfo, VfioPciParams, PAGE_SIZE,
 };
 use pci::{BarKind, PciAddress, PciAllocator, PciAllocatorConfig, PciDevice, RecordingMsiGroup};
-use vmm_fuzz::Cursor;
+use vmm_fuzz::{trace, Cursor};
 use vmm_sys_util::eventfd::EventFd;
 
 const COMMAND_IO: u16 = 1;
@@ -119,9 +119,21 @@ fuzz_target!(|data: &[u8]| {
     let mut c = Cursor::new(data);
     let (fake, flags) = build_fake(&mut c);
     let fake = Arc::new(fake);
-    let Ok(info) = VfioPciInfo::probe(fake.as_ref()) else {
-        return;
+    let info = match VfioPciInfo::probe(fake.as_ref()) {
+        Ok(info) => info,
+        Err(e) => {
+            trace!("probe: {e}");
+            return;
+        }
     };
+    trace!(
+        "probed: caps {:?}, ext caps {:?}, BARs {:?}, MSI {:?}, MSI-X {:?}",
+        info.caps,
+        info.ext_caps,
+        info.bars,
+        info.msi,
+        info.msix
+    );
     // Place the BARs as the VMM does (arch's layout for a 1 GiB guest).
     let layout = arch::MemoryLayout::new(1 << 30, 40).unwrap();
     let mut alloc = PciAllocator::new(&PciAllocatorConfig {
@@ -131,8 +143,12 @@ fuzz_target!(|data: &[u8]| {
         host_phys_bits: Some(layout.phys_bits),
     })
     .unwrap();
-    let Ok(bars) = alloc.allocate_device(PciAddress::new(0, 4, 0), &info.bars) else {
-        return;
+    let bars = match alloc.allocate_device(PciAddress::new(0, 4, 0), &info.bars) {
+        Ok(bars) => bars,
+        Err(e) => {
+            trace!("BAR allocation: {e}");
+            return;
+        }
     };
     let gate = Arc::new(Gate {
         refuse_dma: flags & 2 != 0,
@@ -145,7 +161,7 @@ fuzz_target!(|data: &[u8]| {
             eventfds: eventfds(v.min(64)),
         })
     };
-    let Ok(mut dev) = VfioPciDevice::new(
+    let dev = VfioPciDevice::new(
         &info,
         VfioPciParams {
             ops: fake.clone(),
@@ -155,8 +171,13 @@ fuzz_target!(|data: &[u8]| {
             gate: gate.clone(),
             gpudirect_clique: (flags & 4 != 0).then_some(3),
         },
-    ) else {
-        return;
+    );
+    let mut dev = match dev {
+        Ok(dev) => dev,
+        Err(e) => {
+            trace!("device model: {e}");
+            return;
+        }
     };
     fake.take_calls();
     let has_io = bars.iter().any(|b| b.kind == BarKind::Io);
@@ -206,6 +227,11 @@ fuzz_target!(|data: &[u8]| {
         }
         check_calls(&fake, has_io, has_mem, gate.refuse_dma);
     }
+    trace!(
+        "{ops} ops; interrupts enabled {:?}; mappable {:x?}",
+        dev.interrupts_enabled(),
+        dev.mappable_areas()
+    );
     let ids = dev.read_config_register(0);
     assert_eq!(
         ids,

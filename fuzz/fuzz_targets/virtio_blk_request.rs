@@ -34,7 +34,7 @@ use devices::virtio::block::request::{parse_request, Request, RequestType};
 use devices::virtio::block::{DiskImage, SECTOR_SIZE};
 use devices::virtio::chain::{gather, scatter, total_len};
 use virtio_queue::desc::split::Descriptor;
-use vmm_fuzz::{guest_memory, in_guest_ram, Cursor};
+use vmm_fuzz::{guest_memory, in_guest_ram, trace, Cursor};
 
 /// Cached image: 64 KiB of sectors plus a 100-byte partial sector the guest must never see.
 const CACHED_LEN: u64 = 0x1_0000 + 100;
@@ -97,7 +97,9 @@ fuzz_target!(|data: &[u8]| {
     let use_direct = c.bool();
     let mem = guest_memory(c.rest());
 
-    let Ok(req) = parse_request(&mem, descs) else {
+    let parsed = parse_request(&mem, descs);
+    trace!("request: {parsed:?}");
+    let Ok(req) = parsed else {
         return;
     };
     check_request(&req);
@@ -137,6 +139,7 @@ fn execute(mem: &vm_memory::GuestMemoryMmap, req: &Request, image: &Image) {
     match req.kind {
         RequestType::In => {
             let res = disk.read_at(offset, &mut buf);
+            trace!("read {len} at {offset}: {res:?}");
             assert_eq!(res.is_ok(), fits, "read at {offset} len {len}: {res:?}");
             if res.is_ok() {
                 scatter(mem, &req.data, &buf).expect("scatter into checked segments");
@@ -145,6 +148,7 @@ fn execute(mem: &vm_memory::GuestMemoryMmap, req: &Request, image: &Image) {
         RequestType::Out => {
             gather(mem, &req.data, &mut buf).expect("gather of checked segments");
             let res = disk.write_at(offset, &buf);
+            trace!("write {len} at {offset}: {res:?}");
             assert!(res.is_err() || fits, "write at {offset} len {len} accepted");
         }
         RequestType::Discard | RequestType::WriteZeroes => {
@@ -164,6 +168,7 @@ fn execute(mem: &vm_memory::GuestMemoryMmap, req: &Request, image: &Image) {
                 } else {
                     disk.write_zeroes(off, bytes, unmap)
                 };
+                trace!("{:?} {bytes} at {off}: {res:?}", req.kind);
                 assert!(res.is_err() || fits, "zeroing {bytes} at {off} accepted");
             }
         }

@@ -24,7 +24,7 @@ use libfuzzer_sys::fuzz_target;
 use devices::virtio::chain::{gather, scatter, split_at, total_len, ChainBuffers};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemory;
-use vmm_fuzz::{guest_memory, in_guest_ram, Cursor};
+use vmm_fuzz::{guest_memory, in_guest_ram, trace, Cursor};
 
 const MAX_SIZE: u16 = 256;
 
@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
     // What devices::virtio::queue::take_queues demands before a device may use the queue.
     let size = q.size();
     if size == 0 || size > MAX_SIZE || !size.is_power_of_two() || !q.is_valid(&mem) {
+        trace!("queue of size {size} refused");
         return;
     }
     q.set_event_idx(flags & 1 != 0);
@@ -64,7 +65,9 @@ fuzz_target!(|data: &[u8]| {
         };
         drop(iter);
         let head = chain.head_index();
-        let len = match ChainBuffers::parse(&mem, chain.clone()) {
+        let parsed = ChainBuffers::parse(&mem, chain.clone());
+        trace!("chain {head}: {parsed:?}");
+        let len = match parsed {
             Ok(bufs) => check_and_copy(&mem, &bufs, &mut scratch),
             Err(_) => 0,
         };

@@ -4,7 +4,26 @@
 //!
 //! Keep the layouts stable: a changed layout silently turns the committed corpus into noise.
 
+use std::sync::OnceLock;
+
 use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+/// Whether `FUZZ_DEBUG` is set: the targets then say what each input did (to check that a
+/// seed reaches what it was written for: `FUZZ_DEBUG=1 fuzz/target/*/release/<t> <seed>`).
+pub fn debug() -> bool {
+    static DEBUG: OnceLock<bool> = OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("FUZZ_DEBUG").is_some())
+}
+
+/// `eprintln!` when [`debug`] is on.
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if $crate::debug() {
+            eprintln!($($arg)*);
+        }
+    };
+}
 
 /// Reads little-endian integers and byte strings off the fuzz input; past the end every
 /// read returns zeros (or an empty slice), so a harness never has to check lengths.
