@@ -1,13 +1,20 @@
 //! BAR areas of passed-through devices mapped straight into the guest: each area (an mmapped
 //! part of a VFIO region) becomes a KVM memory slot at the BAR's guest address, and follows
-//! the BAR when the guest moves it. With more than one device, the areas are also DMA-mapped
-//! at their guest address so devices can reach each other's BARs (peer-to-peer).
+//! the BAR when the guest moves it.
+//!
+//! With more than one device the areas are also DMA-mapped at their guest address, so devices
+//! can reach each other's BARs (GPU peer-to-peer). That mapping is not made on every move:
+//! pinning a large BAR walks it page by page (a 64 GiB BAR took 50-80 s in the nested lab,
+//! and a guest toggles decoding several times while it enumerates). Moves only mark the
+//! mapping stale; the `vfio` thread brings it up to date ([`BarMapper::sync_peer_dma`]) once
+//! a guest driver has enabled bus mastering, so enumeration costs nothing.
 //!
 //! The whole BAR is also on the MMIO bus (see [`super::relocator`]): whatever is not a slot
 //! (MSI-X pages, sub-page BARs, an area KVM refused) exits to the VMM and is forwarded, so a
 //! failed slot costs speed, never correctness.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hypervisor::{MemoryRegion, Vm};
@@ -23,20 +30,34 @@ pub struct DirectArea {
     pub mapping: HostMapping,
 }
 
+type BarKey = (PciAddress, usize);
+
 #[derive(Default)]
 struct Bar {
     areas: Vec<DirectArea>,
-    /// Slots in the hypervisor now, and whether each is DMA-mapped too.
-    live: Vec<(MemoryRegion, bool)>,
+    /// Slots in the hypervisor now.
+    live: Vec<MemoryRegion>,
+}
+
+/// A peer-to-peer DMA mapping: IOVA, size, host address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PeerMap {
+    iova: u64,
+    size: u64,
+    host: u64,
 }
 
 /// The directly mapped BAR areas of every passed-through device.
 pub struct BarMapper {
     vm: Arc<dyn Vm>,
     slots: Arc<SlotAllocator>,
+    bars: Mutex<HashMap<BarKey, Bar>>,
     /// Where to DMA-map BARs for peer-to-peer; `None` with a single device.
-    peer_dma: Mutex<Option<Arc<dyn DmaMapper>>>,
-    bars: Mutex<HashMap<(PciAddress, usize), Bar>>,
+    peer: Mutex<Option<Arc<dyn DmaMapper>>>,
+    /// A slot moved since the last [`BarMapper::sync_peer_dma`].
+    peer_stale: AtomicBool,
+    /// What is DMA-mapped now (touched only by the sync and teardown, on the vfio thread).
+    peer_maps: Mutex<HashMap<BarKey, Vec<PeerMap>>>,
 }
 
 impl BarMapper {
@@ -44,25 +65,25 @@ impl BarMapper {
         BarMapper {
             vm,
             slots,
-            peer_dma: Mutex::new(None),
             bars: Mutex::new(HashMap::new()),
+            peer: Mutex::new(None),
+            peer_stale: AtomicBool::new(false),
+            peer_maps: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(PciAddress, usize), Bar>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<BarKey, Bar>> {
         self.bars.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// DMA-map BAR areas at their guest address from now on (several devices: P2P).
+    /// Keep BAR areas DMA-mapped at their guest address (several devices: P2P).
     pub fn enable_peer_dma(&self, dma: Arc<dyn DmaMapper>) {
-        *self.peer_dma.lock().unwrap_or_else(|e| e.into_inner()) = Some(dma);
+        *self.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(dma);
+        self.peer_stale.store(true, Ordering::Release);
     }
 
-    fn peer_dma(&self) -> Option<Arc<dyn DmaMapper>> {
-        self.peer_dma
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn peer(&self) -> Option<Arc<dyn DmaMapper>> {
+        self.peer.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Areas of BAR `bar` of `device` to map while the BAR decodes.
@@ -83,17 +104,12 @@ impl BarMapper {
     pub fn slots_of(&self, device: PciAddress, bar: usize) -> Vec<MemoryRegion> {
         self.lock()
             .get(&(device, bar))
-            .map(|b| b.live.iter().map(|l| l.0).collect())
+            .map(|b| b.live.clone())
             .unwrap_or_default()
     }
 
-    fn unmap(&self, bar: &mut Bar, dma: Option<&Arc<dyn DmaMapper>>) {
-        for (region, dma_mapped) in bar.live.drain(..) {
-            if let (true, Some(d)) = (dma_mapped, dma) {
-                if let Err(e) = d.unmap(region.guest_phys_addr, region.size) {
-                    log::debug!("vfio: P2P unmap of {:#x}: {e}", region.guest_phys_addr);
-                }
-            }
+    fn remove_slots(&self, bar: &mut Bar) {
+        for region in bar.live.drain(..) {
             match self.vm.remove_memory_region(region) {
                 Ok(()) => self.slots.free(region.slot),
                 Err(e) => log::warn!("vfio: removing BAR slot {}: {e}", region.slot),
@@ -101,12 +117,7 @@ impl BarMapper {
         }
     }
 
-    fn map_area(
-        &self,
-        area: &DirectArea,
-        gpa: u64,
-        dma: Option<&Arc<dyn DmaMapper>>,
-    ) -> Option<(MemoryRegion, bool)> {
+    fn add_slot(&self, area: &DirectArea, gpa: u64) -> Option<MemoryRegion> {
         let Some(slot) = self.slots.allocate() else {
             log::warn!("vfio: out of memory slots; BAR area at {gpa:#x} stays trapped");
             return None;
@@ -118,7 +129,7 @@ impl BarMapper {
             host_addr: area.mapping.as_ptr() as u64,
             readonly: false,
         };
-        // SAFETY: the mapping lives in this mapper until the slot is removed (unmap/clear).
+        // SAFETY: the mapping lives in this mapper until the slot is removed (teardown).
         if let Err(e) = unsafe { self.vm.set_memory_region(region) } {
             log::warn!(
                 "vfio: BAR area at {gpa:#x} (+{:#x}) stays trapped: {e}",
@@ -127,44 +138,134 @@ impl BarMapper {
             self.slots.free(slot);
             return None;
         }
-        // SAFETY: as above, the host mapping outlives the DMA mapping (unmapped first).
-        let dma_mapped = dma.is_some_and(|d| {
-            unsafe { d.map(gpa, region.size, area.mapping.as_ptr()) }
-                .map_err(|e| log::warn!("vfio: P2P DMA map of BAR at {gpa:#x}: {e}"))
-                .is_ok()
-        });
-        Some((region, dma_mapped))
+        Some(region)
     }
 
     /// The BAR now decodes at `base` (`None`: not at all): move its slots there.
     pub fn move_bar(&self, device: PciAddress, bar: usize, base: Option<u64>) {
-        let dma = self.peer_dma();
         let mut bars = self.lock();
         let Some(b) = bars.get_mut(&(device, bar)) else {
             return;
         };
-        self.unmap(b, dma.as_ref());
-        let Some(base) = base else {
-            return;
-        };
-        let mut live = Vec::with_capacity(b.areas.len());
-        for area in &b.areas {
-            if let Some(gpa) = base.checked_add(area.offset) {
-                live.extend(self.map_area(area, gpa, dma.as_ref()));
+        self.remove_slots(b);
+        if let Some(base) = base {
+            let mut live = Vec::with_capacity(b.areas.len());
+            for area in &b.areas {
+                if let Some(gpa) = base.checked_add(area.offset) {
+                    live.extend(self.add_slot(area, gpa));
+                }
             }
+            b.live = live;
         }
-        b.live = live;
+        self.peer_stale.store(true, Ordering::Release);
     }
 
-    /// Removes every slot and DMA mapping, and forgets the areas of `device` (teardown).
+    /// Whether the peer-to-peer DMA mappings lag behind the slots.
+    pub fn peer_dma_stale(&self) -> bool {
+        self.peer_stale.load(Ordering::Acquire) && self.peer().is_some()
+    }
+
+    fn wanted_peer_maps(&self) -> HashMap<BarKey, Vec<PeerMap>> {
+        self.lock()
+            .iter()
+            .map(|(key, b)| {
+                let maps = b.live.iter().map(|r| PeerMap {
+                    iova: r.guest_phys_addr,
+                    size: r.size,
+                    host: r.host_addr,
+                });
+                (*key, maps.collect())
+            })
+            .collect()
+    }
+
+    /// Brings the peer-to-peer DMA mappings in line with the slots: unmaps what moved away,
+    /// maps what is new. Runs on the vfio thread; the BAR lock is not held while mapping.
+    /// Large areas are mapped 1 GiB at a time and `stop` is asked between chunks (the VM is
+    /// ending); what is mapped so far is remembered, so teardown unmaps it.
+    pub fn sync_peer_dma(&self, stop: &dyn Fn() -> bool) {
+        let Some(dma) = self.peer() else {
+            return;
+        };
+        self.peer_stale.store(false, Ordering::Release);
+        let wanted = self.wanted_peer_maps();
+        let mut current = self.peer_maps.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, maps) in current.iter_mut() {
+            let keep = wanted.get(key).cloned().unwrap_or_default();
+            maps.retain(|m| keep.contains(m) || !unmap_peer(dma.as_ref(), m));
+        }
+        let mut mapped = 0;
+        for (key, maps) in wanted {
+            let have = current.entry(key).or_default();
+            let new: Vec<PeerMap> = maps.into_iter().filter(|m| !have.contains(m)).collect();
+            for m in new {
+                let done = map_peer(dma.as_ref(), &m, stop);
+                mapped += done;
+                if done > 0 {
+                    have.push(PeerMap { size: done, ..m });
+                }
+                if done < m.size {
+                    // Stopped or failed: a later sync starts this one over.
+                    self.peer_stale.store(true, Ordering::Release);
+                }
+                if stop() {
+                    return;
+                }
+            }
+        }
+        if mapped > 0 {
+            log::info!(
+                "vfio: peer-to-peer DMA: {} of BARs mapped at their guest addresses",
+                pci::format_size(mapped)
+            );
+        }
+    }
+
+    /// Removes every DMA mapping and slot of `device`, and forgets its areas (teardown).
     pub fn remove_device(&self, device: PciAddress) {
-        let dma = self.peer_dma();
+        if let Some(dma) = self.peer() {
+            let mut current = self.peer_maps.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, maps) in current.iter_mut().filter(|(k, _)| k.0 == device) {
+                maps.retain(|m| !unmap_peer(dma.as_ref(), m));
+            }
+        }
         let mut bars = self.lock();
         let keys: Vec<_> = bars.keys().filter(|k| k.0 == device).copied().collect();
         for key in keys {
             if let Some(mut b) = bars.remove(&key) {
-                self.unmap(&mut b, dma.as_ref());
+                self.remove_slots(&mut b);
             }
+        }
+    }
+}
+
+/// Peer-to-peer mappings are made this much at a time.
+const PEER_CHUNK: u64 = 1 << 30;
+
+/// Maps `m` chunk by chunk until done, failed or `stop`; returns the bytes mapped.
+fn map_peer(dma: &dyn DmaMapper, m: &PeerMap, stop: &dyn Fn() -> bool) -> u64 {
+    let mut done = 0;
+    while done < m.size && !stop() {
+        let len = PEER_CHUNK.min(m.size - done);
+        let host = (m.host + done) as *mut u8;
+        // SAFETY: the host mapping belongs to a registered area, which lives until teardown,
+        // and teardown unmaps this DMA mapping first.
+        if let Err(e) = unsafe { dma.map(m.iova + done, len, host) } {
+            log::warn!("vfio: P2P DMA map of BAR at {:#x}: {e}", m.iova + done);
+            break;
+        }
+        done += len;
+    }
+    done
+}
+
+/// Unmaps `m`; true when it is gone.
+fn unmap_peer(dma: &dyn DmaMapper, m: &PeerMap) -> bool {
+    match dma.unmap(m.iova, m.size) {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug!("vfio: P2P unmap of {:#x}: {e}", m.iova);
+            false
         }
     }
 }
@@ -216,10 +317,30 @@ mod tests {
         m.move_bar(dev, 0, None);
         assert!(m.slots_of(dev, 0).is_empty());
         m.move_bar(PciAddress::new(0, 9, 0), 0, Some(0)); // unknown BARs are ignored
+        assert!(!m.peer_dma_stale(), "no peer DMA with one device");
     }
 
     #[test]
-    fn peer_to_peer_dma_maps_follow_the_bar_and_teardown_removes_everything() {
+    fn large_peer_maps_go_in_chunks_and_stop_when_told() {
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let m = BarMapper::new(vm, Arc::new(SlotAllocator::new(1)));
+        let dma = Arc::new(FakeDma::default());
+        m.enable_peer_dma(dma.clone());
+        let dev = PciAddress::new(0, 5, 0);
+        m.register(dev, 2, vec![area(0, 4 << 30)]);
+        m.move_bar(dev, 2, Some(64 << 30));
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        // Told to stop after two chunks: 2 GiB mapped, remembered, and still stale.
+        m.sync_peer_dma(&|| calls.fetch_add(1, Ordering::SeqCst) >= 2);
+        assert_eq!(dma.maps.lock().unwrap().len(), 2);
+        assert!(m.peer_dma_stale());
+        m.remove_device(dev);
+        assert_eq!(*dma.unmaps.lock().unwrap(), vec![(64 << 30, 2 << 30)]);
+    }
+
+    #[test]
+    fn peer_dma_follows_the_slots_only_when_synced() {
         let hv = FakeHypervisor::new();
         let vm = hv.create_vm().unwrap();
         let m = BarMapper::new(vm, Arc::new(SlotAllocator::new(1)));
@@ -227,13 +348,25 @@ mod tests {
         m.enable_peer_dma(dma.clone());
         let dev = PciAddress::new(0, 4, 0);
         m.register(dev, 2, vec![area(0, 0x10000)]);
+        // Enumeration toggles decoding a few times: nothing is DMA-mapped meanwhile.
+        for _ in 0..3 {
+            m.move_bar(dev, 2, Some(0x40_0000_0000));
+            m.move_bar(dev, 2, None);
+        }
         m.move_bar(dev, 2, Some(0x40_0000_0000));
+        assert!(dma.maps.lock().unwrap().is_empty());
+        assert!(m.peer_dma_stale());
+        m.sync_peer_dma(&|| false);
+        assert!(!m.peer_dma_stale());
+        assert_eq!(*dma.maps.lock().unwrap(), vec![(0x40_0000_0000, 0x10000)]);
+        m.sync_peer_dma(&|| false); // nothing changed: nothing done
+        assert_eq!(dma.maps.lock().unwrap().len(), 1);
+        // A later move: the next sync unmaps the old IOVA and maps the new one.
         m.move_bar(dev, 2, Some(0x80_0000_0000));
-        assert_eq!(
-            *dma.maps.lock().unwrap(),
-            vec![(0x40_0000_0000, 0x10000), (0x80_0000_0000, 0x10000)]
-        );
+        m.sync_peer_dma(&|| false);
         assert_eq!(*dma.unmaps.lock().unwrap(), vec![(0x40_0000_0000, 0x10000)]);
+        assert_eq!(dma.maps.lock().unwrap()[1], (0x80_0000_0000, 0x10000));
+        // Teardown removes the DMA mapping and the slot.
         m.remove_device(dev);
         assert!(!m.has(dev, 2));
         assert_eq!(dma.unmaps.lock().unwrap().len(), 2);
@@ -242,6 +375,6 @@ mod tests {
             .iter()
             .filter(|c| matches!(c, Call::RemoveMemoryRegion(_)))
             .count();
-        assert_eq!(removed, 2);
+        assert_eq!(removed, 5);
     }
 }

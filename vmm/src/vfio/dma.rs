@@ -56,6 +56,8 @@ pub struct DmaGate {
     dma_waiters: AtomicUsize,
     /// The VM is ending: stop mapping.
     cancelled: AtomicBool,
+    /// A guest driver has enabled bus mastering on some device.
+    bus_master_seen: AtomicBool,
 }
 
 impl Default for DmaGate {
@@ -65,6 +67,7 @@ impl Default for DmaGate {
             cv: Condvar::new(),
             dma_waiters: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
+            bus_master_seen: AtomicBool::new(false),
         }
     }
 }
@@ -106,6 +109,16 @@ impl DmaGate {
         self.cancelled.store(true, Ordering::Release);
     }
 
+    /// Whether [`DmaGate::cancel`] was called.
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Whether a guest driver has enabled bus mastering (DMA) on a device yet.
+    pub fn bus_master_seen(&self) -> bool {
+        self.bus_master_seen.load(Ordering::Acquire)
+    }
+
     /// Whether a vCPU is waiting for the mapping (the guest wants DMA now).
     pub fn dma_wanted(&self) -> bool {
         self.dma_waiters.load(Ordering::Acquire) > 0
@@ -118,6 +131,7 @@ impl DeviceGate for DmaGate {
     }
 
     fn wait_dma_ready(&self) -> Result<(), String> {
+        self.bus_master_seen.store(true, Ordering::Release);
         self.dma_waiters.fetch_add(1, Ordering::AcqRel);
         let r = self.wait(|s| &s.1);
         self.dma_waiters.fetch_sub(1, Ordering::AcqRel);

@@ -9,9 +9,10 @@
 //! release the devices and the container — because that thread was started before any
 //! seccomp filter and may make those calls.
 
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use hypervisor::Vm;
 use pci::vfio::{VfioDeviceOps, VfioIrqKind};
@@ -63,6 +64,27 @@ fn ram_regions(mem: &GuestMemoryMmap) -> Vec<RamRegion> {
             host: r.as_ptr(),
         })
         .collect()
+}
+
+/// How often the vfio thread checks whether peer-to-peer DMA mappings lag behind BAR moves.
+const PEER_SYNC_PERIOD: Duration = Duration::from_millis(200);
+
+/// What the vfio thread does while the VM runs: keep peer-to-peer DMA mappings (several
+/// devices only) in line with the BAR slots, once a driver has enabled bus mastering (so the
+/// guest's enumeration, which toggles decoding, costs no mapping). Returns the devices to
+/// tear down when the VMM asks.
+fn serve(rx: &Receiver<Vec<PciAddress>>, mapper: &BarMapper, gate: &DmaGate) -> Vec<PciAddress> {
+    loop {
+        match rx.recv_timeout(PEER_SYNC_PERIOD) {
+            Ok(attached) => return attached,
+            Err(RecvTimeoutError::Disconnected) => return Vec::new(),
+            Err(RecvTimeoutError::Timeout) => {
+                if gate.bus_master_seen() && mapper.peer_dma_stale() {
+                    mapper.sync_peer_dma(&|| gate.cancelled());
+                }
+            }
+        }
+    }
 }
 
 /// What the vfio thread does once the VM is over.
@@ -150,11 +172,12 @@ impl Passthrough {
         };
         let (tx, rx) = channel::<Vec<PciAddress>>();
         let m = mapper.clone();
+        let g = gate.clone();
         let worker = std::thread::Builder::new()
             .name("vfio".into())
             .spawn(move || {
                 job.run();
-                let attached = rx.recv().unwrap_or_default();
+                let attached = serve(&rx, &m, &g);
                 teardown(&hosts, &m, dma.as_ref(), &ram, &attached);
                 drop(hosts);
                 drop(host);
