@@ -181,7 +181,7 @@ impl BarMapper {
 
     /// Brings the peer-to-peer DMA mappings in line with the slots: unmaps what moved away,
     /// maps what is new. Runs on the vfio thread; the BAR lock is not held while mapping.
-    /// Large areas are mapped 1 GiB at a time and `stop` is asked between chunks (the VM is
+    /// Large areas are mapped 256 MiB at a time and `stop` is asked between chunks (the VM is
     /// ending); what is mapped so far is remembered, so teardown unmaps it.
     pub fn sync_peer_dma(&self, stop: &dyn Fn() -> bool) {
         let Some(dma) = self.peer() else {
@@ -239,8 +239,9 @@ impl BarMapper {
     }
 }
 
-/// Peer-to-peer mappings are made this much at a time.
-const PEER_CHUNK: u64 = 1 << 30;
+/// Peer-to-peer mappings are made this much at a time (type1 pins a BAR page by page on
+/// kernels before huge-pfnmap support: a stop request waits for one chunk at most).
+const PEER_CHUNK: u64 = 256 << 20;
 
 /// Maps `m` chunk by chunk until done, failed or `stop`; returns the bytes mapped.
 fn map_peer(dma: &dyn DmaMapper, m: &PeerMap, stop: &dyn Fn() -> bool) -> u64 {
@@ -331,12 +332,12 @@ mod tests {
         m.register(dev, 2, vec![area(0, 4 << 30)]);
         m.move_bar(dev, 2, Some(64 << 30));
         let calls = std::sync::atomic::AtomicUsize::new(0);
-        // Told to stop after two chunks: 2 GiB mapped, remembered, and still stale.
+        // Told to stop after two chunks: 512 MiB mapped, remembered, and still stale.
         m.sync_peer_dma(&|| calls.fetch_add(1, Ordering::SeqCst) >= 2);
         assert_eq!(dma.maps.lock().unwrap().len(), 2);
         assert!(m.peer_dma_stale());
         m.remove_device(dev);
-        assert_eq!(*dma.unmaps.lock().unwrap(), vec![(64 << 30, 2 << 30)]);
+        assert_eq!(*dma.unmaps.lock().unwrap(), vec![(64 << 30, 512 << 20)]);
     }
 
     #[test]
