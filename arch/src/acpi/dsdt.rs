@@ -395,9 +395,7 @@ mod tests {
         assert_eq!(pci[at + 4], 0x12);
         assert_eq!(pci[at + 7], 128);
         // Slot 3 INTB#: Package (4) { 0x0003FFFF, One, Zero, 20 }.
-        let entry = [
-            0x12, 0x0b, 4, 0x0c, 0xff, 0xff, 3, 0, 0x01, 0x00, 0x0a, 20,
-        ];
+        let entry = [0x12, 0x0b, 4, 0x0c, 0xff, 0xff, 3, 0, 0x01, 0x00, 0x0a, 20];
         assert!(find(pci, &entry).is_some(), "slot 3 INTB#");
         assert_eq!(pci_intx_gsi(0, 0), 16);
         assert_eq!(pci_intx_gsi(3, 1), 20);
