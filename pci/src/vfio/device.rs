@@ -108,6 +108,85 @@ fn irq_group(
     Arc::new(group.with_intx(intx.clone()))
 }
 
+/// Declares `bars` in `config`; returns the command bits the guest may turn on in the device
+/// (decoding only for the kinds of BARs it has).
+fn declare_bars(config: &mut PciConfiguration, bars: &[BarConfig]) -> Result<u16, VfioPciError> {
+    let mut command_mask = COMMAND_BUS_MASTER
+        | COMMAND_INTX_DISABLE
+        | COMMAND_SERR_ENABLE
+        | COMMAND_PARITY_ERROR_RESPONSE;
+    for bar in bars {
+        let declared = if bar.index == ROM_BAR_INDEX {
+            config.add_rom_bar(bar.size, bar.addr)
+        } else {
+            config.add_bar(bar)
+        };
+        declared.map_err(|source| VfioPciError::Bar {
+            index: bar.index,
+            source,
+        })?;
+        command_mask |= if bar.kind == BarKind::Io {
+            COMMAND_IO_SPACE
+        } else {
+            COMMAND_MEMORY_SPACE
+        };
+    }
+    Ok(command_mask)
+}
+
+/// MSI and MSI-X, emulated when the device has them and the VMM gave them vectors (a
+/// capability that cannot be emulated is hidden).
+fn emulated_interrupts(
+    info: &VfioPciInfo,
+    p: &VfioPciParams,
+    intx: &Option<Arc<VfioIntx>>,
+) -> (Option<VfioMsi>, Option<VfioMsix>) {
+    let take = |r: &Option<MsiResources>| {
+        r.as_ref().map(|r| MsiResources {
+            group: r.group.clone(),
+            eventfds: r
+                .eventfds
+                .iter()
+                .filter_map(|e| e.try_clone().ok())
+                .collect(),
+        })
+    };
+    let msi = match (info.msi, take(&p.msi)) {
+        (Some((_, control)), Some(res)) => {
+            let group = irq_group(res, &p.ops, VfioIrqKind::Msi, intx);
+            VfioMsi::new(control, group)
+                .map_err(|e| warn!("vfio: MSI hidden: {e}"))
+                .ok()
+        }
+        _ => None,
+    };
+    let msix = match (info.msix, take(&p.msix)) {
+        (Some((_, params)), Some(res)) => {
+            let group = irq_group(res, &p.ops, VfioIrqKind::Msix, intx);
+            VfioMsix::new(params, &p.bars, group)
+                .map_err(|e| warn!("vfio: MSI-X hidden: {e}"))
+                .ok()
+        }
+        _ => None,
+    };
+    (msi, msix)
+}
+
+/// The NVIDIA GPUDirect clique capability, when asked for, at a free spot.
+fn clique_cap(
+    info: &VfioPciInfo,
+    clique: Option<u8>,
+) -> Result<Option<layout::ExtraCap>, VfioPciError> {
+    let Some(clique) = clique else {
+        return Ok(None);
+    };
+    if info.vendor_id() != 0x10de {
+        warn!("vfio: GPUDirect clique capability on a non-NVIDIA device");
+    }
+    let at = caps::free_slot(&info.caps, 8).ok_or(VfioPciError::NoRoomForClique)?;
+    Ok(Some(layout::gpudirect_clique_cap(at, clique)))
+}
+
 impl VfioPciDevice {
     /// A device whose interrupts are MSI/MSI-X only (no INTx pin).
     pub fn new(info: &VfioPciInfo, p: VfioPciParams) -> Result<Self, VfioPciError> {
@@ -135,61 +214,15 @@ impl VfioPciDevice {
             0x3e,
             u16::from_le_bytes([info.config[0x3e], info.config[0x3f]]),
         );
-        let mut command_mask = COMMAND_BUS_MASTER
-            | COMMAND_INTX_DISABLE
-            | COMMAND_SERR_ENABLE
-            | COMMAND_PARITY_ERROR_RESPONSE;
-        for bar in &p.bars {
-            let declared = if bar.index == ROM_BAR_INDEX {
-                config.add_rom_bar(bar.size, bar.addr)
-            } else {
-                config.add_bar(bar)
-            };
-            declared.map_err(|source| VfioPciError::Bar {
-                index: bar.index,
-                source,
-            })?;
-            command_mask |= if bar.kind == BarKind::Io {
-                COMMAND_IO_SPACE
-            } else {
-                COMMAND_MEMORY_SPACE
-            };
-        }
-        let msi = match (info.msi, p.msi) {
-            (Some((_, control)), Some(res)) => {
-                let group = irq_group(res, &p.ops, VfioIrqKind::Msi, &intx);
-                VfioMsi::new(control, group)
-                    .map_err(|e| warn!("vfio: MSI hidden: {e}"))
-                    .ok()
-            }
-            _ => None,
-        };
-        let msix = match (info.msix, p.msix) {
-            (Some((_, params)), Some(res)) => {
-                let group = irq_group(res, &p.ops, VfioIrqKind::Msix, &intx);
-                VfioMsix::new(params, &p.bars, group)
-                    .map_err(|e| warn!("vfio: MSI-X hidden: {e}"))
-                    .ok()
-            }
-            _ => None,
-        };
-        let extra = match p.gpudirect_clique {
-            Some(clique) => {
-                if info.vendor_id() != 0x10de {
-                    warn!("vfio: GPUDirect clique capability on a non-NVIDIA device");
-                }
-                let at = caps::free_slot(&info.caps, 8).ok_or(VfioPciError::NoRoomForClique)?;
-                Some(layout::gpudirect_clique_cap(at, clique))
-            }
-            None => None,
-        };
+        let command_mask = declare_bars(&mut config, &p.bars)?;
+        let (msi, msix) = emulated_interrupts(info, &p, &intx);
         let layout = layout::build(&LayoutInput {
             config: &info.config,
             caps: &info.caps,
             ext_caps: &info.ext_caps,
             msi: msi.is_some(),
             msix: msix.is_some(),
-            extra,
+            extra: clique_cap(info, p.gpudirect_clique)?,
         });
         // Decoding starts on, as firmware leaves it after assigning the BARs: the guest may use
         // a device no driver enabled (sysfs resource files) and Linux keeps the addresses.
