@@ -138,20 +138,10 @@ fn declare_bars(config: &mut PciConfiguration, bars: &[BarConfig]) -> Result<u16
 /// capability that cannot be emulated is hidden).
 fn emulated_interrupts(
     info: &VfioPciInfo,
-    p: &VfioPciParams,
+    p: &mut VfioPciParams,
     intx: &Option<Arc<VfioIntx>>,
 ) -> (Option<VfioMsi>, Option<VfioMsix>) {
-    let take = |r: &Option<MsiResources>| {
-        r.as_ref().map(|r| MsiResources {
-            group: r.group.clone(),
-            eventfds: r
-                .eventfds
-                .iter()
-                .filter_map(|e| e.try_clone().ok())
-                .collect(),
-        })
-    };
-    let msi = match (info.msi, take(&p.msi)) {
+    let msi = match (info.msi, p.msi.take()) {
         (Some((_, control)), Some(res)) => {
             let group = irq_group(res, &p.ops, VfioIrqKind::Msi, intx);
             VfioMsi::new(control, group)
@@ -160,7 +150,7 @@ fn emulated_interrupts(
         }
         _ => None,
     };
-    let msix = match (info.msix, take(&p.msix)) {
+    let msix = match (info.msix, p.msix.take()) {
         (Some((_, params)), Some(res)) => {
             let group = irq_group(res, &p.ops, VfioIrqKind::Msix, intx);
             VfioMsix::new(params, &p.bars, group)
@@ -197,7 +187,7 @@ impl VfioPciDevice {
     /// ([`VfioPciInfo::intx_pin`]).
     pub fn with_intx(
         info: &VfioPciInfo,
-        p: VfioPciParams,
+        mut p: VfioPciParams,
         intx: Option<IntxResources>,
     ) -> Result<Self, VfioPciError> {
         let intx = match (info.intx_pin, intx) {
@@ -215,7 +205,7 @@ impl VfioPciDevice {
             u16::from_le_bytes([info.config[0x3e], info.config[0x3f]]),
         );
         let command_mask = declare_bars(&mut config, &p.bars)?;
-        let (msi, msix) = emulated_interrupts(info, &p, &intx);
+        let (msi, msix) = emulated_interrupts(info, &mut p, &intx);
         let layout = layout::build(&LayoutInput {
             config: &info.config,
             caps: &info.caps,
