@@ -90,7 +90,13 @@ fn sigterm_presses_the_power_button_and_a_second_one_stops_the_vm() {
     let code = vmm_tests::serial_hello_then_halt_code(b"up\n");
     let k = tmp("tiny-pvh-halt", &vmm_tests::pvh_guest_elf(&code));
     let mut child = vmm()
-        .args(["--kernel", k.to_str().unwrap(), "--memory", "size=64M", "-v"])
+        .args([
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "size=64M",
+            "-v",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -102,7 +108,10 @@ fn sigterm_presses_the_power_button_and_a_second_one_stops_the_vm() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(child.try_wait().unwrap().is_none(), "one SIGTERM must not kill the VM");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "one SIGTERM must not kill the VM"
+    );
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let o = child.wait_with_output().unwrap();
