@@ -116,7 +116,8 @@ pub fn mappable_areas(region: &RegionInfo, trapped: &[(u64, u64)]) -> Vec<(u64, 
         .into_iter()
         .filter_map(|(off, len)| {
             let (start, end) = (align_up(off), align_down(off + len));
-            (end > start).then_some((start, end - start))
+            // Lazily: for a sub-page area inside one page `end` lies below `start`.
+            (end > start).then(|| (start, end - start))
         })
         .collect()
 }
@@ -186,5 +187,13 @@ mod tests {
         assert!(mappable_areas(&bogus, &[]).is_empty());
         // A table at the very start of a one-page BAR leaves nothing.
         assert!(mappable_areas(&region(0x1000, None), &[(0, 0x10)]).is_empty());
+    }
+
+    #[test]
+    fn a_sparse_area_inside_one_page_maps_nothing_without_underflow() {
+        // Found by the vfio_config fuzz target: `end - start` was computed (and overflowed)
+        // even when the area holds no whole page.
+        let r = region(0x10000, Some(vec![(0x100, 0x100), (0x1010, 0xfe0)]));
+        assert!(mappable_areas(&r, &[]).is_empty());
     }
 }
