@@ -337,6 +337,15 @@ def gen_vfio_config():
     ext = [(0x100, u32(0x1401_0010)), (0x140, u32(0x0002_0001))]
     write(t, "gpu-like-pcie-device", vfio_seed(1, 1, 4, regions, [], gpu_config(), ext, ops))
     write(t, "gpu-like-dma-refused-clique", vfio_seed(1 | 2 | 4, 1, 4, regions, [], gpu_config(), ext, ops))
+    # INTx (pin A) first, then MSI on and off again, then MSI-X: one mode at a time in VFIO.
+    cfg = gpu_config()
+    cfg[0x3D] = 1
+    ops = cfg_r(0) + u8(FIRE) + u8(2) + u8(0) + cfg_r(0x3C // 4)
+    ops += cfg_w(0x6C // 4, 0, 4, 0xFEE00000) + cfg_w(0x74 // 4, 0, 2, 0x41)
+    ops += cfg_w(0x68 // 4, 2, 2, 0x0081) + u8(FIRE) + u8(0) + u8(0) + cfg_w(0x68 // 4, 2, 2, 0x0080)
+    ops += u8(FIRE) + u8(2) + u8(0) + cfg_w(0xB4 // 4, 2, 2, 0x8003) + cfg_w(0xB4 // 4, 2, 2, 0x0003)
+    ops += cfg_w(1, 0, 2, 0x0406) + cfg_w(1, 0, 2, 0x0006)
+    write(t, "gpu-like-intx-msi-msix", vfio_seed(1 | 16, 1, 4, regions, [], cfg, ext, ops))
     # ivshmem-like: 256-byte BAR0, MSI-X in BAR1, 64-bit BAR2 with sparse mmap areas.
     c = bytearray(256)
     c[0:4] = bytes([0xF4, 0x1A, 0x10, 0x11])

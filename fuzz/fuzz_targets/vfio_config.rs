@@ -8,12 +8,14 @@
 //! the device's; the emulated header never reaches the device (only command and status do),
 //! the command register the device sees only enables decoding for the kinds of BARs the
 //! guest was given and never Bus Master while guest RAM is not DMA-mapped; directly mapped
-//! BAR areas are whole pages inside their region and never cover the MSI-X table or PBA.
+//! BAR areas are whole pages inside their region and never cover the MSI-X table or PBA;
+//! VFIO never has INTx on together with MSI or MSI-X (it allows one interrupt mode at a time).
 //!
 //! Input layout (little endian):
 //! ```text
 //! 0    u8   flags: bit 0 PCIe (4 KiB config space), bit 1 the DMA gate refuses,
-//!           bit 2 add the GPUDirect clique capability, bit 3 BAR 0 has sparse mmap areas
+//!           bit 2 add the GPUDirect clique capability, bit 3 BAR 0 has sparse mmap areas,
+//!           bit 4 VFIO offers INTx (used when config byte 0x3d names a pin)
 //! 1    u8   MSI vectors VFIO offers, u8 MSI-X vectors VFIO offers
 //! 3    7 x (u32 size, u8 shift (mod 40), u8 bit 0 mmappable): regions 0..=5 and the ROM
 //!           (size << shift; 0: no region)
@@ -26,7 +28,7 @@
 //!      2 BAR write     u8 BAR (mod 7), u32 offset, u8 size (mod 9), u64 value
 //!      3 BAR read      u8 BAR (mod 7), u32 offset, u8 size (mod 9)
 //!      4 device side   u16 offset (mod 4096), u8 length, bytes: the device changes its config
-//!      5 interrupt     u8 bit 0 MSI-X/MSI, u8 vector: the device fires it
+//!      5 interrupt     u8 kind (mod 3: MSI, MSI-X, INTx), u8 vector: the device fires it
 //!      6 check the directly mappable areas
 //! ```
 #![no_main]
@@ -37,8 +39,8 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 
 use pci::vfio::{
-    DeviceGate, FakeVfioCall, FakeVfioDevice, MsiResources, RegionInfo, VfioIrqKind, VfioPciDevice,
-    VfioPciInfo, VfioPciParams, PAGE_SIZE,
+    DeviceGate, FakeVfioCall, FakeVfioDevice, IntxResources, MsiResources, RegionInfo, VfioIrqKind,
+    VfioPciDevice, VfioPciInfo, VfioPciParams, PAGE_SIZE,
 };
 use pci::{BarKind, PciAddress, PciAllocator, PciAllocatorConfig, PciDevice, RecordingMsiGroup};
 use vmm_fuzz::{trace, Cursor};
@@ -97,6 +99,7 @@ fn build_fake(c: &mut Cursor) -> (FakeVfioDevice, u8) {
         }
     }
     let mut fake = FakeVfioDevice::new(config)
+        .with_irqs(VfioIrqKind::Intx, u32::from(flags >> 4 & 1))
         .with_irqs(VfioIrqKind::Msi, u32::from(msi_irqs))
         .with_irqs(VfioIrqKind::Msix, u32::from(msix_irqs));
     for (index, (size, mmappable)) in regions.into_iter().enumerate() {
@@ -161,7 +164,11 @@ fuzz_target!(|data: &[u8]| {
             eventfds: eventfds(v.min(64)),
         })
     };
-    let dev = VfioPciDevice::new(
+    let intx = IntxResources {
+        trigger: EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+        resample: EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+    };
+    let dev = VfioPciDevice::with_intx(
         &info,
         VfioPciParams {
             ops: fake.clone(),
@@ -171,6 +178,7 @@ fuzz_target!(|data: &[u8]| {
             gate: gate.clone(),
             gpudirect_clique: (flags & 4 != 0).then_some(3),
         },
+        Some(intx),
     );
     let mut dev = match dev {
         Ok(dev) => dev,
@@ -182,6 +190,7 @@ fuzz_target!(|data: &[u8]| {
     fake.take_calls();
     let has_io = bars.iter().any(|b| b.kind == BarKind::Io);
     let has_mem = bars.iter().any(|b| b.kind != BarKind::Io);
+    let mut modes = Modes::default();
 
     let mut ops = 0;
     while !c.is_empty() && ops < 500 {
@@ -216,16 +225,16 @@ fuzz_target!(|data: &[u8]| {
                 fake.set_config(off, bytes);
             }
             5 => {
-                let kind = if c.bool() {
-                    VfioIrqKind::Msix
-                } else {
-                    VfioIrqKind::Msi
+                let kind = match c.u8() % 3 {
+                    0 => VfioIrqKind::Msi,
+                    1 => VfioIrqKind::Msix,
+                    _ => VfioIrqKind::Intx,
                 };
                 let _ = fake.fire(kind, usize::from(c.u8()));
             }
             _ => check_mappable(&mut dev, &info, &fake),
         }
-        check_calls(&fake, has_io, has_mem, gate.refuse_dma);
+        check_calls(&fake, has_io, has_mem, gate.refuse_dma, &mut modes);
     }
     trace!(
         "{ops} ops; interrupts enabled {:?}; mappable {:x?}",
@@ -240,11 +249,51 @@ fuzz_target!(|data: &[u8]| {
     );
 });
 
-/// What reached the device's config space since the last look.
-fn check_calls(fake: &FakeVfioDevice, has_io: bool, has_mem: bool, refuse_dma: bool) {
+/// The interrupt modes on in VFIO, as the calls so far left them.
+#[derive(Default)]
+struct Modes {
+    intx: bool,
+    msi: bool,
+    msix: bool,
+}
+
+impl Modes {
+    fn set(&mut self, kind: VfioIrqKind, on: bool) {
+        trace!("VFIO {kind:?} {}", if on { "on" } else { "off" });
+        match kind {
+            VfioIrqKind::Intx => self.intx = on,
+            VfioIrqKind::Msi => self.msi = on,
+            VfioIrqKind::Msix => self.msix = on,
+        }
+        assert!(
+            !(self.intx && (self.msi || self.msix)),
+            "INTx on in VFIO together with MSI ({}) or MSI-X ({})",
+            self.msi,
+            self.msix
+        );
+    }
+}
+
+/// What reached the device since the last look.
+fn check_calls(
+    fake: &FakeVfioDevice,
+    has_io: bool,
+    has_mem: bool,
+    refuse_dma: bool,
+    modes: &mut Modes,
+) {
     for call in fake.take_calls() {
-        let FakeVfioCall::ConfigWrite { offset, data } = call else {
-            continue;
+        let (offset, data) = match call {
+            FakeVfioCall::ConfigWrite { offset, data } => (offset, data),
+            FakeVfioCall::EnableIrqs(kind, _) => {
+                modes.set(kind, true);
+                continue;
+            }
+            FakeVfioCall::DisableIrqs(kind) => {
+                modes.set(kind, false);
+                continue;
+            }
+            _ => continue,
         };
         let end = offset + data.len() as u64;
         if offset < 0x40 {
