@@ -1,9 +1,9 @@
 /* hostile: a hostile guest for the nested lab (static, in the L2 initramfs as /bin/hostile).
  *
- *   hostile -t SECONDS -s SEED [-x BDF]... [-v BDF]...
+ *   hostile -t SECONDS -s SEED [-r] [-x BDF]... [-v BDF]...
  *
  * For a bounded time, with a fixed seed (printed, so a run can be repeated), it attacks the PCI
- * devices the VMM emulates, in three phases (30 % / 30 % / 40 % of the time):
+ * devices the VMM emulates, in three phases (25 % / 25 % / 50 % of the time):
  *
  *  config  random values of random sizes (1/2/4) at random offsets 0..4095 of every device's
  *          sysfs `config` file (biased towards the command register, the BARs and the capability
@@ -26,6 +26,11 @@
  *          rewritten under the device, random writes to the frozen registers, resets of a
  *          running device. MSI-X vectors are programmed to an APIC ID no vCPU has, so
  *          completions exercise the interrupt path without interrupting the guest itself.
+ *          With -r, for the second half of each device's slice a racer thread works its config
+ *          space meanwhile: decoding and bus mastering off/on, BAR 0 moved (onto other devices'
+ *          BARs, into the MMIO hole, above 4 GiB) and back, BAR sizing, MSI-X enable and mask.
+ *          A queue is enabled only when its size and addresses read back as written, so a
+ *          write lost while the BAR was elsewhere cannot leave it pointing into guest RAM.
  *
  * The guest stays alive because everything the device may write (used rings, WRITE
  * descriptors) and everything it reads descriptors from lies either in our own pages or outside
@@ -38,6 +43,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,7 +65,7 @@
 
 /* ------------------------------------------------------------------ random numbers */
 
-static uint64_t rs;
+static __thread uint64_t rs; /* per thread: the racer has its own sequence */
 
 static uint64_t rnd(void) /* splitmix64 */
 {
@@ -124,10 +130,28 @@ struct dev {
     struct bar *common, *notify, *devcfg;
     uint64_t common_off, notify_off, devcfg_off;
     uint32_t notify_mult;
+    unsigned num_queues;
 };
 
 static struct dev devs[MAX_DEVS];
 static int ndevs;
+/* Where every device's memory BARs are (excluded devices too): the racer moves a victim's BAR
+ * onto them, which the VMM must refuse without disturbing their owner. */
+static uint64_t other_bars[MAX_DEVS * MAX_BARS];
+static int nother;
+
+static void note_bars(const char *bdf)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/sys/bus/pci/devices/%.64s/resource", bdf);
+    FILE *f = fopen(path, "r");
+    unsigned long long start, end, flags;
+    for (int i = 0; f && i < MAX_BARS && fscanf(f, "%llx %llx %llx", &start, &end, &flags) == 3; i++)
+        if ((flags & 0x200) && end > start && nother < MAX_DEVS * MAX_BARS)
+            other_bars[nother++] = start;
+    if (f)
+        fclose(f);
+}
 
 static int cfg_read(struct dev *d, unsigned off, unsigned size, uint32_t *v)
 {
@@ -243,7 +267,10 @@ static void add_devices(char **excl, int nexcl, char **vict, int nvict)
     }
     struct dirent *e;
     while ((e = readdir(dir)) && ndevs < MAX_DEVS) {
-        if (e->d_name[0] == '.' || listed(excl, nexcl, e->d_name))
+        if (e->d_name[0] == '.')
+            continue;
+        note_bars(e->d_name);
+        if (listed(excl, nexcl, e->d_name))
             continue;
         struct dev *d = &devs[ndevs];
         memset(d, 0, sizeof *d);
@@ -414,6 +441,8 @@ static void phase_bar(double until)
 
 static uint8_t *buf;              /* NPAGES pages, mlock'ed */
 static uint64_t phys[NPAGES];     /* their guest-physical addresses */
+static int racing;                /* -r: a racer thread works the config space meanwhile */
+static int racer_running;
 static uint64_t ram_end;          /* above the highest System RAM byte */
 static uint64_t invalid_base;     /* no guest RAM at or above */
 
@@ -482,12 +511,14 @@ static uint8_t *page(int i) { return buf + (size_t)i * PAGE; }
 #define IND_PAGE(i) (RING_PAGES + (i))
 #define DATA_PAGE(i) (RING_PAGES + IND_PAGES + (i))
 
-/* An address no guest RAM backs: far above RAM, or wrapping past 2^64. */
+/* An address no guest RAM backs: far above RAM, wrapping past 2^64, or in a device's BAR (DMA
+ * aimed at MMIO). */
 static uint64_t invalid_addr(void)
 {
-    switch (below(3)) {
+    switch (below(nother ? 4 : 3)) {
+    case 3: return other_bars[below(nother)] + (below(0x10000) & ~15ull);
     case 0: return invalid_base + (below(1ull << 40) & ~15ull);
-    case 1: return ~0ull - below(0x2000);
+    case 1: return ~0ull - 1 - below(0x2000); /* not all-ones: that is what a lost read gives */
     default: return rnd() | (1ull << 63);
     }
 }
@@ -606,7 +637,7 @@ static int64_t place(unsigned bytes, unsigned align, int misalign)
 }
 
 struct vstats {
-    unsigned long rounds, driver_ok, refused, needs_reset, kicks, used, frozen_writes, live_resets, slow_resets;
+    unsigned long readback_mismatch, rounds, driver_ok, refused, needs_reset, kicks, used, frozen_writes, live_resets, slow_resets;
 };
 
 static int reset_device(struct dev *d, struct vstats *st)
@@ -614,6 +645,7 @@ static int reset_device(struct dev *d, struct vstats *st)
     virtio_write_common(d, 0x14, 1, 0);
     double t0 = now();
     while (virtio_read_common(d, 0x14, 1) != 0) {
+        virtio_write_common(d, 0x14, 1, 0); /* the racer may have had the BAR elsewhere */
         if (now() - t0 > 2) {
             printf("HOSTILE-WARN %s status %#llx 2 s after reset\n", d->bdf,
                    (unsigned long long)virtio_read_common(d, 0x14, 1));
@@ -626,26 +658,31 @@ static int reset_device(struct dev *d, struct vstats *st)
     return 0;
 }
 
+/* An MSI-X table entry aimed at physical APIC ID 0xab, which no vCPU has: an interrupt
+ * through it reaches nothing in the guest. */
+static void msix_safe_entry(struct dev *d, unsigned v, int masked)
+{
+    uint32_t tbl;
+    if (!d->msix || cfg_read(d, d->msix + 4, 4, &tbl))
+        return;
+    struct bar *b = bar_by_index(d, tbl & 7);
+    uint64_t off = (tbl & ~7u) + 16ull * v;
+    if (!b || off + 16 > b->maplen)
+        return;
+    mmio_write(b->map + off, 4, 0xfee00000u | (0xabu << 12));
+    mmio_write(b->map + off + 4, 4, 0);
+    mmio_write(b->map + off + 8, 4, 0x30 + below(16));
+    mmio_write(b->map + off + 12, 4, masked);
+}
+
 static void msix_program(struct dev *d)
 {
     uint32_t ctrl;
     if (!d->msix || cfg_read(d, d->msix + 2, 2, &ctrl))
         return;
     unsigned nvec = (ctrl & 0x7ff) + 1;
-    uint32_t tbl;
-    cfg_read(d, d->msix + 4, 4, &tbl);
-    struct bar *b = bar_by_index(d, tbl & 7);
-    uint64_t off = tbl & ~7u;
-    if (!b || off + 16ull * nvec > b->maplen)
-        return;
-    for (unsigned v = 0; v < nvec; v++) {
-        volatile uint8_t *e = b->map + off + 16 * v;
-        /* physical destination APIC ID 0xab: no vCPU has it, so nothing reaches the guest */
-        mmio_write(e, 4, 0xfee00000u | (0xabu << 12));
-        mmio_write(e + 4, 4, 0);
-        mmio_write(e + 8, 4, 0x30 + below(16));
-        mmio_write(e + 12, 4, chance(50));
-    }
+    for (unsigned v = 0; v < nvec; v++)
+        msix_safe_entry(d, v, chance(50));
     uint32_t c = ctrl & ~0xc000u;
     if (chance(85))
         c |= 0x8000;
@@ -657,7 +694,9 @@ static void msix_program(struct dev *d)
 static void virtio_round(struct dev *d, struct vstats *st, uint64_t capacity, double until)
 {
     st->rounds++;
-    int reset = !chance(10) || st->rounds == 1;
+    /* Rounds without a reset write over a running device. Not while racing: a register write
+     * the racer made us lose could leave a queue sized for other rings than we placed. */
+    int reset = racer_running || !chance(10) || st->rounds == 1;
     if (reset) {
         if (reset_device(d, st))
             return;
@@ -686,7 +725,7 @@ static void virtio_round(struct dev *d, struct vstats *st, uint64_t capacity, do
     if (!(virtio_read_common(d, 0x14, 1) & 8))
         st->refused++;
     virtio_write_common(d, 0x10, 2, chance(50) ? 0 : value(2));
-    unsigned nq_all = virtio_read_common(d, 0x12, 2), nq = nq_all;
+    unsigned nq = d->num_queues;
     if (nq > MAX_QUEUES)
         nq = MAX_QUEUES;
     struct vq qs[MAX_QUEUES];
@@ -708,7 +747,7 @@ static void virtio_round(struct dev *d, struct vstats *st, uint64_t capacity, do
         q->size = virtio_read_common(d, 0x18, 2);
         virtio_write_common(d, 0x1a, 2, chance(20) ? 0xffff : chance(80) ? below(nq + 1) : value(2));
         int64_t o;
-        uint64_t a;
+        uint64_t a, want_desc, want_avail, want_used;
         /* descriptor table: ours or outside RAM */
         if (chance(85) && (o = place(16u * q->size, 16, 0)) >= 0) {
             q->ours_desc = 1;
@@ -718,6 +757,7 @@ static void virtio_round(struct dev *d, struct vstats *st, uint64_t capacity, do
         } else {
             a = invalid_addr();
         }
+        want_desc = a;
         virtio_write_common(d, 0x20, 4, (uint32_t)a);
         virtio_write_common(d, 0x24, 4, (uint32_t)(a >> 32));
         /* avail ring: ours, anywhere in RAM (the device only reads it), or outside RAM */
@@ -732,6 +772,7 @@ static void virtio_round(struct dev *d, struct vstats *st, uint64_t capacity, do
         } else {
             a = invalid_addr();
         }
+        want_avail = a;
         virtio_write_common(d, 0x28, 8, a);
         /* used ring: ours or outside RAM */
         if (chance(90) && (o = place(6 + 8u * q->size, 4, chance(5))) >= 0) {
@@ -747,12 +788,21 @@ static void virtio_round(struct dev *d, struct vstats *st, uint64_t capacity, do
         } else {
             a = invalid_addr();
         }
+        want_used = a;
         virtio_write_common(d, 0x30, 4, (uint32_t)a);
         virtio_write_common(d, 0x34, 4, (uint32_t)(a >> 32));
-        virtio_write_common(d, 0x1c, 2, chance(90) ? 1 : value(2));
+        /* Enable only a queue that reads back as placed (a lost write while the racer had the
+         * BAR elsewhere reads back as all-ones); else it stays disabled since the reset. */
+        virtio_write_common(d, 0x16, 2, i);
+        if (virtio_read_common(d, 0x16, 2) == i && virtio_read_common(d, 0x18, 2) == q->size &&
+            virtio_read_common(d, 0x20, 8) == want_desc && virtio_read_common(d, 0x28, 8) == want_avail &&
+            virtio_read_common(d, 0x30, 8) == want_used)
+            virtio_write_common(d, 0x1c, 2, chance(90) ? 1 : value(2));
+        else
+            st->readback_mismatch++;
     }
     if (chance(10)) { /* a queue that does not exist */
-        virtio_write_common(d, 0x16, 2, nq_all + below(0x100));
+        virtio_write_common(d, 0x16, 2, d->num_queues + below(0x100));
         for (unsigned reg = 0x18; reg < 0x38; reg += 2)
             virtio_write_common(d, reg, 2, value(2));
     }
@@ -798,8 +848,10 @@ static void virtio_round(struct dev *d, struct vstats *st, uint64_t capacity, do
             }
         }
         /* Registers that are frozen after DRIVER_OK, and other noise. Only while DRIVER_OK is
-         * set: before it, a random queue address (in guest RAM) would be taken for real. */
-        int running = (virtio_read_common(d, 0x14, 1) & 4) != 0;
+         * set: before it, a random queue address (in guest RAM) would be taken for real. A
+         * read that found no BAR (the racer moved it) gives all-ones. */
+        uint64_t sv = virtio_read_common(d, 0x14, 1);
+        int running = (sv & 4) && sv != 0xff;
         if (running && chance(10)) {
             virtio_write_common(d, 0x16, 2, below(nq + 2));
             static const unsigned regs[] = {0x10, 0x18, 0x1a, 0x1c, 0x20, 0x28, 0x30, 0x0c};
@@ -828,6 +880,84 @@ static void virtio_round(struct dev *d, struct vstats *st, uint64_t capacity, do
 
 static struct dev *victims[MAX_DEVS];
 static int nvictims;
+
+/* ------------------------------------------------------------------ the racer (-r)
+ * A second thread, on another vCPU when there is one, that works the victim's config space
+ * while phase virtio drives its BAR: memory decoding and bus mastering off and on, BAR 0
+ * moved (onto another device's BAR, into the MMIO hole, above 4 GiB, to junk) and back, BAR
+ * sizing, MSI-X enable/function mask, MSI-X table entries (always aimed at no vCPU). */
+
+static volatile int racer_stop;
+static uint64_t racer_seed;
+static unsigned long race_ops[5];
+
+static void *racer(void *arg)
+{
+    struct dev *d = arg;
+    rs = racer_seed;
+    uint16_t cmd;
+    memcpy(&cmd, d->saved + 4, 2);
+    cmd |= 6;
+    unsigned reg = 0x10 + 4 * d->common->index;
+    uint32_t lo, hi = 0;
+    memcpy(&lo, d->saved + reg, 4);
+    int is64 = (lo & 7) == 4;
+    if (is64)
+        memcpy(&hi, d->saved + reg + 4, 4);
+    uint32_t ctrl = 0;
+    if (d->msix)
+        cfg_read(d, d->msix + 2, 2, &ctrl);
+    unsigned nvec = (ctrl & 0x7ff) + 1;
+    while (!racer_stop) {
+        unsigned op = below(5);
+        race_ops[op]++;
+        switch (op) {
+        case 0: { /* decoding / bus master off and on, or random command bits */
+            static const uint16_t offs[] = {2, 4, 6};
+            cfg_write(d, 4, 2, chance(80) ? cmd & ~offs[below(3)] : (cmd ^ (uint16_t)rnd()) & 0x7ff);
+            usleep(below(1500));
+            cfg_write(d, 4, 2, cmd);
+            break;
+        }
+        case 1: { /* move BAR 0 and put it back */
+            uint64_t to;
+            switch (below(4)) {
+            case 0: to = nother ? other_bars[below(nother)] : 0; break;
+            case 1: to = 0xc0000000u + (below(0x3ec00000u) & ~0xffffu); break;
+            case 2: to = (below(64) << 32) | (below(1ull << 32) & ~0xffffu); break;
+            default: to = value(4); break;
+            }
+            if (chance(50))
+                cfg_write(d, 4, 2, cmd & ~2); /* as an OS does it: decoding off while moving */
+            cfg_write(d, reg, 4, (uint32_t)to | (lo & 0xf));
+            if (is64)
+                cfg_write(d, reg + 4, 4, to >> 32);
+            cfg_write(d, 4, 2, cmd);
+            usleep(below(2000));
+            cfg_write(d, reg, 4, lo);
+            if (is64)
+                cfg_write(d, reg + 4, 4, hi);
+            break;
+        }
+        case 2: { /* BAR sizing */
+            uint32_t v;
+            cfg_write(d, reg, 4, 0xffffffff);
+            cfg_read(d, reg, 4, &v);
+            cfg_write(d, reg, 4, lo);
+            break;
+        }
+        case 3: /* MSI-X enable / function mask */
+            if (d->msix)
+                cfg_write(d, d->msix + 2, 2, (ctrl & 0x7ff) | (chance(70) ? 0x8000 : 0) | (chance(20) ? 0x4000 : 0));
+            break;
+        default: /* an MSI-X table entry */
+            msix_safe_entry(d, below(nvec), chance(50));
+            break;
+        }
+        usleep(below(2000));
+    }
+    return NULL;
+}
 
 static void quiesce_victims(void)
 {
@@ -882,15 +1012,41 @@ static int phase_virtio(double until)
             capacity = mmio_read(d->devcfg->map + d->devcfg_off, 4) |
                        mmio_read(d->devcfg->map + d->devcfg_off + 4, 4) << 32;
         double end = start + slice * (i + 1);
-        while (now() < end)
-            virtio_round(d, &st, capacity, end);
+        d->num_queues = virtio_read_common(d, 0x12, 2);
+        unsigned nvec = 0;
+        uint32_t ctrl;
+        if (d->msix && !cfg_read(d, d->msix + 2, 2, &ctrl))
+            nvec = (ctrl & 0x7ff) + 1;
+        for (unsigned v = 0; v < nvec; v++) /* phase bar left junk in the table */
+            msix_safe_entry(d, v, 1);
+        pthread_t thr;
+        int raced = 0;
+        memset(race_ops, 0, sizeof race_ops);
+        /* the first half of the slice without the racer (more rounds), the second with it */
+        double half = end - slice / 2;
+        while (now() < end) {
+            if (racing && !raced && now() >= half) {
+                racer_stop = 0;
+                racer_seed = rnd();
+                raced = racer_running = pthread_create(&thr, NULL, racer, d) == 0;
+            }
+            virtio_round(d, &st, capacity, raced ? end : half);
+        }
+        if (raced) {
+            racer_stop = 1;
+            pthread_join(thr, NULL);
+            racer_running = 0;
+        }
+        restore_header(d);
         int ok = reset_device(d, &st) == 0;
         restore_header(d);
         bad |= !ok;
         printf("HOSTILE-VIRTIO %s rounds=%lu driver_ok=%lu features_refused=%lu needs_reset=%lu kicks=%lu "
-               "used=%lu frozen_writes=%lu no_reset_rounds=%lu slow_resets=%lu final_reset=%s\n",
+               "used=%lu frozen_writes=%lu no_reset_rounds=%lu slow_resets=%lu readback_mismatch=%lu "
+               "race=%lu/%lu/%lu/%lu/%lu final_reset=%s\n",
                d->bdf, st.rounds, st.driver_ok, st.refused, st.needs_reset, st.kicks, st.used,
-               st.frozen_writes, st.live_resets, st.slow_resets, ok ? "ok" : "FAILED");
+               st.frozen_writes, st.live_resets, st.slow_resets, st.readback_mismatch, race_ops[0], race_ops[1],
+               race_ops[2], race_ops[3], race_ops[4], ok ? "ok" : "FAILED");
         fflush(stdout);
     }
     return bad ? 3 : 0;
@@ -904,21 +1060,23 @@ int main(int argc, char **argv)
     uint64_t seed = 1;
     char *excl[MAX_DEVS], *vict[MAX_DEVS];
     int nexcl = 0, nvict = 0, opt;
-    while ((opt = getopt(argc, argv, "t:s:x:v:")) != -1) {
+    while ((opt = getopt(argc, argv, "t:s:x:v:r")) != -1) {
         switch (opt) {
+        case 'r': racing = 1; break;
         case 't': secs = atof(optarg); break;
         case 's': seed = strtoull(optarg, NULL, 0); break;
         case 'x': if (nexcl < MAX_DEVS) excl[nexcl++] = optarg; break;
         case 'v': if (nvict < MAX_DEVS) vict[nvict++] = optarg; break;
         default:
-            fprintf(stderr, "usage: hostile -t SECONDS -s SEED [-x BDF]... [-v VIRTIO_BDF]...\n");
+            fprintf(stderr, "usage: hostile -t SECONDS -s SEED [-r] [-x BDF]... [-v VIRTIO_BDF]...\n");
             return 2;
         }
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     rs = seed;
     add_devices(excl, nexcl, vict, nvict);
-    printf("HOSTILE-START seed=%llu seconds=%.0f devices=", (unsigned long long)seed, secs);
+    printf("HOSTILE-START seed=%llu seconds=%.0f racer=%s devices=", (unsigned long long)seed, secs,
+           racing ? "on" : "off");
     for (int i = 0; i < ndevs; i++)
         printf("%s%s%s", i ? "," : "", devs[i].bdf, devs[i].virtio ? "(virtio)" : "");
     printf(" excluded=");
@@ -926,8 +1084,8 @@ int main(int argc, char **argv)
         printf("%s%s", i ? "," : "", excl[i]);
     printf("\n");
     double t0 = now();
-    phase_config(t0 + secs * 0.3);
-    phase_bar(t0 + secs * 0.6);
+    phase_config(t0 + secs * 0.25);
+    phase_bar(t0 + secs * 0.5);
     int rc = phase_virtio(t0 + secs);
     printf("HOSTILE-DONE seed=%llu seconds=%.1f rc=%d\n", (unsigned long long)seed, now() - t0, rc);
     return rc;
