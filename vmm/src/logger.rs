@@ -1,17 +1,54 @@
 //! A lean logger: `[vmm LEVEL +seconds] message` to stderr or a file.
+//!
+//! A guest controls much of what gets logged (malformed virtqueues, odd register accesses), so
+//! warnings and errors are rate-limited per source module: at most [`BURST`] lines per second
+//! each, and one line saying how many were suppressed. A hostile guest cannot flood the log
+//! (or fill the disk under --log-file); debug and trace output, asked for with -vv, is not
+//! limited.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{LevelFilter, Log, Metadata, Record};
+
+/// Lines per module per second before warnings and errors are suppressed.
+pub const BURST: u32 = 20;
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// Per-module rate limit state: window start, lines in it, lines suppressed in it.
+#[derive(Default)]
+struct Limiter {
+    windows: HashMap<String, (Option<Instant>, u32, u32)>,
+}
+
+impl Limiter {
+    /// Whether a line from `target` may be written now; `Some(n)` also reports `n` lines
+    /// suppressed in the window that just ended.
+    fn admit(&mut self, target: &str, now: Instant) -> (bool, u32) {
+        let w = self.windows.entry(target.to_string()).or_default();
+        let mut reported = 0;
+        if w.0.is_none_or(|start| now.duration_since(start) >= WINDOW) {
+            reported = w.2;
+            *w = (Some(now), 0, 0);
+        }
+        if w.1 < BURST {
+            w.1 += 1;
+            (true, reported)
+        } else {
+            w.2 += 1;
+            (false, reported)
+        }
+    }
+}
 
 struct Logger {
     start: Instant,
     level: LevelFilter,
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<(Box<dyn Write + Send>, Limiter)>,
 }
 
 impl Log for Logger {
@@ -30,7 +67,23 @@ impl Log for Logger {
             return;
         }
         let t = self.start.elapsed();
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let (out, limiter) = &mut *guard;
+        if r.level() <= log::Level::Warn {
+            let (admit, suppressed) = limiter.admit(r.target(), Instant::now());
+            if suppressed > 0 {
+                let _ = writeln!(
+                    out,
+                    "[vmm WARN  {:>4}.{:06}] {suppressed} more lines from {} suppressed",
+                    t.as_secs(),
+                    t.subsec_micros(),
+                    r.target()
+                );
+            }
+            if !admit {
+                return;
+            }
+        }
         let _ = writeln!(
             out,
             "[vmm {:<5} {:>4}.{:06}] {}",
@@ -42,7 +95,7 @@ impl Log for Logger {
     }
 
     fn flush(&self) {
-        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).0.flush();
     }
 }
 
@@ -66,7 +119,7 @@ pub fn init(start: Instant, verbosity: u8, file: Option<&Path>) -> std::io::Resu
     let logger = Box::leak(Box::new(Logger {
         start,
         level,
-        out: Mutex::new(out),
+        out: Mutex::new((out, Limiter::default())),
     }));
     // A second init (only possible in tests) keeps the first logger.
     let _ = log::set_logger(logger);
@@ -77,6 +130,23 @@ pub fn init(start: Instant, verbosity: u8, file: Option<&Path>) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_from_one_module_is_cut_to_the_burst_and_counted() {
+        let mut l = Limiter::default();
+        let t0 = Instant::now();
+        let admitted = (0..1000)
+            .filter(|_| l.admit("devices::virtio", t0).0)
+            .count();
+        assert_eq!(admitted, BURST as usize);
+        // Another module has its own budget.
+        assert!(l.admit("vmm::vm", t0).0);
+        // The next window admits again and reports what was suppressed.
+        assert_eq!(
+            l.admit("devices::virtio", t0 + WINDOW),
+            (true, 1000 - BURST)
+        );
+    }
 
     #[test]
     fn verbosity_maps_to_levels() {
