@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut scratch = vec![0u8; 0x2_0000];
     for _ in 0..max_chains {
+        // One chain per pass, as devices::virtio::queue::DeviceQueue::pop takes them.
         let Ok(mut iter) = q.iter(&mem) else {
             // avail.idx ran more than the queue size ahead: the device ignores the queue.
             return;
@@ -63,7 +64,6 @@ fuzz_target!(|data: &[u8]| {
         let Some(chain) = iter.next() else {
             break;
         };
-        drop(iter);
         let head = chain.head_index();
         let parsed = ChainBuffers::parse(&mem, chain.clone());
         trace!("chain {head}: {parsed:?}");
