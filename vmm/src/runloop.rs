@@ -138,44 +138,31 @@ fn on_shutdown_request(count: u32, power_button: &dyn Interrupt) -> Option<VmExi
     None
 }
 
-/// Move what stdin has to the guest. Returns false at end of input.
+/// Move what stdin has to the guest (the serial FIFO or the virtio-console). Returns false
+/// at end of input.
 fn forward_stdin(target: Option<&StdinTarget>) -> bool {
-    let serial = match target {
-        None => return false,
-        Some(StdinTarget::Serial(s)) => s,
-        Some(StdinTarget::Console(c)) => return forward_to_console(c),
-    };
-    let mut buf = [0u8; 64];
-    // SAFETY: reads into a local buffer of the given length.
-    let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        return n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
-    }
-    let mut s = serial.lock().unwrap_or_else(|e| e.into_inner());
-    match s.enqueue_input(&buf[..n as usize]) {
-        Ok(taken) if taken < n as usize => log::debug!(
-            "serial input FIFO full: dropped {} bytes",
-            n as usize - taken
-        ),
-        Ok(_) => {}
-        Err(e) => log::debug!("serial input: {e}"),
-    }
-    true
-}
-
-/// Move what stdin has to the virtio-console. Returns false at end of input.
-fn forward_to_console(console: &ConsoleInput) -> bool {
+    let Some(target) = target else { return false };
     let mut buf = [0u8; 256];
     // SAFETY: reads into a local buffer of the given length.
     let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
     if n <= 0 {
         return n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
     }
-    let taken = console.send(&buf[..n as usize]);
-    if taken < n as usize {
+    let input = &buf[..n as usize];
+    let taken = match target {
+        StdinTarget::Serial(s) => {
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            s.enqueue_input(input).unwrap_or_else(|e| {
+                log::debug!("serial input: {e}");
+                input.len()
+            })
+        }
+        StdinTarget::Console(c) => c.send(input),
+    };
+    if taken < input.len() {
         log::debug!(
-            "virtio-console input full: dropped {} bytes",
-            n as usize - taken
+            "guest console input full: dropped {} bytes",
+            input.len() - taken
         );
     }
     true
