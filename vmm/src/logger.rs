@@ -7,6 +7,7 @@
 //! limited.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -67,13 +68,17 @@ impl Log for Logger {
             return;
         }
         let t = self.start.elapsed();
+        // Each line is formatted first and written with one write(2): stderr is unbuffered,
+        // and a line written piecemeal costs a syscall per piece and can interleave with
+        // another thread's line.
+        let mut line = String::with_capacity(128);
         let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let (out, limiter) = &mut *guard;
         if r.level() <= log::Level::Warn {
             let (admit, suppressed) = limiter.admit(r.target(), Instant::now());
             if suppressed > 0 {
                 let _ = writeln!(
-                    out,
+                    line,
                     "[vmm WARN  {:>4}.{:06}] {suppressed} more lines from {} suppressed",
                     t.as_secs(),
                     t.subsec_micros(),
@@ -81,17 +86,19 @@ impl Log for Logger {
                 );
             }
             if !admit {
+                let _ = out.write_all(line.as_bytes());
                 return;
             }
         }
         let _ = writeln!(
-            out,
+            line,
             "[vmm {:<5} {:>4}.{:06}] {}",
             r.level(),
             t.as_secs(),
             t.subsec_micros(),
             r.args()
         );
+        let _ = out.write_all(line.as_bytes());
     }
 
     fn flush(&self) {
@@ -146,6 +153,49 @@ mod tests {
             l.admit("devices::virtio", t0 + WINDOW),
             (true, 1000 - BURST)
         );
+    }
+
+    /// Records each `write` call separately.
+    #[derive(Clone, Default)]
+    struct Writes(std::sync::Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Writes {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_line_is_one_write_so_threads_cannot_interleave_inside_a_line() {
+        let w = Writes::default();
+        let logger = Logger {
+            start: Instant::now(),
+            level: LevelFilter::Info,
+            out: Mutex::new((Box::new(w.clone()), Limiter::default())),
+        };
+        for n in 0..3 {
+            logger.log(
+                &Record::builder()
+                    .level(log::Level::Info)
+                    .target("vmm::vm")
+                    .args(format_args!("boot-phase x{n} +{}ms", n * 7))
+                    .build(),
+            );
+        }
+        let writes = w.0.lock().unwrap();
+        assert_eq!(writes.len(), 3, "{writes:?}");
+        for (n, line) in writes.iter().enumerate() {
+            let line = String::from_utf8_lossy(line);
+            assert!(line.starts_with("[vmm INFO "), "{line}");
+            assert!(
+                line.ends_with(&format!("boot-phase x{n} +{}ms\n", n * 7)),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub enum VirtioSetupError {
 /// What the event loop keeps of the virtio devices.
 pub struct VirtioDevices {
     /// Serves DRIVER_OK on its own thread; kept so the devices' transports outlive setup.
-    pub activator: Arc<Activator>,
+    /// None when the VM has no virtio device (no thread is started for nothing).
+    pub activator: Option<Arc<Activator>>,
     /// Host input for the virtio-console, when it is the interactive console.
     pub console_input: Option<ConsoleInput>,
 }
@@ -105,6 +106,16 @@ pub fn setup(
     vm: Arc<dyn Vm>,
     mem: &GuestMemoryMmap,
 ) -> Result<VirtioDevices, VirtioSetupError> {
+    let any = !cfg.disks.is_empty()
+        || !cfg.nets.is_empty()
+        || cfg.rng.is_some()
+        || cfg.console != ConsoleConfig::Off;
+    if !any {
+        return Ok(VirtioDevices {
+            activator: None,
+            console_input: None,
+        });
+    }
     let activator = Activator::start(cfg.seccomp).map_err(VirtioSetupError::Activator)?;
     let b = Builder {
         pci,
@@ -135,7 +146,7 @@ pub fn setup(
         b.add(Box::new(console), DeviceKind::Console)?;
     }
     Ok(VirtioDevices {
-        activator,
+        activator: Some(activator),
         console_input,
     })
 }

@@ -24,7 +24,7 @@ use crate::runloop;
 use crate::seccomp::{self, SeccompError, ThreadKind};
 use crate::timing::BootTimer;
 use crate::vcpu::exit::Buses;
-use crate::vcpu::{self, ExitSignal, VcpuHandle, VcpuShared, VmExitReason};
+use crate::vcpu::{self, ExitSignal, ParkedVcpu, VcpuHandle, VcpuShared, VmExitReason};
 use crate::vfio::{Passthrough, PassthroughError};
 use crate::virtio_setup::{self, VirtioSetupError};
 
@@ -122,26 +122,34 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     // SIGTERM/SIGINT from here on mean "shut the guest down" (see signals.rs).
     crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
     let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
-    // Two jobs that take hundreds of microseconds each run on a helper thread, overlapped with
-    // VM creation, memory registration and kernel loading: KVM_GET_SUPPORTED_CPUID, and
-    // compiling the vCPU and VMM seccomp filters (so a vCPU thread only installs its filter
-    // between its start and its first KVM_RUN). vCPUs of a VM with passthrough serve the
-    // device's config space, MSI/MSI-X and BAR moves themselves: they get the VFIO rules.
+    // vCPU 0's thread starts now and, while this thread creates the VM, registers memory and
+    // loads the kernel, does the setup work that takes hundreds of microseconds each:
+    // KVM_GET_SUPPORTED_CPUID, compiling the vCPU and VMM seccomp filters (sent back here),
+    // and installing its own filter. Once vCPU 0 is configured, only a channel send stands
+    // between it and its first KVM_RUN. vCPUs of a VM with passthrough serve the device's
+    // config space, MSI/MSI-X and BAR moves themselves: they get the VFIO rules.
     let mut vcpu_filter = seccomp::Confinement::new(cfg.seccomp);
     if !cfg.devices.is_empty() {
         crate::vfio::seccomp::add_vcpu_rules(&mut vcpu_filter.extra);
     }
     let vmm_filter = seccomp::Confinement::new(cfg.seccomp);
     let helper_hv = hv.clone();
-    let helper = std::thread::Builder::new()
-        .name("setup-helper".into())
-        .spawn(move || -> Result<_, VmError> {
+    let (setup_tx, setup_rx) = std::sync::mpsc::sync_channel(1);
+    let vcpu0 = ParkedVcpu::spawn(0, move || {
+        let done = (|| -> Result<_, VmError> {
             let cpuid = helper_hv.supported_cpuid()?;
             let vcpu = vcpu_filter.compile(ThreadKind::Vcpu)?;
             let vmm = vmm_filter.compile(ThreadKind::Vmm)?;
             Ok((cpuid, vcpu, vmm))
-        })
-        .map_err(VmError::Thread)?;
+        })();
+        let own = match &done {
+            Ok((_, vcpu, _)) => Ok(vcpu.clone()),
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = setup_tx.send(done);
+        own
+    })
+    .map_err(VmError::Thread)?;
     let phys_bits = arch::layout::host_phys_bits();
     let layout = arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?;
     let vm = hv.create_vm()?;
@@ -209,9 +217,15 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         p.attach_all(&pci)?;
     }
 
-    let (supported, vcpu_filter, vmm_filter) = helper.join().map_err(|_| {
-        VmError::Thread(std::io::Error::other("the setup helper thread panicked"))
+    let (supported, vcpu_filter, vmm_filter) = setup_rx.recv().map_err(|_| {
+        VmError::Thread(std::io::Error::other("vCPU 0's thread ended during setup"))
     })??;
+    // The other vCPUs' threads confine themselves while this one configures the vCPUs.
+    let mut parked = vec![vcpu0];
+    for id in 1..cfg.cpus.boot {
+        let filter = vcpu_filter.clone();
+        parked.push(ParkedVcpu::spawn(id, move || Ok(filter)).map_err(VmError::Thread)?);
+    }
     let mut vcpus = Vec::new();
     for id in 0..cfg.cpus.boot {
         let vcpu = vm.create_vcpu(id)?;
@@ -236,17 +250,14 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         stop: Arc::new(AtomicBool::new(false)),
     };
     let mut handles: Vec<VcpuHandle> = Vec::new();
-    for v in vcpus {
+    for (v, thread) in vcpus.into_iter().zip(parked) {
         let first: Option<Box<dyn FnOnce() + Send>> = if v.id() == 0 {
             let t = timer.clone();
             Some(Box::new(move || t.phase("first_kvm_run")))
         } else {
             None
         };
-        handles.push(
-            VcpuHandle::spawn(v, shared.clone(), first, vcpu_filter.clone())
-                .map_err(VmError::Thread)?,
-        );
+        handles.push(thread.start(v, shared.clone(), first));
     }
 
     // Setup is over: from here on this thread only serves the running guest (see

@@ -3,8 +3,12 @@
 //! way in the same run (a process that only opens /dev/kvm, creates the VM, registers memory,
 //! creates the irqchip and one vCPU, and runs 7 bytes of real-mode code that writes a byte).
 //!
-//! Usage: first-light [--vmm PATH] [--runs N] [--sizes 128M,4G,32G]
+//! Usage: first-light [--vmm PATH]... [--runs N] [--sizes 128M,4G,32G] [--vmm-arg ARG]...
+//! Several `--vmm` binaries are measured interleaved with the same floor runs (one row
+//! each): the way to compare two builds on a noisy machine. `ratio` is median vmm over
+//! median floor; `paired` is the median of each run's ratio to the floor run just before it.
 //! (The floor is this same binary re-executed with `--floor SIZE`.)
+//! `first-light --write-guest PATH` writes the tiny guest it boots, to profile one run by hand.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -151,18 +155,29 @@ fn main() {
         floor(parse_size(&args[2]));
         return;
     }
-    let mut vmm = String::from("target/release/vmm");
+    if args.get(1).map(String::as_str) == Some("--write-guest") {
+        // The guest the benchmark boots, for profiling one vmm run by hand.
+        let bytes = vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n"));
+        std::fs::write(&args[2], bytes).expect("write the guest");
+        return;
+    }
+    let mut vmms: Vec<String> = Vec::new();
     let mut runs = 15usize;
     let mut sizes = vec!["128M".to_string(), "4G".into(), "32G".into()];
+    let mut extra: Vec<String> = Vec::new();
     let mut i = 1;
     while i + 1 < args.len() {
         match args[i].as_str() {
-            "--vmm" => vmm = args[i + 1].clone(),
+            "--vmm" => vmms.push(args[i + 1].clone()),
             "--runs" => runs = args[i + 1].parse().expect("--runs N"),
             "--sizes" => sizes = args[i + 1].split(',').map(String::from).collect(),
+            "--vmm-arg" => extra.push(args[i + 1].clone()),
             o => panic!("unknown option {o}"),
         }
         i += 2;
+    }
+    if vmms.is_empty() {
+        vmms.push("target/release/vmm".into());
     }
     let guest = std::env::temp_dir().join(format!("first-light-guest-{}.elf", std::process::id()));
     std::fs::write(
@@ -172,60 +187,92 @@ fn main() {
     .unwrap();
     let me = std::env::current_exe().unwrap();
     println!("first light: exec -> first guest serial byte, median of {runs} runs (ms)");
-    println!("vmm: {vmm}");
+    for (n, vmm) in vmms.iter().enumerate() {
+        println!("vmm{}: {vmm} {}", n, extra.join(" "));
+    }
     println!(
-        "{:>6} {:>9} {:>9} {:>7}   vmm phases (median ms since exec)",
-        "memory", "floor", "vmm", "ratio"
+        "{:>6} {:>9} {:>9} {:>7} {:>7}   vmm phases (median ms since exec)",
+        "memory", "floor", "vmm", "ratio", "paired"
     );
     for size in &sizes {
         let mut floor_ms = Vec::new();
-        let mut vmm_ms = Vec::new();
-        let mut phase_ms: Vec<(String, Vec<f64>)> = Vec::new();
+        let mut floor_phases: Vec<(String, Vec<f64>)> = Vec::new();
+        // Per vmm: first-byte times, per-run ratios to the floor run just before, phases.
+        let mut per_vmm: Vec<VmmRuns> = vmms.iter().map(|_| VmmRuns::default()).collect();
         for _ in 0..runs {
-            // Interleave the two so machine noise hits both alike.
+            // Interleave the floor and each vmm so machine noise hits all alike.
             let mut f = Command::new(&me);
             f.args(["--floor", size]);
             let fs = measure(f);
             floor_ms.push(fs.first_byte_ms);
-            for (name, ms) in fs.phases {
-                let name = format!("floor:{name}");
-                match phase_ms.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, v)) => v.push(ms),
-                    None => phase_ms.push((name, vec![ms])),
-                }
-            }
-            let mut v = Command::new(&vmm);
-            v.args([
-                "--kernel",
-                guest.to_str().unwrap(),
-                "--memory",
-                &format!("size={size}"),
-                "--serial",
-                "tty",
-                "-v",
-            ]);
-            let s = measure(v);
-            vmm_ms.push(s.first_byte_ms);
-            for (name, ms) in s.phases {
-                match phase_ms.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, v)) => v.push(ms),
-                    None => phase_ms.push((name, vec![ms])),
-                }
+            collect(&mut floor_phases, fs.phases);
+            for (vmm, r) in vmms.iter().zip(per_vmm.iter_mut()) {
+                let mut v = Command::new(vmm);
+                v.args([
+                    "--kernel",
+                    guest.to_str().unwrap(),
+                    "--memory",
+                    &format!("size={size}"),
+                    "--serial",
+                    "tty",
+                    "-v",
+                ]);
+                v.args(&extra);
+                let s = measure(v);
+                r.times.push(s.first_byte_ms);
+                r.ratios.push(s.first_byte_ms / fs.first_byte_ms);
+                collect(&mut r.phases, s.phases);
             }
         }
-        let (f, v) = (median(floor_ms), median(vmm_ms));
-        let phases: Vec<String> = phase_ms
-            .into_iter()
-            .map(|(n, v)| format!("{n}={:.2}", median(v)))
-            .collect();
-        println!(
-            "{size:>6} {f:>9.2} {v:>9.2} {:>6.2}x   {}",
-            v / f,
-            phases.join(" ")
-        );
+        let f = median(floor_ms);
+        let floor_phases = show(floor_phases, "floor:");
+        for (n, r) in per_vmm.into_iter().enumerate() {
+            let v = median(r.times);
+            let label = if vmms.len() > 1 {
+                format!("{size}/{n}")
+            } else {
+                size.clone()
+            };
+            println!(
+                "{label:>6} {f:>9.2} {v:>9.2} {:>6.2}x {:>6.2}x   {floor_phases} {}",
+                v / f,
+                median(r.ratios),
+                show(r.phases, "")
+            );
+        }
     }
     let _ = std::fs::remove_file(&guest);
-    resident_memory(&vmm);
+    for vmm in &vmms {
+        resident_memory(vmm);
+    }
+}
+
+/// One vmm's runs at one size: first-byte times, each run's ratio to the floor run just
+/// before it, and its phases.
+#[derive(Default)]
+struct VmmRuns {
+    times: Vec<f64>,
+    ratios: Vec<f64>,
+    phases: Vec<(String, Vec<f64>)>,
+}
+
+/// Add one run's phases to the per-phase lists.
+fn collect(into: &mut Vec<(String, Vec<f64>)>, phases: Vec<(String, f64)>) {
+    for (name, ms) in phases {
+        match into.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push(ms),
+            None => into.push((name, vec![ms])),
+        }
+    }
+}
+
+/// `prefix` + `name=median` for each phase.
+fn show(phases: Vec<(String, Vec<f64>)>, prefix: &str) -> String {
+    phases
+        .into_iter()
+        .map(|(n, v)| format!("{prefix}{n}={:.2}", median(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// VmRSS of a running vmm with a 128 MiB, 1-vCPU guest that printed a line and halted.
@@ -262,7 +309,7 @@ fn resident_memory(vmm: &str) {
         .find(|l| l.starts_with("VmRSS"))
         .unwrap_or("VmRSS: ?");
     println!(
-        "resident memory of a running vmm (128 MiB guest, 1 vCPU, halted after printing): {}",
+        "resident memory of a running vmm (128 MiB guest, 1 vCPU, halted after printing): {} ({vmm})",
         rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
     );
 }

@@ -34,11 +34,14 @@ pub const KVM_IOEVENTFD: u64 =
 /// negotiated when the device is activated (VMM thread).
 pub const TUNSETOFFLOAD: u64 = ioctl_expr(_IOC_WRITE, b'T' as u32, 208, 4) as u64;
 
-/// `tcgetattr`/`isatty` on the console's stdin.
-pub const TCGETS: u64 = libc::TCGETS;
+/// `tcgetattr`/`isatty` on the console's stdin. (An `int` in musl's libc, an `unsigned
+/// long` in glibc's: the same number.)
+#[allow(clippy::unnecessary_cast)]
+pub const TCGETS: u64 = libc::TCGETS as u64;
 
 /// `tcsetattr(TCSANOW)`: raw mode for the console and its restoration.
-pub const TCSETS: u64 = libc::TCSETS;
+#[allow(clippy::unnecessary_cast)]
+pub const TCSETS: u64 = libc::TCSETS as u64;
 
 #[cfg(test)]
 mod tests {

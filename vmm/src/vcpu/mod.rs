@@ -12,7 +12,7 @@
 pub mod exit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use hypervisor::VcpuX86_64;
@@ -140,22 +140,48 @@ pub struct VcpuHandle {
     thread: JoinHandle<VcpuState>,
 }
 
-impl VcpuHandle {
-    /// Start the thread. Before its first KVM_RUN it confines itself to the vCPU seccomp
-    /// filter (`seccomp`, compiled ahead of time); if that fails the VM ends as failed.
-    pub fn spawn(
-        mut vcpu: Box<dyn VcpuX86_64>,
-        shared: VcpuShared,
-        on_first_run: Option<Box<dyn FnOnce() + Send>>,
-        seccomp: Compiled,
-    ) -> std::io::Result<Self> {
+/// What a parked vCPU thread is handed when the VM is ready to run.
+struct VcpuStart {
+    vcpu: Box<dyn VcpuX86_64>,
+    shared: VcpuShared,
+    on_first_run: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// A vCPU thread started before its vCPU exists. Starting a thread and installing a seccomp
+/// filter take hundreds of microseconds; a parked thread does both (and whatever setup work
+/// `prepare` holds) while the VMM is still building the VM, so that once the vCPU is
+/// configured only a channel send separates it from its first KVM_RUN.
+pub struct ParkedVcpu {
+    id: u32,
+    start: mpsc::SyncSender<VcpuStart>,
+    thread: JoinHandle<VcpuState>,
+}
+
+impl ParkedVcpu {
+    /// Start the thread for vCPU `id`. It runs `prepare`, installs the filter `prepare`
+    /// returns, and waits for [`ParkedVcpu::start`]. If `prepare` or the install failed,
+    /// the VM ends as failed when the vCPU is started (the reason is reported then); if the
+    /// `ParkedVcpu` is dropped unstarted (setup failed elsewhere), the thread just ends.
+    pub fn spawn<F>(id: u32, prepare: F) -> std::io::Result<Self>
+    where
+        F: FnOnce() -> Result<Compiled, String> + Send + 'static,
+    {
         install_kick_handler()?;
-        let id = vcpu.id();
+        let (tx, rx) = mpsc::sync_channel::<VcpuStart>(1);
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
                 crate::signals::block_shutdown_signals();
-                if let Err(e) = seccomp.install() {
+                let confined = prepare().and_then(|c| c.install().map_err(|e| e.to_string()));
+                let Ok(VcpuStart {
+                    mut vcpu,
+                    shared,
+                    on_first_run,
+                }) = rx.recv()
+                else {
+                    return VcpuState::Exited(None);
+                };
+                if let Err(e) = confined {
                     let r = VmExitReason::Fatal(format!("vCPU {id}: {e}"));
                     shared.exit.report(r.clone());
                     return VcpuState::Exited(Some(r));
@@ -163,7 +189,46 @@ impl VcpuHandle {
                 let first: Option<Box<dyn FnOnce()>> = on_first_run.map(|f| f as Box<dyn FnOnce()>);
                 run_loop(vcpu.as_mut(), &shared, first)
             })?;
-        Ok(VcpuHandle { id, thread })
+        Ok(ParkedVcpu {
+            id,
+            start: tx,
+            thread,
+        })
+    }
+
+    /// Hand the thread its configured vCPU: it enters the guest at once.
+    pub fn start(
+        self,
+        vcpu: Box<dyn VcpuX86_64>,
+        shared: VcpuShared,
+        on_first_run: Option<Box<dyn FnOnce() + Send>>,
+    ) -> VcpuHandle {
+        // A send fails only if the thread already ended (it could not have: it waits for
+        // this message); joining the handle then tells what happened.
+        let _ = self.start.send(VcpuStart {
+            vcpu,
+            shared,
+            on_first_run,
+        });
+        VcpuHandle {
+            id: self.id,
+            thread: self.thread,
+        }
+    }
+}
+
+impl VcpuHandle {
+    /// Start a thread for an already configured vCPU. Before its first KVM_RUN it confines
+    /// itself to the vCPU seccomp filter (`seccomp`, compiled ahead of time); if that fails
+    /// the VM ends as failed.
+    pub fn spawn(
+        vcpu: Box<dyn VcpuX86_64>,
+        shared: VcpuShared,
+        on_first_run: Option<Box<dyn FnOnce() + Send>>,
+        seccomp: Compiled,
+    ) -> std::io::Result<Self> {
+        let parked = ParkedVcpu::spawn(vcpu.id(), move || Ok(seccomp))?;
+        Ok(parked.start(vcpu, shared, on_first_run))
     }
 
     pub fn is_finished(&self) -> bool {
@@ -264,6 +329,67 @@ mod tests {
         e.report(VmExitReason::Reset);
         e.report(VmExitReason::Fatal("late".into()));
         assert_eq!(e.reason(), Some(VmExitReason::Reset));
+    }
+
+    fn no_filter() -> Compiled {
+        crate::seccomp::Confinement::new(crate::seccomp::SeccompMode::Off)
+            .compile(crate::seccomp::ThreadKind::Vcpu)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_parked_vcpu_does_its_setup_before_it_is_started_then_runs() {
+        let hv = FakeHypervisor::new();
+        hv.script(0, [ScriptedExit::Reset]);
+        let vm = hv.create_vm().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let parked = ParkedVcpu::spawn(0, move || {
+            tx.send("prepared").unwrap();
+            Ok(no_filter())
+        })
+        .unwrap();
+        // The setup ran on the parked thread, with no vCPU handed to it yet.
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(5)),
+            Ok("prepared")
+        );
+        let s = shared();
+        let h = parked.start(vm.create_vcpu(0).unwrap(), s.clone(), None);
+        assert_eq!(h.join(), Some(VcpuState::Exited(Some(VmExitReason::Reset))));
+        assert_eq!(s.exit.reason(), Some(VmExitReason::Reset));
+    }
+
+    #[test]
+    fn a_parked_vcpu_whose_setup_failed_ends_the_vm_without_running() {
+        let hv = FakeHypervisor::new();
+        hv.script(0, [ScriptedExit::Reset]);
+        let vm = hv.create_vm().unwrap();
+        let parked = ParkedVcpu::spawn(0, || Err("no filter for you".into())).unwrap();
+        let s = shared();
+        let h = parked.start(vm.create_vcpu(0).unwrap(), s.clone(), None);
+        let want = VmExitReason::Fatal("vCPU 0: no filter for you".into());
+        assert_eq!(h.join(), Some(VcpuState::Exited(Some(want.clone()))));
+        assert_eq!(s.exit.reason(), Some(want));
+    }
+
+    #[test]
+    fn a_parked_vcpu_dropped_unstarted_ends_its_thread() {
+        let (tx, rx) = mpsc::channel::<()>();
+        let parked = ParkedVcpu::spawn(0, move || {
+            let _keep = tx;
+            Ok(no_filter())
+        })
+        .unwrap();
+        let ParkedVcpu {
+            start,
+            thread: handle,
+            ..
+        } = parked;
+        // With the start sender gone (as when VM setup fails), the thread ends by itself.
+        drop(start);
+        assert_eq!(handle.join().ok(), Some(VcpuState::Exited(None)));
+        // And its setup closure (holding `tx`) was dropped.
+        assert!(rx.recv().is_err());
     }
 
     #[test]

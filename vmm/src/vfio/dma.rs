@@ -176,10 +176,20 @@ fn reset_all(devices: &[Arc<dyn VfioDeviceOps>]) {
 
 /// Sets the calling thread's scheduling policy (SCHED_IDLE or SCHED_OTHER); false when the
 /// kernel refuses (going back from SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE).
+/// (The raw system call: musl's `sched_setscheduler` wrapper only returns ENOSYS.)
 fn set_policy(policy: libc::c_int) -> bool {
-    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_param is plain data; all-zero is priority 0 (what SCHED_IDLE and
+    // SCHED_OTHER require).
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 is the calling thread; the kernel only reads `param`.
-    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+    unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0 as libc::pid_t,
+            policy,
+            &param as *const libc::sched_param,
+        ) == 0
+    }
 }
 
 fn map_all(mapper: &dyn DmaMapper, regions: &[RamRegion], gate: &DmaGate) -> Result<u64, String> {
