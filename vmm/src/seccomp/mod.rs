@@ -27,6 +27,7 @@
 
 mod activator;
 mod allowlist;
+pub mod bpf;
 mod common;
 mod device;
 mod ioctls;
@@ -36,9 +37,7 @@ mod sigsys;
 mod vcpu;
 mod vmm;
 
-use std::convert::TryInto;
-
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+use seccompiler::{BpfProgram, SeccompAction};
 
 pub use allowlist::Allowlist;
 pub use ioctls::{KVM_GET_REGS, KVM_RUN};
@@ -89,7 +88,7 @@ pub enum SeccompError {
     #[error("building the seccomp filter for the {kind} thread: {source}")]
     Build {
         kind: &'static str,
-        source: seccompiler::BackendError,
+        source: bpf::BpfError,
     },
     #[error("installing the seccomp filter for the {kind} thread: {source}")]
     Install {
@@ -143,16 +142,14 @@ impl Confinement {
             SeccompMode::Enforce => SeccompAction::Trap,
             SeccompMode::Log => SeccompAction::Log,
         };
-        let build = |source| SeccompError::Build {
-            kind: kind.name(),
-            source,
-        };
-        let arch = std::env::consts::ARCH.try_into().map_err(build)?;
         let mut rules = allowlist(kind);
         rules.extend(&self.extra);
-        let filter = SeccompFilter::new(rules.into_rules(), mismatch, SeccompAction::Allow, arch)
-            .map_err(build)?;
-        filter.try_into().map(Some).map_err(build)
+        bpf::build(rules.into_rules(), mismatch, SeccompAction::Allow)
+            .map(Some)
+            .map_err(|source| SeccompError::Build {
+                kind: kind.name(),
+                source,
+            })
     }
 
     /// Confine the calling thread (see [`apply`]).

@@ -163,3 +163,75 @@ fn extra_rules_widen_only_the_thread_they_are_given_to() {
         .unwrap()
         .is_none());
 }
+
+/// Every thread kind's real filter (the vCPU's with and without the passthrough rules), in
+/// our search layout, decides every syscall number and every argument value its rules name
+/// exactly as seccompiler's linear chain of the same rules does; both run in bpf::run.
+#[test]
+fn the_installed_layout_decides_like_seccompilers_chain_for_every_real_filter() {
+    let mut lists: Vec<(String, allowlist::Allowlist)> = ALL_KINDS
+        .iter()
+        .map(|&k| (k.name().to_string(), allowlist(k)))
+        .collect();
+    let mut passthrough = Confinement::new(SeccompMode::Enforce);
+    crate::vfio::seccomp::add_vcpu_rules(&mut passthrough.extra);
+    let mut vcpu = allowlist(ThreadKind::Vcpu);
+    vcpu.extend(&passthrough.extra);
+    lists.push(("vcpu+vfio".into(), vcpu));
+    for (name, list) in lists {
+        let rules = list.into_rules();
+        let ours = bpf::build(rules.clone(), SeccompAction::Trap, SeccompAction::Allow).unwrap();
+        let theirs: BpfProgram = seccompiler::SeccompFilter::new(
+            rules,
+            SeccompAction::Trap,
+            SeccompAction::Allow,
+            std::env::consts::ARCH.try_into().unwrap(),
+        )
+        .unwrap()
+        .try_into()
+        .unwrap();
+        // Candidate argument values: every constant the rules compare against or mask with,
+        // and its neighbours, plus a few extremes.
+        let mut values: Vec<u64> = vec![0, 1, u64::MAX, 0x8000_0000, 0xffff_ffff];
+        for ins in &theirs {
+            if ins.code != 0x06 && ins.code != 0x20 {
+                let k = u64::from(ins.k);
+                values.extend([k, k.wrapping_add(1), k.wrapping_sub(1), !k & 0xffff_ffff]);
+            }
+        }
+        values.sort_unstable();
+        values.dedup();
+        let mut worst = (0, 0);
+        for nr in 0..512u32 {
+            for arg in 0..6 {
+                for &v in &values {
+                    let mut args = [0u64; 6];
+                    args[arg] = v;
+                    let a = bpf::run(&ours, bpf::AUDIT_ARCH_X86_64, nr, args);
+                    let b = bpf::run(&theirs, bpf::AUDIT_ARCH_X86_64, nr, args);
+                    assert_eq!(a.0, b.0, "{name}: nr {nr} arg{arg}={v:#x}");
+                    worst = (worst.0.max(a.1), worst.1.max(b.1));
+                }
+            }
+        }
+        // What the kernel pays at install: one run per syscall number (to build its cache of
+        // always-allowed syscalls).
+        let total = |p: &[seccompiler::sock_filter]| -> usize {
+            (0..512u32)
+                .map(|nr| bpf::run(p, bpf::AUDIT_ARCH_X86_64, nr, [0; 6]).1)
+                .sum()
+        };
+        let (t_ours, t_theirs) = (total(&ours), total(&theirs));
+        println!(
+            "{name:<16} {} vs {} instructions; per syscall at most {} vs {} run, {} vs {} \
+             over all numbers",
+            ours.len(),
+            theirs.len(),
+            worst.0,
+            worst.1,
+            t_ours,
+            t_theirs
+        );
+        assert!(t_ours * 4 < t_theirs, "{name}: {t_ours} vs {t_theirs}");
+    }
+}
