@@ -50,6 +50,8 @@ pub enum VmError {
     Acpi(#[from] arch::AcpiError),
     #[error("setting up vCPU {id}: {source}")]
     Vcpu { id: u32, source: arch::RegsError },
+    #[error("setting up vCPU {id}'s thread: {reason}")]
+    VcpuThread { id: u32, reason: String },
     #[error(transparent)]
     Legacy(#[from] legacy::LegacyError),
     #[error(transparent)]
@@ -123,11 +125,13 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
     let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
     // vCPU 0's thread starts now and, while this thread creates the VM, registers memory and
-    // loads the kernel, does the setup work that takes hundreds of microseconds each:
+    // loads the kernel, does the setup work that takes a hundred microseconds or more each:
     // KVM_GET_SUPPORTED_CPUID, compiling the vCPU and VMM seccomp filters (sent back here),
-    // and installing its own filter. Once vCPU 0 is configured, only a channel send stands
-    // between it and its first KVM_RUN. vCPUs of a VM with passthrough serve the device's
-    // config space, MSI/MSI-X and BAR moves themselves: they get the VFIO rules.
+    // creating the PIT once the irqchip exists (KVM starts a kernel thread for it), and
+    // installing its own filter. Once vCPU 0 is configured, only a channel send stands
+    // between it and its first KVM_RUN, and the PIT exists before any guest code runs.
+    // vCPUs of a VM with passthrough serve the device's config space, MSI/MSI-X and BAR
+    // moves themselves: they get the VFIO rules.
     let mut vcpu_filter = seccomp::Confinement::new(cfg.seccomp);
     if !cfg.devices.is_empty() {
         crate::vfio::seccomp::add_vcpu_rules(&mut vcpu_filter.extra);
@@ -135,6 +139,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let vmm_filter = seccomp::Confinement::new(cfg.seccomp);
     let helper_hv = hv.clone();
     let (setup_tx, setup_rx) = std::sync::mpsc::sync_channel(1);
+    let (irqchip_tx, irqchip_rx) = std::sync::mpsc::sync_channel::<Arc<dyn hypervisor::Vm>>(1);
     let vcpu0 = ParkedVcpu::spawn(0, move || {
         let done = (|| -> Result<_, VmError> {
             let cpuid = helper_hv.supported_cpuid()?;
@@ -147,6 +152,11 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
             Err(e) => Err(e.to_string()),
         };
         let _ = setup_tx.send(done);
+        let vm = irqchip_rx
+            .recv()
+            .map_err(|_| "the VM was not built".to_string())?;
+        vm.create_pit()
+            .map_err(|e| format!("creating the PIT: {e}"))?;
         own
     })
     .map_err(VmError::Thread)?;
@@ -174,7 +184,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
 
     vm.set_tss_address(arch::layout::KVM_TSS_START)?;
     vm.create_irqchip()?;
-    vm.create_pit()?;
+    // vCPU 0's thread creates the PIT now (see above).
+    let _ = irqchip_tx.send(vm.clone());
     timer.phase("irqchip_created");
 
     let acpi = arch::AcpiConfig {
@@ -251,6 +262,13 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     };
     let mut handles: Vec<VcpuHandle> = Vec::new();
     for (v, thread) in vcpus.into_iter().zip(parked) {
+        if let Err(reason) = thread.wait_ready() {
+            vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
+            return Err(VmError::VcpuThread {
+                id: thread.id(),
+                reason,
+            });
+        }
         let first: Option<Box<dyn FnOnce() + Send>> = if v.id() == 0 {
             let t = timer.clone();
             Some(Box::new(move || t.phase("first_kvm_run")))

@@ -154,25 +154,29 @@ struct VcpuStart {
 pub struct ParkedVcpu {
     id: u32,
     start: mpsc::SyncSender<VcpuStart>,
+    ready: mpsc::Receiver<Result<(), String>>,
     thread: JoinHandle<VcpuState>,
 }
 
 impl ParkedVcpu {
     /// Start the thread for vCPU `id`. It runs `prepare`, installs the filter `prepare`
-    /// returns, and waits for [`ParkedVcpu::start`]. If `prepare` or the install failed,
-    /// the VM ends as failed when the vCPU is started (the reason is reported then); if the
-    /// `ParkedVcpu` is dropped unstarted (setup failed elsewhere), the thread just ends.
+    /// returns, says so to [`ParkedVcpu::wait_ready`] and waits for [`ParkedVcpu::start`].
+    /// If `prepare` or the install failed, `wait_ready` says why (and a vCPU started anyway
+    /// ends the VM as failed without entering the guest); if the `ParkedVcpu` is dropped
+    /// unstarted (setup failed elsewhere), the thread just ends.
     pub fn spawn<F>(id: u32, prepare: F) -> std::io::Result<Self>
     where
         F: FnOnce() -> Result<Compiled, String> + Send + 'static,
     {
         install_kick_handler()?;
         let (tx, rx) = mpsc::sync_channel::<VcpuStart>(1);
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
                 crate::signals::block_shutdown_signals();
                 let confined = prepare().and_then(|c| c.install().map_err(|e| e.to_string()));
+                let _ = ready_tx.send(confined.clone());
                 let Ok(VcpuStart {
                     mut vcpu,
                     shared,
@@ -192,8 +196,21 @@ impl ParkedVcpu {
         Ok(ParkedVcpu {
             id,
             start: tx,
+            ready: ready_rx,
             thread,
         })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Wait until the thread has done its setup and installed its filter (call it once);
+    /// the error says what failed.
+    pub fn wait_ready(&self) -> Result<(), String> {
+        self.ready
+            .recv()
+            .unwrap_or_else(|_| Err("its thread ended during setup".into()))
     }
 
     /// Hand the thread its configured vCPU: it enters the guest at once.
@@ -353,6 +370,7 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(5)),
             Ok("prepared")
         );
+        assert_eq!(parked.wait_ready(), Ok(()));
         let s = shared();
         let h = parked.start(vm.create_vcpu(0).unwrap(), s.clone(), None);
         assert_eq!(h.join(), Some(VcpuState::Exited(Some(VmExitReason::Reset))));
@@ -365,6 +383,7 @@ mod tests {
         hv.script(0, [ScriptedExit::Reset]);
         let vm = hv.create_vm().unwrap();
         let parked = ParkedVcpu::spawn(0, || Err("no filter for you".into())).unwrap();
+        assert_eq!(parked.wait_ready(), Err("no filter for you".to_string()));
         let s = shared();
         let h = parked.start(vm.create_vcpu(0).unwrap(), s.clone(), None);
         let want = VmExitReason::Fatal("vCPU 0: no filter for you".into());
