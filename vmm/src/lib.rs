@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod handoff;
 pub mod interrupts;
 pub mod legacy;
 pub mod logger;

@@ -138,9 +138,12 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     }
     let vmm_filter = seccomp::Confinement::new(cfg.seccomp);
     let helper_hv = hv.clone();
+    // Two hand-offs with vCPU 0's thread spin before they sleep (see handoff.rs): its start,
+    // and this thread's wait for it to be ready.
+    let spin = crate::handoff::spin_budget();
     let (setup_tx, setup_rx) = std::sync::mpsc::sync_channel(1);
     let (irqchip_tx, irqchip_rx) = std::sync::mpsc::sync_channel::<Arc<dyn hypervisor::Vm>>(1);
-    let vcpu0 = ParkedVcpu::spawn(0, move || {
+    let vcpu0 = ParkedVcpu::spawn(0, spin, move || {
         let done = (|| -> Result<_, VmError> {
             let cpuid = helper_hv.supported_cpuid()?;
             let vcpu = vcpu_filter.compile(ThreadKind::Vcpu)?;
@@ -235,7 +238,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let mut parked = vec![vcpu0];
     for id in 1..cfg.cpus.boot {
         let filter = vcpu_filter.clone();
-        parked.push(ParkedVcpu::spawn(id, move || Ok(filter)).map_err(VmError::Thread)?);
+        let none = Duration::ZERO;
+        parked.push(ParkedVcpu::spawn(id, none, move || Ok(filter)).map_err(VmError::Thread)?);
     }
     let mut vcpus = Vec::new();
     for id in 0..cfg.cpus.boot {
@@ -262,7 +266,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     };
     let mut handles: Vec<VcpuHandle> = Vec::new();
     for (v, thread) in vcpus.into_iter().zip(parked) {
-        if let Err(reason) = thread.wait_ready() {
+        if let Err(reason) = thread.wait_ready(spin) {
             vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
             return Err(VmError::VcpuThread {
                 id: thread.id(),

@@ -164,7 +164,11 @@ impl ParkedVcpu {
     /// If `prepare` or the install failed, `wait_ready` says why (and a vCPU started anyway
     /// ends the VM as failed without entering the guest); if the `ParkedVcpu` is dropped
     /// unstarted (setup failed elsewhere), the thread just ends.
-    pub fn spawn<F>(id: u32, prepare: F) -> std::io::Result<Self>
+    ///
+    /// The thread spins for up to `spin` (see handoff.rs) before it sleeps waiting to be
+    /// started: give vCPU 0, whose start is on the first-light path, a budget, and the
+    /// others none (several spinning threads would take the CPUs the VMM thread needs).
+    pub fn spawn<F>(id: u32, spin: std::time::Duration, prepare: F) -> std::io::Result<Self>
     where
         F: FnOnce() -> Result<Compiled, String> + Send + 'static,
     {
@@ -181,7 +185,7 @@ impl ParkedVcpu {
                     mut vcpu,
                     shared,
                     on_first_run,
-                }) = rx.recv()
+                }) = crate::handoff::recv(&rx, spin)
                 else {
                     return VcpuState::Exited(None);
                 };
@@ -207,9 +211,9 @@ impl ParkedVcpu {
 
     /// Wait until the thread has done its setup and installed its filter (call it once);
     /// the error says what failed.
-    pub fn wait_ready(&self) -> Result<(), String> {
-        self.ready
-            .recv()
+    /// Spins for up to `spin` first (see handoff.rs).
+    pub fn wait_ready(&self, spin: std::time::Duration) -> Result<(), String> {
+        crate::handoff::recv(&self.ready, spin)
             .unwrap_or_else(|_| Err("its thread ended during setup".into()))
     }
 
@@ -244,7 +248,7 @@ impl VcpuHandle {
         on_first_run: Option<Box<dyn FnOnce() + Send>>,
         seccomp: Compiled,
     ) -> std::io::Result<Self> {
-        let parked = ParkedVcpu::spawn(vcpu.id(), move || Ok(seccomp))?;
+        let parked = ParkedVcpu::spawn(vcpu.id(), std::time::Duration::ZERO, move || Ok(seccomp))?;
         Ok(parked.start(vcpu, shared, on_first_run))
     }
 
@@ -360,7 +364,8 @@ mod tests {
         hv.script(0, [ScriptedExit::Reset]);
         let vm = hv.create_vm().unwrap();
         let (tx, rx) = mpsc::channel();
-        let parked = ParkedVcpu::spawn(0, move || {
+        let spin = std::time::Duration::from_millis(1);
+        let parked = ParkedVcpu::spawn(0, spin, move || {
             tx.send("prepared").unwrap();
             Ok(no_filter())
         })
@@ -370,7 +375,7 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(5)),
             Ok("prepared")
         );
-        assert_eq!(parked.wait_ready(), Ok(()));
+        assert_eq!(parked.wait_ready(spin), Ok(()));
         let s = shared();
         let h = parked.start(vm.create_vcpu(0).unwrap(), s.clone(), None);
         assert_eq!(h.join(), Some(VcpuState::Exited(Some(VmExitReason::Reset))));
@@ -382,8 +387,12 @@ mod tests {
         let hv = FakeHypervisor::new();
         hv.script(0, [ScriptedExit::Reset]);
         let vm = hv.create_vm().unwrap();
-        let parked = ParkedVcpu::spawn(0, || Err("no filter for you".into())).unwrap();
-        assert_eq!(parked.wait_ready(), Err("no filter for you".to_string()));
+        let none = std::time::Duration::ZERO;
+        let parked = ParkedVcpu::spawn(0, none, || Err("no filter for you".into())).unwrap();
+        assert_eq!(
+            parked.wait_ready(none),
+            Err("no filter for you".to_string())
+        );
         let s = shared();
         let h = parked.start(vm.create_vcpu(0).unwrap(), s.clone(), None);
         let want = VmExitReason::Fatal("vCPU 0: no filter for you".into());
@@ -394,7 +403,7 @@ mod tests {
     #[test]
     fn a_parked_vcpu_dropped_unstarted_ends_its_thread() {
         let (tx, rx) = mpsc::channel::<()>();
-        let parked = ParkedVcpu::spawn(0, move || {
+        let parked = ParkedVcpu::spawn(0, std::time::Duration::from_millis(1), move || {
             let _keep = tx;
             Ok(no_filter())
         })
