@@ -17,7 +17,9 @@ pub mod msrs;
 pub mod paging;
 pub mod regs;
 
-pub use acpi::{create_acpi_tables, AcpiConfig, AcpiError, PmPorts, SerialPort};
+pub use acpi::{
+    build_acpi_tables, create_acpi_tables, AcpiConfig, AcpiError, AcpiTables, PmPorts, SerialPort,
+};
 pub use boot::{load_guest, load_guest_with_rsdp, BootError, BootProtocol, BootSetup, EntryPoint};
 pub use cpuid::{build_cpuid, CpuidConfig};
 pub use e820::{e820_map, E820Entry};

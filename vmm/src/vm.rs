@@ -125,10 +125,10 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
     let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
     // vCPU 0's thread starts now and, while this thread creates the VM, registers memory and
-    // loads the kernel, does the setup work that takes a hundred microseconds or more each:
-    // KVM_GET_SUPPORTED_CPUID, compiling the vCPU and VMM seccomp filters (sent back here),
-    // creating the PIT once the irqchip exists (KVM starts a kernel thread for it), and
-    // installing its own filter. Once vCPU 0 is configured, only a channel send stands
+    // loads the kernel, does the setup work that takes a hundred microseconds or so each:
+    // KVM_GET_SUPPORTED_CPUID, compiling the vCPU and VMM seccomp filters and building the
+    // ACPI tables (all sent back here), creating the PIT once the irqchip exists (KVM starts
+    // a kernel thread for it), and installing its own filter. Once vCPU 0 is configured, only a channel send stands
     // between it and its first KVM_RUN, and the PIT exists before any guest code runs.
     // vCPUs of a VM with passthrough serve the device's config space, MSI/MSI-X and BAR
     // moves themselves: they get the VFIO rules.
@@ -138,6 +138,13 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     }
     let vmm_filter = seccomp::Confinement::new(cfg.seccomp);
     let helper_hv = hv.clone();
+    let phys_bits = arch::layout::host_phys_bits();
+    let layout = arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?;
+    let (num_vcpus, pm, serial) = (
+        cfg.cpus.boot,
+        legacy::acpi_pm_ports(),
+        legacy::acpi_serial(&cfg.serial),
+    );
     // Two hand-offs with vCPU 0's thread spin before they sleep (see handoff.rs): its start,
     // and this thread's wait for it to be ready.
     let spin = crate::handoff::spin_budget();
@@ -148,10 +155,17 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
             let cpuid = helper_hv.supported_cpuid()?;
             let vcpu = vcpu_filter.compile(ThreadKind::Vcpu)?;
             let vmm = vmm_filter.compile(ThreadKind::Vmm)?;
-            Ok((cpuid, vcpu, vmm))
+            let acpi = arch::build_acpi_tables(&arch::AcpiConfig {
+                num_vcpus,
+                layout: &layout,
+                pm,
+                serial,
+                power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
+            })?;
+            Ok((cpuid, vcpu, vmm, acpi))
         })();
         let own = match &done {
-            Ok((_, vcpu, _)) => Ok(vcpu.clone()),
+            Ok((_, vcpu, _, _)) => Ok(vcpu.clone()),
             Err(e) => Err(e.to_string()),
         };
         let _ = setup_tx.send(done);
@@ -163,8 +177,6 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         own
     })
     .map_err(VmError::Thread)?;
-    let phys_bits = arch::layout::host_phys_bits();
-    let layout = arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?;
     let vm = hv.create_vm()?;
     timer.phase("vm_created");
 
@@ -191,14 +203,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let _ = irqchip_tx.send(vm.clone());
     timer.phase("irqchip_created");
 
-    let acpi = arch::AcpiConfig {
-        num_vcpus: cfg.cpus.boot,
-        layout: &layout,
-        pm: legacy::acpi_pm_ports(),
-        serial: legacy::acpi_serial(&cfg.serial),
-        power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
-    };
-    let rsdp = arch::create_acpi_tables(&mem, &acpi)?;
+    // The ACPI tables are built on vCPU 0's thread and written below, before any vCPU runs;
+    // their RSDP address is fixed.
     let entry = arch::load_guest_with_rsdp(
         &mem,
         arch::BootSetup {
@@ -208,7 +214,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
             num_vcpus: cfg.cpus.boot,
             layout: &layout,
         },
-        Some(rsdp),
+        Some(arch::AcpiTables::RSDP_ADDR),
     )?;
     timer.phase("kernel_loaded");
 
@@ -231,9 +237,10 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         p.attach_all(&pci)?;
     }
 
-    let (supported, vcpu_filter, vmm_filter) = setup_rx.recv().map_err(|_| {
+    let (supported, vcpu_filter, vmm_filter, acpi) = setup_rx.recv().map_err(|_| {
         VmError::Thread(std::io::Error::other("vCPU 0's thread ended during setup"))
     })??;
+    acpi.write(&mem)?;
     // The other vCPUs' threads confine themselves while this one configures the vCPUs.
     let mut parked = vec![vcpu0];
     for id in 1..cfg.cpus.boot {

@@ -185,9 +185,31 @@ impl TableArea {
     }
 }
 
-/// Builds the tables for `cfg` and writes them to `[ACPI_TABLES_START, ACPI_TABLES_END)`
-/// in `mem`; returns the RSDP's guest address to hand to the kernel.
-pub fn create_acpi_tables(mem: &GuestMemoryMmap, cfg: &AcpiConfig) -> Result<u64, AcpiError> {
+/// The ACPI area, built and ready to be written to guest memory: building (the AML above
+/// all) is the costly part and needs no guest memory, so it can be done on another thread.
+#[derive(Clone, Debug)]
+pub struct AcpiTables {
+    bytes: Vec<u8>,
+}
+
+impl AcpiTables {
+    /// Where the RSDP lands when the tables are written: what the kernel is told.
+    pub const RSDP_ADDR: u64 = RSDP_ADDR;
+
+    /// Writes the tables to `[ACPI_TABLES_START, ACPI_TABLES_END)` in `mem`; returns the
+    /// RSDP's guest address.
+    pub fn write(&self, mem: &GuestMemoryMmap) -> Result<u64, AcpiError> {
+        mem.write_slice(&self.bytes, GuestAddress(ACPI_TABLES_START))
+            .map_err(|source| AcpiError::Write {
+                addr: ACPI_TABLES_START,
+                source,
+            })?;
+        Ok(RSDP_ADDR)
+    }
+}
+
+/// Builds the tables for `cfg`.
+pub fn build_acpi_tables(cfg: &AcpiConfig) -> Result<AcpiTables, AcpiError> {
     validate(cfg)?;
     let mut area = TableArea::new();
     let dsdt_addr = area.push(&dsdt::build(cfg)?)?;
@@ -196,10 +218,11 @@ pub fn create_acpi_tables(mem: &GuestMemoryMmap, cfg: &AcpiConfig) -> Result<u64
     let mcfg_addr = area.push(&mcfg::build())?;
     let xsdt_addr = area.push(&xsdt::build(&[fadt_addr, madt_addr, mcfg_addr]))?;
     area.bytes[..rsdp::RSDP_LEN].copy_from_slice(&rsdp::build(xsdt_addr));
-    mem.write_slice(&area.bytes, GuestAddress(ACPI_TABLES_START))
-        .map_err(|source| AcpiError::Write {
-            addr: ACPI_TABLES_START,
-            source,
-        })?;
-    Ok(RSDP_ADDR)
+    Ok(AcpiTables { bytes: area.bytes })
+}
+
+/// Builds the tables for `cfg` and writes them to `[ACPI_TABLES_START, ACPI_TABLES_END)`
+/// in `mem`; returns the RSDP's guest address to hand to the kernel.
+pub fn create_acpi_tables(mem: &GuestMemoryMmap, cfg: &AcpiConfig) -> Result<u64, AcpiError> {
+    build_acpi_tables(cfg)?.write(mem)
 }
