@@ -271,15 +271,18 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         exit: exit.clone(),
         stop: Arc::new(AtomicBool::new(false)),
     };
-    let mut handles: Vec<VcpuHandle> = Vec::new();
-    for (v, thread) in vcpus.into_iter().zip(parked) {
-        if let Err(reason) = thread.wait_ready(spin) {
-            vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
-            return Err(VmError::VcpuThread {
+    // Every vCPU thread is confined before any enters the guest: a thread whose setup failed
+    // ends the VM before a single guest instruction has run.
+    for thread in &parked {
+        thread
+            .wait_ready(spin)
+            .map_err(|reason| VmError::VcpuThread {
                 id: thread.id(),
                 reason,
-            });
-        }
+            })?;
+    }
+    let mut handles: Vec<VcpuHandle> = Vec::new();
+    for (v, thread) in vcpus.into_iter().zip(parked) {
         let first: Option<Box<dyn FnOnce() + Send>> = if v.id() == 0 {
             let t = timer.clone();
             Some(Box::new(move || t.phase("first_kvm_run")))
@@ -296,9 +299,18 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         return Err(e.into());
     }
 
-    let reason = runloop::wait_for_exit(&exit, &devices, &virtio, &cfg.serial)
-        .map_err(VmError::EventLoop)?;
+    let reason = runloop::wait_for_exit(&exit, &devices, &virtio, &cfg.serial);
+    // Whatever ended the event loop, the vCPUs leave the guest before memory goes away.
     vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
+    let reason = match reason {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = passthrough.as_mut() {
+                p.shutdown();
+            }
+            return Err(VmError::EventLoop(e));
+        }
+    };
     // Devices stop DMA (reset, unmapped) before guest memory goes away.
     if let Some(p) = passthrough.as_mut() {
         p.shutdown();

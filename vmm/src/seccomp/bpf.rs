@@ -21,6 +21,9 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("the seccomp programs check for AUDIT_ARCH_X86_64 only");
+
 use seccompiler::{sock_filter, BpfProgram, SeccompAction, SeccompRule};
 
 const BPF_LD_W_ABS: u16 = 0x20;
@@ -72,6 +75,10 @@ pub fn build(
     mismatch: SeccompAction,
     matched: SeccompAction,
 ) -> Result<BpfProgram, BpfError> {
+    debug_assert!(
+        mismatch != matched,
+        "a filter whose two outcomes are the same"
+    );
     let mut syscalls = Vec::with_capacity(rules.len());
     for (nr, chain) in rules {
         let nr32 = u32::try_from(nr).map_err(|_| BpfError::BadSyscall(nr))?;
@@ -257,7 +264,15 @@ mod tests {
             linear(rules),
         );
         let values = [0u64, 1, 2, 4, 3, 0xae80, 0x4020_ae46, 0xffff_ffff, u64::MAX];
-        for nr in 0..600u32 {
+        // Beyond the table: x32 numbers (bit 30 set, same audit arch), -1, the top.
+        let high = [
+            0x4000_0000u32,
+            0x4000_0010,
+            0x4000_0000 | 16,
+            0x7fff_ffff,
+            u32::MAX,
+        ];
+        for nr in (0..600u32).chain(high) {
             for arg in 0..6 {
                 for v in values {
                     let mut args = [0u64; 6];
@@ -290,6 +305,10 @@ mod tests {
         assert_eq!(
             ret(libc::SYS_mprotect, [0, 4096, 3, 0, 0, 0]),
             libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            ret(0x4000_0000 | libc::SYS_read, [0; 6]),
+            libc::SECCOMP_RET_TRAP
         );
         // Another architecture's syscall ends the process.
         assert_eq!(
@@ -327,18 +346,30 @@ mod tests {
 
     #[test]
     fn long_subtrees_and_long_rule_lists_are_reached_through_unconditional_jumps() {
-        // 300 ioctl requests on one syscall: a leaf body far beyond an 8-bit jump, and a left
-        // subtree (everything below ioctl) that is long too.
+        // 300 ioctl requests on one syscall: a leaf body far beyond an 8-bit jump; with more
+        // syscalls above ioctl (16) than below it, that leaf sits in the root's left half,
+        // which is then too long for the root's conditional jump as well.
         let mut a = Allowlist::default();
         for r in 0..300u64 {
             a.allow_if(libc::SYS_ioctl, ioctl(0x1000 + r));
         }
-        for nr in 0..16 {
+        for nr in (0..16).chain(17..60) {
             a.allow(nr);
         }
         let rules = a.into_rules();
         let ours = build(rules.clone(), SeccompAction::Trap, SeccompAction::Allow).unwrap();
         let theirs = linear(rules);
+        // Both kinds of trampoline are there: `jge k, 0, 1; ja far` and `jeq nr, 1, 0; ja far`.
+        let has = |code: u16, jt: u8, jf: u8| {
+            ours.windows(2).any(|w| {
+                w[0].code == code
+                    && (w[0].jt, w[0].jf) == (jt, jf)
+                    && w[1].code == BPF_JMP_JA
+                    && w[1].k > 255
+            })
+        };
+        assert!(has(BPF_JMP_JGE_K, 0, 1), "no subtree trampoline");
+        assert!(has(BPF_JMP_JEQ_K, 1, 0), "no leaf trampoline");
         for req in [0x0fffu64, 0x1000, 0x1001, 0x1000 + 299, 0x1000 + 300] {
             let args = [0, req, 0, 0, 0, 0];
             let nr = libc::SYS_ioctl as u32;
@@ -348,7 +379,7 @@ mod tests {
                 "{req:#x}"
             );
         }
-        for nr in 0..40u32 {
+        for nr in (0..70u32).chain([0x4000_0010, u32::MAX]) {
             assert_eq!(
                 run(&ours, AUDIT_ARCH_X86_64, nr, [0; 6]).0,
                 run(&theirs, AUDIT_ARCH_X86_64, nr, [0; 6]).0,

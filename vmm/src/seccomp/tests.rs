@@ -202,7 +202,8 @@ fn the_installed_layout_decides_like_seccompilers_chain_for_every_real_filter() 
         values.sort_unstable();
         values.dedup();
         let mut worst = (0, 0);
-        for nr in 0..512u32 {
+        // Past the table too: x32 numbers (bit 30, same audit arch), -1.
+        for nr in (0..512u32).chain([0x4000_0000, 0x4000_0010, 0x4000_00e4, u32::MAX]) {
             for arg in 0..6 {
                 for &v in &values {
                     let mut args = [0u64; 6];
