@@ -1,7 +1,8 @@
 //! PCI configuration space from a hostile guest, wired like the VMM's PCI segment
 //! (`vmm::pci_setup`): a `pci::PciBus` with the host bridge, a function with every BAR kind,
-//! a ROM, MSI and MSI-X built on `pci::PciConfiguration`, and the VMM's virtio-pci transport
-//! (`vmm::virtio_pci::VirtioPciDevice`, over the fake hypervisor, with a stub virtio device),
+//! a ROM, MSI and MSI-X (`pci::test_util::TestDevice`, the pci crate's own test function),
+//! and the VMM's virtio-pci transport (`vmm::virtio_pci::VirtioPciDevice`, over the fake
+//! hypervisor, with a stub virtio device),
 //! reached through `PciConfigIo` (0xcf8/0xcfc) on the port bus and `PciConfigMmio` (ECAM) on
 //! the MMIO bus, whose BARs the `BusBarRelocator` moves between the buses as the guest
 //! programs them. Beside it, `vmm::virtio_pci::common::CommonConfig` on its own.
@@ -39,9 +40,9 @@ use devices::virtio::{ActivateContext, ActivateError, VirtioDevice, VIRTIO_F_VER
 use devices::Bus;
 use hypervisor::fake::FakeHypervisor;
 use hypervisor::Hypervisor;
+use pci::test_util::TestDevice;
 use pci::{
-    BarConfig, BarInfo, BarKind, BusBarRelocator, ConfigWriteResult, Msi, Msix, MsixParams, PciBus,
-    PciConfigIo, PciConfigMmio, PciConfiguration, PciDevice, PciHeader, RecordingMsiGroup,
+    BarConfig, BarKind, BusBarRelocator, PciBus, PciConfigIo, PciConfigMmio, PciDevice,
     PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_LEN, PCI_ECAM_SIZE,
 };
 use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -60,105 +61,6 @@ const TEST_IDS: u32 = 0x1041_1af4;
 const HOST_BRIDGE_IDS: u32 = 0x0d57_8086;
 const COMMON_QUEUES: [u16; 3] = [256, 64, 1];
 const COMMON_FEATURES: u64 = VIRTIO_F_VERSION_1 | 0x3000_00ff;
-
-fn test_header() -> PciHeader {
-    PciHeader {
-        vendor_id: 0x1af4,
-        device_id: 0x1041,
-        class_code: 0x02_00_00,
-        revision_id: 1,
-        subsystem_vendor_id: 0x1af4,
-        subsystem_id: 1,
-        multi_function: false,
-        interrupt_pin: 1,
-    }
-}
-
-/// A function with I/O, 32-bit and 64-bit BARs, a ROM, MSI (4 vectors, per-vector masking)
-/// and MSI-X (table and PBA in BAR 1), like `pci`'s own test function.
-struct TestFunction {
-    config: PciConfiguration,
-    msi: Msi,
-    msix: Msix,
-    memory: Vec<u8>,
-}
-
-impl TestFunction {
-    fn new() -> Self {
-        let mut config = PciConfiguration::new(&test_header());
-        let bars = [
-            (0, 0x20, BarKind::Io, false, 0xc000),
-            (1, 0x1000, BarKind::Mem32, false, 0xc000_0000),
-            (2, 0x4000, BarKind::Mem64, true, 0x1_0000_0000),
-        ];
-        for (index, size, kind, prefetchable, addr) in bars {
-            let bar = BarConfig {
-                index,
-                size,
-                kind,
-                prefetchable,
-                addr,
-            };
-            config.add_bar(&bar).unwrap();
-        }
-        config.add_rom_bar(0x800, 0xc010_0000).unwrap();
-        let msi = Msi::new(&mut config, 4, true, Arc::new(RecordingMsiGroup::new())).unwrap();
-        let params = MsixParams {
-            vectors: 4,
-            table_bar: 1,
-            table_offset: 0,
-            pba_bar: 1,
-            pba_offset: 0x800,
-        };
-        let msix = Msix::new(&mut config, params, Arc::new(RecordingMsiGroup::new())).unwrap();
-        TestFunction {
-            config,
-            msi,
-            msix,
-            memory: vec![0; 0x4000],
-        }
-    }
-}
-
-impl PciDevice for TestFunction {
-    fn read_config_register(&mut self, reg: usize) -> u32 {
-        self.config.read_config_register(reg)
-    }
-
-    fn write_config_register(&mut self, reg: usize, offset: u64, data: &[u8]) -> ConfigWriteResult {
-        let mut result = self.config.write_config_register(reg, offset, data);
-        result.msi_changed = self.msi.handle_config_write(&mut self.config, reg);
-        result.msix_changed = self.msix.handle_config_write(&self.config, reg);
-        result
-    }
-
-    fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
-        if self.msix.read_bar(bar, offset, data) {
-            return;
-        }
-        let start = offset as usize;
-        match self.memory.get(start..start.saturating_add(data.len())) {
-            Some(bytes) if bar == 2 => data.copy_from_slice(bytes),
-            _ => data.fill(0xff),
-        }
-    }
-
-    fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
-        if self.msix.write_bar(bar, offset, data) {
-            return;
-        }
-        let start = offset as usize;
-        if let Some(bytes) = self.memory.get_mut(start..start.saturating_add(data.len())) {
-            if bar == 2 {
-                bytes.copy_from_slice(data);
-            }
-        }
-    }
-
-    fn bars(&self) -> Vec<BarInfo> {
-        self.config.bars()
-    }
-}
 
 /// A virtio device that only checks what the transport activates it with.
 struct StubVirtio {
@@ -203,7 +105,7 @@ struct Rig {
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
     bus: Arc<PciBus>,
-    test: Arc<Mutex<TestFunction>>,
+    test: Arc<Mutex<TestDevice>>,
     activator: Arc<Activator>,
     common: CommonConfig,
     // Keeps the fake VM alive for the transport's MSI group.
@@ -242,7 +144,7 @@ fn rig() -> Rig {
         PCI_ECAM_SIZE,
     )
     .unwrap();
-    let test = Arc::new(Mutex::new(TestFunction::new()));
+    let test = Arc::new(Mutex::new(TestDevice::new()));
     bus.add_device_at(TEST_SLOT, test.clone()).unwrap();
 
     let hv = FakeHypervisor::new();

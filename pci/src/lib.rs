@@ -40,8 +40,9 @@ pub mod vfio;
 mod fuzz_tests;
 #[cfg(test)]
 mod integration_tests;
-#[cfg(test)]
-mod test_util;
+/// Test fixtures, also for the fuzz targets (feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 
 pub use address::PciAddress;
 pub use allocator::{

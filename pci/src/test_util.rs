@@ -1,5 +1,6 @@
-//! Shared fixtures for this crate's tests: a header, a PCI function with
-//! every feature (BARs of each kind, ROM, MSI, MSI-X), and a tiny PRNG.
+//! Shared fixtures for this crate's tests and the fuzz targets (feature `test-util`): a
+//! header, a PCI function with every feature (BARs of each kind, ROM, MSI, MSI-X), and a
+//! tiny PRNG.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use crate::interrupt::RecordingMsiGroup;
 use crate::msi::Msi;
 use crate::msix::{Msix, MsixParams};
 
-pub(crate) fn header() -> PciHeader {
+pub fn header() -> PciHeader {
     PciHeader {
         vendor_id: 0x1af4,
         device_id: 0x1041,
@@ -25,7 +26,7 @@ pub(crate) fn header() -> PciHeader {
 
 /// BAR 0: 32 I/O ports; BAR 1: 4 KiB MSI-X table (0) and PBA (0x800);
 /// BAR 2 (+3): 16 KiB prefetchable 64-bit memory; a 2 KiB ROM.
-pub(crate) struct TestDevice {
+pub struct TestDevice {
     pub config: PciConfiguration,
     pub msi: Msi,
     pub msix: Msix,
@@ -35,7 +36,7 @@ pub(crate) struct TestDevice {
     pub last_bar_write: Option<(usize, u64, Vec<u8>)>,
 }
 
-pub(crate) const TEST_BARS: [BarConfig; 3] = [
+pub const TEST_BARS: [BarConfig; 3] = [
     BarConfig {
         index: 0,
         size: 0x20,
@@ -59,14 +60,20 @@ pub(crate) const TEST_BARS: [BarConfig; 3] = [
     },
 ];
 
+impl Default for TestDevice {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestDevice {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::with_bars(&TEST_BARS)
     }
 
     /// BARs laid out like [`TEST_BARS`] (BAR 1 a memory BAR of at least
     /// 4 KiB for MSI-X), at other addresses.
-    pub(crate) fn with_bars(bars: &[BarConfig]) -> Self {
+    pub fn with_bars(bars: &[BarConfig]) -> Self {
         let mut config = PciConfiguration::new(&header());
         for bar in bars {
             config.add_bar(bar).unwrap();
@@ -137,21 +144,21 @@ impl PciDevice for TestDevice {
 }
 
 /// xorshift64*: deterministic pseudo-random numbers for fuzz-style tests.
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed | 1)
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 }

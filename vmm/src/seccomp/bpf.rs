@@ -227,22 +227,25 @@ pub fn run(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> (u32, us
     }
 }
 
+/// seccompiler's own layout of the same rules (Trap on mismatch, Allow on match): the
+/// reference the tests compare ours with.
+#[cfg(test)]
+pub fn linear(rules: BTreeMap<i64, Vec<SeccompRule>>) -> BpfProgram {
+    seccompiler::SeccompFilter::new(
+        rules,
+        SeccompAction::Trap,
+        SeccompAction::Allow,
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap()
+    .try_into()
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::seccomp::allowlist::{arg_eq, arg_lacks, ioctl, Allowlist};
-
-    fn linear(rules: BTreeMap<i64, Vec<SeccompRule>>) -> BpfProgram {
-        seccompiler::SeccompFilter::new(
-            rules,
-            SeccompAction::Trap,
-            SeccompAction::Allow,
-            std::env::consts::ARCH.try_into().unwrap(),
-        )
-        .unwrap()
-        .try_into()
-        .unwrap()
-    }
 
     fn sample() -> Allowlist {
         let mut a = Allowlist::default();

@@ -181,15 +181,7 @@ fn the_installed_layout_decides_like_seccompilers_chain_for_every_real_filter() 
     for (name, list) in lists {
         let rules = list.into_rules();
         let ours = bpf::build(rules.clone(), SeccompAction::Trap, SeccompAction::Allow).unwrap();
-        let theirs: BpfProgram = seccompiler::SeccompFilter::new(
-            rules,
-            SeccompAction::Trap,
-            SeccompAction::Allow,
-            std::env::consts::ARCH.try_into().unwrap(),
-        )
-        .unwrap()
-        .try_into()
-        .unwrap();
+        let theirs = bpf::linear(rules);
         // Candidate argument values: every constant the rules compare against or mask with,
         // and its neighbours, plus a few extremes.
         let mut values: Vec<u64> = vec![0, 1, u64::MAX, 0x8000_0000, 0xffff_ffff];

@@ -239,19 +239,6 @@ impl ParkedVcpu {
 }
 
 impl VcpuHandle {
-    /// Start a thread for an already configured vCPU. Before its first KVM_RUN it confines
-    /// itself to the vCPU seccomp filter (`seccomp`, compiled ahead of time); if that fails
-    /// the VM ends as failed.
-    pub fn spawn(
-        vcpu: Box<dyn VcpuX86_64>,
-        shared: VcpuShared,
-        on_first_run: Option<Box<dyn FnOnce() + Send>>,
-        seccomp: Compiled,
-    ) -> std::io::Result<Self> {
-        let parked = ParkedVcpu::spawn(vcpu.id(), std::time::Duration::ZERO, move || Ok(seccomp))?;
-        Ok(parked.start(vcpu, shared, on_first_run))
-    }
-
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
     }
@@ -426,15 +413,9 @@ mod tests {
         hv.script(0, [ScriptedExit::Reset]);
         let vm = hv.create_vm().unwrap();
         let s = shared();
-        let h = VcpuHandle::spawn(
-            vm.create_vcpu(0).unwrap(),
-            s.clone(),
-            None,
-            crate::seccomp::Confinement::new(crate::seccomp::SeccompMode::Off)
-                .compile(crate::seccomp::ThreadKind::Vcpu)
-                .unwrap(),
-        )
-        .unwrap();
+        let h = ParkedVcpu::spawn(0, std::time::Duration::ZERO, || Ok(no_filter()))
+            .unwrap()
+            .start(vm.create_vcpu(0).unwrap(), s.clone(), None);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while s.exit.reason().is_none() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));

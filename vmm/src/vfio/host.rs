@@ -153,6 +153,29 @@ impl HostDevice {
         }
     }
 
+    /// One pread/pwrite (`op`, given the device fd and the file offset) of `len` bytes at
+    /// `offset` in region `index`, with the device held open; a short transfer is `short`.
+    fn transfer(
+        &self,
+        index: u32,
+        offset: u64,
+        len: usize,
+        short: io::ErrorKind,
+        op: impl FnOnce(RawFd, i64) -> isize,
+    ) -> io::Result<()> {
+        let at = self.at(index, offset, len as u64)?;
+        let guard = self.dev();
+        let fd = guard
+            .as_ref()
+            .map(|d| d.as_raw_fd())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        match op(fd, at as i64) {
+            n if n < 0 => Err(io::Error::last_os_error()),
+            n if n as usize != len => Err(io::Error::from(short)),
+            _ => Ok(()),
+        }
+    }
+
     /// Releases the device (its group leaves the container and the KVM device).
     pub fn close(&self) {
         let dev = self.dev.write().unwrap_or_else(|e| e.into_inner()).take();
@@ -170,35 +193,30 @@ impl VfioDeviceOps for HostDevice {
     }
 
     fn read_region(&self, index: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        let at = self.at(index, offset, data.len() as u64)?;
-        let guard = self.dev();
-        let fd = guard
-            .as_ref()
-            .map(|d| d.as_raw_fd())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
-        // SAFETY: pread writes at most data.len() bytes into data; fd stays open (guard held).
-        let n = unsafe { libc::pread64(fd, data.as_mut_ptr().cast(), data.len(), at as i64) };
-        match n {
-            n if n < 0 => Err(io::Error::last_os_error()),
-            n if n as usize != data.len() => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            _ => Ok(()),
-        }
+        let len = data.len();
+        self.transfer(
+            index,
+            offset,
+            len,
+            io::ErrorKind::UnexpectedEof,
+            |fd, at| {
+                // SAFETY: pread writes at most len bytes into data; fd stays open (guard held).
+                unsafe { libc::pread64(fd, data.as_mut_ptr().cast(), len, at) }
+            },
+        )
     }
 
     fn write_region(&self, index: u32, offset: u64, data: &[u8]) -> io::Result<()> {
-        let at = self.at(index, offset, data.len() as u64)?;
-        let guard = self.dev();
-        let fd = guard
-            .as_ref()
-            .map(|d| d.as_raw_fd())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
-        // SAFETY: pwrite reads data.len() bytes from data; fd stays open (guard held).
-        let n = unsafe { libc::pwrite64(fd, data.as_ptr().cast(), data.len(), at as i64) };
-        match n {
-            n if n < 0 => Err(io::Error::last_os_error()),
-            n if n as usize != data.len() => Err(io::Error::from(io::ErrorKind::WriteZero)),
-            _ => Ok(()),
-        }
+        self.transfer(
+            index,
+            offset,
+            data.len(),
+            io::ErrorKind::WriteZero,
+            |fd, at| {
+                // SAFETY: pwrite reads data.len() bytes from data; fd stays open (guard held).
+                unsafe { libc::pwrite64(fd, data.as_ptr().cast(), data.len(), at) }
+            },
+        )
     }
 
     fn mmap_region(&self, index: u32, offset: u64, size: u64) -> io::Result<HostMapping> {
