@@ -1,98 +1,90 @@
 //! First-light benchmark: wall time from exec of `vmm` to the first byte the guest writes to
-//! its serial port, at several guest memory sizes, beside a bare KVM floor measured the same
-//! way in the same run (a process that only opens /dev/kvm, creates the VM, registers memory,
-//! creates the irqchip and one vCPU, and runs 7 bytes of real-mode code that writes a byte).
+//! its serial port, at several guest memory sizes, beside a bare-KVM floor measured the same
+//! way in the same run: a C program (`tests/floor/floor.c`, built by this crate's build script)
+//! that opens /dev/kvm, creates the VM, maps and registers guest RAM, creates the irqchip and
+//! one vCPU, sets its registers and runs 7 bytes of real-mode code that write a byte.
 //!
-//! Usage: first-light [--vmm PATH]... [--runs N] [--sizes 128M,4G,32G] [--vmm-arg ARG]...
-//! Several `--vmm` binaries are measured interleaved with the same floor runs (one row
-//! each): the way to compare two builds on a noisy machine. `ratio` is median vmm over
-//! median floor; `paired` is the median of each run's ratio to the floor run just before it.
-//! (The floor is this same binary re-executed with `--floor SIZE`.)
-//! `first-light --write-guest PATH` writes the tiny guest it boots, to profile one run by hand.
+//! Runs are interleaved (floor, vmm0, vmm1, ..., floor, ...) so that machine noise hits every
+//! program alike. `ratio` is the median vmm time over the median floor time; `paired` is the
+//! median of each run's ratio to the floor run just before it. A per-phase table (medians, ms
+//! since exec) puts the floor's phases beside the vmm's.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::{Kvm, VcpuExit};
+const USAGE: &str = "\
+first_light: time from exec to the guest's first serial byte, vmm against a bare-KVM floor
 
-fn parse_size(s: &str) -> u64 {
-    let (n, mult) = match s.chars().last() {
-        Some('M') => (&s[..s.len() - 1], 1u64 << 20),
-        Some('G') => (&s[..s.len() - 1], 1u64 << 30),
-        _ => (s, 1),
-    };
-    n.parse::<u64>().expect("size") * mult
+usage: first_light [--vmm PATH]... [--runs N] [--sizes 128M,4G,32G] [--vmm-arg ARG]...
+       first_light --write-guest PATH
+
+  --vmm PATH       a vmm binary to measure (repeatable; default target/release/vmm). Several
+                   binaries run interleaved with the same floor runs, one row each: the way
+                   to compare two builds on a noisy machine
+  --runs N         runs per program and size (default 15)
+  --sizes LIST     guest memory sizes (default 128M,4G,32G)
+  --vmm-arg ARG    an extra argument for every vmm run (repeatable)
+  --write-guest P  write the tiny PVH guest the benchmark boots to P, to profile a run by hand
+  -h, --help       this text
+
+The floor is tests/floor/floor.c, compiled into this binary by the crate's build script.
+";
+
+/// The floor program, compiled by build.rs.
+const FLOOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/floor"));
+
+/// Phases in the order both programs reach them ("first_serial_byte" is measured here).
+const PHASES: &[&str] = &[
+    "vm_created",
+    "memory_mapped",
+    "irqchip_created",
+    "kernel_loaded",
+    "vcpus_configured",
+    "first_kvm_run",
+];
+
+struct Options {
+    vmms: Vec<String>,
+    runs: usize,
+    sizes: Vec<String>,
+    extra: Vec<String>,
 }
 
-/// The floor: the least any VMM must do before a guest can write a byte.
-fn floor(size: u64) {
-    let kvm = Kvm::new().expect("open /dev/kvm");
-    let vm = kvm.create_vm().expect("KVM_CREATE_VM");
-    eprintln!("boot-phase vm_created mono_ns={}", mono_ns());
-    let low = size.min(3 << 30);
-    let mut slots = vec![(0u64, low)];
-    if size > low {
-        slots.push((1 << 32, size - low));
-    }
-    let mut host0 = std::ptr::null_mut();
-    for (i, (gpa, len)) in slots.iter().enumerate() {
-        // SAFETY: a fresh anonymous mapping, never unmapped while the VM lives.
-        let host = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                *len as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        vmms: Vec::new(),
+        runs: 15,
+        sizes: vec!["128M".into(), "4G".into(), "32G".into()],
+        extra: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
         };
-        assert_ne!(host, libc::MAP_FAILED);
-        if i == 0 {
-            host0 = host as *mut u8;
-        }
-        let r = kvm_userspace_memory_region {
-            slot: i as u32,
-            guest_phys_addr: *gpa,
-            memory_size: *len,
-            userspace_addr: host as u64,
-            flags: 0,
-        };
-        // SAFETY: the mapping outlives the VM (the process exits first).
-        unsafe {
-            vm.set_user_memory_region(r)
-                .expect("KVM_SET_USER_MEMORY_REGION")
-        };
-    }
-    eprintln!("boot-phase memory_mapped mono_ns={}", mono_ns());
-    vm.create_irq_chip().expect("KVM_CREATE_IRQCHIP");
-    let mut vcpu = vm.create_vcpu(0).expect("KVM_CREATE_VCPU");
-    // mov dx,0x3f8 ; mov al,'X' ; out dx,al ; hlt
-    let code = [0xba, 0xf8, 0x03, 0xb0, b'X', 0xee, 0xf4];
-    // SAFETY: guest page 0x1000 lies inside the first mapping.
-    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), host0.add(0x1000), code.len()) };
-    let mut sregs = vcpu.get_sregs().unwrap();
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    vcpu.set_sregs(&sregs).unwrap();
-    let mut regs = vcpu.get_regs().unwrap();
-    regs.rip = 0x1000;
-    regs.rflags = 2;
-    vcpu.set_regs(&regs).unwrap();
-    loop {
-        match vcpu.run().expect("KVM_RUN") {
-            VcpuExit::IoOut(0x3f8, data) => {
-                use std::io::Write;
-                std::io::stdout().write_all(data).unwrap();
-                std::io::stdout().flush().unwrap();
-                return;
+        match a.as_str() {
+            "--vmm" => o.vmms.push(value("--vmm")?),
+            "--runs" => {
+                o.runs = value("--runs")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--runs needs a positive number")?
             }
-            VcpuExit::Hlt => return,
-            _ => {}
+            "--sizes" => o.sizes = value("--sizes")?.split(',').map(String::from).collect(),
+            "--vmm-arg" => o.extra.push(value("--vmm-arg")?),
+            other => return Err(format!("unknown option {other}")),
         }
     }
+    if o.vmms.is_empty() {
+        o.vmms.push("target/release/vmm".into());
+    }
+    Ok(o)
 }
 
 struct Sample {
@@ -110,25 +102,30 @@ fn mono_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Spawn `cmd`, return ms until the first stdout byte, plus any `boot-phase NAME ... mono_ns=N` lines.
-fn measure(mut cmd: Command) -> Sample {
+/// Spawn `cmd`, return ms until the first stdout byte, plus any `boot-phase NAME ... mono_ns=N`
+/// lines (as ms since the spawn).
+fn measure(mut cmd: Command) -> Result<Sample, String> {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null());
     let t0 = mono_ns();
     let start = Instant::now();
-    let mut child = cmd.spawn().expect("spawn");
-    let mut out = child.stdout.take().unwrap();
+    let mut child = cmd.spawn().map_err(|e| format!("{cmd:?}: {e}"))?;
+    let mut out = child.stdout.take().expect("piped stdout");
     let mut b = [0u8; 1];
     let n = out.read(&mut b).unwrap_or(0);
     let first_byte_ms = start.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(n, 1, "no serial output from {cmd:?}");
     let mut rest = Vec::new();
     let _ = out.read_to_end(&mut rest);
     let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{cmd:?} failed: {status}\n{err}");
+    let _ = child.stderr.take().expect("piped stderr").read_to_string(&mut err);
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if n != 1 || !status.success() {
+        return Err(format!(
+            "{cmd:?}: {} ({status})\n{err}",
+            if n != 1 { "no serial output" } else { "failed" }
+        ));
+    }
     let phases = err
         .lines()
         .filter_map(|l| {
@@ -138,172 +135,208 @@ fn measure(mut cmd: Command) -> Sample {
             Some((name, ns.saturating_sub(t0) as f64 / 1e6))
         })
         .collect();
-    Sample {
+    Ok(Sample {
         first_byte_ms,
         phases,
-    }
+    })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--floor") {
-        floor(parse_size(&args[2]));
-        return;
-    }
-    if args.get(1).map(String::as_str) == Some("--write-guest") {
-        // The guest the benchmark boots, for profiling one vmm run by hand.
-        let bytes = vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n"));
-        std::fs::write(&args[2], bytes).expect("write the guest");
-        return;
-    }
-    let mut vmms: Vec<String> = Vec::new();
-    let mut runs = 15usize;
-    let mut sizes = vec!["128M".to_string(), "4G".into(), "32G".into()];
-    let mut extra: Vec<String> = Vec::new();
-    let mut i = 1;
-    while i + 1 < args.len() {
-        match args[i].as_str() {
-            "--vmm" => vmms.push(args[i + 1].clone()),
-            "--runs" => runs = args[i + 1].parse().expect("--runs N"),
-            "--sizes" => sizes = args[i + 1].split(',').map(String::from).collect(),
-            "--vmm-arg" => extra.push(args[i + 1].clone()),
-            o => panic!("unknown option {o}"),
-        }
-        i += 2;
-    }
-    if vmms.is_empty() {
-        vmms.push("target/release/vmm".into());
-    }
-    let guest = std::env::temp_dir().join(format!("first-light-guest-{}.elf", std::process::id()));
-    std::fs::write(
-        &guest,
-        vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n")),
-    )
-    .unwrap();
-    let me = std::env::current_exe().unwrap();
-    println!("first light: exec -> first guest serial byte, median of {runs} runs (ms)");
-    for (n, vmm) in vmms.iter().enumerate() {
-        println!("vmm{}: {vmm} {}", n, extra.join(" "));
-    }
-    println!(
-        "{:>6} {:>9} {:>9} {:>7} {:>7}   vmm phases (median ms since exec)",
-        "memory", "floor", "vmm", "ratio", "paired"
-    );
-    for size in &sizes {
-        let mut floor_ms = Vec::new();
-        let mut floor_phases: Vec<(String, Vec<f64>)> = Vec::new();
-        // Per vmm: first-byte times, per-run ratios to the floor run just before, phases.
-        let mut per_vmm: Vec<VmmRuns> = vmms.iter().map(|_| VmmRuns::default()).collect();
-        for _ in 0..runs {
-            // Interleave the floor and each vmm so machine noise hits all alike.
-            let mut f = Command::new(&me);
-            f.args(["--floor", size]);
-            let fs = measure(f);
-            floor_ms.push(fs.first_byte_ms);
-            collect(&mut floor_phases, fs.phases);
-            for (vmm, r) in vmms.iter().zip(per_vmm.iter_mut()) {
-                let mut v = Command::new(vmm);
-                v.args([
-                    "--kernel",
-                    guest.to_str().unwrap(),
-                    "--memory",
-                    &format!("size={size}"),
-                    "--serial",
-                    "tty",
-                    "-v",
-                ]);
-                v.args(&extra);
-                let s = measure(v);
-                r.times.push(s.first_byte_ms);
-                r.ratios.push(s.first_byte_ms / fs.first_byte_ms);
-                collect(&mut r.phases, s.phases);
-            }
-        }
-        let f = median(floor_ms);
-        let floor_phases = show(floor_phases, "floor:");
-        for (n, r) in per_vmm.into_iter().enumerate() {
-            let v = median(r.times);
-            let label = if vmms.len() > 1 {
-                format!("{size}/{n}")
-            } else {
-                size.clone()
-            };
-            println!(
-                "{label:>6} {f:>9.2} {v:>9.2} {:>6.2}x {:>6.2}x   {floor_phases} {}",
-                v / f,
-                median(r.ratios),
-                show(r.phases, "")
-            );
-        }
-    }
-    let _ = std::fs::remove_file(&guest);
-    for vmm in &vmms {
-        resident_memory(vmm);
-    }
-}
-
-/// One vmm's runs at one size: first-byte times, each run's ratio to the floor run just
+/// One program's runs at one size: first-byte times, each run's ratio to the floor run just
 /// before it, and its phases.
 #[derive(Default)]
-struct VmmRuns {
+struct Runs {
     times: Vec<f64>,
     ratios: Vec<f64>,
     phases: Vec<(String, Vec<f64>)>,
 }
 
-/// Add one run's phases to the per-phase lists.
-fn collect(into: &mut Vec<(String, Vec<f64>)>, phases: Vec<(String, f64)>) {
-    for (name, ms) in phases {
-        match into.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => v.push(ms),
-            None => into.push((name, vec![ms])),
+impl Runs {
+    fn add(&mut self, s: Sample, floor_ms: Option<f64>) {
+        self.times.push(s.first_byte_ms);
+        if let Some(f) = floor_ms {
+            self.ratios.push(s.first_byte_ms / f);
+        }
+        for (name, ms) in s.phases {
+            match self.phases.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.push(ms),
+                None => self.phases.push((name, vec![ms])),
+            }
+        }
+    }
+
+    /// The median of each phase in PHASES order ("-" where the program has no such phase),
+    /// then the first byte.
+    fn phase_row(&self) -> String {
+        let mut row = String::new();
+        for p in PHASES {
+            match self.phases.iter().find(|(n, _)| n == p) {
+                Some((_, v)) => row += &format!(" {:>9.2}", median(v)),
+                None => row += &format!(" {:>9}", "-"),
+            }
+        }
+        row + &format!(" {:>9.2}", median(&self.times))
+    }
+}
+
+fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args.first().map(String::as_str) == Some("--write-guest") {
+        let Some(path) = args.get(1) else {
+            eprintln!("first_light: --write-guest needs a path\n\n{USAGE}");
+            return ExitCode::from(2);
+        };
+        let bytes = vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n"));
+        if let Err(e) = std::fs::write(path, bytes) {
+            eprintln!("first_light: {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    let o = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("first_light: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("first_light: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-/// `prefix` + `name=median` for each phase.
-fn show(phases: Vec<(String, Vec<f64>)>, prefix: &str) -> String {
-    phases
-        .into_iter()
-        .map(|(n, v)| format!("{prefix}{n}={:.2}", median(v)))
-        .collect::<Vec<_>>()
-        .join(" ")
+fn run(o: &Options) -> Result<(), String> {
+    for v in &o.vmms {
+        if !Path::new(v).is_file() {
+            return Err(format!(
+                "{v}: no such file (build it first: cargo build --release)"
+            ));
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("first-light-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let result = run_in(o, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
+    let guest = dir.join("guest.elf");
+    std::fs::write(
+        &guest,
+        vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n")),
+    )
+    .map_err(|e| e.to_string())?;
+    let floor: PathBuf = dir.join("floor");
+    write_executable(&floor, FLOOR).map_err(|e| e.to_string())?;
+
+    println!(
+        "first light: exec -> first guest serial byte, median of {} interleaved runs (ms)",
+        o.runs
+    );
+    println!("floor: bare-KVM C program (tests/floor/floor.c)");
+    for (n, vmm) in o.vmms.iter().enumerate() {
+        println!("vmm{n}: {vmm} {}", o.extra.join(" "));
+    }
+    let mut tables = Vec::new();
+    println!(
+        "{:>8} {:>9} {:>9} {:>7} {:>7}",
+        "memory", "floor", "vmm", "ratio", "paired"
+    );
+    for size in &o.sizes {
+        let mut floor_runs = Runs::default();
+        let mut per_vmm: Vec<Runs> = o.vmms.iter().map(|_| Runs::default()).collect();
+        for _ in 0..o.runs {
+            let mut f = Command::new(&floor);
+            f.arg(size);
+            let fs = measure(f)?;
+            let floor_ms = fs.first_byte_ms;
+            floor_runs.add(fs, None);
+            for (vmm, r) in o.vmms.iter().zip(per_vmm.iter_mut()) {
+                let mut v = Command::new(vmm);
+                v.args(["--kernel", guest.to_str().unwrap()])
+                    .args(["--memory", &format!("size={size}")])
+                    .args(["--serial", "tty", "-v"])
+                    .args(&o.extra);
+                r.add(measure(v)?, Some(floor_ms));
+            }
+        }
+        let f = median(&floor_runs.times);
+        let mut table = format!("{size:>8} {:>9}{}\n", "floor", floor_runs.phase_row());
+        for (n, r) in per_vmm.iter().enumerate() {
+            let v = median(&r.times);
+            let label = if o.vmms.len() > 1 {
+                format!("{size}/{n}")
+            } else {
+                size.clone()
+            };
+            println!(
+                "{label:>8} {f:>9.2} {v:>9.2} {:>6.2}x {:>6.2}x",
+                v / f,
+                median(&r.ratios)
+            );
+            table += &format!("{:>8} {:>9}{}\n", "", format!("vmm{n}"), r.phase_row());
+        }
+        tables.push(table);
+    }
+    println!("\nphases (median ms since exec; '-': the program has no such phase)");
+    print!("{:>8} {:>9}", "memory", "program");
+    for p in PHASES.iter().chain(&["first_byte"]) {
+        // Shorten the names to fit the columns.
+        let short: String = p.replace("_created", "").replace("_configured", "_cfg");
+        print!(" {:>9}", short.chars().take(9).collect::<String>());
+    }
+    println!();
+    for t in tables {
+        print!("{t}");
+    }
+    println!();
+    for vmm in &o.vmms {
+        resident_memory(vmm, dir)?;
+    }
+    Ok(())
 }
 
 /// VmRSS of a running vmm with a 128 MiB, 1-vCPU guest that printed a line and halted.
-fn resident_memory(vmm: &str) {
-    let guest = std::env::temp_dir().join(format!("first-light-halt-{}.elf", std::process::id()));
+fn resident_memory(vmm: &str, dir: &Path) -> Result<(), String> {
+    let guest = dir.join("halt.elf");
     std::fs::write(
         &guest,
         vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_then_halt_code(b"X\n")),
     )
-    .unwrap();
+    .map_err(|e| e.to_string())?;
     let mut child = Command::new(vmm)
-        .args([
-            "--kernel",
-            guest.to_str().unwrap(),
-            "--memory",
-            "size=128M",
-            "--serial",
-            "tty",
-        ])
+        .args(["--kernel", guest.to_str().unwrap()])
+        .args(["--memory", "size=128M", "--serial", "tty"])
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
-        .expect("spawn vmm");
+        .map_err(|e| format!("{vmm}: {e}"))?;
     let mut b = [0u8; 1];
-    let _ = child.stdout.as_mut().unwrap().read(&mut b);
+    let _ = child.stdout.as_mut().expect("piped").read(&mut b);
     std::thread::sleep(std::time::Duration::from_millis(200));
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_file(&guest);
     let rss = status
         .lines()
         .find(|l| l.starts_with("VmRSS"))
@@ -312,4 +345,5 @@ fn resident_memory(vmm: &str) {
         "resident memory of a running vmm (128 MiB guest, 1 vCPU, halted after printing): {} ({vmm})",
         rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
     );
+    Ok(())
 }
