@@ -19,6 +19,17 @@
  *
  * The MSI vector (or INTx, when MSI cannot be had: then the msi check fails) stays requested
  * until the driver is unbound, so it shows in /proc/interrupts as "edu_test".
+ *
+ * dma_above=ADDR: the DMA buffers must lie at or above bus address ADDR (a check of its own,
+ * "EDU-TEST dma-high"); buffers below it are allocated and set aside until one lands high enough.
+ * With 4 GiB of guest RAM and dma_above=0x100000000 (and dma_bits=64) the round trip goes
+ * through RAM above 4 GiB. The L1 edu needs dma_mask=... wider than 28 bits for that.
+ *
+ * Peer-to-peer: writing a bus address to /sys/module/edu_test/parameters/p2p_dst makes the bound
+ * device DMA p2p_len bytes of the pattern "EDU-P2P!" (repeated) from RAM into its buffer and
+ * then from its buffer to that address (e.g. another device's BAR); the write returns once both
+ * transfers completed (or fails with -ETIMEDOUT/-ENODEV). Whether the bytes arrived is for
+ * the reader of the target to check (bar-poke on the peer's sysfs resource file).
  */
 #define pr_fmt(fmt) "edu_test: " fmt
 
@@ -30,6 +41,8 @@
 #include <linux/ktime.h>
 #include <linux/wait.h>
 #include <linux/io.h>
+#include <linux/mutex.h>
+#include <linux/minmax.h>
 
 #define EDU_IDENT	0x00
 #define EDU_LIVE	0x04
@@ -72,6 +85,14 @@ MODULE_PARM_DESC(qword, "access the DMA registers (0x80-0x98) with 8-byte MMIO i
 static unsigned int timeout_ms = 5000;
 module_param(timeout_ms, uint, 0444);
 MODULE_PARM_DESC(timeout_ms, "bound on every wait, in ms");
+static unsigned long long dma_above;
+module_param(dma_above, ullong, 0444);
+MODULE_PARM_DESC(dma_above, "the DMA buffers must lie at or above this bus address (0: anywhere)");
+static unsigned int p2p_len = 4088;
+module_param(p2p_len, uint, 0644);
+MODULE_PARM_DESC(p2p_len, "bytes per peer-to-peer transfer (p2p_dst), 8..4095");
+
+#define EDU_P2P_PATTERN "EDU-P2P!"	/* 8 bytes, repeated over p2p_len */
 
 struct edu {
 	struct pci_dev *pdev;
@@ -265,7 +286,8 @@ static u8 edu_pattern(size_t i)
 }
 
 /* One DMA transfer of `len` bytes; returns µs or -1. */
-static s64 edu_dma(struct edu *e, const char *what, u64 src, u64 dst, u32 cmd, bool *irq_ok)
+static s64 edu_dma_len(struct edu *e, const char *what, u64 src, u64 dst, u32 cmd, u32 len,
+		       bool *irq_ok)
 {
 	int before = atomic_read(&e->irqs);
 	ktime_t t0;
@@ -275,7 +297,7 @@ static s64 edu_dma(struct edu *e, const char *what, u64 src, u64 dst, u32 cmd, b
 	atomic_andnot(EDU_DMA_IRQ_VAL, &e->status_seen);
 	edu_wr64(e, src, EDU_DMA_SRC);
 	edu_wr64(e, dst, EDU_DMA_DST);
-	edu_wr64(e, dma_len, EDU_DMA_CNT);
+	edu_wr64(e, len, EDU_DMA_CNT);
 	t0 = ktime_get();
 	edu_wr64(e, cmd | EDU_DMA_START | EDU_DMA_IRQ, EDU_DMA_CMD);
 	us = edu_poll_clear(e, EDU_DMA_CMD, EDU_DMA_START, &last);
@@ -289,8 +311,52 @@ static s64 edu_dma(struct edu *e, const char *what, u64 src, u64 dst, u32 cmd, b
 	if (irq_us < 0)
 		edu_dump(e, "dma interrupt timeout");
 	pr_info("EDU-TEST %s src=0x%llx dst=0x%llx len=%u done_us=%lld irq_us=%lld\n",
-		what, src, dst, dma_len, us, irq_us);
+		what, src, dst, len, us, irq_us);
 	return us;
+}
+
+static s64 edu_dma(struct edu *e, const char *what, u64 src, u64 dst, u32 cmd, bool *irq_ok)
+{
+	return edu_dma_len(e, what, src, dst, cmd, dma_len, irq_ok);
+}
+
+/*
+ * Two coherent DMA buffers; with dma_above, buffers below it are set aside (freed at the end)
+ * until both lie above it, for at most 64 tries. Returns false when an allocation failed.
+ */
+static bool edu_alloc_bufs(struct edu *e)
+{
+	struct device *dev = &e->pdev->dev;
+	struct { void *cpu; dma_addr_t dma; } low[64];
+	int i, n = 0, nlow = 0;
+
+	while (n < 2) {
+		e->buf[n] = dma_alloc_coherent(dev, EDU_RAM_BUF_SIZE, &e->dma[n], GFP_KERNEL);
+		if (!e->buf[n])
+			break;
+		if (dma_above && e->dma[n] < dma_above && nlow < ARRAY_SIZE(low)) {
+			low[nlow].cpu = e->buf[n];
+			low[nlow].dma = e->dma[n];
+			nlow++;
+			e->buf[n] = NULL;
+			continue;
+		}
+		n++;
+	}
+	for (i = 0; i < nlow; i++)
+		dma_free_coherent(dev, EDU_RAM_BUF_SIZE, low[i].cpu, low[i].dma);
+	if (dma_above) {
+		bool ok = n == 2 && e->dma[0] >= dma_above && e->dma[1] >= dma_above;
+
+		e->checks++;
+		if (!ok)
+			e->failed++;
+		/* PASS/FAIL before the addresses: the lab's marker is a fixed string */
+		pr_info("EDU-TEST dma-high min=0x%llx %s a=0x%llx b=0x%llx set_aside=%d\n",
+			dma_above, ok ? "PASS" : "FAIL", n > 0 ? (u64)e->dma[0] : 0ULL,
+			n > 1 ? (u64)e->dma[1] : 0ULL, nlow);
+	}
+	return n == 2;
 }
 
 static void edu_test_dma(struct edu *e)
@@ -307,14 +373,12 @@ static void edu_test_dma(struct edu *e)
 	edu_report(e, !ret, "dma-mask bits=%u ret=%d", dma_bits, ret);
 	if (ret)
 		return;
-	for (i = 0; i < 2; i++) {
-		e->buf[i] = dma_alloc_coherent(dev, EDU_RAM_BUF_SIZE, &e->dma[i], GFP_KERNEL);
-		if (!e->buf[i]) {
-			edu_report(e, false, "dma-alloc buffer=%d", i);
-			return;
-		}
+	if (!edu_alloc_bufs(e)) {
+		edu_report(e, false, "dma-alloc buffers=2");
+		return;
 	}
-	edu_report(e, e->dma[0] < (1ULL << dma_bits) && e->dma[1] < (1ULL << dma_bits),
+	edu_report(e, dma_bits >= 64 ||
+		   (e->dma[0] < (1ULL << dma_bits) && e->dma[1] < (1ULL << dma_bits)),
 		   "dma-alloc a=0x%llx b=0x%llx size=%u", (u64)e->dma[0], (u64)e->dma[1],
 		   EDU_RAM_BUF_SIZE);
 	a = e->buf[0] + EDU_RAM_OFF;
@@ -358,6 +422,53 @@ static void edu_free_dma(struct edu *e)
 			dma_free_coherent(&e->pdev->dev, EDU_RAM_BUF_SIZE, e->buf[i], e->dma[i]);
 }
 
+/* The bound device, for the p2p_dst trigger (one edu per guest in the lab). */
+static struct edu *edu_bound;
+static DEFINE_MUTEX(edu_p2p_lock);
+static unsigned long long p2p_dst;
+
+/* RAM -> device buffer -> `dst`: p2p_len bytes of EDU_P2P_PATTERN; 0 or -errno. */
+static int edu_p2p(struct edu *e, u64 dst)
+{
+	static const char pat[] = EDU_P2P_PATTERN;
+	u32 len = clamp_t(u32, p2p_len, 8, EDU_DEV_BUF_SIZE - 1);
+	u8 *a = e->buf[0] + EDU_RAM_OFF;
+	bool irq1 = false, irq2 = false;
+	s64 us1, us2;
+	u32 i;
+
+	if (!e->buf[0] || e->irq < 0)
+		return -ENODEV;
+	for (i = 0; i < len; i++)
+		a[i] = pat[i % 8];
+	us1 = edu_dma_len(e, "p2p-load", e->dma[0] + EDU_RAM_OFF, EDU_DEV_BUF, 0, len, &irq1);
+	us2 = us1 < 0 ? -1 : edu_dma_len(e, "p2p-write", EDU_DEV_BUF, dst, EDU_DMA_TO_RAM, len, &irq2);
+	pr_info("EDU-TEST p2p dst=0x%llx len=%u load_us=%lld write_us=%lld irq=%d%d %s\n",
+		dst, len, us1, us2, irq1, irq2, us2 >= 0 ? "done" : "timeout");
+	return us2 >= 0 ? 0 : -ETIMEDOUT;
+}
+
+static int edu_p2p_set(const char *val, const struct kernel_param *kp)
+{
+	u64 dst;
+	int ret = kstrtoull(val, 0, &dst);
+
+	if (ret)
+		return ret;
+	mutex_lock(&edu_p2p_lock);
+	p2p_dst = dst;
+	ret = edu_bound ? edu_p2p(edu_bound, dst) : -ENODEV;
+	mutex_unlock(&edu_p2p_lock);
+	return ret;
+}
+
+static const struct kernel_param_ops edu_p2p_ops = {
+	.set = edu_p2p_set,
+	.get = param_get_ullong,
+};
+module_param_cb(p2p_dst, &edu_p2p_ops, &p2p_dst, 0644);
+MODULE_PARM_DESC(p2p_dst, "write a bus address: DMA p2p_len bytes of \"" EDU_P2P_PATTERN "\" there");
+
 static int edu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct edu *e;
@@ -400,6 +511,9 @@ static int edu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	}
 	pr_info("EDU-TEST RESULT %s checks=%d failed=%d us=%lld\n", e->failed ? "FAIL" : "PASS",
 		e->checks, e->failed, ktime_us_delta(ktime_get(), t0));
+	mutex_lock(&edu_p2p_lock);
+	edu_bound = e;
+	mutex_unlock(&edu_p2p_lock);
 	return 0;	/* stay bound: the interrupt stays visible in /proc/interrupts */
 
 err_regions:
@@ -414,6 +528,10 @@ static void edu_remove(struct pci_dev *pdev)
 {
 	struct edu *e = pci_get_drvdata(pdev);
 
+	mutex_lock(&edu_p2p_lock);
+	if (edu_bound == e)
+		edu_bound = NULL;
+	mutex_unlock(&edu_p2p_lock);
 	if (e->irq >= 0) {
 		writel(0, e->bar + EDU_STATUS);
 		free_irq(e->irq, e);
