@@ -7,8 +7,9 @@ Subcommands (each builds what it needs and skips what is already up to date):
   l2-initrd  lab/out/l2/initramfs.cpio.gz (busybox /init + lab/l2/scenarios/)
   l1-base    lab/out/l1/base.cpio (busybox, kvm/vfio modules, labrun, L2 payloads, L1 /init)
   run        everything above, then boot L1 under QEMU/TCG and run scenarios (see --help)
-  bench      boot-to-init benchmark: several vmms (and kernel formats) side by side in one L1 boot
-  list       show the scenarios of lab/scenarios.txt
+  bench      boot-to-init benchmark: several vmms (and kernel formats) side by side in one L1 boot;
+             a vmm given a passed device must DMA through it in each run (time to first DMA)
+  list       show the scenarios of lab/scenarios.txt (--names -s GLOB: just the names)
 """
 import argparse
 import fnmatch
@@ -1184,7 +1185,10 @@ def main():
     p = sub.add_parser("bench", help="boot-to-init benchmark of one or more vmms in one L1 boot",
                        description="Boot L1 once and boot L2 (scenario boot, quiet) RUNS times with each "
                        "vmm, interleaved; print median [min-max] of the boot figures (also lab/out/<run>/bench.txt). "
-                       "Exit 1 if any run never reached the L2 init.")
+                       "A vmm whose --vmm-args pass a device (--device path=...) boots scenario edu instead, whose "
+                       "guest DMAs through the device (edu_test self-test) right after init; its runs also report "
+                       "to_dma and k_dma, and a run without a verified DMA fails. "
+                       "Exit 1 if any run never reached the L2 init, lacked that DMA, or L1 did not finish.")
     p.add_argument("--vmm", action="append", default=[], metavar="[LABEL=]PATH",
                    help="vmm to benchmark; repeat to compare (default target/release/vmm). A script that "
                    "runs $QEMU (tools/qemu-as-vmm.sh) gets the reference QEMU packed")
