@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpuid_cache;
 pub mod handoff;
 pub mod interrupts;
 pub mod legacy;

@@ -99,6 +99,24 @@ fn open(what: &'static str, path: &Path) -> Result<File, VmError> {
     }
 }
 
+/// KVM's supported CPUID, from the per-boot cache when it holds it (see cpuid_cache.rs).
+fn supported_cpuid(hv: &KvmHypervisor) -> Result<Vec<hypervisor::CpuidEntry>, VmError> {
+    use crate::cpuid_cache;
+    let cache = cpuid_cache::default_dir().zip(cpuid_cache::CacheKey::current());
+    if let Some((dir, key)) = &cache {
+        if let Some(entries) = cpuid_cache::load(dir, key) {
+            return Ok(entries);
+        }
+    }
+    let entries = hv.supported_cpuid()?;
+    if let Some((dir, key)) = &cache {
+        if let Err(e) = cpuid_cache::store(dir, key, &entries) {
+            log::debug!("not caching the supported CPUID in {}: {e}", dir.display());
+        }
+    }
+    Ok(entries)
+}
+
 /// Boot the VM described by `cfg` on /dev/kvm and run it to the end.
 pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let timer = Arc::new(BootTimer::new(start));
@@ -124,59 +142,15 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     // SIGTERM/SIGINT from here on mean "shut the guest down" (see signals.rs).
     crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
     let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
-    // vCPU 0's thread starts now and, while this thread creates the VM, registers memory and
-    // loads the kernel, does the setup work that takes a hundred microseconds or so each:
-    // KVM_GET_SUPPORTED_CPUID, compiling the vCPU and VMM seccomp filters and building the
-    // ACPI tables (all sent back here), creating the PIT once the irqchip exists (KVM starts
-    // a kernel thread for it), and installing its own filter. Once vCPU 0 is configured, only a channel send stands
-    // between it and its first KVM_RUN, and the PIT exists before any guest code runs.
-    // vCPUs of a VM with passthrough serve the device's config space, MSI/MSI-X and BAR
-    // moves themselves: they get the VFIO rules.
+    // The VMM thread starts now and waits for the VM (see handoff::ParkedThread).
+    let vmm_thread = crate::handoff::ParkedThread::spawn("vmm-events").map_err(VmError::Thread)?;
     let mut vcpu_filter = seccomp::Confinement::new(cfg.seccomp);
     if !cfg.devices.is_empty() {
         crate::vfio::seccomp::add_vcpu_rules(&mut vcpu_filter.extra);
     }
     let vmm_filter = seccomp::Confinement::new(cfg.seccomp);
-    let helper_hv = hv.clone();
     let phys_bits = arch::layout::host_phys_bits();
     let layout = arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?;
-    let (num_vcpus, pm, serial) = (
-        cfg.cpus.boot,
-        legacy::acpi_pm_ports(),
-        legacy::acpi_serial(&cfg.serial),
-    );
-    // Two hand-offs with vCPU 0's thread spin before they sleep (see handoff.rs): its start,
-    // and this thread's wait for it to be ready.
-    let spin = crate::handoff::spin_budget();
-    let (setup_tx, setup_rx) = std::sync::mpsc::sync_channel(1);
-    let (irqchip_tx, irqchip_rx) = std::sync::mpsc::sync_channel::<Arc<dyn hypervisor::Vm>>(1);
-    let vcpu0 = ParkedVcpu::spawn(0, spin, move || {
-        let done = (|| -> Result<_, VmError> {
-            let cpuid = helper_hv.supported_cpuid()?;
-            let vcpu = vcpu_filter.compile(ThreadKind::Vcpu)?;
-            let vmm = vmm_filter.compile(ThreadKind::Vmm)?;
-            let acpi = arch::build_acpi_tables(&arch::AcpiConfig {
-                num_vcpus,
-                layout: &layout,
-                pm,
-                serial,
-                power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
-            })?;
-            Ok((cpuid, vcpu, vmm, acpi))
-        })();
-        let own = match &done {
-            Ok((_, vcpu, _, _)) => Ok(vcpu.clone()),
-            Err(e) => Err(e.to_string()),
-        };
-        let _ = setup_tx.send(done);
-        let vm = irqchip_rx
-            .recv()
-            .map_err(|_| "the VM was not built".to_string())?;
-        vm.create_pit()
-            .map_err(|e| format!("creating the PIT: {e}"))?;
-        own
-    })
-    .map_err(VmError::Thread)?;
     let vm = hv.create_vm()?;
     timer.phase("vm_created");
 
@@ -195,16 +169,14 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         ram_slots,
         timer.clone(),
         exit.clone(),
+        cfg.seccomp,
     )?;
 
     vm.set_tss_address(arch::layout::KVM_TSS_START)?;
     vm.create_irqchip()?;
-    // vCPU 0's thread creates the PIT now (see above).
-    let _ = irqchip_tx.send(vm.clone());
+    vm.create_pit()?;
     timer.phase("irqchip_created");
 
-    // The ACPI tables are built on vCPU 0's thread and written below, before any vCPU runs;
-    // their RSDP address is fixed.
     let entry = arch::load_guest_with_rsdp(
         &mem,
         arch::BootSetup {
@@ -216,6 +188,14 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         },
         Some(arch::AcpiTables::RSDP_ADDR),
     )?;
+    arch::build_acpi_tables(&arch::AcpiConfig {
+        num_vcpus: cfg.cpus.boot,
+        layout: &layout,
+        pm: legacy::acpi_pm_ports(),
+        serial: legacy::acpi_serial(&cfg.serial),
+        power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
+    })?
+    .write(&mem)?;
     timer.phase("kernel_loaded");
 
     let buses = Arc::new(Buses::default());
@@ -237,12 +217,12 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         p.attach_all(&pci)?;
     }
 
-    let (supported, vcpu_filter, vmm_filter, acpi) = setup_rx.recv().map_err(|_| {
-        VmError::Thread(std::io::Error::other("vCPU 0's thread ended during setup"))
-    })??;
-    acpi.write(&mem)?;
-    // The other vCPUs' threads confine themselves while this one configures the vCPUs.
-    let mut parked = vec![vcpu0];
+    let supported = supported_cpuid(&hv)?;
+    let vcpu_filter = vcpu_filter.compile(ThreadKind::Vcpu)?;
+    let vmm_filter = vmm_filter.compile(ThreadKind::Vmm)?;
+    // The other vCPUs' threads start and confine themselves while this one configures the
+    // vCPUs; vCPU 0 runs on this thread.
+    let mut parked = Vec::new();
     for id in 1..cfg.cpus.boot {
         let filter = vcpu_filter.clone();
         let none = Duration::ZERO;
@@ -275,47 +255,61 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     // ends the VM before a single guest instruction has run.
     for thread in &parked {
         thread
-            .wait_ready(spin)
+            .wait_ready(Duration::ZERO)
             .map_err(|reason| VmError::VcpuThread {
                 id: thread.id(),
                 reason,
             })?;
     }
+    let mut vcpus = vcpus.into_iter();
+    let mut vcpu0 = vcpus.next().expect("at least one vCPU");
     let mut handles: Vec<VcpuHandle> = Vec::new();
-    for (v, thread) in vcpus.into_iter().zip(parked) {
-        let first: Option<Box<dyn FnOnce() + Send>> = if v.id() == 0 {
-            let t = timer.clone();
-            Some(Box::new(move || t.phase("first_kvm_run")))
-        } else {
-            None
-        };
-        handles.push(thread.start(v, shared.clone(), first));
+    for (v, thread) in vcpus.zip(parked) {
+        handles.push(thread.start(v, shared.clone(), None));
     }
 
-    // Setup is over: from here on this thread only serves the running guest (see
-    // seccomp/mod.rs for where each thread's filter goes).
-    if let Err(e) = vmm_filter.install() {
-        vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
-        return Err(e.into());
-    }
-
-    let reason = runloop::wait_for_exit(&exit, &devices, &virtio, &cfg.serial);
-    // Whatever ended the event loop, the vCPUs leave the guest before memory goes away.
-    vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
-    let reason = match reason {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(p) = passthrough.as_mut() {
-                p.shutdown();
+    // The VMM thread serves the running guest (stdin, signals, virtio activation, the VM's
+    // end) under its own filter; this thread becomes vCPU 0.
+    let caller = vcpu::CallerVcpu::new().map_err(VmError::Thread)?;
+    let vmm_thread = {
+        let (exit, shared, caller, serial) =
+            (exit.clone(), shared.clone(), caller.clone(), cfg.serial.clone());
+        vmm_thread.start(move || {
+            if let Err(e) = vmm_filter.install() {
+                caller.stop(&shared.stop);
+                vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
+                return Err(VmError::from(e));
             }
-            return Err(VmError::EventLoop(e));
-        }
+            let reason = runloop::wait_for_exit(&exit, &devices, &virtio, &serial);
+            // Whatever ended the event loop, the vCPUs leave the guest before memory goes.
+            caller.stop(&shared.stop);
+            vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
+            reason.map_err(VmError::EventLoop)
+        })
     };
+    crate::signals::block_shutdown_signals();
+    let t = timer.clone();
+    let first: Box<dyn FnOnce()> = Box::new(move || t.phase("first_kvm_run"));
+    match vcpu_filter.install() {
+        Ok(()) => {
+            vcpu::run_loop(vcpu0.as_mut(), &shared, Some(first));
+        }
+        Err(e) => shared
+            .exit
+            .report(VmExitReason::Fatal(format!("vCPU 0: {e}"))),
+    }
+    caller.done();
+    drop(vcpu0);
+    let reason = vmm_thread.join().ok().flatten().unwrap_or_else(|| {
+        Err(VmError::Thread(std::io::Error::other(
+            "the VMM thread ended abnormally",
+        )))
+    });
     // Devices stop DMA (reset, unmapped) before guest memory goes away.
     if let Some(p) = passthrough.as_mut() {
         p.shutdown();
     }
     // Keep guest memory alive until every vCPU has left the guest.
     drop(mem);
-    Ok(reason)
+    reason
 }

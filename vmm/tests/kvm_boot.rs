@@ -27,9 +27,7 @@ fn boot(cpus: &str, mem: &str) -> std::process::Output {
 
 #[test]
 fn tiny_pvh_guest_prints_and_resets_with_exit_0() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let o = boot("1", "128M");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -42,9 +40,7 @@ fn tiny_pvh_guest_prints_and_resets_with_exit_0() {
 
 #[test]
 fn tiny_guest_with_four_vcpus_and_high_memory_exits_0() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // 4 vCPUs (APs wait for INIT/SIPI) and RAM above the 32-bit hole.
     let o = boot("4", "5G");
     assert!(
@@ -57,9 +53,7 @@ fn tiny_guest_with_four_vcpus_and_high_memory_exits_0() {
 
 #[test]
 fn serial_file_receives_the_guest_output() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let code = vmm_tests::serial_hello_code(b"to a file\n");
     let k = tmp("tiny-pvh-file", &vmm_tests::pvh_guest_elf(&code));
     let log = std::env::temp_dir().join(format!("vmm-serial-{}.log", std::process::id()));
@@ -82,9 +76,7 @@ fn serial_file_receives_the_guest_output() {
 
 #[test]
 fn sigterm_presses_the_power_button_and_a_second_one_stops_the_vm() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     use std::io::Read;
     // A guest that prints and halts: it has no ACPI, so the button press changes nothing.
     let code = vmm_tests::serial_hello_then_halt_code(b"up\n");

@@ -6,12 +6,15 @@
 //! VFIO passthrough adds vfio/seccomp.rs's rules to the vCPU filter).
 //!
 //! Where filters are installed — the line between trusted setup and guest-facing work:
-//! - a vCPU thread installs its filter first thing in its thread function, before its first
-//!   KVM_RUN;
-//! - the VMM thread installs its filter once the VM is built and the vCPUs are started, right
-//!   before the event loop. Everything earlier (parsing, opening the kernel and /dev/kvm,
-//!   mapping guest RAM, loading the kernel, configuring vCPUs) is host-side setup that runs
-//!   before the guest executes an instruction, so it is not filtered;
+//! - a vCPU thread installs its filter before its first KVM_RUN. vCPU 0 runs on the thread
+//!   that built the VM (the process's main thread), which installs the vCPU filter once the VM
+//!   is built; the other vCPUs' threads install theirs when they start. Everything before
+//!   (parsing, opening the kernel and /dev/kvm, mapping guest RAM, loading the kernel,
+//!   configuring vCPUs) is host-side setup that runs before the guest executes an
+//!   instruction, so it is not filtered;
+//! - the VMM event thread (`vmm-events`: console input, signals, the VM's end) is started
+//!   early and parked; it installs its filter when it is handed the running VM, before its
+//!   event loop;
 //! - the virtio activator thread installs its filter when it starts, before it serves any
 //!   DRIVER_OK;
 //! - a device worker thread calls [`apply`] with `ThreadKind::Device(..)` before it touches a
@@ -19,11 +22,12 @@
 //!   `WorkerInit` closure). Workers are started by the activator, so they run under its
 //!   filter too; the activator's list therefore includes every device's list.
 //!
+//! - the VFIO `vfio` thread (DMA mapping while the guest boots, peer-to-peer BAR mappings,
+//!   teardown) installs its filter when it starts (vfio/seccomp.rs says what it may do).
+//!
 //! Filters stack: a thread started by a filtered thread runs under its parent's filter as well
-//! as its own. The short-lived CPUID query thread of `vm::run` is not filtered: it is started
-//! and joined during setup, before any guest code runs. (The VFIO `vfio` thread, which maps
-//! guest RAM for DMA while the guest boots and tears the devices down, is not filtered either;
-//! see vfio/dma.rs.)
+//! as its own. Every thread of a running VM is confined; `vmm/tests/seccomp.rs` reads each
+//! thread's filter count from /proc and fails on a thread it does not know.
 
 mod activator;
 mod allowlist;
@@ -64,6 +68,8 @@ pub enum ThreadKind {
     Device(DeviceKind),
     /// The virtio activator: starts device workers when drivers set DRIVER_OK.
     Activator,
+    /// The VFIO thread of a VM with passthrough: DMA mapping, device resets, teardown.
+    Vfio,
 }
 
 impl ThreadKind {
@@ -77,6 +83,7 @@ impl ThreadKind {
             ThreadKind::Device(DeviceKind::Rng) => "device/rng",
             ThreadKind::Device(DeviceKind::Console) => "device/console",
             ThreadKind::Activator => "virtio-activator",
+            ThreadKind::Vfio => "vfio",
         }
     }
 }
@@ -104,6 +111,11 @@ pub fn allowlist(kind: ThreadKind) -> Allowlist {
         ThreadKind::Vcpu => vcpu::allowlist(),
         ThreadKind::Device(d) => device::allowlist(d),
         ThreadKind::Activator => activator::allowlist(),
+        ThreadKind::Vfio => {
+            let mut a = common::runtime();
+            a.extend(&crate::vfio::seccomp::thread_rules());
+            a
+        }
     }
 }
 

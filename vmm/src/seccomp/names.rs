@@ -67,6 +67,8 @@ const NAMES: &[(i64, &str)] = &[
     (libc::SYS_rmdir, "rmdir"),
     (libc::SYS_unlink, "unlink"),
     (libc::SYS_readlink, "readlink"),
+    (libc::SYS_readlinkat, "readlinkat"),
+    (libc::SYS_sched_setscheduler, "sched_setscheduler"),
     (libc::SYS_chmod, "chmod"),
     (libc::SYS_chown, "chown"),
     (libc::SYS_umask, "umask"),

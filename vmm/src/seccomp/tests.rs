@@ -3,7 +3,8 @@
 
 use super::*;
 
-const ALL_KINDS: [ThreadKind; 7] = [
+const ALL_KINDS: [ThreadKind; 8] = [
+    ThreadKind::Vfio,
     ThreadKind::Vmm,
     ThreadKind::Activator,
     ThreadKind::Vcpu,
@@ -38,7 +39,8 @@ fn allowed_syscall_counts_match_the_readme() {
     crate::vfio::seccomp::add_vcpu_rules(&mut passthrough.extra);
     let mut vcpu = allowlist(ThreadKind::Vcpu);
     vcpu.extend(&passthrough.extra);
-    assert_eq!((vcpu.len(), vcpu.rule_entries()), (22, 28));
+    assert_eq!((vcpu.len(), vcpu.rule_entries()), (22, 26));
+    assert_eq!(counts(ThreadKind::Vfio), (23, 29));
     assert_eq!(counts(ThreadKind::Activator), (43, 46));
     for d in [
         DeviceKind::Block,

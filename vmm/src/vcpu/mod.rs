@@ -253,6 +253,53 @@ impl VcpuHandle {
     }
 }
 
+/// vCPU 0 runs on the thread that built the VM: no hand-off to another thread stands between
+/// the configured vCPU and its first KVM_RUN. The VMM thread stops it with [`CallerVcpu::stop`].
+#[derive(Clone)]
+pub struct CallerVcpu {
+    inner: Arc<CallerInner>,
+}
+
+struct CallerInner {
+    thread: libc::pthread_t,
+    done: AtomicBool,
+}
+
+impl CallerVcpu {
+    /// For the calling thread, which is about to run a vCPU.
+    pub fn new() -> std::io::Result<Self> {
+        install_kick_handler()?;
+        Ok(CallerVcpu {
+            inner: Arc::new(CallerInner {
+                // SAFETY: pthread_self has no preconditions.
+                thread: unsafe { libc::pthread_self() },
+                done: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The calling thread has left its vCPU loop for good.
+    pub fn done(&self) {
+        self.inner.done.store(true, Ordering::Release);
+    }
+
+    /// Ask the vCPU to stop and kick its thread until it has left the guest (at most 2 s).
+    pub fn stop(&self, stop: &AtomicBool) {
+        stop.store(true, Ordering::Release);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !self.inner.done.load(Ordering::Acquire) {
+            if std::time::Instant::now() >= deadline {
+                log::warn!("vCPU 0 did not stop in time");
+                return;
+            }
+            // SAFETY: the thread outlives this call: it joins the thread calling us before
+            // it ends (vm::run), and a kick only interrupts a blocking call.
+            unsafe { libc::pthread_kill(self.inner.thread, SIGRTMIN()) };
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}
+
 /// Ask every vCPU to stop, kicking until each has left KVM_RUN (a kick can land just before a
 /// thread re-enters the guest, so one is not enough), waiting at most `timeout`.
 pub fn stop_all(handles: Vec<VcpuHandle>, stop: &AtomicBool, timeout: std::time::Duration) {

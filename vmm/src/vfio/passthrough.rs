@@ -38,6 +38,8 @@ pub enum PassthroughError {
     Attach(#[from] AttachError),
     #[error("starting the VFIO thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Seccomp(crate::seccomp::SeccompError),
 }
 
 struct Device {
@@ -124,10 +126,14 @@ impl Passthrough {
         ram_slots: u32,
         timer: Arc<BootTimer>,
         exit: Arc<ExitSignal>,
+        seccomp: crate::seccomp::SeccompMode,
     ) -> Result<Option<Self>, PassthroughError> {
         if checked.is_empty() {
             return Ok(None);
         }
+        let filter = crate::seccomp::Confinement::new(seccomp)
+            .compile(crate::seccomp::ThreadKind::Vfio)
+            .map_err(PassthroughError::Seccomp)?;
         let host = VfioHost::open(vm.as_ref())?;
         let mut devices = Vec::with_capacity(checked.len());
         for (c, cfg) in checked.iter().zip(cfgs) {
@@ -168,7 +174,10 @@ impl Passthrough {
                     took.as_secs_f64() * 1e3 / gib.max(1e-9)
                 );
             }),
-            on_error: Box::new(move |e| exit.report(VmExitReason::Fatal(e))),
+            on_error: {
+                let exit = exit.clone();
+                Box::new(move |e| exit.report(VmExitReason::Fatal(e)))
+            },
         };
         let (tx, rx) = channel::<Vec<PciAddress>>();
         let m = mapper.clone();
@@ -176,6 +185,11 @@ impl Passthrough {
         let worker = std::thread::Builder::new()
             .name("vfio".into())
             .spawn(move || {
+                // Confined for the VM's whole life (vfio/seccomp.rs). Should that fail, the
+                // VM ends; the thread still does its part of the teardown.
+                if let Err(e) = filter.install() {
+                    exit.report(VmExitReason::Fatal(e.to_string()));
+                }
                 job.run();
                 let attached = serve(&rx, &m, &g);
                 teardown(&hosts, &m, dma.as_ref(), &ram, &attached);

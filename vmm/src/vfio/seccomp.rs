@@ -1,13 +1,20 @@
-//! What a vCPU thread needs to serve a passed-through device, for the vCPU seccomp filter.
+//! The syscalls passthrough adds to two seccomp filters.
 //!
-//! The guest's config writes and trapped BAR accesses are handled on the vCPU that made them:
-//! config space and trapped BAR bytes are read and written on the VFIO device file (pread64,
-//! pwrite64), enabling MSI/MSI-X hands eventfds to VFIO_DEVICE_SET_IRQS, and moving a BAR
-//! moves its memory slots (KVM_SET_USER_MEMORY_REGION) and, with several devices, its
-//! peer-to-peer DMA mapping (VFIO_IOMMU_MAP_DMA/UNMAP_DMA). The GSI routes and irqfds of the
-//! vectors are the same calls emulated MSI needs (KVM_SET_GSI_ROUTING, KVM_IRQFD).
-//! Opening, DMA-mapping guest RAM and teardown happen on the `vfio` thread, which is started
-//! during setup and runs without a filter, like the rest of setup.
+//! **vCPU threads** ([`add_vcpu_rules`]): the guest's config writes and trapped BAR accesses
+//! are handled on the vCPU that made them: config space and trapped BAR bytes are read and
+//! written on the VFIO device file (pread64, pwrite64), enabling MSI/MSI-X hands eventfds to
+//! VFIO_DEVICE_SET_IRQS, and moving a BAR moves its memory slots (KVM_SET_USER_MEMORY_REGION).
+//! A move only marks the peer-to-peer DMA mappings stale: the `vfio` thread remaps them, so a
+//! vCPU makes no DMA map or unmap call. The GSI routes and irqfds of the vectors are the same
+//! calls emulated MSI needs (KVM_SET_GSI_ROUTING, KVM_IRQFD).
+//!
+//! **The `vfio` thread** ([`thread_rules`], `ThreadKind::Vfio`), confined when it starts, for
+//! the VM's whole life: it resets the devices and DMA-maps guest RAM while the guest boots
+//! (at idle priority, then normal priority once a device needs the mapping:
+//! sched_setscheduler on itself), keeps the peer-to-peer BAR mappings in line with the BARs,
+//! and at the end disables the devices' interrupts, resets them, removes their BAR slots,
+//! unmaps everything and releases the devices (vfio-ioctls reads the device's
+//! `iommu_group` link and takes the group off KVM's VFIO device and the container).
 
 use std::mem::size_of;
 
@@ -22,12 +29,23 @@ const fn vfio_io(nr: u32) -> u64 {
     ioctl_expr(_IOC_NONE, VFIO_TYPE as u32, VFIO_BASE + nr, 0) as u64
 }
 
+/// `_IO(VFIO_TYPE, VFIO_BASE + 5)`
+pub const VFIO_GROUP_UNSET_CONTAINER: u64 = vfio_io(5);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 10)`
 pub const VFIO_DEVICE_SET_IRQS: u64 = vfio_io(10);
+/// `_IO(VFIO_TYPE, VFIO_BASE + 11)`
+pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 13)`
 pub const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(13);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 14)`
 pub const VFIO_IOMMU_UNMAP_DMA: u64 = vfio_io(14);
+/// `_IOW(KVMIO, 0xe1, struct kvm_device_attr)`
+pub const KVM_SET_DEVICE_ATTR: u64 = ioctl_expr(
+    _IOC_WRITE,
+    KVMIO,
+    0xe1,
+    size_of::<kvm_bindings::kvm_device_attr>() as u32,
+) as u64;
 /// `_IOW(KVMIO, 0x46, struct kvm_userspace_memory_region)`
 pub const KVM_SET_USER_MEMORY_REGION: u64 = ioctl_expr(
     _IOC_WRITE,
@@ -50,10 +68,35 @@ pub fn add_vcpu_rules(a: &mut Allowlist) {
     a.allow(libc::SYS_pwrite64);
     // MSI/MSI-X enable and disable.
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_SET_IRQS));
-    // BAR moves: memory slots and peer-to-peer DMA mappings follow the BAR.
+    // BAR moves: memory slots follow the BAR.
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_USER_MEMORY_REGION));
+}
+
+/// What the `vfio` thread may do beyond the runtime core (see the module documentation).
+pub fn thread_rules() -> Allowlist {
+    let mut a = Allowlist::default();
+    // Resets (before the mapping and at the end), interrupts off at the end.
+    a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_RESET));
+    a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_SET_IRQS));
+    // Guest RAM and peer-to-peer BAR mappings.
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_IOMMU_MAP_DMA));
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_IOMMU_UNMAP_DMA));
+    // BAR slots removed at the end.
+    a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_USER_MEMORY_REGION));
+    // Releasing a device: its group leaves KVM's VFIO device and the container.
+    a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_DEVICE_ATTR));
+    a.allow_if(libc::SYS_ioctl, ioctl(VFIO_GROUP_UNSET_CONTAINER));
+    a.allow(libc::SYS_readlink);
+    a.allow(libc::SYS_readlinkat);
+    // Its own priority (pid 0 = the calling thread): SCHED_IDLE while nobody waits for the
+    // mapping, SCHED_OTHER once a device does.
+    a.allow_if(
+        libc::SYS_sched_setscheduler,
+        SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, 0)
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .expect("a one-condition rule on argument 0 is valid"),
+    );
+    a
 }
 
 #[cfg(test)]
@@ -62,12 +105,46 @@ mod tests {
 
     #[test]
     fn numbers_match_the_linux_uapi_headers() {
+        assert_eq!(VFIO_GROUP_UNSET_CONTAINER, 0x3b69);
         assert_eq!(VFIO_DEVICE_SET_IRQS, 0x3b6e);
+        assert_eq!(VFIO_DEVICE_RESET, 0x3b6f);
+        assert_eq!(KVM_SET_DEVICE_ATTR, 0x4018_aee1);
         assert_eq!(VFIO_IOMMU_MAP_DMA, 0x3b71);
         assert_eq!(VFIO_IOMMU_UNMAP_DMA, 0x3b72);
         assert_eq!(KVM_SET_USER_MEMORY_REGION, 0x4020_ae46);
         let mut a = Allowlist::default();
         add_vcpu_rules(&mut a);
         assert!(a.contains(libc::SYS_pread64) && a.contains(libc::SYS_ioctl));
+    }
+
+    /// The vCPU side makes no DMA mapping (the `vfio` thread does), and the `vfio` thread
+    /// may not touch config space or open anything.
+    #[test]
+    fn dma_calls_are_the_vfio_threads_alone() {
+        use crate::seccomp::{bpf, Confinement, SeccompMode, ThreadKind};
+        const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+        const RET_ALLOW: u32 = 0x7fff_0000;
+        let mut vcpu = Confinement::new(SeccompMode::Enforce);
+        add_vcpu_rules(&mut vcpu.extra);
+        let vcpu = vcpu.program(ThreadKind::Vcpu).unwrap().unwrap();
+        let vfio = Confinement::new(SeccompMode::Enforce)
+            .program(ThreadKind::Vfio)
+            .unwrap()
+            .unwrap();
+        let allows = |prog: &[seccompiler::sock_filter], nr: i64, args: [u64; 6]| {
+            bpf::run(prog, AUDIT_ARCH_X86_64, nr as u32, args).0 == RET_ALLOW
+        };
+        let ioctl = |req: u64| [5, req, 0, 0, 0, 0];
+        for req in [VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_DEVICE_RESET] {
+            assert!(!allows(&vcpu, libc::SYS_ioctl, ioctl(req)), "vCPU: {req:#x}");
+            assert!(allows(&vfio, libc::SYS_ioctl, ioctl(req)), "vfio: {req:#x}");
+        }
+        assert!(allows(&vcpu, libc::SYS_ioctl, ioctl(VFIO_DEVICE_SET_IRQS)));
+        for nr in [libc::SYS_openat, libc::SYS_pread64, libc::SYS_socket, libc::SYS_clone3] {
+            assert!(!allows(&vfio, nr, [0; 6]), "vfio thread allows syscall {nr}");
+        }
+        // Its own priority only.
+        assert!(allows(&vfio, libc::SYS_sched_setscheduler, [0, 5, 0, 0, 0, 0]));
+        assert!(!allows(&vfio, libc::SYS_sched_setscheduler, [1, 5, 0, 0, 0, 0]));
     }
 }
