@@ -18,6 +18,11 @@ use vmm::{cli, logger, vm};
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: changes this process's SIGPIPE disposition only, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // One malloc arena for every thread: a thread's first allocation would otherwise map
+    // (and trim) an arena of its own, and unmapping memory in a multi-threaded process
+    // interrupts the CPUs running its other threads (TLB shootdown), the vCPU among them.
+    // SAFETY: a glibc tunable, set before any thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let code = run();
     let _ = std::io::stdout().flush();
     code.into()

@@ -219,7 +219,6 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
 
     let supported = supported_cpuid(&hv)?;
     let vcpu_filter = vcpu_filter.compile(ThreadKind::Vcpu)?;
-    let vmm_filter = vmm_filter.compile(ThreadKind::Vmm)?;
     // The other vCPUs' threads start and confine themselves while this one configures the
     // vCPUs; vCPU 0 runs on this thread.
     let mut parked = Vec::new();
@@ -275,7 +274,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         let (exit, shared, caller, serial) =
             (exit.clone(), shared.clone(), caller.clone(), cfg.serial.clone());
         vmm_thread.start(move || {
-            if let Err(e) = vmm_filter.install() {
+            // Compiled here, off the first-light path.
+            if let Err(e) = vmm_filter.apply(ThreadKind::Vmm) {
                 caller.stop(&shared.stop);
                 vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
                 return Err(VmError::from(e));
