@@ -107,10 +107,13 @@ struct edu {
 	int checks, failed;
 };
 
-/* A 4-byte write to 0x80/0x88/0x90/0x98 sets the whole 64-bit register (zero-extended). */
+/*
+ * A 4-byte write to 0x80/0x88/0x90/0x98 sets the whole 64-bit register (zero-extended), so a
+ * value above 4 GiB (a buffer in high RAM, a peer's 64-bit BAR) always takes an 8-byte write.
+ */
 static void edu_wr64(struct edu *e, u64 v, unsigned int reg)
 {
-	if (qword)
+	if (qword || upper_32_bits(v))
 		writeq(v, e->bar + reg);
 	else
 		writel((u32)v, e->bar + reg);

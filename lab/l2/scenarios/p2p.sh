@@ -6,13 +6,17 @@
 # The vmm DMA-maps the BARs for peer-to-peer lazily, once a driver has enabled bus mastering,
 # and a 64 GiB BAR 256 MiB at a time; until the target is mapped the DMA faults in L1's IOMMU and
 # nothing lands. So the DMA is retried (with a read back after each) for lab.p2p_secs (60) s.
+# It targets BAR2 + lab.p2p_off (0x80000800: 2 GiB + 2 KiB, across a page boundary).
 # Prints LAB-P2P-BEFORE absent|present (the pattern must not be there before the DMA) and
 # LAB-P2P RESULT PASS|FAIL. lab.py then looks for the pattern in the host's backing file.
 . /lab/scenarios/pcidevs.sh
 lab_pci_devs
 secs=60 off=0x80000800 len=4088 pat=4544552d50325021  # "EDU-P2P!"
 for arg in $(cat /proc/cmdline); do
-    case "$arg" in lab.p2p_secs=*) secs=${arg#lab.p2p_secs=} ;; esac
+    case "$arg" in
+        lab.p2p_secs=*) secs=${arg#lab.p2p_secs=} ;;
+        lab.p2p_off=*) off=${arg#lab.p2p_off=} ;;  # BAR2 offset (host-checks.txt expects the default)
+    esac
 done
 edu=$(lab_pci_find 0x1234:0x11e8)
 ivs=$(lab_pci_find 0x1af4:0x1110)
