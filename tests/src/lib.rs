@@ -172,6 +172,91 @@ pub fn serial_hello_then_halt_code(msg: &[u8]) -> Vec<u8> {
     code
 }
 
+/// Hand-assembled 32-bit code that drives the modern virtio-pci device at PCI `00:<dev>.0`
+/// to DRIVER_OK, as a driver would, with queue 0 enabled on zeroed rings at 2 MiB (nothing is
+/// ever queued), then runs [`serial_hello_then_halt_code`]. The VMM then activates the device
+/// and starts its worker thread. Paging is off, so it first moves the 64-bit BAR 0 (which the
+/// VMM places above 4 GiB) to [`VIRTIO_TEST_BAR`] in the 32-bit window, as an OS may, and
+/// turns on memory decoding and bus mastering in the command register; it
+/// assumes this VMM's layout (everything in BAR 0, common configuration at offset 0). If BAR 0
+/// does not read back below 4 GiB it writes `!` instead of `msg`.
+///
+/// ```text
+/// B8 imm32        mov eax, 0x80000000 | dev << 11 | reg   (CONFIG_ADDRESS of a register)
+/// 66 BA F8 0C     mov dx, 0xcf8
+/// EF              out dx, eax
+/// B8 imm32        mov eax, value                          (writes only)
+/// 66 BA FC 0C     mov dx, 0xcfc
+/// EF / ED         out dx, eax / in eax, dx                (write / read CONFIG_DATA)
+/// 85 C0 / 75 rel8 test eax, eax / jnz fail                (BAR 0's high dword must be 0)
+/// 25 F0 FF FF FF  and eax, ~0xf                           (low dword: the address)
+/// 89 C3           mov ebx, eax
+/// C6 43 d8 imm8   mov byte  [ebx+d8], imm8                (device_status)
+/// 66 C7 43 d8 i16 mov word  [ebx+d8], imm16               (queue_select, queue_enable)
+/// C7 43 d8 imm32  mov dword [ebx+d8], imm32               (features, ring addresses)
+/// ```
+/// Where [`virtio_driver_ok_then_hello_code`] puts the device's BAR 0: inside the VMM's 32-bit
+/// PCI window (0xC000_0000..0xE000_0000), 64 KiB aligned.
+pub const VIRTIO_TEST_BAR: u32 = 0xD000_0000;
+
+pub fn virtio_driver_ok_then_hello_code(dev: u8, msg: &[u8]) -> Vec<u8> {
+    let cfg_addr = |reg: u32| 0x8000_0000u32 | (u32::from(dev) << 11) | reg;
+    let read_config = |code: &mut Vec<u8>, reg: u32| {
+        code.push(0xb8);
+        code.extend_from_slice(&cfg_addr(reg).to_le_bytes());
+        code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x0c, 0xef]);
+        code.extend_from_slice(&[0x66, 0xba, 0xfc, 0x0c, 0xed]);
+    };
+    let write_config = |code: &mut Vec<u8>, reg: u32, value: u32| {
+        code.push(0xb8);
+        code.extend_from_slice(&cfg_addr(reg).to_le_bytes());
+        code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x0c, 0xef, 0xb8]);
+        code.extend_from_slice(&value.to_le_bytes());
+        code.extend_from_slice(&[0x66, 0xba, 0xfc, 0x0c, 0xef]);
+    };
+    let byte = |code: &mut Vec<u8>, off: u8, v: u8| code.extend_from_slice(&[0xc6, 0x43, off, v]);
+    let word = |code: &mut Vec<u8>, off: u8, v: u16| {
+        code.extend_from_slice(&[0x66, 0xc7, 0x43, off]);
+        code.extend_from_slice(&v.to_le_bytes());
+    };
+    let dword = |code: &mut Vec<u8>, off: u8, v: u32| {
+        code.extend_from_slice(&[0xc7, 0x43, off]);
+        code.extend_from_slice(&v.to_le_bytes());
+    };
+    let mut body = Vec::new();
+    read_config(&mut body, 0x10);
+    body.extend_from_slice(&[0x25, 0xf0, 0xff, 0xff, 0xff, 0x89, 0xc3]);
+    byte(&mut body, 0x14, 1); // ACKNOWLEDGE
+    byte(&mut body, 0x14, 2); // DRIVER
+    dword(&mut body, 0x08, 1); // driver_feature_select = 1
+    dword(&mut body, 0x0c, 1); // VIRTIO_F_VERSION_1 (bit 32)
+    byte(&mut body, 0x14, 8); // FEATURES_OK
+    word(&mut body, 0x16, 0); // queue_select = 0
+    dword(&mut body, 0x20, 0x20_0000); // queue_desc
+    dword(&mut body, 0x24, 0);
+    dword(&mut body, 0x28, 0x20_1000); // queue_driver (avail)
+    dword(&mut body, 0x2c, 0);
+    dword(&mut body, 0x30, 0x20_2000); // queue_device (used)
+    dword(&mut body, 0x34, 0);
+    word(&mut body, 0x1c, 1); // queue_enable
+    byte(&mut body, 0x14, 4); // DRIVER_OK
+    let hello = serial_hello_then_halt_code(msg);
+    let fail = serial_hello_then_halt_code(b"!");
+    let mut code = Vec::new();
+    write_config(&mut code, 0x14, 0);
+    write_config(&mut code, 0x10, VIRTIO_TEST_BAR);
+    write_config(&mut code, 0x04, 0x6); // memory decoding and bus mastering on
+    read_config(&mut code, 0x14);
+    // test eax, eax; jnz fail (over the body and the hello code)
+    let skip = body.len() + hello.len();
+    assert!(skip < 128, "jump too far for rel8");
+    code.extend_from_slice(&[0x85, 0xc0, 0x75, skip as u8]);
+    code.extend_from_slice(&body);
+    code.extend_from_slice(&hello);
+    code.extend_from_slice(&fail);
+    code
+}
+
 /// An unlinked temporary file holding `bytes`, positioned at its end.
 pub fn temp_file_with(bytes: &[u8]) -> std::io::Result<File> {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -549,6 +549,46 @@ fn a_vm_without_virtio_devices_starts_no_activator_thread() {
     assert_eq!(names, ["vcpu1", "vmm", "vmm-events"], "{threads:?}");
 }
 
+/// A guest that sets DRIVER_OK on its virtio-rng (as a driver would): the activator starts
+/// the device's worker thread, which installs its own filter on top of the activator's that
+/// it inherits. Every thread is then one we know, and the worker runs under both filters.
+#[test]
+fn a_virtio_worker_runs_under_its_own_filter_and_the_activators() {
+    require_kvm();
+    // The rng is the first (and only) device after the host bridge: 00:01.0.
+    let k = kernel(
+        "virtio-driver-ok",
+        &vmm_tests::virtio_driver_ok_then_hello_code(1, b"up\n"),
+    );
+    let mut child = Command::new(vmm_bin())
+        .args(["--kernel", &k, "--memory", "size=64M", "--rng"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = [0u8; 3];
+    child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"up\n", "the guest drove the device to DRIVER_OK");
+    let known = ["virtio-activato", "vmm", "vmm-events"];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut threads = user_threads(child.id());
+    while (threads.len() <= known.len() || threads.iter().any(|t| t.mode != "2"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+        threads = user_threads(child.id());
+    }
+    stop(child);
+    let names: Vec<_> = threads.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["virtio-activato", "virtio-rng", "vmm", "vmm-events"], "{threads:?}");
+    for t in &threads {
+        assert_eq!(t.mode, "2", "{threads:?}");
+        let want = if t.name == "virtio-rng" { "2" } else { "1" };
+        assert_eq!(t.filters, want, "{}: {threads:?}", t.name);
+    }
+}
+
 fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
