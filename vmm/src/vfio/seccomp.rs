@@ -88,6 +88,9 @@ pub fn thread_rules() -> Allowlist {
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_GROUP_UNSET_CONTAINER));
     a.allow(libc::SYS_readlink);
     a.allow(libc::SYS_readlinkat);
+    // The peer-to-peer sync keys its mappings in a HashMap: the thread's first RandomState
+    // seeds itself from getrandom (found by the vfio-p2p lab scenario).
+    a.allow(libc::SYS_getrandom);
     // Its own priority (pid 0 = the calling thread): SCHED_IDLE while nobody waits for the
     // mapping, SCHED_OTHER once a device does.
     a.allow_if(
