@@ -142,21 +142,63 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     // SIGTERM/SIGINT from here on mean "shut the guest down" (see signals.rs).
     crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
     let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
-    // The VMM thread starts now and waits for the VM (see handoff::ParkedThread).
-    let vmm_thread = crate::handoff::ParkedThread::spawn("vmm-events").map_err(VmError::Thread)?;
-    let mut vcpu_filter = seccomp::Confinement::new(cfg.seccomp);
-    if !cfg.devices.is_empty() {
-        crate::vfio::seccomp::add_vcpu_rules(&mut vcpu_filter.extra);
-    }
-    let vmm_filter = seccomp::Confinement::new(cfg.seccomp);
+    // The VMM thread starts now. Until it is handed the running VM it takes setup work off
+    // this thread's path, one job after the other, each queued as soon as its inputs exist:
+    // the seccomp filters and KVM's supported CPUID (from the per-boot cache); the kernel,
+    // initramfs, boot and ACPI tables written into guest memory once it is mapped; the PIT
+    // once the irqchip exists (KVM starts a kernel thread for it: ~0.1 ms). This thread
+    // collects each result where it needs it: by then it is normally there.
+    let spin = crate::handoff::spin_budget();
+    let vmm_thread = crate::handoff::WorkerThread::spawn("vmm-events").map_err(VmError::Thread)?;
+    let filters = {
+        let mut vcpu = seccomp::Confinement::new(cfg.seccomp);
+        if !cfg.devices.is_empty() {
+            crate::vfio::seccomp::add_vcpu_rules(&mut vcpu.extra);
+        }
+        let vmm = seccomp::Confinement::new(cfg.seccomp);
+        let hv = hv.clone();
+        vmm_thread.submit(move || -> Result<_, VmError> {
+            let vcpu = vcpu.compile(ThreadKind::Vcpu)?;
+            let vmm = vmm.compile(ThreadKind::Vmm)?;
+            Ok((vcpu, vmm, supported_cpuid(&hv)?))
+        })
+    };
     let phys_bits = arch::layout::host_phys_bits();
-    let layout = arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?;
+    let layout = Arc::new(arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?);
     let vm = hv.create_vm()?;
     timer.phase("vm_created");
 
     let mem = memory::create(&layout.ram_ranges(), &cfg.memory)?;
     let ram_slots = memory::register(vm.as_ref(), &mem)?.len() as u32;
     timer.phase("memory_mapped");
+    let loaded = {
+        let (mem, layout, timer) = (mem.clone(), layout.clone(), timer.clone());
+        let (num_vcpus, cmdline, serial) =
+            (cfg.cpus.boot, cfg.cmdline.clone(), cfg.serial.clone());
+        vmm_thread.submit(move || -> Result<arch::EntryPoint, VmError> {
+            let entry = arch::load_guest_with_rsdp(
+                &mem,
+                arch::BootSetup {
+                    kernel: &mut kernel,
+                    initramfs: initramfs.as_mut(),
+                    cmdline: &cmdline,
+                    num_vcpus,
+                    layout: &layout,
+                },
+                Some(arch::AcpiTables::RSDP_ADDR),
+            )?;
+            arch::build_acpi_tables(&arch::AcpiConfig {
+                num_vcpus,
+                layout: &layout,
+                pm: legacy::acpi_pm_ports(),
+                serial: legacy::acpi_serial(&serial),
+                power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
+            })?
+            .write(&mem)?;
+            timer.phase("kernel_loaded");
+            Ok(entry)
+        })
+    };
 
     // VFIO devices open now, and guest RAM starts being DMA-mapped on the vfio thread while
     // the rest of the VM is built and the guest boots (see vfio/dma.rs).
@@ -174,29 +216,13 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
 
     vm.set_tss_address(arch::layout::KVM_TSS_START)?;
     vm.create_irqchip()?;
-    vm.create_pit()?;
+    let pit = {
+        let vm = vm.clone();
+        vmm_thread.submit(move || vm.create_pit())
+    };
     timer.phase("irqchip_created");
 
-    let entry = arch::load_guest_with_rsdp(
-        &mem,
-        arch::BootSetup {
-            kernel: &mut kernel,
-            initramfs: initramfs.as_mut(),
-            cmdline: &cfg.cmdline,
-            num_vcpus: cfg.cpus.boot,
-            layout: &layout,
-        },
-        Some(arch::AcpiTables::RSDP_ADDR),
-    )?;
-    arch::build_acpi_tables(&arch::AcpiConfig {
-        num_vcpus: cfg.cpus.boot,
-        layout: &layout,
-        pm: legacy::acpi_pm_ports(),
-        serial: legacy::acpi_serial(&cfg.serial),
-        power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
-    })?
-    .write(&mem)?;
-    timer.phase("kernel_loaded");
+
 
     let buses = Arc::new(Buses::default());
     let t = timer.clone();
@@ -217,8 +243,9 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         p.attach_all(&pci)?;
     }
 
-    let supported = supported_cpuid(&hv)?;
-    let vcpu_filter = vcpu_filter.compile(ThreadKind::Vcpu)?;
+    let gone = || VmError::Thread(std::io::Error::other("the VMM thread ended during setup"));
+    let (vcpu_filter, vmm_filter, supported) =
+        crate::handoff::recv(&filters, spin).map_err(|_| gone())??;
     // The other vCPUs' threads start and confine themselves while this one configures the
     // vCPUs; vCPU 0 runs on this thread.
     let mut parked = Vec::new();
@@ -228,9 +255,13 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         parked.push(ParkedVcpu::spawn(id, none, move || Ok(filter)).map_err(VmError::Thread)?);
     }
     let mut vcpus = Vec::new();
+    let mut entry = None;
     for id in 0..cfg.cpus.boot {
         let vcpu = vm.create_vcpu(id)?;
-        let boot_entry = if id == 0 { Some(&entry) } else { None };
+        if id == 0 {
+            entry = Some(crate::handoff::recv(&loaded, spin).map_err(|_| gone())??);
+        }
+        let boot_entry = if id == 0 { entry.as_ref() } else { None };
         arch::configure_vcpu(
             vcpu.as_ref(),
             id,
@@ -244,6 +275,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         vcpus.push(vcpu);
     }
     timer.phase("vcpus_configured");
+    // The PIT exists before any guest code runs.
+    crate::handoff::recv(&pit, spin).map_err(|_| gone())??;
 
     let shared = VcpuShared {
         buses,
@@ -273,9 +306,8 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let vmm_thread = {
         let (exit, shared, caller, serial) =
             (exit.clone(), shared.clone(), caller.clone(), cfg.serial.clone());
-        vmm_thread.start(move || {
-            // Compiled here, off the first-light path.
-            if let Err(e) = vmm_filter.apply(ThreadKind::Vmm) {
+        vmm_thread.finish(move || {
+            if let Err(e) = vmm_filter.install() {
                 caller.stop(&shared.stop);
                 vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
                 return Err(VmError::from(e));
@@ -300,11 +332,13 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     }
     caller.done();
     drop(vcpu0);
-    let reason = vmm_thread.join().ok().flatten().unwrap_or_else(|| {
+    let (events, events_thread) = vmm_thread;
+    let reason = events.recv().unwrap_or_else(|_| {
         Err(VmError::Thread(std::io::Error::other(
             "the VMM thread ended abnormally",
         )))
     });
+    let _ = events_thread.join();
     // Devices stop DMA (reset, unmapped) before guest memory goes away.
     if let Some(p) = passthrough.as_mut() {
         p.shutdown();

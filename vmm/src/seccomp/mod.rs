@@ -13,8 +13,9 @@
 //!   configuring vCPUs) is host-side setup that runs before the guest executes an
 //!   instruction, so it is not filtered;
 //! - the VMM event thread (`vmm-events`: console input, signals, the VM's end) is started
-//!   early and parked; it installs its filter when it is handed the running VM, before its
-//!   event loop;
+//!   first and does setup jobs for the main thread while the VM is built (filters, CPUID,
+//!   loading the kernel, the PIT: vm.rs); it installs its filter when it is handed the
+//!   running VM, before its event loop;
 //! - the virtio activator thread installs its filter when it starts, before it serves any
 //!   DRIVER_OK;
 //! - a device worker thread calls [`apply`] with `ThreadKind::Device(..)` before it touches a
