@@ -567,8 +567,30 @@ fn a_virtio_worker_runs_under_its_own_filter_and_the_activators() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // A guest that never prints must fail the test, not hang it: kill the vmm after 20 s.
+    let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !done.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !done.load(std::sync::atomic::Ordering::Acquire) {
+                // SAFETY: sends SIGKILL to our own child, which we have not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        })
+    };
     let mut b = [0u8; 3];
-    child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
+    let read = child.stdout.as_mut().unwrap().read_exact(&mut b);
+    done.store(true, std::sync::atomic::Ordering::Release);
+    watchdog.join().unwrap();
+    if read.is_err() {
+        stop(child);
+        panic!("the guest printed nothing within 20 s: {read:?}");
+    }
     assert_eq!(&b, b"up\n", "the guest drove the device to DRIVER_OK");
     let known = ["virtio-activato", "vmm", "vmm-events"];
     let deadline = Instant::now() + Duration::from_secs(5);
