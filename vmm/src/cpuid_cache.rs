@@ -215,7 +215,7 @@ mod tests {
         let path = d.join(file_name(&key()));
         let good = std::fs::read(&path).unwrap();
         for bad in [
-            good[..good.len() - 1].to_vec(),   // truncated
+            good[..good.len() - 1].to_vec(),  // truncated
             [good.clone(), vec![0]].concat(), // trailing byte
             {
                 let mut b = good.clone();

@@ -603,7 +603,11 @@ fn a_virtio_worker_runs_under_its_own_filter_and_the_activators() {
     }
     stop(child);
     let names: Vec<_> = threads.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["virtio-activato", "virtio-rng", "vmm", "vmm-events"], "{threads:?}");
+    assert_eq!(
+        names,
+        ["virtio-activato", "virtio-rng", "vmm", "vmm-events"],
+        "{threads:?}"
+    );
     for t in &threads {
         assert_eq!(t.mode, "2", "{threads:?}");
         let want = if t.name == "virtio-rng" { "2" } else { "1" };

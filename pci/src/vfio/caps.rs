@@ -174,9 +174,18 @@ pub fn passes_ext_cap(id: u16) -> bool {
     !HIDDEN_EXT_CAPS.contains(&id)
 }
 
-/// Where an 8-byte capability of ours can go in 0x40..0x100 without overlapping any of the
-/// device's capabilities: 0xc8 when free (QEMU's place for the NVIDIA clique capability, free
-/// on NVIDIA GPUs), else the highest free dword-aligned spot.
+/// Where an 8-byte capability of ours (the NVIDIA GPUDirect P2P clique capability) can go in
+/// 0x40..0x100 without overlapping any of the device's capabilities.
+///
+/// NVIDIA's driver (open-gpu-kernel-modules, `objClLoadPcieVirtualP2PApproval` in
+/// chipset_pcie.c) walks the standard capability list from 0x34 and takes the first
+/// vendor-specific (0x09) capability whose bytes 3..5 read "P2P" and whose version (bits 0..2 of
+/// byte 6) is 0; the offset does not matter to it as long as the capability is linked. Its
+/// header reserves 0xC8 for it, and NVIDIA's updated note recommends 0xD4 on Turing and later,
+/// where MSI-X sits at 0xC8 (Ampere, Ada); Hopper (H100/H200) has MSI-X at 0xB0 and 0xC8 free.
+/// QEMU tries 0xC8, then 0xD4. So: 0xC8 when free, else 0xD4, else the highest free
+/// dword-aligned spot. (0xD4 is also NVIDIA's reserved place for another virtual capability,
+/// "BTS" config bits, which this VMM does not add.)
 pub fn free_slot(caps: &[Cap], len: usize) -> Option<usize> {
     let free = |at: usize| {
         at + len <= CONVENTIONAL_CONFIG_END
@@ -184,9 +193,9 @@ pub fn free_slot(caps: &[Cap], len: usize) -> Option<usize> {
                 .iter()
                 .all(|c| at + len <= c.offset || c.offset + c.len <= at)
     };
-    const PREFERRED: usize = 0xc8;
-    if free(PREFERRED) {
-        return Some(PREFERRED);
+    const PREFERRED: [usize; 2] = [0xc8, 0xd4];
+    if let Some(at) = PREFERRED.into_iter().find(|&at| free(at)) {
+        return Some(at);
     }
     (FIRST_CAPABILITY_OFFSET..=CONVENTIONAL_CONFIG_END - len)
         .rev()
@@ -276,12 +285,33 @@ mod tests {
     }
 
     #[test]
-    fn free_slot_prefers_0xc8_and_avoids_capabilities() {
+    fn free_slot_prefers_0xc8_then_0xd4_and_avoids_capabilities() {
         let caps = conventional(&with_caps(&[(0x01, 0x40, &[]), (0x10, 0x60, &[0x02])]));
         assert_eq!(free_slot(&caps, 8), Some(0xc8));
-        let busy = conventional(&with_caps(&[(0x01, 0xc4, &[]), (0x05, 0xe0, &[0x80])]));
+        // Hopper (H100 PCIe, H20): PM 0x40, MSI 0x48, PCIe 0x60, vendor 0x9c, MSI-X 0xb0.
+        let hopper = conventional(&with_caps(&[
+            (0x01, 0x40, &[0x03, 0x00]),
+            (0x05, 0x48, &[0x80, 0x01]),
+            (0x10, 0x60, &[0x02, 0x00]),
+            (0x09, 0x9c, &[0x14]),
+            (0x11, 0xb0, &[0x08, 0x00]),
+        ]));
+        assert_eq!(free_slot(&hopper, 8), Some(0xc8));
+        // Ampere / Ada (A100, L20): PM 0x60, null 0x68, PCIe 0x78, vendor 0xb4, MSI-X 0xc8.
+        let ada = conventional(&with_caps(&[
+            (0x01, 0x60, &[0x03, 0x00]),
+            (0x00, 0x68, &[]),
+            (0x10, 0x78, &[0x02, 0x00]),
+            (0x09, 0xb4, &[0x14]),
+            (0x11, 0xc8, &[0x05, 0x00]),
+        ]));
+        assert_eq!(free_slot(&ada, 8), Some(0xd4), "MSI-X holds 0xc8..0xd4");
+        let busy = conventional(&with_caps(&[(0x01, 0xc4, &[]), (0x05, 0xd4, &[0x80])]));
         let at = free_slot(&busy, 8).unwrap();
-        assert_eq!(at, 0xf8, "the highest free spot (MSI ends at 0xee)");
+        assert_eq!(
+            at, 0xf8,
+            "the highest free spot (PM at 0xc4, MSI 0xd4..0xe2)"
+        );
         let full = conventional(&with_caps(&[(0x42, 0x40, &[])]));
         assert_eq!(
             free_slot(&full, 8),

@@ -602,3 +602,114 @@ fn the_first_access_turns_intx_on_after_the_command_register() {
         ]
     );
 }
+
+/// An NVIDIA GPU's config space (10de:`device`, class 0302) with the capability chain `caps`
+/// (`(id, offset, bytes from offset + 2)`, linked in order); an MSI-X capability gets its table
+/// and PBA in BAR0 (16 MiB); BAR1 is 64-bit prefetchable.
+fn nvidia_config(device: u16, caps: &[(u8, usize, &[u8])]) -> Vec<u8> {
+    let mut c = vec![0u8; 4096];
+    c[0..2].copy_from_slice(&0x10deu16.to_le_bytes());
+    c[2..4].copy_from_slice(&device.to_le_bytes());
+    c[6] = 0x10; // status: capability list
+    c[8..12].copy_from_slice(&[0xa1, 0x00, 0x02, 0x03]);
+    c[0x14..0x18].copy_from_slice(&0x0000_000cu32.to_le_bytes());
+    c[0x34] = caps[0].1 as u8;
+    for (i, (id, off, body)) in caps.iter().enumerate() {
+        c[*off] = *id;
+        c[off + 1] = caps.get(i + 1).map_or(0, |n| n.1 as u8);
+        c[off + 2..off + 2 + body.len()].copy_from_slice(body);
+        if *id == 0x11 {
+            c[off + 4..off + 8].copy_from_slice(&(TABLE as u32).to_le_bytes());
+            c[off + 8..off + 12].copy_from_slice(&(PBA as u32).to_le_bytes());
+        }
+    }
+    c
+}
+
+fn fake_nvidia(config: Vec<u8>) -> Arc<FakeVfioDevice> {
+    Arc::new(
+        FakeVfioDevice::new(config)
+            .with_region(0, region(16 << 20, true))
+            .with_region(1, region(64 << 30, true))
+            .with_irqs(VfioIrqKind::Msi, 1)
+            .with_irqs(VfioIrqKind::Msix, 4),
+    )
+}
+
+/// What NVIDIA's driver does to find the clique (open-gpu-kernel-modules,
+/// `objClLoadPcieVirtualP2PApproval`): walk the list from 0x34 and take the first
+/// vendor-specific capability whose bytes 3..5 are "P2P"; it must be version 0 (bits 0..2 of
+/// byte 6), and the clique is bits 3..6. Returns (offset, clique).
+fn nvidia_driver_finds_clique(f: &mut Fixture) -> Option<(usize, u8)> {
+    let mut cap = usize::from(f.read8(0x34));
+    let mut steps = 0;
+    while cap != 0 && steps < 48 {
+        if f.read8(cap) == 0x09 {
+            let sig = u32::from(f.read8(cap + 3))
+                | u32::from(f.read8(cap + 4)) << 8
+                | u32::from(f.read8(cap + 5)) << 16;
+            if sig == 0x0050_3250 {
+                let b = f.read8(cap + 6);
+                return (b & 7 == 0).then_some((cap, (b >> 3) & 0xf));
+            }
+        }
+        cap = usize::from(f.read8(cap + 1));
+        steps += 1;
+    }
+    None
+}
+
+#[test]
+fn nvidias_driver_finds_the_clique_on_hopper_and_ampere_shaped_config_spaces() {
+    // H100 PCIe / H20 (Hopper): MSI-X at 0xb0, so 0xc8 is free.
+    let hopper = || {
+        nvidia_config(
+            0x2331,
+            &[
+                (0x01, 0x40, &[0x03, 0x00]),
+                (0x05, 0x48, &[0x80, 0x01]),
+                (0x10, 0x60, &[0x02, 0x00]),
+                (0x09, 0x9c, &[0x14, 0xaa, 0xbb, 0xcc]),
+                (0x11, 0xb0, &[0x03, 0x00]),
+            ],
+        )
+    };
+    // A100 / L20 (Ampere, Ada): MSI-X at 0xc8..0xd4, so the clique goes to 0xd4.
+    let ampere = || {
+        nvidia_config(
+            0x20b0,
+            &[
+                (0x01, 0x60, &[0x03, 0x00]),
+                (0x00, 0x68, &[]),
+                (0x10, 0x78, &[0x02, 0x00]),
+                (0x09, 0xb4, &[0x14, 0xaa, 0xbb, 0xcc]),
+                (0x11, 0xc8, &[0x03, 0x00]),
+            ],
+        )
+    };
+    let shapes: [(&str, &dyn Fn() -> Vec<u8>, usize, usize); 2] = [
+        ("hopper", &hopper, 0xc8, 0x9c),
+        ("ampere", &ampere, 0xd4, 0xb4),
+    ];
+    for (name, config, at, own_vendor) in shapes {
+        let mut f = fixture_with(fake_nvidia(config()), Some(5));
+        assert_eq!(nvidia_driver_finds_clique(&mut f), Some((at, 5)), "{name}");
+        let chain = f.chain();
+        assert_eq!(
+            chain.last(),
+            Some(&(0x09, at)),
+            "{name}: ours ends the chain"
+        );
+        assert!(
+            chain.contains(&(0x09, own_vendor)),
+            "{name}: the GPU's own stays: {chain:?}"
+        );
+        assert!(
+            chain.contains(&(0x11, if at == 0xc8 { 0xb0 } else { 0xc8 })),
+            "{name}: MSI-X"
+        );
+        // Without the option there is no clique for the driver to find.
+        let mut plain = fixture_with(fake_nvidia(config()), None);
+        assert_eq!(nvidia_driver_finds_clique(&mut plain), None, "{name}");
+    }
+}

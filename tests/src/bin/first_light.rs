@@ -118,7 +118,11 @@ fn measure(mut cmd: Command) -> Result<Sample, String> {
     let mut rest = Vec::new();
     let _ = out.read_to_end(&mut rest);
     let mut err = String::new();
-    let _ = child.stderr.take().expect("piped stderr").read_to_string(&mut err);
+    let _ = child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut err);
     let status = child.wait().map_err(|e| e.to_string())?;
     if n != 1 || !status.success() {
         return Err(format!(

@@ -139,15 +139,34 @@ mod tests {
         };
         let ioctl = |req: u64| [5, req, 0, 0, 0, 0];
         for req in [VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_DEVICE_RESET] {
-            assert!(!allows(&vcpu, libc::SYS_ioctl, ioctl(req)), "vCPU: {req:#x}");
+            assert!(
+                !allows(&vcpu, libc::SYS_ioctl, ioctl(req)),
+                "vCPU: {req:#x}"
+            );
             assert!(allows(&vfio, libc::SYS_ioctl, ioctl(req)), "vfio: {req:#x}");
         }
         assert!(allows(&vcpu, libc::SYS_ioctl, ioctl(VFIO_DEVICE_SET_IRQS)));
-        for nr in [libc::SYS_openat, libc::SYS_pread64, libc::SYS_socket, libc::SYS_clone3] {
-            assert!(!allows(&vfio, nr, [0; 6]), "vfio thread allows syscall {nr}");
+        for nr in [
+            libc::SYS_openat,
+            libc::SYS_pread64,
+            libc::SYS_socket,
+            libc::SYS_clone3,
+        ] {
+            assert!(
+                !allows(&vfio, nr, [0; 6]),
+                "vfio thread allows syscall {nr}"
+            );
         }
         // Its own priority only.
-        assert!(allows(&vfio, libc::SYS_sched_setscheduler, [0, 5, 0, 0, 0, 0]));
-        assert!(!allows(&vfio, libc::SYS_sched_setscheduler, [1, 5, 0, 0, 0, 0]));
+        assert!(allows(
+            &vfio,
+            libc::SYS_sched_setscheduler,
+            [0, 5, 0, 0, 0, 0]
+        ));
+        assert!(!allows(
+            &vfio,
+            libc::SYS_sched_setscheduler,
+            [1, 5, 0, 0, 0, 0]
+        ));
     }
 }
