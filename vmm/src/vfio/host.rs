@@ -224,22 +224,10 @@ impl VfioDeviceOps for HostDevice {
         let fd = self.fd()?;
         let writable = self.region_info(index).is_some_and(|r| r.writable);
         let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
-        // SAFETY: a new shared mapping of the device file; the kernel picks the address.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size as usize,
-                prot,
-                libc::MAP_SHARED,
-                fd,
-                at as i64,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        // Aligned like the BAR, so kernels with huge PFN mappings can use 2 MiB / 1 GiB pages.
+        let addr = super::aligned_mmap::mmap_aligned(fd, at, size, prot, offset)?;
         // SAFETY: the mapping was just created and is owned by nothing else.
-        Ok(unsafe { HostMapping::from_raw(addr.cast(), size as usize) })
+        Ok(unsafe { HostMapping::from_raw(addr, size as usize) })
     }
 
     fn irq_count(&self, kind: VfioIrqKind) -> u32 {
