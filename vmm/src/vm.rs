@@ -171,9 +171,11 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         &cfg.devices,
         &mem,
         ram_slots,
-        timer.clone(),
-        exit.clone(),
-        cfg.seccomp,
+        crate::vfio::VfioThreadContext {
+            timer: timer.clone(),
+            exit: exit.clone(),
+            seccomp: cfg.seccomp,
+        },
     )?;
 
     vm.set_tss_address(arch::layout::KVM_TSS_START)?;

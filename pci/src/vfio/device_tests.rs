@@ -687,7 +687,9 @@ fn nvidias_driver_finds_the_clique_on_hopper_and_ampere_shaped_config_spaces() {
             ],
         )
     };
-    let shapes: [(&str, &dyn Fn() -> Vec<u8>, usize, usize); 2] = [
+    // (name, config space, where the clique goes, the GPU's own vendor-specific capability)
+    type Shape<'a> = (&'a str, &'a dyn Fn() -> Vec<u8>, usize, usize);
+    let shapes: [Shape; 2] = [
         ("hopper", &hopper, 0xc8, 0x9c),
         ("ampere", &ampere, 0xd4, 0xb4),
     ];

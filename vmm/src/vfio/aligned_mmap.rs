@@ -121,7 +121,11 @@ mod tests {
         assert_eq!(alignment((2 << 20) - 4096), 0);
         assert_eq!(alignment(2 << 20), 2 << 20);
         assert_eq!(alignment(16 << 20), 16 << 20);
-        assert_eq!(alignment((16 << 20) - (64 << 10)), 8 << 20, "an area short of its BAR");
+        assert_eq!(
+            alignment((16 << 20) - (64 << 10)),
+            8 << 20,
+            "an area short of its BAR"
+        );
         assert_eq!(alignment(256 << 30), 1 << 30);
     }
 
@@ -165,7 +169,8 @@ mod tests {
             // The reservation's spare parts were released: the mapping stands alone.
             let maps = maps_around(addr as u64, size);
             assert!(
-                maps.iter().any(|&(a, b)| a == addr as u64 && b == addr as u64 + size),
+                maps.iter()
+                    .any(|&(a, b)| a == addr as u64 && b == addr as u64 + size),
                 "{maps:x?}"
             );
             // SAFETY: unmapping what mmap_aligned returned.

@@ -14,5 +14,5 @@ pub mod seccomp;
 pub use attach::{attach, AttachError, AttachParams, Attached};
 pub use bar_map::{BarMapper, DirectArea};
 pub use host::{ContainerDma, HostDevice, HostError, VfioHost};
-pub use passthrough::{Passthrough, PassthroughError};
+pub use passthrough::{Passthrough, PassthroughError, VfioThreadContext};
 pub use relocator::SegmentRelocator;

@@ -6,8 +6,8 @@
 //! loading the kernel and the guest boots (see [`super::dma`]). [`Passthrough::attach_all`]
 //! puts the devices on the PCI segment. At the end [`Passthrough::shutdown`] hands the
 //! teardown to the same thread — disable interrupts, reset, remove BAR slots, unmap DMA,
-//! release the devices and the container — because that thread was started before any
-//! seccomp filter and may make those calls.
+//! release the devices and the container — because that thread's own seccomp filter, which
+//! it installs when it starts, allows exactly those calls (see [`super::seccomp`]).
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -116,6 +116,16 @@ fn teardown(
     }
 }
 
+/// What the `vfio` thread reports to and runs under.
+pub struct VfioThreadContext {
+    /// Boot phases (`vfio_opened`, `vfio_dma_mapped`).
+    pub timer: Arc<BootTimer>,
+    /// Where a failed mapping ends the VM.
+    pub exit: Arc<ExitSignal>,
+    /// The seccomp mode its filter is installed in.
+    pub seccomp: crate::seccomp::SeccompMode,
+}
+
 impl Passthrough {
     /// Opens the devices preflight checked and starts mapping guest RAM for DMA.
     pub fn open(
@@ -124,13 +134,16 @@ impl Passthrough {
         cfgs: &[DeviceConfig],
         mem: &GuestMemoryMmap,
         ram_slots: u32,
-        timer: Arc<BootTimer>,
-        exit: Arc<ExitSignal>,
-        seccomp: crate::seccomp::SeccompMode,
+        ctx: VfioThreadContext,
     ) -> Result<Option<Self>, PassthroughError> {
         if checked.is_empty() {
             return Ok(None);
         }
+        let VfioThreadContext {
+            timer,
+            exit,
+            seccomp,
+        } = ctx;
         let filter = crate::seccomp::Confinement::new(seccomp)
             .compile(crate::seccomp::ThreadKind::Vfio)
             .map_err(PassthroughError::Seccomp)?;
