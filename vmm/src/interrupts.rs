@@ -90,18 +90,30 @@ impl GsiRouter {
 
     /// Point `gsi` at `msg` (`None` removes the route) and push the table to KVM.
     pub fn set_msi_route(&self, gsi: u32, msg: Option<MsiMessage>) -> io::Result<()> {
+        self.set_msi_routes(&[(gsi, msg)])
+    }
+
+    /// Apply every change, then push the table to KVM once (KVM_SET_GSI_ROUTING replaces the
+    /// whole table: one call per change would cost a GPU with hundreds of vectors hundreds of
+    /// calls, each with the whole table, when its driver enables MSI-X).
+    pub fn set_msi_routes(&self, changes: &[(u32, Option<MsiMessage>)]) -> io::Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let mut s = self.lock();
-        match msg {
-            Some(m) => s.routes.insert(
-                gsi,
-                vec![IrqRoute::Msi {
+        for &(gsi, msg) in changes {
+            match msg {
+                Some(m) => s.routes.insert(
                     gsi,
-                    address: m.address,
-                    data: m.data,
-                }],
-            ),
-            None => s.routes.remove(&gsi),
-        };
+                    vec![IrqRoute::Msi {
+                        gsi,
+                        address: m.address,
+                        data: m.data,
+                    }],
+                ),
+                None => s.routes.remove(&gsi),
+            };
+        }
         let table: Vec<IrqRoute> = s.routes.values().flatten().copied().collect();
         self.vm.set_gsi_routing(&table).map_err(io_err)
     }
@@ -114,6 +126,14 @@ struct Vector {
     masked: bool,
     /// Whether the irqfd is registered with KVM (enabled, unmasked, with a message).
     wired: bool,
+    /// The message KVM's routing table holds for this GSI (pushed only when it changes).
+    routed: Option<MsiMessage>,
+}
+
+impl Vector {
+    fn wants_wiring(&self, enabled: bool) -> bool {
+        enabled && !self.masked && self.msg.is_some()
+    }
 }
 
 /// An MSI or MSI-X vector group: one GSI, route and irqfd per vector. A masked vector's
@@ -136,6 +156,7 @@ impl KvmMsiGroup {
                 msg: None,
                 masked: true,
                 wired: false,
+                routed: None,
             });
         }
         Ok(KvmMsiGroup {
@@ -153,18 +174,30 @@ impl KvmMsiGroup {
             .and_then(|v| v.evt.try_clone().ok())
     }
 
-    /// Register or unregister each vector's irqfd to match enabled/masked/message state.
-    fn rewire(&self, v: &mut Vector, enabled: bool) -> io::Result<()> {
-        let want = enabled && !v.masked && v.msg.is_some();
-        if want && !v.wired {
-            self.router.set_msi_route(v.gsi, v.msg)?;
-            self.vm.register_irqfd(&v.evt, v.gsi).map_err(io_err)?;
-            v.wired = true;
-        } else if !want && v.wired {
-            self.vm.unregister_irqfd(&v.evt, v.gsi).map_err(io_err)?;
-            v.wired = false;
-        } else if want {
-            self.router.set_msi_route(v.gsi, v.msg)?;
+    /// Bring the vectors' routes and irqfds in line with enabled/masked/message state: every
+    /// route that must change goes to KVM in one routing update, then irqfds are registered
+    /// or unregistered. A masked vector keeps its route (nothing changes until it is wired).
+    fn rewire(&self, vs: &mut [Vector], enabled: bool) -> io::Result<()> {
+        let changes: Vec<(u32, Option<MsiMessage>)> = vs
+            .iter()
+            .filter(|v| v.wants_wiring(enabled) && v.routed != v.msg)
+            .map(|v| (v.gsi, v.msg))
+            .collect();
+        self.router.set_msi_routes(&changes)?;
+        for v in vs.iter_mut() {
+            if v.wants_wiring(enabled) {
+                v.routed = v.msg;
+            }
+        }
+        for v in vs.iter_mut() {
+            let want = v.wants_wiring(enabled);
+            if want && !v.wired {
+                self.vm.register_irqfd(&v.evt, v.gsi).map_err(io_err)?;
+                v.wired = true;
+            } else if !want && v.wired {
+                self.vm.unregister_irqfd(&v.evt, v.gsi).map_err(io_err)?;
+                v.wired = false;
+            }
         }
         Ok(())
     }
@@ -174,16 +207,13 @@ impl MsiInterruptGroup for KvmMsiGroup {
     fn update(&self, vector: u16, msg: MsiMessage, masked: bool) -> io::Result<()> {
         let enabled = *self.enabled.lock().unwrap_or_else(|e| e.into_inner());
         let mut vs = self.vectors.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(v) = vs.get_mut(usize::from(vector)) else {
+        let i = usize::from(vector);
+        let Some(v) = vs.get_mut(i) else {
             return Ok(()); // a vector the device does not have: ignore, as hardware would
         };
-        let changed = v.msg != Some(msg);
         v.msg = Some(msg);
         v.masked = masked;
-        if changed && v.wired {
-            self.router.set_msi_route(v.gsi, v.msg)?;
-        }
-        self.rewire(v, enabled)
+        self.rewire(&mut vs[i..=i], enabled)
     }
 
     fn trigger(&self, vector: u16) -> io::Result<()> {
@@ -197,19 +227,13 @@ impl MsiInterruptGroup for KvmMsiGroup {
     fn enable(&self) -> io::Result<()> {
         *self.enabled.lock().unwrap_or_else(|e| e.into_inner()) = true;
         let mut vs = self.vectors.lock().unwrap_or_else(|e| e.into_inner());
-        for v in vs.iter_mut() {
-            self.rewire(v, true)?;
-        }
-        Ok(())
+        self.rewire(&mut vs, true)
     }
 
     fn disable(&self) -> io::Result<()> {
         *self.enabled.lock().unwrap_or_else(|e| e.into_inner()) = false;
         let mut vs = self.vectors.lock().unwrap_or_else(|e| e.into_inner());
-        for v in vs.iter_mut() {
-            self.rewire(v, false)?;
-        }
-        Ok(())
+        self.rewire(&mut vs, false)
     }
 }
 
@@ -292,5 +316,65 @@ mod tests {
         // Out-of-range vectors are ignored.
         g.update(9, msg(1), false).unwrap();
         g.trigger(9).unwrap();
+    }
+
+    fn routing_pushes(hv: &FakeHypervisor) -> usize {
+        hv.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::SetGsiRouting(_)))
+            .count()
+    }
+
+    #[test]
+    fn routes_go_to_kvm_once_per_change() {
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let router = Arc::new(GsiRouter::new(vm.clone()));
+        let g = KvmMsiGroup::new(router, vm, 64).unwrap();
+        // A driver programs every MSI-X entry (masked, MSI-X still disabled): no pushes.
+        for v in 0..64 {
+            g.update(v, msg(0x40 + u32::from(v)), true).unwrap();
+        }
+        assert_eq!(routing_pushes(&hv), 0);
+        // It unmasks them, then enables MSI-X: one push for all 64 routes.
+        for v in 0..64 {
+            g.update(v, msg(0x40 + u32::from(v)), false).unwrap();
+        }
+        assert_eq!(routing_pushes(&hv), 0, "still disabled");
+        g.enable().unwrap();
+        assert_eq!(routing_pushes(&hv), 1);
+        let Some(Call::SetGsiRouting(table)) = hv
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::SetGsiRouting(_)))
+            .last()
+        else {
+            panic!()
+        };
+        assert_eq!(table.len(), 16 * 2 + 8 + 64);
+        let irqfds = |hv: &FakeHypervisor| {
+            hv.calls()
+                .iter()
+                .filter(|c| matches!(c, Call::RegisterIrqfd { .. }))
+                .count()
+        };
+        assert_eq!(irqfds(&hv), 64);
+        // Rewriting an entry with the same message, masking and unmasking: no push.
+        g.update(3, msg(0x43), false).unwrap();
+        g.update(3, msg(0x43), true).unwrap();
+        g.update(3, msg(0x43), false).unwrap();
+        assert_eq!(routing_pushes(&hv), 1);
+        assert_eq!(irqfds(&hv), 65, "re-wired on unmask");
+        // A new message for a live vector: one push, which KVM sees.
+        g.update(3, msg(0x99), false).unwrap();
+        assert_eq!(routing_pushes(&hv), 2);
+        assert!(
+            matches!(hv.calls().into_iter().last(), Some(Call::SetGsiRouting(t))
+            if t.contains(&IrqRoute::Msi { gsi: 27, address: 0xfee0_0000, data: 0x99 }))
+        );
+        // Disable and enable again: routes unchanged, nothing pushed.
+        g.disable().unwrap();
+        g.enable().unwrap();
+        assert_eq!(routing_pushes(&hv), 2);
     }
 }
