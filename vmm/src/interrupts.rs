@@ -346,8 +346,7 @@ mod tests {
         let Some(Call::SetGsiRouting(table)) = hv
             .calls()
             .into_iter()
-            .filter(|c| matches!(c, Call::SetGsiRouting(_)))
-            .last()
+            .rfind(|c| matches!(c, Call::SetGsiRouting(_)))
         else {
             panic!()
         };
