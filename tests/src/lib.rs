@@ -201,16 +201,21 @@ pub const VIRTIO_TEST_BAR: u32 = 0xD000_0000;
 
 pub fn virtio_driver_ok_then_hello_code(dev: u8, msg: &[u8]) -> Vec<u8> {
     let cfg_addr = |reg: u32| 0x8000_0000u32 | (u32::from(dev) << 11) | reg;
-    let read_config = |code: &mut Vec<u8>, reg: u32| {
+    // mov eax, CONFIG_ADDRESS of `reg`; mov dx, 0xcf8; out dx, eax
+    let select = |code: &mut Vec<u8>, reg: u32| {
         code.push(0xb8);
         code.extend_from_slice(&cfg_addr(reg).to_le_bytes());
         code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x0c, 0xef]);
+    };
+    // ...; mov dx, 0xcfc; in eax, dx
+    let read_config = |code: &mut Vec<u8>, reg: u32| {
+        select(code, reg);
         code.extend_from_slice(&[0x66, 0xba, 0xfc, 0x0c, 0xed]);
     };
+    // ...; mov eax, value; mov dx, 0xcfc; out dx, eax
     let write_config = |code: &mut Vec<u8>, reg: u32, value: u32| {
+        select(code, reg);
         code.push(0xb8);
-        code.extend_from_slice(&cfg_addr(reg).to_le_bytes());
-        code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x0c, 0xef, 0xb8]);
         code.extend_from_slice(&value.to_le_bytes());
         code.extend_from_slice(&[0x66, 0xba, 0xfc, 0x0c, 0xef]);
     };

@@ -1,21 +1,19 @@
-//! Handing work between the VMM thread and a vCPU thread during boot, without paying a
-//! wake-up.
+//! Handing work between the main thread and the VMM thread during boot, without paying a
+//! wake-up where it can be avoided.
 //!
 //! Blocking on a channel puts the thread to sleep; waking it again costs the waker a futex
 //! call and the sleeper the scheduler's latency, which in a virtual machine (the host of a
 //! nested or PVM setup) includes waking an idle virtual CPU: seen here at 0.2–0.6 ms in
-//! traces, as much as the whole VM setup after memory registration. So the last two hand-offs
-//! of the first-light path spin for a bounded time before they block: the VMM thread waiting
-//! for vCPU 0's thread to be ready, and vCPU 0's thread waiting to be started. Both waits are
-//! short and overlap light work on the other thread.
+//! traces. The main thread builds the VM and runs vCPU 0 itself (no hand-off before the
+//! first KVM_RUN); the VMM thread ([`WorkerThread`]) does setup jobs for it meanwhile, and
+//! the main thread collects each result with [`recv`], which spins for a bounded time before
+//! it blocks: the result is normally there or nearly so.
 //!
-//! The earlier hand-offs (vCPU 0's thread waiting for the irqchip, the VMM thread waiting for
-//! the CPUID and the compiled filters) do not spin: a CPU spinning while the other thread
-//! registers memory or creates the irqchip made those ioctls slower (they wait for RCU grace
-//! periods, which a busy CPU delays), and first light at 128 MiB went from ~1.08x to ~1.2x of
-//! the floor (`first_light --vmm A --vmm B`, interleaved). A receiver spins only when the
-//! process may run on more than one CPU (on one CPU it would only delay its sender), and never
-//! for longer than the budget.
+//! The VMM thread's jobs are queued only after memory registration and the irqchip: a CPU
+//! busy while the other thread registers memory or creates the irqchip made those ioctls
+//! slower (they wait for grace periods, which a busy CPU delays). A receiver spins only when
+//! the process may run on more than one CPU (on one CPU it would only delay its sender), and
+//! never for longer than the budget.
 
 use std::sync::mpsc::{Receiver, RecvError, TryRecvError};
 use std::time::{Duration, Instant};

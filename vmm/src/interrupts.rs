@@ -185,12 +185,10 @@ impl KvmMsiGroup {
             .collect();
         self.router.set_msi_routes(&changes)?;
         for v in vs.iter_mut() {
-            if v.wants_wiring(enabled) {
+            let want = v.wants_wiring(enabled);
+            if want {
                 v.routed = v.msg;
             }
-        }
-        for v in vs.iter_mut() {
-            let want = v.wants_wiring(enabled);
             if want && !v.wired {
                 self.vm.register_irqfd(&v.evt, v.gsi).map_err(io_err)?;
                 v.wired = true;
@@ -318,11 +316,12 @@ mod tests {
         g.trigger(9).unwrap();
     }
 
+    fn count(hv: &FakeHypervisor, kind: fn(&Call) -> bool) -> usize {
+        hv.calls().iter().filter(|c| kind(c)).count()
+    }
+
     fn routing_pushes(hv: &FakeHypervisor) -> usize {
-        hv.calls()
-            .iter()
-            .filter(|c| matches!(c, Call::SetGsiRouting(_)))
-            .count()
+        count(hv, |c| matches!(c, Call::SetGsiRouting(_)))
     }
 
     #[test]
@@ -351,12 +350,7 @@ mod tests {
             panic!()
         };
         assert_eq!(table.len(), 16 * 2 + 8 + 64);
-        let irqfds = |hv: &FakeHypervisor| {
-            hv.calls()
-                .iter()
-                .filter(|c| matches!(c, Call::RegisterIrqfd { .. }))
-                .count()
-        };
+        let irqfds = |hv: &FakeHypervisor| count(hv, |c| matches!(c, Call::RegisterIrqfd { .. }));
         assert_eq!(irqfds(&hv), 64);
         // Rewriting an entry with the same message, masking and unmasking: no push.
         g.update(3, msg(0x43), false).unwrap();

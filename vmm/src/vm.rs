@@ -250,29 +250,33 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let mut parked = Vec::new();
     for id in 1..cfg.cpus.boot {
         let filter = vcpu_filter.clone();
-        let none = Duration::ZERO;
-        parked.push(ParkedVcpu::spawn(id, none, move || Ok(filter)).map_err(VmError::Thread)?);
+        parked.push(ParkedVcpu::spawn(id, move || Ok(filter)).map_err(VmError::Thread)?);
     }
-    let mut vcpus = Vec::new();
-    let mut entry = None;
-    for id in 0..cfg.cpus.boot {
+    type Loaded = std::sync::mpsc::Receiver<Result<arch::EntryPoint, VmError>>;
+    let configure = |id: u32, entry: Option<&Loaded>| {
         let vcpu = vm.create_vcpu(id)?;
-        if id == 0 {
-            entry = Some(crate::handoff::recv(&loaded, spin).map_err(|_| gone())??);
-        }
-        let boot_entry = if id == 0 { entry.as_ref() } else { None };
+        // vCPU 0 needs the kernel's entry point: the VMM thread has normally found it by the
+        // time the vCPU exists.
+        let entry = match entry {
+            Some(loaded) => Some(crate::handoff::recv(loaded, spin).map_err(|_| gone())??),
+            None => None,
+        };
         arch::configure_vcpu(
             vcpu.as_ref(),
             id,
             cfg.cpus.boot,
             layout.phys_bits,
             &supported,
-            boot_entry,
+            entry.as_ref(),
             &mem,
         )
         .map_err(|source| VmError::Vcpu { id, source })?;
-        vcpus.push(vcpu);
-    }
+        Ok::<_, VmError>(vcpu)
+    };
+    let mut vcpu0 = configure(0, Some(&loaded))?;
+    let aps = (1..cfg.cpus.boot)
+        .map(|id| configure(id, None))
+        .collect::<Result<Vec<_>, _>>()?;
     timer.phase("vcpus_configured");
 
     let shared = VcpuShared {
@@ -283,19 +287,16 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     // Every vCPU thread is confined before any enters the guest: a thread whose setup failed
     // ends the VM before a single guest instruction has run.
     for thread in &parked {
-        thread
-            .wait_ready(Duration::ZERO)
-            .map_err(|reason| VmError::VcpuThread {
-                id: thread.id(),
-                reason,
-            })?;
+        thread.wait_ready().map_err(|reason| VmError::VcpuThread {
+            id: thread.id(),
+            reason,
+        })?;
     }
-    let mut vcpus = vcpus.into_iter();
-    let mut vcpu0 = vcpus.next().expect("at least one vCPU");
-    let mut handles: Vec<VcpuHandle> = Vec::new();
-    for (v, thread) in vcpus.zip(parked) {
-        handles.push(thread.start(v, shared.clone(), None));
-    }
+    let handles: Vec<VcpuHandle> = aps
+        .into_iter()
+        .zip(parked)
+        .map(|(v, thread)| thread.start(v, shared.clone(), None))
+        .collect();
 
     // The VMM thread serves the running guest (stdin, signals, virtio activation, the VM's
     // end) under its own filter; this thread becomes vCPU 0.
@@ -308,16 +309,15 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
             cfg.serial.clone(),
         );
         vmm_thread.finish(move || {
-            if let Err(e) = vmm_filter.install() {
-                caller.stop(&shared.stop);
-                vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
-                return Err(VmError::from(e));
-            }
-            let reason = runloop::wait_for_exit(&exit, &devices, &virtio, &serial);
+            let reason = match vmm_filter.install() {
+                Ok(()) => runloop::wait_for_exit(&exit, &devices, &virtio, &serial)
+                    .map_err(VmError::EventLoop),
+                Err(e) => Err(VmError::from(e)),
+            };
             // Whatever ended the event loop, the vCPUs leave the guest before memory goes.
-            caller.stop(&shared.stop);
-            vcpu::stop_all(handles, &shared.stop, Duration::from_secs(2));
-            reason.map_err(VmError::EventLoop)
+            let timeout = Duration::from_secs(2);
+            vcpu::stop_all(handles, Some(&caller), &shared.stop, timeout);
+            reason
         })
     };
     crate::signals::block_shutdown_signals();

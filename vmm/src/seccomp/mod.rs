@@ -44,7 +44,7 @@ mod vmm;
 
 use seccompiler::{BpfProgram, SeccompAction};
 
-pub use allowlist::Allowlist;
+pub use allowlist::{arg_eq, Allowlist};
 pub use ioctls::{KVM_GET_REGS, KVM_RUN};
 pub use mode::SeccompMode;
 pub use sigsys::{violation_message, VIOLATION_EXIT_CODE};

@@ -163,12 +163,9 @@ impl ParkedVcpu {
     /// returns, says so to [`ParkedVcpu::wait_ready`] and waits for [`ParkedVcpu::start`].
     /// If `prepare` or the install failed, `wait_ready` says why (and a vCPU started anyway
     /// ends the VM as failed without entering the guest); if the `ParkedVcpu` is dropped
-    /// unstarted (setup failed elsewhere), the thread just ends.
-    ///
-    /// The thread spins for up to `spin` (see handoff.rs) before it sleeps waiting to be
-    /// started: give vCPU 0, whose start is on the first-light path, a budget, and the
-    /// others none (several spinning threads would take the CPUs the VMM thread needs).
-    pub fn spawn<F>(id: u32, spin: std::time::Duration, prepare: F) -> std::io::Result<Self>
+    /// unstarted (setup failed elsewhere), the thread just ends. (vCPU 0 runs on the thread
+    /// that built the VM, see [`CallerVcpu`]; parked threads serve the others.)
+    pub fn spawn<F>(id: u32, prepare: F) -> std::io::Result<Self>
     where
         F: FnOnce() -> Result<Compiled, String> + Send + 'static,
     {
@@ -185,7 +182,7 @@ impl ParkedVcpu {
                     mut vcpu,
                     shared,
                     on_first_run,
-                }) = crate::handoff::recv(&rx, spin)
+                }) = rx.recv()
                 else {
                     return VcpuState::Exited(None);
                 };
@@ -211,9 +208,9 @@ impl ParkedVcpu {
 
     /// Wait until the thread has done its setup and installed its filter (call it once);
     /// the error says what failed.
-    /// Spins for up to `spin` first (see handoff.rs).
-    pub fn wait_ready(&self, spin: std::time::Duration) -> Result<(), String> {
-        crate::handoff::recv(&self.ready, spin)
+    pub fn wait_ready(&self) -> Result<(), String> {
+        self.ready
+            .recv()
             .unwrap_or_else(|_| Err("its thread ended during setup".into()))
     }
 
@@ -254,7 +251,7 @@ impl VcpuHandle {
 }
 
 /// vCPU 0 runs on the thread that built the VM: no hand-off to another thread stands between
-/// the configured vCPU and its first KVM_RUN. The VMM thread stops it with [`CallerVcpu::stop`].
+/// the configured vCPU and its first KVM_RUN. The VMM thread stops it with [`stop_all`].
 #[derive(Clone)]
 pub struct CallerVcpu {
     inner: Arc<CallerInner>,
@@ -283,32 +280,38 @@ impl CallerVcpu {
         self.inner.done.store(true, Ordering::Release);
     }
 
-    /// Ask the vCPU to stop and kick its thread until it has left the guest (at most 2 s).
-    pub fn stop(&self, stop: &AtomicBool) {
-        stop.store(true, Ordering::Release);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while !self.inner.done.load(Ordering::Acquire) {
-            if std::time::Instant::now() >= deadline {
-                log::warn!("vCPU 0 did not stop in time");
-                return;
-            }
-            // SAFETY: the thread outlives this call: it joins the thread calling us before
-            // it ends (vm::run), and a kick only interrupts a blocking call.
-            unsafe { libc::pthread_kill(self.inner.thread, SIGRTMIN()) };
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
+    fn is_done(&self) -> bool {
+        self.inner.done.load(Ordering::Acquire)
+    }
+
+    /// Interrupt the thread's KVM_RUN.
+    fn kick(&self) {
+        // SAFETY: the thread outlives every kick: vm::run, running on it, joins the VMM
+        // thread (the only one that kicks it) before it returns; a kick only interrupts a
+        // blocking call.
+        unsafe { libc::pthread_kill(self.inner.thread, SIGRTMIN()) };
     }
 }
 
 /// Ask every vCPU to stop, kicking until each has left KVM_RUN (a kick can land just before a
-/// thread re-enters the guest, so one is not enough), waiting at most `timeout`.
-pub fn stop_all(handles: Vec<VcpuHandle>, stop: &AtomicBool, timeout: std::time::Duration) {
+/// thread re-enters the guest, so one is not enough), waiting at most `timeout`: the threads
+/// of `handles` (joined), and `caller`, the thread running vCPU 0, if given.
+pub fn stop_all(
+    handles: Vec<VcpuHandle>,
+    caller: Option<&CallerVcpu>,
+    stop: &AtomicBool,
+    timeout: std::time::Duration,
+) {
     stop.store(true, Ordering::Release);
     let deadline = std::time::Instant::now() + timeout;
     let mut pending = handles;
-    while !pending.is_empty() && std::time::Instant::now() < deadline {
+    let caller_pending = || caller.is_some_and(|c| !c.is_done());
+    while (!pending.is_empty() || caller_pending()) && std::time::Instant::now() < deadline {
         for h in &pending {
             h.kick();
+        }
+        if let Some(c) = caller.filter(|_| caller_pending()) {
+            c.kick();
         }
         std::thread::sleep(std::time::Duration::from_micros(200));
         let (done, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|h| h.is_finished());
@@ -319,6 +322,9 @@ pub fn stop_all(handles: Vec<VcpuHandle>, stop: &AtomicBool, timeout: std::time:
     }
     for h in &pending {
         log::warn!("vCPU {} did not stop in time", h.id);
+    }
+    if caller_pending() {
+        log::warn!("vCPU 0 did not stop in time");
     }
 }
 
@@ -398,8 +404,7 @@ mod tests {
         hv.script(0, [ScriptedExit::Reset]);
         let vm = hv.create_vm().unwrap();
         let (tx, rx) = mpsc::channel();
-        let spin = std::time::Duration::from_millis(1);
-        let parked = ParkedVcpu::spawn(0, spin, move || {
+        let parked = ParkedVcpu::spawn(0, move || {
             tx.send("prepared").unwrap();
             Ok(no_filter())
         })
@@ -409,7 +414,7 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(5)),
             Ok("prepared")
         );
-        assert_eq!(parked.wait_ready(spin), Ok(()));
+        assert_eq!(parked.wait_ready(), Ok(()));
         let s = shared();
         let h = parked.start(vm.create_vcpu(0).unwrap(), s.clone(), None);
         assert_eq!(h.join(), Some(VcpuState::Exited(Some(VmExitReason::Reset))));
@@ -421,12 +426,8 @@ mod tests {
         let hv = FakeHypervisor::new();
         hv.script(0, [ScriptedExit::Reset]);
         let vm = hv.create_vm().unwrap();
-        let none = std::time::Duration::ZERO;
-        let parked = ParkedVcpu::spawn(0, none, || Err("no filter for you".into())).unwrap();
-        assert_eq!(
-            parked.wait_ready(none),
-            Err("no filter for you".to_string())
-        );
+        let parked = ParkedVcpu::spawn(0, || Err("no filter for you".into())).unwrap();
+        assert_eq!(parked.wait_ready(), Err("no filter for you".to_string()));
         let s = shared();
         let h = parked.start(vm.create_vcpu(0).unwrap(), s.clone(), None);
         let want = VmExitReason::Fatal("vCPU 0: no filter for you".into());
@@ -437,7 +438,7 @@ mod tests {
     #[test]
     fn a_parked_vcpu_dropped_unstarted_ends_its_thread() {
         let (tx, rx) = mpsc::channel::<()>();
-        let parked = ParkedVcpu::spawn(0, std::time::Duration::from_millis(1), move || {
+        let parked = ParkedVcpu::spawn(0, move || {
             let _keep = tx;
             Ok(no_filter())
         })
@@ -460,14 +461,16 @@ mod tests {
         hv.script(0, [ScriptedExit::Reset]);
         let vm = hv.create_vm().unwrap();
         let s = shared();
-        let h = ParkedVcpu::spawn(0, std::time::Duration::ZERO, || Ok(no_filter()))
-            .unwrap()
-            .start(vm.create_vcpu(0).unwrap(), s.clone(), None);
+        let h = ParkedVcpu::spawn(0, || Ok(no_filter())).unwrap().start(
+            vm.create_vcpu(0).unwrap(),
+            s.clone(),
+            None,
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while s.exit.reason().is_none() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        stop_all(vec![h], &s.stop, std::time::Duration::from_secs(5));
+        stop_all(vec![h], None, &s.stop, std::time::Duration::from_secs(5));
         assert_eq!(s.exit.reason(), Some(VmExitReason::Reset));
     }
 }

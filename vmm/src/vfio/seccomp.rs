@@ -23,7 +23,7 @@ use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule}
 use vfio_bindings::bindings::vfio::{VFIO_BASE, VFIO_TYPE};
 use vmm_sys_util::ioctl::{ioctl_expr, _IOC_NONE, _IOC_WRITE};
 
-use crate::seccomp::Allowlist;
+use crate::seccomp::{arg_eq, Allowlist};
 
 const fn vfio_io(nr: u32) -> u64 {
     ioctl_expr(_IOC_NONE, VFIO_TYPE as u32, VFIO_BASE + nr, 0) as u64
@@ -93,12 +93,7 @@ pub fn thread_rules() -> Allowlist {
     a.allow(libc::SYS_getrandom);
     // Its own priority (pid 0 = the calling thread): SCHED_IDLE while nobody waits for the
     // mapping, SCHED_OTHER once a device does.
-    a.allow_if(
-        libc::SYS_sched_setscheduler,
-        SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, 0)
-            .and_then(|c| SeccompRule::new(vec![c]))
-            .expect("a one-condition rule on argument 0 is valid"),
-    );
+    a.allow_if(libc::SYS_sched_setscheduler, arg_eq(0, 0));
     a
 }
 
