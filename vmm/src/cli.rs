@@ -12,7 +12,14 @@ use crate::config::{
 /// Parsed command line: the VM plus process-level settings.
 #[derive(Debug)]
 pub struct Cli {
+    /// The VM the command line describes; meaningful when `boot` is set.
     pub vm: VmConfig,
+    /// A kernel was given: boot `vm` now (with `--api-socket` too, as Cloud Hypervisor does).
+    pub boot: bool,
+    /// `--api-socket`: serve the REST API (and, without `--kernel`, wait for `vm.create`).
+    pub api_socket: Option<crate::api::server::ApiSocketSpec>,
+    /// `--event-monitor`: where lifecycle events are written.
+    pub event_monitor: Option<crate::control::events::EventTarget>,
     pub verbosity: u8,
     pub log_file: Option<PathBuf>,
 }
@@ -25,8 +32,22 @@ pub fn command() -> Command {
             Arg::new("kernel")
                 .long("kernel")
                 .value_name("PATH")
-                .required(true)
-                .help("Guest kernel: a PVH ELF vmlinux or a bzImage"),
+                .help("Guest kernel: a PVH ELF vmlinux or a bzImage (required unless --api-socket)"),
+        )
+        .arg(
+            Arg::new("api-socket")
+                .long("api-socket")
+                .value_name("path=PATH|fd=N")
+                .help(
+                    "Serve Cloud Hypervisor's REST API on this unix socket (created 0600); \
+                     without --kernel the VMM waits for vm.create",
+                ),
+        )
+        .arg(
+            Arg::new("event-monitor")
+                .long("event-monitor")
+                .value_name("path=PATH|fd=N")
+                .help("Write one JSON object per VM lifecycle event (booted, paused, shutdown…) here"),
         )
         .arg(
             Arg::new("initramfs")
@@ -129,7 +150,7 @@ pub fn command() -> Command {
 }
 
 /// Two disks on one image (or with one id) would corrupt it or confuse the guest.
-fn check_duplicate_disks(disks: &[devices::virtio::DiskConfig]) -> Result<(), ConfigError> {
+pub fn check_duplicate_disks(disks: &[devices::virtio::DiskConfig]) -> Result<(), ConfigError> {
     for (i, a) in disks.iter().enumerate() {
         for b in &disks[..i] {
             let same_id = a.id.is_some() && a.id == b.id;
@@ -176,6 +197,20 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         .map(config::device::parse)
         .collect::<Result<Vec<_>, _>>()?;
     config::device::check_duplicates(&devices)?;
+    let api_socket = get(m, "api-socket")
+        .map(|s| crate::api::server::ApiSocketSpec::parse(s))
+        .transpose()
+        .map_err(ConfigError::Option)?;
+    let event_monitor = get(m, "event-monitor")
+        .map(|s| crate::control::events::EventTarget::parse(s))
+        .transpose()
+        .map_err(ConfigError::Option)?;
+    let boot = get(m, "kernel").is_some();
+    if !boot && api_socket.is_none() {
+        return Err(ConfigError::Option(
+            "--kernel PATH is required (or --api-socket to create the VM through the API)".into(),
+        ));
+    }
     let vm = VmConfig {
         kernel: PathBuf::from(get(m, "kernel").cloned().unwrap_or_default()),
         initramfs: get(m, "initramfs").map(PathBuf::from),
@@ -194,6 +229,9 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
     };
     Ok(Cli {
         vm,
+        boot,
+        api_socket,
+        event_monitor,
         verbosity: m.get_count("verbose"),
         log_file: get(m, "log-file").map(PathBuf::from),
     })

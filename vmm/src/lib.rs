@@ -1,7 +1,9 @@
 //! The vmm library: everything but `main`, so system tests and fuzz targets can reach the
 //! parsers and the VM builder.
 
+pub mod api;
 pub mod cli;
+pub mod control;
 pub mod config;
 pub mod cpuid_cache;
 pub mod handoff;

@@ -50,6 +50,21 @@ fn run() -> u8 {
         return 2;
     }
     let logs_to_file = cli.log_file.is_some();
+    if let Some(socket) = cli.api_socket {
+        let opts = vmm::control::serve::ServeOptions {
+            socket,
+            events: cli.event_monitor,
+            seccomp: cli.vm.seccomp,
+            boot: cli.boot.then_some(cli.vm),
+        };
+        return match vmm::control::serve::serve(opts, start) {
+            Ok(()) => 0,
+            Err(e) => fail(&e.to_string(), logs_to_file),
+        };
+    }
+    if cli.event_monitor.is_some() {
+        log::warn!("--event-monitor: events are written by a VMM serving --api-socket only");
+    }
     match vm::run(&cli.vm, start) {
         Ok(VmExitReason::Reset) => {
             log::info!("guest requested a reset: exiting");
@@ -59,6 +74,7 @@ fn run() -> u8 {
             log::info!("guest powered off");
             0
         }
+        Ok(VmExitReason::Stopped) => 0,
         Ok(VmExitReason::Fatal(m)) => fail(&format!("guest failed: {m}"), logs_to_file),
         Err(e) => fail(&e.to_string(), logs_to_file),
     }

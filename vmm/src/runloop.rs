@@ -50,15 +50,17 @@ impl Drop for RawStdin {
     }
 }
 
-/// Block until the VM ends, feeding stdin to the serial port when it is the console.
+/// Block until the VM ends, feeding stdin to the serial port when it is the console. With
+/// `signals`, SIGTERM/SIGINT press the power button (the CLI); without, they are not this
+/// loop's business (under the API they shut the VMM down).
 pub fn wait_for_exit(
     exit: &Arc<ExitSignal>,
     devices: &LegacyDevices,
     virtio: &VirtioDevices,
     cfg: &SerialConfig,
+    signals: bool,
 ) -> std::io::Result<VmExitReason> {
     let serial = devices.serial.as_ref();
-    let shutdown = signals::shutdown_events()?;
     let mut shutdown_requests = 0u32;
     let epoll = Epoll::new()?;
     epoll.ctl(
@@ -83,11 +85,17 @@ pub fn wait_for_exit(
     });
     let _raw = stdin_target.as_ref().and_then(|_| RawStdin::enable());
 
-    epoll.ctl(
-        ControlOperation::Add,
-        shutdown.as_raw_fd(),
-        EpollEvent::new(EventSet::IN, SHUTDOWN_TOKEN),
-    )?;
+    let shutdown = if signals {
+        let shutdown = signals::shutdown_events()?;
+        epoll.ctl(
+            ControlOperation::Add,
+            shutdown.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, SHUTDOWN_TOKEN),
+        )?;
+        Some(shutdown)
+    } else {
+        None
+    };
     let mut events = vec![EpollEvent::default(); 4];
     loop {
         let n = match epoll.wait(-1, &mut events) {
@@ -111,6 +119,7 @@ pub fn wait_for_exit(
                     );
                 }
                 SHUTDOWN_TOKEN => {
+                    let Some(shutdown) = shutdown else { continue };
                     shutdown_requests += shutdown.read().map(|n| n as u32).unwrap_or(0);
                     if let Some(r) =
                         on_shutdown_request(shutdown_requests, devices.power_button.as_ref())

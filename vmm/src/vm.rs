@@ -8,7 +8,7 @@
 use std::ffi::CStr;
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,8 +117,103 @@ fn supported_cpuid(hv: &KvmHypervisor) -> Result<Vec<hypervisor::CpuidEntry>, Vm
     Ok(entries)
 }
 
-/// Boot the VM described by `cfg` on /dev/kvm and run it to the end.
+
+/// What a VMM started with `--api-socket` does before any VM configuration exists, so that
+/// `vm.create` + `vm.boot` skip it: /dev/kvm opened, KVM's supported CPUID read, the seccomp
+/// filters compiled.
+pub struct Warm {
+    hv: Arc<KvmHypervisor>,
+    supported: Vec<hypervisor::CpuidEntry>,
+    seccomp: seccomp::SeccompMode,
+    vcpu: seccomp::Compiled,
+    vcpu_vfio: seccomp::Compiled,
+    vmm: seccomp::Compiled,
+}
+
+impl Warm {
+    pub fn prepare(mode: seccomp::SeccompMode) -> Result<Self, VmError> {
+        let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
+        let supported = supported_cpuid(&hv)?;
+        let (vcpu, vcpu_vfio) = vcpu_filters(mode)?;
+        let vmm = seccomp::Confinement::new(mode).compile(ThreadKind::Vmm)?;
+        vcpu::install_kick_handler().map_err(VmError::Thread)?;
+        Ok(Warm {
+            hv,
+            supported,
+            seccomp: mode,
+            vcpu,
+            vcpu_vfio,
+            vmm,
+        })
+    }
+
+    pub fn seccomp(&self) -> seccomp::SeccompMode {
+        self.seccomp
+    }
+}
+
+/// The vCPU filter without and with the rules VFIO passthrough adds.
+fn vcpu_filters(
+    mode: seccomp::SeccompMode,
+) -> Result<(seccomp::Compiled, seccomp::Compiled), VmError> {
+    let plain = seccomp::Confinement::new(mode).compile(ThreadKind::Vcpu)?;
+    let mut vfio = seccomp::Confinement::new(mode);
+    crate::vfio::seccomp::add_vcpu_rules(&mut vfio.extra);
+    Ok((plain, vfio.compile(ThreadKind::Vcpu)?))
+}
+
+/// Where vCPU 0 runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vcpu0 {
+    /// On the thread that built the VM, which becomes vCPU 0 (the CLI: no hand-off between
+    /// the configured vCPU and its first KVM_RUN).
+    Caller,
+    /// On a thread of its own, like the others (the API: the building thread serves requests).
+    Thread,
+}
+
+/// A VM built and ready to enter the guest: memory, devices and configured vCPUs (whose
+/// threads are started and confined, waiting for their vCPU).
+struct Built {
+    vm: Arc<dyn hypervisor::Vm>,
+    mem: vm_memory::GuestMemoryMmap,
+    passthrough: Option<Passthrough>,
+    devices: legacy::LegacyDevices,
+    virtio: virtio_setup::VirtioDevices,
+    /// vCPU 0 first.
+    vcpus: Vec<Box<dyn hypervisor::VcpuX86_64>>,
+    /// One per vCPU that runs on a thread of its own, in vCPU order.
+    parked: Vec<ParkedVcpu>,
+    shared: VcpuShared,
+    vcpu_filter: seccomp::Compiled,
+    vmm_filter: seccomp::Compiled,
+    vmm_thread: crate::handoff::WorkerThread,
+    timer: Arc<BootTimer>,
+    serial: crate::config::SerialConfig,
+}
+
+/// Boot the VM described by `cfg` on /dev/kvm and run it to the end, vCPU 0 on this thread.
 pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
+    let built = build(cfg, start, None, Vcpu0::Caller)?;
+    built.run_here()
+}
+
+/// Boot the VM described by `cfg` with what `warm` prepared, every vCPU on a thread of its
+/// own; `on_end` is called (on the VMM thread) when the guest resets, powers off or fails.
+pub fn start(
+    cfg: &VmConfig,
+    warm: &Warm,
+    on_end: Box<dyn FnOnce(Result<VmExitReason, VmError>) + Send>,
+) -> Result<RunningVm, VmError> {
+    build(cfg, Instant::now(), Some(warm), Vcpu0::Thread)?.start(on_end)
+}
+
+fn build(
+    cfg: &VmConfig,
+    start: Instant,
+    warm: Option<&Warm>,
+    vcpu0: Vcpu0,
+) -> Result<Built, VmError> {
     let timer = Arc::new(BootTimer::new(start));
     // Passed-through devices are checked before anything is opened: a host that is not set
     // up for VFIO gets one line saying what to fix, with nothing bound, opened or mapped.
@@ -139,9 +234,15 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         .map(|p| open("initramfs", p))
         .transpose()?;
 
-    // SIGTERM/SIGINT from here on mean "shut the guest down" (see signals.rs).
-    crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
-    let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
+    // SIGTERM/SIGINT from here on mean "shut the guest down" (see signals.rs); under the API
+    // they mean "shut the VMM down" and the API thread watches them.
+    if warm.is_none() {
+        crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
+    }
+    let hv = match warm {
+        Some(w) => w.hv.clone(),
+        None => Arc::new(KvmHypervisor::open(KVM_PATH)?),
+    };
     // The VMM thread starts now. Until it is handed the running VM it takes setup work off
     // this thread's path: once the irqchip exists, it compiles the seccomp filters, reads
     // KVM's supported CPUID (from the per-boot cache) and loads the kernel, initramfs, boot
@@ -151,6 +252,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     // thread busy on the other CPU they were several times slower (measured with
     // first_light's phases: the irqchip phase went from 0.06 to 0.23 ms with the kernel
     // loading next to it, memory registration from 0.16 to 0.29 ms with the filters).
+    // (A warm VMM has the filters and the CPUID already.)
     let spin = crate::handoff::spin_budget();
     let vmm_thread = crate::handoff::WorkerThread::spawn("vmm-events").map_err(VmError::Thread)?;
     let phys_bits = arch::layout::host_phys_bits();
@@ -180,18 +282,33 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
 
     vm.set_tss_address(arch::layout::KVM_TSS_START)?;
     vm.create_irqchip()?;
-    let filters = {
-        let mut vcpu = seccomp::Confinement::new(cfg.seccomp);
-        if !cfg.devices.is_empty() {
-            crate::vfio::seccomp::add_vcpu_rules(&mut vcpu.extra);
+    type Filters = (
+        seccomp::Compiled,
+        seccomp::Compiled,
+        Vec<hypervisor::CpuidEntry>,
+    );
+    let filters: std::sync::mpsc::Receiver<Result<Filters, VmError>> = match warm {
+        Some(w) => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let vcpu = if cfg.devices.is_empty() {
+                &w.vcpu
+            } else {
+                &w.vcpu_vfio
+            };
+            let _ = tx.send(Ok((vcpu.clone(), w.vmm.clone(), w.supported.clone())));
+            rx
         }
-        let vmm = seccomp::Confinement::new(cfg.seccomp);
-        let hv = hv.clone();
-        vmm_thread.submit(move || -> Result<_, VmError> {
-            let vcpu = vcpu.compile(ThreadKind::Vcpu)?;
-            let vmm = vmm.compile(ThreadKind::Vmm)?;
-            Ok((vcpu, vmm, supported_cpuid(&hv)?))
-        })
+        None => {
+            let mode = cfg.seccomp;
+            let vfio = !cfg.devices.is_empty();
+            let hv = hv.clone();
+            vmm_thread.submit(move || -> Result<_, VmError> {
+                let (plain, with_vfio) = vcpu_filters(mode)?;
+                let vcpu = if vfio { with_vfio } else { plain };
+                let vmm = seccomp::Confinement::new(mode).compile(ThreadKind::Vmm)?;
+                Ok((vcpu, vmm, supported_cpuid(&hv)?))
+            })
+        }
     };
     let loaded = {
         let (mem, layout, timer) = (mem.clone(), layout.clone(), timer.clone());
@@ -245,10 +362,14 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
     let gone = || VmError::Thread(std::io::Error::other("the VMM thread ended during setup"));
     let (vcpu_filter, vmm_filter, supported) =
         crate::handoff::recv(&filters, spin).map_err(|_| gone())??;
-    // The other vCPUs' threads start and confine themselves while this one configures the
-    // vCPUs; vCPU 0 runs on this thread.
+    // The vCPUs' threads start and confine themselves while this one configures the vCPUs;
+    // under the CLI, vCPU 0 runs on this thread.
+    let first_thread = match vcpu0 {
+        Vcpu0::Caller => 1,
+        Vcpu0::Thread => 0,
+    };
     let mut parked = Vec::new();
-    for id in 1..cfg.cpus.boot {
+    for id in first_thread..cfg.cpus.boot {
         let filter = vcpu_filter.clone();
         parked.push(ParkedVcpu::spawn(id, move || Ok(filter)).map_err(VmError::Thread)?);
     }
@@ -273,17 +394,12 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
         .map_err(|source| VmError::Vcpu { id, source })?;
         Ok::<_, VmError>(vcpu)
     };
-    let mut vcpu0 = configure(0, Some(&loaded))?;
-    let aps = (1..cfg.cpus.boot)
-        .map(|id| configure(id, None))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut vcpus = vec![configure(0, Some(&loaded))?];
+    for id in 1..cfg.cpus.boot {
+        vcpus.push(configure(id, None)?);
+    }
     timer.phase("vcpus_configured");
 
-    let shared = VcpuShared {
-        buses,
-        exit: exit.clone(),
-        stop: Arc::new(AtomicBool::new(false)),
-    };
     // Every vCPU thread is confined before any enters the guest: a thread whose setup failed
     // ends the VM before a single guest instruction has run.
     for thread in &parked {
@@ -292,59 +408,240 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
             reason,
         })?;
     }
-    let handles: Vec<VcpuHandle> = aps
-        .into_iter()
-        .zip(parked)
-        .map(|(v, thread)| thread.start(v, shared.clone(), None))
-        .collect();
+    Ok(Built {
+        vm,
+        mem,
+        passthrough,
+        devices,
+        virtio,
+        vcpus,
+        parked,
+        shared: VcpuShared::new(buses, exit),
+        vcpu_filter,
+        vmm_filter,
+        vmm_thread,
+        timer,
+        serial: cfg.serial.clone(),
+    })
+}
 
-    // The VMM thread serves the running guest (stdin, signals, virtio activation, the VM's
-    // end) under its own filter; this thread becomes vCPU 0.
-    let caller = vcpu::CallerVcpu::new().map_err(VmError::Thread)?;
-    let vmm_thread = {
-        let (exit, shared, caller, serial) = (
-            exit.clone(),
-            shared.clone(),
-            caller.clone(),
-            cfg.serial.clone(),
-        );
-        vmm_thread.finish(move || {
-            let reason = match vmm_filter.install() {
-                Ok(()) => runloop::wait_for_exit(&exit, &devices, &virtio, &serial)
-                    .map_err(VmError::EventLoop),
-                Err(e) => Err(VmError::from(e)),
-            };
-            // Whatever ended the event loop, the vCPUs leave the guest before memory goes.
-            let timeout = Duration::from_secs(2);
-            vcpu::stop_all(handles, Some(&caller), &shared.stop, timeout);
-            reason
-        })
-    };
-    crate::signals::block_shutdown_signals();
-    let t = timer.clone();
-    let first: Box<dyn FnOnce()> = Box::new(move || t.phase("first_kvm_run"));
-    match vcpu_filter.install() {
-        Ok(()) => {
-            vcpu::run_loop(vcpu0.as_mut(), &shared, Some(first));
+impl Built {
+    /// Start the vCPUs on their threads (all but the first `skip`).
+    fn start_threads(
+        vcpus: impl Iterator<Item = Box<dyn hypervisor::VcpuX86_64>>,
+        parked: Vec<ParkedVcpu>,
+        shared: &VcpuShared,
+        timer: &Arc<BootTimer>,
+    ) -> Vec<VcpuHandle> {
+        vcpus
+            .zip(parked)
+            .map(|(v, thread)| {
+                let first: Option<Box<dyn FnOnce() + Send>> = if thread.id() == 0 {
+                    let t = timer.clone();
+                    Some(Box::new(move || t.phase("first_kvm_run")))
+                } else {
+                    None
+                };
+                thread.start(v, shared.clone(), first)
+            })
+            .collect()
+    }
+
+    /// The CLI: this thread becomes vCPU 0 and runs the guest to its end.
+    fn run_here(self) -> Result<VmExitReason, VmError> {
+        let Built {
+            vm: _vm,
+            mem,
+            mut passthrough,
+            devices,
+            virtio,
+            vcpus,
+            parked,
+            shared,
+            vcpu_filter,
+            vmm_filter,
+            vmm_thread,
+            timer,
+            serial,
+        } = self;
+        let mut vcpus = vcpus.into_iter();
+        let mut vcpu0 = vcpus.next().expect("a VM has at least one vCPU");
+        let handles = Self::start_threads(vcpus, parked, &shared, &timer);
+
+        // The VMM thread serves the running guest (stdin, signals, virtio activation, the
+        // VM's end) under its own filter; this thread becomes vCPU 0.
+        let caller = vcpu::CallerVcpu::new().map_err(VmError::Thread)?;
+        let vmm_thread = {
+            let (shared, caller) = (shared.clone(), caller.clone());
+            vmm_thread.finish(move || {
+                let reason = match vmm_filter.install() {
+                    Ok(()) => runloop::wait_for_exit(&shared.exit, &devices, &virtio, &serial, true)
+                        .map_err(VmError::EventLoop),
+                    Err(e) => Err(VmError::from(e)),
+                };
+                // Whatever ended the event loop, the vCPUs leave the guest before memory goes.
+                let timeout = Duration::from_secs(2);
+                vcpu::stop_all(handles, Some(&caller), &shared.stop, timeout);
+                reason
+            })
+        };
+        crate::signals::block_shutdown_signals();
+        let t = timer.clone();
+        let first: Box<dyn FnOnce()> = Box::new(move || t.phase("first_kvm_run"));
+        match vcpu_filter.install() {
+            Ok(()) => {
+                vcpu::run_loop(vcpu0.as_mut(), &shared, Some(first));
+            }
+            Err(e) => shared
+                .exit
+                .report(VmExitReason::Fatal(format!("vCPU 0: {e}"))),
         }
-        Err(e) => shared
-            .exit
-            .report(VmExitReason::Fatal(format!("vCPU 0: {e}"))),
+        caller.done();
+        drop(vcpu0);
+        let (events, events_thread) = vmm_thread;
+        let reason = events.recv().unwrap_or_else(|_| {
+            Err(VmError::Thread(std::io::Error::other(
+                "the VMM thread ended abnormally",
+            )))
+        });
+        let _ = events_thread.join();
+        // Devices stop DMA (reset, unmapped) before guest memory goes away.
+        if let Some(p) = passthrough.as_mut() {
+            p.shutdown();
+        }
+        // Keep guest memory alive until every vCPU has left the guest.
+        drop(mem);
+        reason
     }
-    caller.done();
-    drop(vcpu0);
-    let (events, events_thread) = vmm_thread;
-    let reason = events.recv().unwrap_or_else(|_| {
-        Err(VmError::Thread(std::io::Error::other(
-            "the VMM thread ended abnormally",
-        )))
-    });
-    let _ = events_thread.join();
-    // Devices stop DMA (reset, unmapped) before guest memory goes away.
-    if let Some(p) = passthrough.as_mut() {
-        p.shutdown();
+
+    /// The API: every vCPU on its own thread; the VMM thread serves the guest and calls
+    /// `on_end` when it ends. The caller keeps control through the returned [`RunningVm`].
+    fn start(
+        self,
+        on_end: Box<dyn FnOnce(Result<VmExitReason, VmError>) + Send>,
+    ) -> Result<RunningVm, VmError> {
+        let Built {
+            vm,
+            mem,
+            passthrough,
+            devices,
+            virtio,
+            vcpus,
+            parked,
+            shared,
+            vcpu_filter: _,
+            vmm_filter,
+            vmm_thread,
+            timer,
+            serial,
+        } = self;
+        let num_vcpus = vcpus.len() as u32;
+        let handles = Self::start_threads(vcpus.into_iter(), parked, &shared, &timer);
+        let power_button = devices.power_button.clone();
+        let events = {
+            let exit = shared.exit.clone();
+            vmm_thread.finish(move || {
+                let reason = match vmm_filter.install() {
+                    Ok(()) => runloop::wait_for_exit(&exit, &devices, &virtio, &serial, false)
+                        .map_err(VmError::EventLoop),
+                    Err(e) => Err(VmError::from(e)),
+                };
+                on_end(reason);
+                // The devices (and their threads) go with this thread; the vCPUs are
+                // stopped by whoever holds the RunningVm.
+                drop((devices, virtio));
+            })
+        };
+        Ok(RunningVm {
+            _vm: vm,
+            mem,
+            passthrough,
+            handles,
+            shared,
+            power_button,
+            events: Some(events.1),
+            num_vcpus,
+        })
     }
-    // Keep guest memory alive until every vCPU has left the guest.
-    drop(mem);
-    reason
+}
+
+/// A VM whose vCPUs run on their own threads, controlled by the thread holding it (the API's
+/// control loop): pause, resume, the power button, stop.
+pub struct RunningVm {
+    _vm: Arc<dyn hypervisor::Vm>,
+    mem: vm_memory::GuestMemoryMmap,
+    passthrough: Option<Passthrough>,
+    handles: Vec<VcpuHandle>,
+    shared: VcpuShared,
+    power_button: Arc<dyn devices::Interrupt>,
+    events: Option<std::thread::JoinHandle<()>>,
+    num_vcpus: u32,
+}
+
+impl RunningVm {
+    /// Stop every vCPU outside the guest; returns once all are parked (or gone).
+    pub fn pause(&self) -> Result<(), VmError> {
+        self.shared.pause.raise();
+        let n = self.num_vcpus;
+        let handles = &self.handles;
+        let all = self.shared.pause.wait_all_parked(
+            Duration::from_secs(2),
+            || handles.iter().for_each(VcpuHandle::kick),
+            |parked| parked + handles.iter().filter(|h| h.is_finished()).count() as u32 >= n,
+        );
+        if all {
+            Ok(())
+        } else {
+            self.shared.pause.lower();
+            Err(VmError::Thread(std::io::Error::other(
+                "a vCPU did not leave the guest within 2 s: the VM was not paused",
+            )))
+        }
+    }
+
+    pub fn resume(&self) {
+        self.shared.pause.lower();
+    }
+
+    /// Press the guest's ACPI power button.
+    pub fn power_button(&self) -> Result<(), VmError> {
+        self.power_button
+            .trigger()
+            .map_err(|e| VmError::EventLoop(std::io::Error::other(e.to_string())))
+    }
+
+    /// Guest RAM in bytes.
+    pub fn memory_size(&self) -> u64 {
+        use vm_memory::GuestMemoryBackend;
+        self.mem.iter().map(|r| vm_memory::GuestMemoryRegion::len(r)).sum()
+    }
+
+    /// Stop the vCPUs, end the VMM thread, stop passed-through devices, free guest memory.
+    pub fn stop(mut self) {
+        self.teardown();
+    }
+
+    fn teardown(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.pause.lower();
+        let handles = std::mem::take(&mut self.handles);
+        vcpu::stop_all(handles, None, &self.shared.stop, Duration::from_secs(2));
+        // Wakes the VMM thread's loop if the guest has not ended it.
+        self.shared.exit.report(VmExitReason::Stopped);
+        if let Some(t) = self.events.take() {
+            let _ = t.join();
+        }
+        // Devices stop DMA (reset, unmapped) before guest memory goes away.
+        if let Some(p) = self.passthrough.as_mut() {
+            p.shutdown();
+        }
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        if self.events.is_some() {
+            self.teardown();
+        }
+    }
 }

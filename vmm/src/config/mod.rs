@@ -45,6 +45,9 @@ pub enum ConfigError {
         option: &'static str,
         param: &'static str,
     },
+    /// A whole-option problem, worded by the option's own parser.
+    #[error("{0}")]
+    Option(String),
 }
 
 /// Everything needed to build and boot a VM.

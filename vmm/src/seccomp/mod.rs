@@ -23,6 +23,8 @@
 //!   `WorkerInit` closure). Workers are started by the activator, so they run under its
 //!   filter too; the activator's list therefore includes every device's list.
 //!
+//! - the API thread (`vmm-api`, with `--api-socket`) installs its filter (api.rs) before it
+//!   serves its first connection;
 //! - the VFIO `vfio` thread (DMA mapping while the guest boots, peer-to-peer BAR mappings,
 //!   teardown) installs its filter when it starts (vfio/seccomp.rs says what it may do).
 //!
@@ -32,6 +34,7 @@
 
 mod activator;
 mod allowlist;
+mod api;
 pub mod bpf;
 mod common;
 mod device;
@@ -71,6 +74,8 @@ pub enum ThreadKind {
     Activator,
     /// The VFIO thread of a VM with passthrough: DMA mapping, device resets, teardown.
     Vfio,
+    /// The API thread: HTTP on the API socket (`--api-socket`).
+    Api,
 }
 
 impl ThreadKind {
@@ -85,6 +90,7 @@ impl ThreadKind {
             ThreadKind::Device(DeviceKind::Console) => "device/console",
             ThreadKind::Activator => "virtio-activator",
             ThreadKind::Vfio => "vfio",
+            ThreadKind::Api => "api",
         }
     }
 }
@@ -112,6 +118,7 @@ pub fn allowlist(kind: ThreadKind) -> Allowlist {
         ThreadKind::Vcpu => vcpu::allowlist(),
         ThreadKind::Device(d) => device::allowlist(d),
         ThreadKind::Activator => activator::allowlist(),
+        ThreadKind::Api => api::allowlist(),
         ThreadKind::Vfio => {
             let mut a = common::runtime();
             a.extend(&crate::vfio::seccomp::thread_rules());

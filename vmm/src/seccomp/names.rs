@@ -41,6 +41,7 @@ const NAMES: &[(i64, &str)] = &[
     (libc::SYS_socket, "socket"),
     (libc::SYS_connect, "connect"),
     (libc::SYS_accept, "accept"),
+    (libc::SYS_accept4, "accept4"),
     (libc::SYS_sendto, "sendto"),
     (libc::SYS_recvfrom, "recvfrom"),
     (libc::SYS_sendmsg, "sendmsg"),

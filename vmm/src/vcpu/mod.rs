@@ -10,6 +10,7 @@
 //! A kick is a signal (`SIGRTMIN`) that makes KVM_RUN return; the stop flag says why.
 
 pub mod exit;
+pub mod pause;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -20,6 +21,7 @@ use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use exit::{dispatch, Buses, ExitAction};
+pub use pause::PauseGate;
 
 use crate::seccomp::Compiled;
 
@@ -29,6 +31,8 @@ pub enum VmExitReason {
     Reset,
     PowerOff,
     Fatal(String),
+    /// The VMM stopped the VM (`vm.shutdown`, `vm.delete`, `vmm.shutdown`, a reboot).
+    Stopped,
 }
 
 /// Where vCPUs (and devices such as the i8042) report the end of the VM.
@@ -76,6 +80,19 @@ pub struct VcpuShared {
     pub buses: Arc<Buses>,
     pub exit: Arc<ExitSignal>,
     pub stop: Arc<AtomicBool>,
+    /// Raised while the VM is paused: vCPUs park instead of entering the guest.
+    pub pause: Arc<PauseGate>,
+}
+
+impl VcpuShared {
+    pub fn new(buses: Arc<Buses>, exit: Arc<ExitSignal>) -> Self {
+        VcpuShared {
+            buses,
+            exit,
+            stop: Arc::new(AtomicBool::new(false)),
+            pause: Arc::new(PauseGate::default()),
+        }
+    }
 }
 
 /// Install the no-op kick handler once per process; its only job is to interrupt KVM_RUN.
@@ -101,6 +118,10 @@ pub fn run_loop(
             VcpuState::Running => {
                 if shared.stop.load(Ordering::Acquire) {
                     return VcpuState::Exited(None);
+                }
+                if shared.pause.is_raised() {
+                    shared.pause.park(&shared.stop);
+                    continue;
                 }
                 if let Some(f) = first.take() {
                     f();
@@ -335,11 +356,10 @@ mod tests {
     use hypervisor::Hypervisor;
 
     fn shared() -> VcpuShared {
-        VcpuShared {
-            buses: Arc::new(Buses::default()),
-            exit: Arc::new(ExitSignal::new().unwrap()),
-            stop: Arc::new(AtomicBool::new(false)),
-        }
+        VcpuShared::new(
+            Arc::new(Buses::default()),
+            Arc::new(ExitSignal::new().unwrap()),
+        )
     }
 
     #[test]

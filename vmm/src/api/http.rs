@@ -1,0 +1,145 @@
+//! Endpoints: which path takes which method and body, and how answers become responses.
+
+use micro_http::{Body, MediaType, Method, Request as HttpRequest, Response, StatusCode, Version};
+
+use super::{vm_config, ApiError, Reply, Request, Status};
+use crate::seccomp::SeccompMode;
+
+/// Every endpoint lives under this prefix.
+pub const API_ROOT: &str = "/api/v1/";
+
+/// The largest request body accepted (a VmConfig with many devices is a few KiB).
+pub const MAX_BODY: usize = 64 << 10;
+
+/// Endpoints of Cloud Hypervisor's API that are routed but not supported yet (hotplug,
+/// resizing, snapshot/restore, migration…): they answer 501 with the reason.
+const NOT_YET: &[(&str, &str)] = &[
+    ("vm.add-device", "PCI hotplug"),
+    ("vm.add-disk", "PCI hotplug"),
+    ("vm.add-net", "PCI hotplug"),
+    ("vm.add-fs", "virtio-fs"),
+    ("vm.add-pmem", "virtio-pmem"),
+    ("vm.add-vsock", "virtio-vsock"),
+    ("vm.add-vdpa", "vDPA"),
+    ("vm.add-user-device", "vfio-user"),
+    ("vm.add-generic-vhost-user", "vhost-user"),
+    ("vm.remove-device", "PCI hotplug"),
+    ("vm.resize", "CPU and memory hotplug"),
+    ("vm.resize-disk", "disk resizing"),
+    ("vm.resize-zone", "memory zones"),
+    ("vm.snapshot", "snapshots"),
+    ("vm.restore", "restoring snapshots"),
+    ("vm.coredump", "guest core dumps"),
+    ("vm.nmi", "NMI injection"),
+    ("vm.send-migration", "live migration"),
+    ("vm.receive-migration", "live migration"),
+];
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+    }
+}
+
+/// Turn an HTTP request into a control request, or say why not.
+pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiError> {
+    let path = req.uri().get_abs_path();
+    let Some(endpoint) = path.strip_prefix(API_ROOT) else {
+        return Err(ApiError::new(
+            Status::NotFound,
+            format!("unknown endpoint '{path}': endpoints are under {API_ROOT}"),
+        ));
+    };
+    let (method, request) = match endpoint {
+        "vmm.ping" => (Method::Get, Some(Request::Ping)),
+        "vmm.shutdown" => (Method::Put, Some(Request::VmmShutdown)),
+        "vm.info" => (Method::Get, Some(Request::Info)),
+        "vm.counters" => (Method::Get, Some(Request::Counters)),
+        "vm.create" => (Method::Put, None),
+        "vm.boot" => (Method::Put, Some(Request::Boot)),
+        "vm.pause" => (Method::Put, Some(Request::Pause)),
+        "vm.resume" => (Method::Put, Some(Request::Resume)),
+        "vm.shutdown" => (Method::Put, Some(Request::Shutdown)),
+        "vm.reboot" => (Method::Put, Some(Request::Reboot)),
+        "vm.power-button" => (Method::Put, Some(Request::PowerButton)),
+        "vm.delete" => (Method::Put, Some(Request::Delete)),
+        other => {
+            if let Some((_, what)) = NOT_YET.iter().find(|(e, _)| *e == other) {
+                if req.method() != Method::Put {
+                    return Err(wrong_method(other, Method::Put, req.method()));
+                }
+                return Err(ApiError::new(
+                    Status::NotImplemented,
+                    format!("{other}: not supported yet ({what} is not implemented in this VMM)"),
+                ));
+            }
+            return Err(ApiError::new(
+                Status::NotFound,
+                format!("unknown endpoint '{other}'"),
+            ));
+        }
+    };
+    if req.method() != method {
+        return Err(wrong_method(endpoint, method, req.method()));
+    }
+    match request {
+        Some(r) => Ok(r),
+        None => {
+            let body = req.body.as_ref().map(|b| b.raw()).unwrap_or_default();
+            if body.is_empty() {
+                return Err(ApiError::new(
+                    Status::BadRequest,
+                    "vm.create: the body must be a VmConfig (JSON)",
+                ));
+            }
+            let (api, cfg) = vm_config::parse(body, seccomp)
+                .map_err(|e| ApiError::new(Status::BadRequest, format!("vm.create: {e}")))?;
+            Ok(Request::Create(Box::new((api, cfg))))
+        }
+    }
+}
+
+fn wrong_method(endpoint: &str, want: Method, got: Method) -> ApiError {
+    ApiError::new(
+        Status::MethodNotAllowed,
+        format!(
+            "{endpoint} takes {}, not {}",
+            method_name(want),
+            method_name(got)
+        ),
+    )
+}
+
+fn status_code(s: Status) -> StatusCode {
+    match s {
+        Status::BadRequest => StatusCode::BadRequest,
+        Status::NotFound => StatusCode::NotFound,
+        Status::MethodNotAllowed => StatusCode::MethodNotAllowed,
+        Status::Conflict => StatusCode::Conflict,
+        Status::PayloadTooLarge => StatusCode::PayloadTooLarge,
+        Status::InternalServerError => StatusCode::InternalServerError,
+        Status::NotImplemented => StatusCode::NotImplemented,
+    }
+}
+
+/// The HTTP response for an answer.
+pub fn respond(answer: Result<Reply, ApiError>) -> Response {
+    let (status, body) = match answer {
+        Ok(Reply::Empty) => (StatusCode::NoContent, None),
+        Ok(Reply::Json(j)) => (StatusCode::OK, Some(j)),
+        Err(e) => {
+            log::info!("API error: {e}");
+            (status_code(e.status), Some(e.body()))
+        }
+    };
+    let mut r = Response::new(Version::Http11, status);
+    r.set_server("vmm");
+    if let Some(b) = body {
+        r.set_content_type(MediaType::ApplicationJson);
+        r.set_body(Body::new(b));
+    }
+    r
+}

@@ -1,0 +1,78 @@
+//! The REST API: Cloud Hypervisor's endpoints, bodies and status codes (its OpenAPI spec,
+//! `vmm/src/api/openapi/cloud-hypervisor.yaml` there), HTTP/1.1 on a unix socket.
+//!
+//! - `server.rs`: the socket (`--api-socket path=…|fd=N`) and the API thread, which parses
+//!   HTTP (micro_http) and hands each request to the control loop;
+//! - `http.rs`: endpoint routing, request bodies and responses;
+//! - `vm_config.rs`: `vm.create`'s VmConfig;
+//! - the control loop that acts on requests is crate::control.
+
+pub mod http;
+pub mod server;
+pub mod vm_config;
+
+use crate::config::VmConfig;
+
+/// A request the control loop acts on.
+#[derive(Debug)]
+pub enum Request {
+    Ping,
+    VmmShutdown,
+    Create(Box<(vm_config::ApiVmConfig, VmConfig)>),
+    Boot,
+    Pause,
+    Resume,
+    Shutdown,
+    Reboot,
+    PowerButton,
+    Delete,
+    Info,
+    Counters,
+}
+
+/// A successful answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// 204.
+    Empty,
+    /// 200 with a JSON body.
+    Json(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    InternalServerError,
+    NotImplemented,
+}
+
+/// A failed request: the status, and what was wrong, outermost first. The body is a JSON list
+/// of those messages, the shape of Cloud Hypervisor's error bodies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: Status,
+    pub messages: Vec<String>,
+}
+
+impl ApiError {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            messages: vec![message.into()],
+        }
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::to_string(&self.messages).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.status, self.messages.join(": "))
+    }
+}

@@ -1,0 +1,390 @@
+//! The control loop of a VMM driven through its API: it owns the VM (at most one, as in
+//! Cloud Hypervisor), sequences every transition in one place ([`state::transition`] says
+//! what is allowed, [`Controller::handle`] does it) and reports each to the event monitor.
+//!
+//! It runs on the process's main thread. Requests arrive from the API thread over a channel,
+//! each with a channel for its answer; the VM's end (guest reset, poweroff, failure) arrives
+//! on the same channel from the VM's event thread, tagged with the boot it belongs to, so an
+//! end caused by the control loop itself (a shutdown) is not mistaken for the guest's.
+//!
+//! Under the API, a guest reset reboots the VM and a guest poweroff leaves it Shutdown with
+//! the VMM still serving (Cloud Hypervisor's behaviour); `vm.boot` starts it again.
+
+pub mod events;
+pub mod serve;
+pub mod state;
+
+use std::sync::mpsc;
+
+use serde::Serialize;
+
+use crate::api::vm_config::ApiVmConfig;
+use crate::api::{ApiError, Reply, Request, Status};
+use crate::config::VmConfig;
+use crate::vcpu::VmExitReason;
+use events::EventMonitor;
+use state::{transition, Action, Refusal, VmState};
+
+/// What the control loop receives.
+pub enum ControlMsg {
+    /// A request from the API thread, with where to send the answer.
+    Api(Request, mpsc::Sender<Result<Reply, ApiError>>),
+    /// The VM of boot `generation` ended by itself (or its event loop failed).
+    VmEnded {
+        generation: u64,
+        result: Result<VmExitReason, String>,
+    },
+}
+
+/// A booted VM, as the control loop drives it.
+pub trait Machine: Send {
+    /// Stop every vCPU outside the guest; returns once they are.
+    fn pause(&self) -> Result<(), String>;
+    fn resume(&self);
+    /// Press the guest's ACPI power button.
+    fn power_button(&self) -> Result<(), String>;
+    /// Guest RAM in bytes.
+    fn memory_size(&self) -> u64;
+    /// Stop the VM and free everything it holds.
+    fn stop(self: Box<Self>);
+}
+
+/// Called (once) when a booted VM ends by itself.
+pub type OnEnd = Box<dyn FnOnce(Result<VmExitReason, String>) + Send>;
+
+/// Boots VMs: KVM in the VMM, a fake in tests.
+pub trait Launcher {
+    /// Boot `cfg`. A refusal carries the status: 400 when the configuration names something
+    /// unusable (a missing kernel, a device not bound to vfio-pci), 500 otherwise.
+    fn boot(&mut self, cfg: &VmConfig, on_end: OnEnd) -> Result<Box<dyn Machine>, ApiError>;
+}
+
+struct VmSlot {
+    api: ApiVmConfig,
+    cfg: VmConfig,
+    state: VmState,
+    machine: Option<Box<dyn Machine>>,
+}
+
+pub struct Controller<L: Launcher> {
+    launcher: L,
+    /// For the `on_end` callbacks of the VMs it boots.
+    tx: mpsc::Sender<ControlMsg>,
+    vm: Option<VmSlot>,
+    /// Incremented per boot: tags `VmEnded` messages.
+    generation: u64,
+    events: EventMonitor,
+    exiting: bool,
+}
+
+#[derive(Serialize)]
+struct Ping {
+    build_version: String,
+    version: String,
+    pid: u32,
+    features: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Info<'a> {
+    config: &'a ApiVmConfig,
+    state: VmState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_actual_size: Option<u64>,
+    device_tree: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+fn refused(r: Refusal) -> ApiError {
+    let status = match r {
+        Refusal::NotCreated(_) => Status::NotFound,
+        Refusal::AlreadyCreated => Status::Conflict,
+        Refusal::WrongState { .. } => Status::MethodNotAllowed,
+    };
+    ApiError::new(status, r.to_string())
+}
+
+fn internal(what: &str, e: String) -> ApiError {
+    ApiError {
+        status: Status::InternalServerError,
+        messages: vec![what.to_string(), e],
+    }
+}
+
+impl<L: Launcher> Controller<L> {
+    pub fn new(launcher: L, tx: mpsc::Sender<ControlMsg>, events: EventMonitor) -> Self {
+        let mut c = Controller {
+            launcher,
+            tx,
+            vm: None,
+            generation: 0,
+            events,
+            exiting: false,
+        };
+        c.events.emit("vmm", "starting", &[]);
+        c
+    }
+
+    pub fn state(&self) -> Option<VmState> {
+        self.vm.as_ref().map(|v| v.state)
+    }
+
+    /// True once `vmm.shutdown` was answered: the loop ends.
+    pub fn exiting(&self) -> bool {
+        self.exiting
+    }
+
+    /// Serve until `vmm.shutdown`.
+    pub fn run(&mut self, rx: &mpsc::Receiver<ControlMsg>) {
+        while !self.exiting {
+            let Ok(msg) = rx.recv() else { break };
+            match msg {
+                ControlMsg::Api(req, reply) => {
+                    let answer = self.handle(req);
+                    let _ = reply.send(answer);
+                }
+                ControlMsg::VmEnded { generation, result } => self.vm_ended(generation, result),
+            }
+        }
+    }
+
+    /// Check `action` against the state machine; the new state if allowed.
+    fn check(&self, action: Action) -> Result<Option<VmState>, ApiError> {
+        transition(self.state(), action).map_err(refused)
+    }
+
+    fn set_state(&mut self, s: VmState) {
+        if let Some(vm) = self.vm.as_mut() {
+            vm.state = s;
+        }
+    }
+
+    fn machine(&self) -> Option<&dyn Machine> {
+        self.vm.as_ref().and_then(|v| v.machine.as_deref())
+    }
+
+    fn stop_machine(&mut self) {
+        if let Some(m) = self.vm.as_mut().and_then(|v| v.machine.take()) {
+            m.stop();
+        }
+    }
+
+    fn boot_machine(&mut self) -> Result<(), ApiError> {
+        let Some(vm) = self.vm.as_ref() else {
+            return Err(refused(Refusal::NotCreated(Action::Boot)));
+        };
+        self.generation += 1;
+        let (tx, generation) = (self.tx.clone(), self.generation);
+        let on_end: OnEnd = Box::new(move |result| {
+            let _ = tx.send(ControlMsg::VmEnded { generation, result });
+        });
+        let machine = self.launcher.boot(&vm.cfg, on_end)?;
+        if let Some(vm) = self.vm.as_mut() {
+            vm.machine = Some(machine);
+            vm.state = VmState::Running;
+        }
+        Ok(())
+    }
+
+    /// Act on one request. A refused request changes nothing.
+    pub fn handle(&mut self, req: Request) -> Result<Reply, ApiError> {
+        match req {
+            Request::Ping => Ok(Reply::Json(json(&Ping {
+                build_version: format!("vmm {}", env!("CARGO_PKG_VERSION")),
+                version: env!("CARGO_PKG_VERSION").into(),
+                pid: std::process::id(),
+                features: vec!["kvm", "vfio", "seccomp"],
+            }))),
+            Request::VmmShutdown => {
+                self.stop_machine();
+                if self.vm.take().is_some() {
+                    self.events.emit("vm", "deleted", &[]);
+                }
+                self.events.emit("vmm", "shutdown", &[]);
+                self.exiting = true;
+                Ok(Reply::Empty)
+            }
+            Request::Create(b) => {
+                self.check(Action::Create)?;
+                let (api, cfg) = *b;
+                self.vm = Some(VmSlot {
+                    api,
+                    cfg,
+                    state: VmState::Created,
+                    machine: None,
+                });
+                self.events.emit("vm", "created", &[]);
+                Ok(Reply::Empty)
+            }
+            Request::Boot => {
+                self.check(Action::Boot)?;
+                self.events.emit("vm", "booting", &[]);
+                self.boot_machine()
+                    .map_err(|e| ApiError {
+                        status: e.status,
+                        messages: [vec!["cannot boot the VM".to_string()], e.messages].concat(),
+                    })?;
+                self.events.emit("vm", "booted", &[]);
+                Ok(Reply::Empty)
+            }
+            Request::Pause => {
+                self.check(Action::Pause)?;
+                self.events.emit("vm", "pausing", &[]);
+                if let Some(m) = self.machine() {
+                    m.pause().map_err(|e| internal("cannot pause the VM", e))?;
+                }
+                self.set_state(VmState::Paused);
+                self.events.emit("vm", "paused", &[]);
+                Ok(Reply::Empty)
+            }
+            Request::Resume => {
+                self.check(Action::Resume)?;
+                self.events.emit("vm", "resuming", &[]);
+                if let Some(m) = self.machine() {
+                    m.resume();
+                }
+                self.set_state(VmState::Running);
+                self.events.emit("vm", "resumed", &[]);
+                Ok(Reply::Empty)
+            }
+            Request::Shutdown => {
+                self.check(Action::Shutdown)?;
+                self.stop_machine();
+                self.set_state(VmState::Shutdown);
+                self.events.emit("vm", "shutdown", &[]);
+                Ok(Reply::Empty)
+            }
+            Request::Reboot => {
+                self.check(Action::Reboot)?;
+                self.reboot()?;
+                Ok(Reply::Empty)
+            }
+            Request::PowerButton => {
+                self.check(Action::PowerButton)?;
+                if let Some(m) = self.machine() {
+                    m.power_button()
+                        .map_err(|e| internal("cannot press the power button", e))?;
+                }
+                self.events.emit("vm", "power-button", &[]);
+                Ok(Reply::Empty)
+            }
+            Request::Delete => {
+                self.check(Action::Delete)?;
+                self.stop_machine();
+                if self.vm.take().is_some() {
+                    self.events.emit("vm", "deleted", &[]);
+                }
+                Ok(Reply::Empty)
+            }
+            Request::Info => {
+                self.check(Action::Inspect)?;
+                let vm = self.vm.as_ref().expect("checked: a VM exists");
+                Ok(Reply::Json(json(&Info {
+                    config: &vm.api,
+                    state: vm.state,
+                    memory_actual_size: vm.machine.as_ref().map(|m| m.memory_size()),
+                    device_tree: Default::default(),
+                })))
+            }
+            Request::Counters => {
+                self.check(Action::Inspect)?;
+                // No device keeps counters yet: an empty map, as Cloud Hypervisor answers for
+                // a VM without devices.
+                Ok(Reply::Json("{}".into()))
+            }
+        }
+    }
+
+    fn reboot(&mut self) -> Result<(), ApiError> {
+        self.events.emit("vm", "rebooting", &[]);
+        self.stop_machine();
+        if let Err(e) = self.boot_machine() {
+            self.set_state(VmState::Shutdown);
+            self.events.emit("vm", "shutdown", &[]);
+            return Err(ApiError {
+                status: e.status,
+                messages: [vec!["cannot reboot the VM".to_string()], e.messages].concat(),
+            });
+        }
+        self.events.emit("vm", "rebooted", &[]);
+        Ok(())
+    }
+
+    /// The VM of boot `generation` ended by itself.
+    pub fn vm_ended(&mut self, generation: u64, result: Result<VmExitReason, String>) {
+        let current = generation == self.generation && self.machine().is_some();
+        if !current {
+            return;
+        }
+        match result {
+            Ok(VmExitReason::Stopped) => {}
+            Ok(VmExitReason::Reset) => {
+                log::info!("guest reset: rebooting the VM");
+                if let Err(e) = self.reboot() {
+                    log::error!("{e}");
+                }
+            }
+            Ok(VmExitReason::PowerOff) => {
+                log::info!("guest powered off");
+                self.stop_machine();
+                self.set_state(VmState::Shutdown);
+                self.events.emit("vm", "shutdown", &[]);
+            }
+            Ok(VmExitReason::Fatal(m)) | Err(m) => {
+                log::error!("guest failed: {m}");
+                self.stop_machine();
+                self.set_state(VmState::Shutdown);
+                self.events.emit("vm", "shutdown", &[("reason", m)]);
+            }
+        }
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
+}
+
+/// The KVM launcher: boots with what the VMM prepared at start (see vm.rs, `Warm`).
+pub struct KvmLauncher {
+    pub warm: crate::vm::Warm,
+}
+
+impl Launcher for KvmLauncher {
+    fn boot(&mut self, cfg: &VmConfig, on_end: OnEnd) -> Result<Box<dyn Machine>, ApiError> {
+        let on_end = Box::new(move |r: Result<VmExitReason, crate::vm::VmError>| {
+            on_end(r.map_err(|e| e.to_string()))
+        });
+        crate::vm::start(cfg, &self.warm, on_end)
+            .map(|m| Box::new(m) as Box<dyn Machine>)
+            .map_err(|e| {
+                use crate::vm::VmError as E;
+                let status = match e {
+                    E::OpenFile { .. } | E::Preflight(_) | E::Layout(_) | E::Boot(_) => {
+                        Status::BadRequest
+                    }
+                    _ => Status::InternalServerError,
+                };
+                ApiError::new(status, e.to_string())
+            })
+    }
+}
+
+impl Machine for crate::vm::RunningVm {
+    fn pause(&self) -> Result<(), String> {
+        crate::vm::RunningVm::pause(self).map_err(|e| e.to_string())
+    }
+    fn resume(&self) {
+        crate::vm::RunningVm::resume(self)
+    }
+    fn power_button(&self) -> Result<(), String> {
+        crate::vm::RunningVm::power_button(self).map_err(|e| e.to_string())
+    }
+    fn memory_size(&self) -> u64 {
+        crate::vm::RunningVm::memory_size(self)
+    }
+    fn stop(self: Box<Self>) {
+        crate::vm::RunningVm::stop(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

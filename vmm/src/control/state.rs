@@ -1,0 +1,182 @@
+//! The VM's lifecycle as Cloud Hypervisor's API exposes it, as one pure function: which
+//! action is allowed in which state, and where it leads. The control loop (mod.rs) asks it
+//! before doing anything, so a refused action changes nothing.
+//!
+//! ```text
+//!  (none) --create--> Created --boot--> Running --pause--> Paused
+//!                        ^                |  ^   <--resume--  |
+//!                        |      shutdown, |  | reboot         | shutdown
+//!                        |      poweroff  v  |                v
+//!                        +----boot---- Shutdown <-------------+
+//!  delete: any state --> (none)
+//! ```
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum VmState {
+    Created,
+    Running,
+    Shutdown,
+    Paused,
+}
+
+/// What a client (or the guest) asks of the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Boot,
+    Pause,
+    Resume,
+    Shutdown,
+    Reboot,
+    PowerButton,
+    Delete,
+    /// `vm.info`, `vm.counters`: reads.
+    Inspect,
+}
+
+impl Action {
+    pub const ALL: [Action; 9] = [
+        Action::Create,
+        Action::Boot,
+        Action::Pause,
+        Action::Resume,
+        Action::Shutdown,
+        Action::Reboot,
+        Action::PowerButton,
+        Action::Delete,
+        Action::Inspect,
+    ];
+
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Boot => "boot",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Shutdown => "shut down",
+            Action::Reboot => "reboot",
+            Action::PowerButton => "press the power button of",
+            Action::Delete => "delete",
+            Action::Inspect => "inspect",
+        }
+    }
+}
+
+/// Why an action was refused; each maps to the status Cloud Hypervisor's spec gives it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// 404.
+    #[error("cannot {} the VM: no VM is created (vm.create first)", .0.verb())]
+    NotCreated(Action),
+    /// 409.
+    #[error("a VM is already created (vm.delete it first)")]
+    AlreadyCreated,
+    /// 405.
+    #[error("cannot {} the VM: it is {state:?}{hint}", action.verb(), hint = hint(*action, *state))]
+    WrongState { action: Action, state: VmState },
+}
+
+fn hint(action: Action, state: VmState) -> &'static str {
+    match (action, state) {
+        (Action::Boot, VmState::Running | VmState::Paused) => " (already booted)",
+        (Action::Pause, VmState::Paused) => " (already paused)",
+        (Action::Resume, VmState::Running) => " (not paused)",
+        (Action::PowerButton, VmState::Paused) => " (resume it first)",
+        (_, VmState::Created | VmState::Shutdown) => " (not booted: vm.boot first)",
+        _ => "",
+    }
+}
+
+/// Where `action` takes a VM in `state` (`None`: no VM created), or why it is refused.
+pub fn transition(state: Option<VmState>, action: Action) -> Result<Option<VmState>, Refusal> {
+    use Action as A;
+    use VmState as S;
+    let Some(s) = state else {
+        return match action {
+            A::Create => Ok(Some(S::Created)),
+            A::Delete => Ok(None),
+            a => Err(Refusal::NotCreated(a)),
+        };
+    };
+    let to = match (action, s) {
+        (A::Create, _) => return Err(Refusal::AlreadyCreated),
+        (A::Delete, _) => return Ok(None),
+        (A::Inspect, s) => s,
+        (A::Boot, S::Created | S::Shutdown) => S::Running,
+        (A::Pause, S::Running) => S::Paused,
+        (A::Resume, S::Paused) => S::Running,
+        (A::Shutdown, S::Running | S::Paused) => S::Shutdown,
+        (A::Reboot, S::Running | S::Paused) => S::Running,
+        (A::PowerButton, S::Running) => S::Running,
+        (action, state) => return Err(Refusal::WrongState { action, state }),
+    };
+    Ok(Some(to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action as A;
+    use VmState as S;
+
+    /// Every (state, action) pair, with what the spec says should happen.
+    #[test]
+    fn every_transition_allowed_or_refused() {
+        let states = [
+            None,
+            Some(S::Created),
+            Some(S::Running),
+            Some(S::Paused),
+            Some(S::Shutdown),
+        ];
+        let expected = |s: Option<S>, a: A| -> Result<Option<S>, &'static str> {
+            match (s, a) {
+                (None, A::Create) => Ok(Some(S::Created)),
+                (None, A::Delete) | (Some(_), A::Delete) => Ok(None),
+                (None, _) => Err("404"),
+                (Some(_), A::Create) => Err("409"),
+                (Some(s), A::Inspect) => Ok(Some(s)),
+                (Some(S::Created | S::Shutdown), A::Boot) => Ok(Some(S::Running)),
+                (Some(S::Running), A::Pause) => Ok(Some(S::Paused)),
+                (Some(S::Paused), A::Resume) => Ok(Some(S::Running)),
+                (Some(S::Running | S::Paused), A::Shutdown) => Ok(Some(S::Shutdown)),
+                (Some(S::Running | S::Paused), A::Reboot) => Ok(Some(S::Running)),
+                (Some(S::Running), A::PowerButton) => Ok(Some(S::Running)),
+                _ => Err("405"),
+            }
+        };
+        let mut checked = 0;
+        for s in states {
+            for a in Action::ALL {
+                let got = transition(s, a).map_err(|r| match r {
+                    Refusal::NotCreated(_) => "404",
+                    Refusal::AlreadyCreated => "409",
+                    Refusal::WrongState { .. } => "405",
+                });
+                assert_eq!(got, expected(s, a), "{s:?} --{a:?}-->");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 45);
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        let m = |s, a| transition(s, a).unwrap_err().to_string();
+        assert_eq!(
+            m(None, A::Boot),
+            "cannot boot the VM: no VM is created (vm.create first)"
+        );
+        assert_eq!(
+            m(Some(S::Running), A::Resume),
+            "cannot resume the VM: it is Running (not paused)"
+        );
+        assert_eq!(
+            m(Some(S::Created), A::Pause),
+            "cannot pause the VM: it is Created (not booted: vm.boot first)"
+        );
+        assert!(m(Some(S::Paused), A::Create).contains("already created"));
+    }
+}

@@ -1,0 +1,215 @@
+//! The control loop against a fake launcher: every request in every state, guest-initiated
+//! ends, and that a refused request changes nothing.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::api::vm_config;
+use crate::seccomp::SeccompMode;
+
+/// What the fake machines did, shared with the test.
+#[derive(Default)]
+struct Log {
+    boots: AtomicU32,
+    stops: AtomicU32,
+    pauses: AtomicU32,
+    resumes: AtomicU32,
+    buttons: AtomicU32,
+    /// The last boot's end callback: the test plays the guest with it.
+    on_end: Mutex<Option<OnEnd>>,
+    fail_next_boot: Mutex<Option<ApiError>>,
+}
+
+struct FakeMachine(Arc<Log>, u64);
+
+impl Machine for FakeMachine {
+    fn pause(&self) -> Result<(), String> {
+        self.0.pauses.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn resume(&self) {
+        self.0.resumes.fetch_add(1, Ordering::SeqCst);
+    }
+    fn power_button(&self) -> Result<(), String> {
+        self.0.buttons.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn memory_size(&self) -> u64 {
+        self.1
+    }
+    fn stop(self: Box<Self>) {
+        self.0.stops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct FakeLauncher(Arc<Log>);
+
+impl Launcher for FakeLauncher {
+    fn boot(&mut self, cfg: &VmConfig, on_end: OnEnd) -> Result<Box<dyn Machine>, ApiError> {
+        if let Some(e) = self.0.fail_next_boot.lock().unwrap().take() {
+            return Err(e);
+        }
+        self.0.boots.fetch_add(1, Ordering::SeqCst);
+        *self.0.on_end.lock().unwrap() = Some(on_end);
+        Ok(Box::new(FakeMachine(self.0.clone(), cfg.memory.size)))
+    }
+}
+
+fn controller() -> (
+    Controller<FakeLauncher>,
+    Arc<Log>,
+    mpsc::Receiver<ControlMsg>,
+) {
+    let log = Arc::new(Log::default());
+    let (tx, rx) = mpsc::channel();
+    let c = Controller::new(FakeLauncher(log.clone()), tx, EventMonitor::none());
+    (c, log, rx)
+}
+
+fn create(mem_mib: u64) -> Request {
+    let body = format!(
+        r#"{{"payload":{{"kernel":"/k"}},"memory":{{"size":{}}}}}"#,
+        mem_mib << 20
+    );
+    let parsed = vm_config::parse(body.as_bytes(), SeccompMode::Off).unwrap();
+    Request::Create(Box::new(parsed))
+}
+
+fn status(r: Result<Reply, ApiError>) -> Result<Reply, Status> {
+    r.map_err(|e| e.status)
+}
+
+/// Deliver the guest's end as the VM's event thread would.
+fn guest_ends(c: &mut Controller<FakeLauncher>, log: &Log, rx: &mpsc::Receiver<ControlMsg>, r: VmExitReason) {
+    let on_end = log.on_end.lock().unwrap().take().expect("a booted VM");
+    on_end(Ok(r));
+    match rx.try_recv() {
+        Ok(ControlMsg::VmEnded { generation, result }) => c.vm_ended(generation, result),
+        _ => panic!("no VmEnded message"),
+    }
+}
+
+#[test]
+fn the_full_lifecycle_with_every_refusal_on_the_way() {
+    let (mut c, log, _rx) = controller();
+    assert_eq!(status(c.handle(Request::Info)), Err(Status::NotFound));
+    assert_eq!(status(c.handle(Request::Boot)), Err(Status::NotFound));
+    assert_eq!(status(c.handle(Request::Counters)), Err(Status::NotFound));
+    assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));
+    assert_eq!(c.state(), Some(VmState::Created));
+    assert_eq!(status(c.handle(create(64))), Err(Status::Conflict));
+    assert_eq!(status(c.handle(Request::Pause)), Err(Status::MethodNotAllowed));
+    assert_eq!(status(c.handle(Request::Resume)), Err(Status::MethodNotAllowed));
+    assert_eq!(status(c.handle(Request::PowerButton)), Err(Status::MethodNotAllowed));
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    assert_eq!(c.state(), Some(VmState::Running));
+    assert_eq!(log.boots.load(Ordering::SeqCst), 1);
+    assert_eq!(status(c.handle(Request::Boot)), Err(Status::MethodNotAllowed));
+    assert_eq!(status(c.handle(Request::Resume)), Err(Status::MethodNotAllowed));
+    assert_eq!(status(c.handle(Request::Pause)), Ok(Reply::Empty));
+    assert_eq!(c.state(), Some(VmState::Paused));
+    assert_eq!(status(c.handle(Request::Pause)), Err(Status::MethodNotAllowed));
+    assert_eq!(status(c.handle(Request::PowerButton)), Err(Status::MethodNotAllowed));
+    assert_eq!(status(c.handle(Request::Resume)), Ok(Reply::Empty));
+    assert_eq!(
+        (log.pauses.load(Ordering::SeqCst), log.resumes.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    assert_eq!(status(c.handle(Request::PowerButton)), Ok(Reply::Empty));
+    assert_eq!(log.buttons.load(Ordering::SeqCst), 1);
+    let Ok(Reply::Json(info)) = c.handle(Request::Info) else {
+        panic!("vm.info")
+    };
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["state"], "Running");
+    assert_eq!(info["memory_actual_size"], 64u64 << 20);
+    assert_eq!(info["config"]["memory"]["size"], 64u64 << 20);
+    assert_eq!(status(c.handle(Request::Shutdown)), Ok(Reply::Empty));
+    assert_eq!(c.state(), Some(VmState::Shutdown));
+    assert_eq!(log.stops.load(Ordering::SeqCst), 1);
+    assert_eq!(status(c.handle(Request::Shutdown)), Err(Status::MethodNotAllowed));
+    // Booted again from Shutdown, then deleted while running.
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    assert_eq!(status(c.handle(Request::Delete)), Ok(Reply::Empty));
+    assert_eq!(c.state(), None);
+    assert_eq!(log.stops.load(Ordering::SeqCst), 2);
+    assert_eq!(status(c.handle(Request::Delete)), Ok(Reply::Empty));
+    // Created again with other memory.
+    assert_eq!(status(c.handle(create(128))), Ok(Reply::Empty));
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    let Ok(Reply::Json(info)) = c.handle(Request::Info) else {
+        panic!("vm.info")
+    };
+    assert!(info.contains(&(128u64 << 20).to_string()), "{info}");
+    assert_eq!(status(c.handle(Request::VmmShutdown)), Ok(Reply::Empty));
+    assert!(c.exiting());
+    assert_eq!(log.stops.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_guest_reset_reboots_and_a_poweroff_leaves_the_vm_shut_down() {
+    let (mut c, log, rx) = controller();
+    c.handle(create(64)).unwrap();
+    c.handle(Request::Boot).unwrap();
+    guest_ends(&mut c, &log, &rx, VmExitReason::Reset);
+    assert_eq!(c.state(), Some(VmState::Running));
+    assert_eq!(log.boots.load(Ordering::SeqCst), 2);
+    assert_eq!(log.stops.load(Ordering::SeqCst), 1);
+    guest_ends(&mut c, &log, &rx, VmExitReason::PowerOff);
+    assert_eq!(c.state(), Some(VmState::Shutdown));
+    assert_eq!(log.stops.load(Ordering::SeqCst), 2);
+    // The VMM keeps serving: boot again.
+    c.handle(Request::Boot).unwrap();
+    guest_ends(&mut c, &log, &rx, VmExitReason::Fatal("triple fault".into()));
+    assert_eq!(c.state(), Some(VmState::Shutdown));
+}
+
+#[test]
+fn the_end_of_an_earlier_boot_is_ignored() {
+    let (mut c, log, rx) = controller();
+    c.handle(create(64)).unwrap();
+    c.handle(Request::Boot).unwrap();
+    let stale = log.on_end.lock().unwrap().take().unwrap();
+    c.handle(Request::Reboot).unwrap();
+    assert_eq!(log.boots.load(Ordering::SeqCst), 2);
+    // The first boot's event thread reports its end after the reboot replaced it.
+    stale(Ok(VmExitReason::PowerOff));
+    let Ok(ControlMsg::VmEnded { generation, result }) = rx.try_recv() else {
+        panic!()
+    };
+    c.vm_ended(generation, result);
+    assert_eq!(c.state(), Some(VmState::Running));
+    // A machine stopped by the VMM reports Stopped: nothing happens.
+    guest_ends(&mut c, &log, &rx, VmExitReason::Stopped);
+    assert_eq!(c.state(), Some(VmState::Running));
+}
+
+#[test]
+fn a_failed_boot_changes_nothing_and_says_why() {
+    let (mut c, log, _rx) = controller();
+    c.handle(create(64)).unwrap();
+    *log.fail_next_boot.lock().unwrap() = Some(ApiError::new(
+        Status::BadRequest,
+        "cannot open kernel /k: No such file or directory",
+    ));
+    let e = c.handle(Request::Boot).unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    assert_eq!(e.messages[0], "cannot boot the VM");
+    assert!(e.messages[1].contains("/k"));
+    assert_eq!(c.state(), Some(VmState::Created));
+    c.handle(Request::Boot).unwrap();
+    assert_eq!(c.state(), Some(VmState::Running));
+}
+
+#[test]
+fn ping_says_version_and_pid() {
+    let (mut c, _, _rx) = controller();
+    let Ok(Reply::Json(j)) = c.handle(Request::Ping) else {
+        panic!()
+    };
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["pid"], std::process::id());
+    assert!(v["features"].is_array());
+}
