@@ -22,7 +22,8 @@ static IDLE_EVICTED_ERROR_MESSAGE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
                                             Connection: close\r\n\
                                             Content-Type: application/json\r\n\
                                             Content-Length: 70\r\n\r\n[\"Request Timeout: the connection was idle and another client waited\"]";
-const MAX_CONNECTIONS: usize = 10;
+/// (Local change) 32 instead of 10: many orchestrator clients polling at once are all served.
+const MAX_CONNECTIONS: usize = 32;
 /// (Local change) With every connection taken, a new client evicts the one idle the longest
 /// if it has been idle at least this long: a client that connects and stalls cannot lock the
 /// others out.

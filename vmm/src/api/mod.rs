@@ -11,6 +11,9 @@ pub mod http;
 pub mod server;
 pub mod vm_config;
 
+#[cfg(test)]
+mod tests;
+
 use crate::config::VmConfig;
 
 /// A request the control loop acts on.

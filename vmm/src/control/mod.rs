@@ -387,4 +387,6 @@ impl Machine for crate::vm::RunningVm {
 }
 
 #[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
 mod tests;

@@ -1,60 +1,13 @@
 //! The control loop against a fake launcher: every request in every state, guest-initiated
 //! ends, and that a refused request changes nothing.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
+use super::fake::{FakeLauncher, Log};
 use super::*;
 use crate::api::vm_config;
 use crate::seccomp::SeccompMode;
-
-/// What the fake machines did, shared with the test.
-#[derive(Default)]
-struct Log {
-    boots: AtomicU32,
-    stops: AtomicU32,
-    pauses: AtomicU32,
-    resumes: AtomicU32,
-    buttons: AtomicU32,
-    /// The last boot's end callback: the test plays the guest with it.
-    on_end: Mutex<Option<OnEnd>>,
-    fail_next_boot: Mutex<Option<ApiError>>,
-}
-
-struct FakeMachine(Arc<Log>, u64);
-
-impl Machine for FakeMachine {
-    fn pause(&self) -> Result<(), String> {
-        self.0.pauses.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-    fn resume(&self) {
-        self.0.resumes.fetch_add(1, Ordering::SeqCst);
-    }
-    fn power_button(&self) -> Result<(), String> {
-        self.0.buttons.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-    fn memory_size(&self) -> u64 {
-        self.1
-    }
-    fn stop(self: Box<Self>) {
-        self.0.stops.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-struct FakeLauncher(Arc<Log>);
-
-impl Launcher for FakeLauncher {
-    fn boot(&mut self, cfg: &VmConfig, on_end: OnEnd) -> Result<Box<dyn Machine>, ApiError> {
-        if let Some(e) = self.0.fail_next_boot.lock().unwrap().take() {
-            return Err(e);
-        }
-        self.0.boots.fetch_add(1, Ordering::SeqCst);
-        *self.0.on_end.lock().unwrap() = Some(on_end);
-        Ok(Box::new(FakeMachine(self.0.clone(), cfg.memory.size)))
-    }
-}
 
 fn controller() -> (
     Controller<FakeLauncher>,

@@ -42,7 +42,7 @@ fn allowed_syscall_counts_match_the_readme() {
     vcpu.extend(&passthrough.extra);
     assert_eq!((vcpu.len(), vcpu.rule_entries()), (22, 26));
     assert_eq!(counts(ThreadKind::Vfio), (24, 30));
-    assert_eq!(counts(ThreadKind::Api), (25, 27));
+    assert_eq!(counts(ThreadKind::Api), (26, 26));
     assert_eq!(counts(ThreadKind::Activator), (43, 46));
     for d in [
         DeviceKind::Block,

@@ -1,0 +1,57 @@
+//! A launcher whose machines only count what is asked of them (control and API tests).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{Launcher, Machine, OnEnd};
+use crate::api::ApiError;
+use crate::config::VmConfig;
+
+/// What the fake machines did, shared with the test.
+#[derive(Default)]
+pub(crate) struct Log {
+    pub boots: AtomicU32,
+    pub stops: AtomicU32,
+    pub pauses: AtomicU32,
+    pub resumes: AtomicU32,
+    pub buttons: AtomicU32,
+    /// The last boot's end callback: the test plays the guest with it.
+    pub on_end: Mutex<Option<OnEnd>>,
+    pub fail_next_boot: Mutex<Option<ApiError>>,
+}
+
+struct FakeMachine(Arc<Log>, u64);
+
+impl Machine for FakeMachine {
+    fn pause(&self) -> Result<(), String> {
+        self.0.pauses.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn resume(&self) {
+        self.0.resumes.fetch_add(1, Ordering::SeqCst);
+    }
+    fn power_button(&self) -> Result<(), String> {
+        self.0.buttons.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn memory_size(&self) -> u64 {
+        self.1
+    }
+    fn stop(self: Box<Self>) {
+        self.0.stops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub(crate) struct FakeLauncher(pub Arc<Log>);
+
+impl Launcher for FakeLauncher {
+    fn boot(&mut self, cfg: &VmConfig, on_end: OnEnd) -> Result<Box<dyn Machine>, ApiError> {
+        if let Some(e) = self.0.fail_next_boot.lock().unwrap().take() {
+            return Err(e);
+        }
+        self.0.boots.fetch_add(1, Ordering::SeqCst);
+        *self.0.on_end.lock().unwrap() = Some(on_end);
+        Ok(Box::new(FakeMachine(self.0.clone(), cfg.memory.size)))
+    }
+}
+
