@@ -172,6 +172,35 @@ pub fn serial_hello_then_halt_code(msg: &[u8]) -> Vec<u8> {
     code
 }
 
+/// Hand-assembled 32-bit code: write `byte` to COM1 forever, one every `cycles` TSC ticks
+/// (a guest whose progress can be watched from outside: the serial file grows while its vCPU
+/// runs and stops growing while it is paused).
+///
+/// ```text
+/// FA               cli
+/// top:
+/// 0F 31            rdtsc               edx:eax = TSC
+/// 89 C3            mov ebx, eax
+/// wait:
+/// 0F 31            rdtsc
+/// 29 D8            sub eax, ebx        ticks since top (mod 2^32)
+/// 3D imm32         cmp eax, cycles
+/// 72 F5            jb wait             (rel8 -11)
+/// B0 xx            mov al, byte
+/// 66 BA F8 03      mov dx, 0x3f8       (rdtsc clobbered edx)
+/// EE               out dx, al
+/// EB E8            jmp top             (rel8 -24)
+/// ```
+pub fn serial_ticker_code(byte: u8, cycles: u32) -> Vec<u8> {
+    let mut code = vec![0xfa, 0x0f, 0x31, 0x89, 0xc3, 0x0f, 0x31, 0x29, 0xd8, 0x3d];
+    code.extend_from_slice(&cycles.to_le_bytes());
+    code.extend_from_slice(&[0x72, 0xf5, 0xb0, byte, 0x66, 0xba]);
+    code.extend_from_slice(&SERIAL_PORT.to_le_bytes());
+    code.extend_from_slice(&[0xee, 0xeb, 0xe8]);
+    debug_assert_eq!(code.len(), 25);
+    code
+}
+
 /// Hand-assembled 32-bit code that drives the modern virtio-pci device at PCI `00:<dev>.0`
 /// to DRIVER_OK, as a driver would, with queue 0 enabled on zeroed rings at 2 MiB (nothing is
 /// ever queued), then runs [`serial_hello_then_halt_code`]. The VMM then activates the device

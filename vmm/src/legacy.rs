@@ -81,10 +81,15 @@ pub struct LegacyDevices {
     pub power_button: Arc<dyn Interrupt>,
 }
 
-fn serial_output(cfg: &SerialConfig) -> Result<Option<Box<dyn Write + Send>>, LegacyError> {
+/// The UART's output. A file is created (or truncated) when the VM first boots; after a
+/// reboot (under the API) the guest's output is appended to what it wrote before.
+fn serial_output(
+    cfg: &SerialConfig,
+    append: bool,
+) -> Result<Option<Box<dyn Write + Send>>, LegacyError> {
     Ok(match cfg {
         SerialConfig::Tty => Some(Box::new(std::io::stdout())),
-        SerialConfig::File(p) => Some(Box::new(File::create(p).map_err(|source| {
+        SerialConfig::File(p) => Some(Box::new(open_output(p, append).map_err(|source| {
             LegacyError::SerialFile {
                 path: p.display().to_string(),
                 source,
@@ -94,12 +99,21 @@ fn serial_output(cfg: &SerialConfig) -> Result<Option<Box<dyn Write + Send>>, Le
     })
 }
 
+fn open_output(p: &std::path::Path, append: bool) -> std::io::Result<File> {
+    if append {
+        std::fs::OpenOptions::new().create(true).append(true).open(p)
+    } else {
+        File::create(p)
+    }
+}
+
 /// Create the devices and put them on the port bus. `first_byte` runs when the guest first
 /// transmits on COM1 (first light).
 pub fn setup(
     vm: &dyn Vm,
     buses: &Buses,
     serial_cfg: &SerialConfig,
+    serial_append: bool,
     ram: (u64, u64),
     exit: Arc<ExitSignal>,
     start: Instant,
@@ -110,7 +124,7 @@ pub fn setup(
     } else {
         let irq = EventFdInterrupt::new().map_err(LegacyError::EventFd)?;
         vm.register_irqfd(irq.eventfd(), COM1_GSI)?;
-        let mut s = Serial::new(Arc::new(irq), serial_output(serial_cfg)?);
+        let mut s = Serial::new(Arc::new(irq), serial_output(serial_cfg, serial_append)?);
         s.set_first_byte_hook(first_byte);
         let s = Arc::new(Mutex::new(s));
         buses.pio.insert(s.clone(), COM1_PORT, SERIAL_PORT_LEN)?;
@@ -160,6 +174,7 @@ mod tests {
             vm.as_ref(),
             &buses,
             &SerialConfig::Null,
+            false,
             (128 << 20, 0),
             exit.clone(),
             Instant::now(),
@@ -187,6 +202,7 @@ mod tests {
             vm.as_ref(),
             &buses,
             &SerialConfig::Null,
+            false,
             (128 << 20, 0),
             exit.clone(),
             Instant::now(),
@@ -271,6 +287,7 @@ mod tests {
             vm.as_ref(),
             &buses,
             &SerialConfig::Off,
+            false,
             (128 << 20, 0),
             exit,
             Instant::now(),

@@ -194,18 +194,20 @@ struct Built {
 
 /// Boot the VM described by `cfg` on /dev/kvm and run it to the end, vCPU 0 on this thread.
 pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
-    let built = build(cfg, start, None, Vcpu0::Caller)?;
+    let built = build(cfg, start, None, Vcpu0::Caller, false)?;
     built.run_here()
 }
 
 /// Boot the VM described by `cfg` with what `warm` prepared, every vCPU on a thread of its
 /// own; `on_end` is called (on the VMM thread) when the guest resets, powers off or fails.
+/// `reboot`: the VM ran before (its serial file is appended to, not truncated).
 pub fn start(
     cfg: &VmConfig,
     warm: &Warm,
+    reboot: bool,
     on_end: Box<dyn FnOnce(Result<VmExitReason, VmError>) + Send>,
 ) -> Result<RunningVm, VmError> {
-    build(cfg, Instant::now(), Some(warm), Vcpu0::Thread)?.start(on_end)
+    build(cfg, Instant::now(), Some(warm), Vcpu0::Thread, reboot)?.start(on_end)
 }
 
 fn build(
@@ -213,6 +215,7 @@ fn build(
     start: Instant,
     warm: Option<&Warm>,
     vcpu0: Vcpu0,
+    reboot: bool,
 ) -> Result<Built, VmError> {
     let timer = Arc::new(BootTimer::new(start));
     // Passed-through devices are checked before anything is opened: a host that is not set
@@ -346,6 +349,7 @@ fn build(
         vm.as_ref(),
         &buses,
         &cfg.serial,
+        reboot,
         (layout.ram_below_4g, layout.ram_above_4g),
         exit.clone(),
         start,

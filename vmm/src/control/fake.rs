@@ -45,7 +45,12 @@ impl Machine for FakeMachine {
 pub(crate) struct FakeLauncher(pub Arc<Log>);
 
 impl Launcher for FakeLauncher {
-    fn boot(&mut self, cfg: &VmConfig, on_end: OnEnd) -> Result<Box<dyn Machine>, ApiError> {
+    fn boot(
+        &mut self,
+        cfg: &VmConfig,
+        _reboot: bool,
+        on_end: OnEnd,
+    ) -> Result<Box<dyn Machine>, ApiError> {
         if let Some(e) = self.0.fail_next_boot.lock().unwrap().take() {
             return Err(e);
         }

@@ -56,7 +56,9 @@ pub type OnEnd = Box<dyn FnOnce(Result<VmExitReason, String>) + Send>;
 pub trait Launcher {
     /// Boot `cfg`. A refusal carries the status: 400 when the configuration names something
     /// unusable (a missing kernel, a device not bound to vfio-pci), 500 otherwise.
-    fn boot(&mut self, cfg: &VmConfig, on_end: OnEnd) -> Result<Box<dyn Machine>, ApiError>;
+    /// `reboot`: this VM ran before (since its `vm.create`).
+    fn boot(&mut self, cfg: &VmConfig, reboot: bool, on_end: OnEnd)
+        -> Result<Box<dyn Machine>, ApiError>;
 }
 
 struct VmSlot {
@@ -64,6 +66,8 @@ struct VmSlot {
     cfg: VmConfig,
     state: VmState,
     machine: Option<Box<dyn Machine>>,
+    /// Booted at least once since created.
+    booted: bool,
 }
 
 pub struct Controller<L: Launcher> {
@@ -177,10 +181,11 @@ impl<L: Launcher> Controller<L> {
         let on_end: OnEnd = Box::new(move |result| {
             let _ = tx.send(ControlMsg::VmEnded { generation, result });
         });
-        let machine = self.launcher.boot(&vm.cfg, on_end)?;
+        let machine = self.launcher.boot(&vm.cfg, vm.booted, on_end)?;
         if let Some(vm) = self.vm.as_mut() {
             vm.machine = Some(machine);
             vm.state = VmState::Running;
+            vm.booted = true;
         }
         Ok(())
     }
@@ -211,6 +216,7 @@ impl<L: Launcher> Controller<L> {
                     cfg,
                     state: VmState::Created,
                     machine: None,
+                    booted: false,
                 });
                 self.events.emit("vm", "created", &[]);
                 Ok(Reply::Empty)
@@ -349,11 +355,16 @@ pub struct KvmLauncher {
 }
 
 impl Launcher for KvmLauncher {
-    fn boot(&mut self, cfg: &VmConfig, on_end: OnEnd) -> Result<Box<dyn Machine>, ApiError> {
+    fn boot(
+        &mut self,
+        cfg: &VmConfig,
+        reboot: bool,
+        on_end: OnEnd,
+    ) -> Result<Box<dyn Machine>, ApiError> {
         let on_end = Box::new(move |r: Result<VmExitReason, crate::vm::VmError>| {
             on_end(r.map_err(|e| e.to_string()))
         });
-        crate::vm::start(cfg, &self.warm, on_end)
+        crate::vm::start(cfg, &self.warm, reboot, on_end)
             .map(|m| Box::new(m) as Box<dyn Machine>)
             .map_err(|e| {
                 use crate::vm::VmError as E;

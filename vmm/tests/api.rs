@@ -1,0 +1,261 @@
+//! The REST API end to end: the real `vmm` binary, driven over its socket like a client
+//! (ch-remote, Kata's clh driver) would, booting tiny guests on /dev/kvm. Every check is on
+//! what the guest did (its serial output in the host's file) or what the API answered.
+
+mod common;
+use common::{require_kvm, stderr, tmp};
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// One request on a new connection: (status, body).
+fn call(sock: &Path, method: &str, endpoint: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = UnixStream::connect(sock).unwrap_or_else(|e| panic!("connect {sock:?}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} /api/v1/{endpoint} HTTP/1.1\r\nHost: localhost\r\n");
+    match body {
+        Some(b) => req += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()),
+        None => req += "\r\n",
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).expect("a response in time");
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn put(sock: &Path, endpoint: &str) -> u16 {
+    let (code, body) = call(sock, "PUT", endpoint, None);
+    assert!(code < 300 || body.starts_with('['), "{endpoint}: {code} {body}");
+    code
+}
+
+fn info(sock: &Path) -> serde_json::Value {
+    let (code, body) = call(sock, "GET", "vm.info", None);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+struct Vmm {
+    child: Child,
+    sock: PathBuf,
+}
+
+fn spawn_vmm(name: &str, extra: &[&str]) -> Vmm {
+    require_kvm();
+    let dir = std::env::temp_dir().join(format!("vmm-api-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("api.sock");
+    let child = common::vmm()
+        .arg("--api-socket")
+        .arg(format!("path={}", sock.display()))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vmm");
+    let mut v = Vmm { child, sock };
+    wait_until("the API socket", Duration::from_secs(20), || {
+        if let Ok(Some(status)) = v.child.try_wait() {
+            panic!("vmm exited early: {status}");
+        }
+        UnixStream::connect(&v.sock).is_ok()
+    });
+    v
+}
+
+impl Vmm {
+    /// Wait for the process to end (after vmm.shutdown); its exit code and stderr.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+                return (s.code(), err);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("vmm did not exit after vmm.shutdown");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn create_body(kernel: &Path, mem_mib: u64, serial: &Path) -> String {
+    format!(
+        r#"{{"cpus":{{"boot_vcpus":1,"max_vcpus":1}},"memory":{{"size":{}}},
+            "payload":{{"kernel":"{}","cmdline":"console=ttyS0"}},
+            "serial":{{"mode":"File","file":"{}"}},"console":{{"mode":"Off"}},
+            "iommu":false,"watchdog":false,"pvpanic":false}}"#,
+        mem_mib << 20,
+        kernel.display(),
+        serial.display()
+    )
+}
+
+#[test]
+fn a_vm_created_booted_paused_resumed_shut_down_deleted_and_created_again() {
+    let ticker = tmp("api-ticker", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)));
+    let hello = tmp("api-hello-reset", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"hello\n")));
+    let events = tmp("api-events", b"");
+    let vmm = spawn_vmm("lifecycle", &["--event-monitor", &format!("path={}", events.display())]);
+    let sock = vmm.sock.clone();
+    let serial1 = sock.with_file_name("serial1");
+    let serial2 = sock.with_file_name("serial2");
+
+    let (code, body) = call(&sock, "GET", "vmm.ping", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&format!("\"pid\":{}", vmm.child.id())), "{body}");
+    assert_eq!(call(&sock, "GET", "vm.info", None).0, 404);
+    assert_eq!(put(&sock, "vm.boot"), 404);
+
+    let (code, body) = call(&sock, "PUT", "vm.create", Some(&create_body(&ticker, 64, &serial1)));
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(info(&sock)["state"], "Created");
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    let i = info(&sock);
+    assert_eq!(i["state"], "Running");
+    assert_eq!(i["memory_actual_size"], 64u64 << 20);
+    assert_eq!(i["config"]["memory"]["size"], 64u64 << 20);
+
+    // The guest runs: its counter (bytes on its serial port) advances.
+    wait_until("the guest's first ticks", Duration::from_secs(20), || size(&serial1) >= 3);
+    assert_eq!(put(&sock, "vm.pause"), 204);
+    assert_eq!(info(&sock)["state"], "Paused");
+    let paused_at = size(&serial1);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(size(&serial1), paused_at, "the guest ran while paused");
+    assert_eq!(put(&sock, "vm.resume"), 204);
+    wait_until("ticks after resume", Duration::from_secs(20), || size(&serial1) > paused_at + 2);
+    assert_eq!(info(&sock)["state"], "Running");
+    assert_eq!(put(&sock, "vm.power-button"), 204);
+    assert_eq!(put(&sock, "vm.shutdown"), 204);
+    assert_eq!(info(&sock)["state"], "Shutdown");
+    let stopped_at = size(&serial1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(size(&serial1), stopped_at, "the guest ran after vm.shutdown");
+    assert_eq!(put(&sock, "vm.delete"), 204);
+    assert_eq!(call(&sock, "GET", "vm.info", None).0, 404);
+
+    // Created again, with other memory and a guest that resets after its greeting: under the
+    // API a reset reboots the VM, so the guest greets again (its output is appended).
+    let (code, body) = call(&sock, "PUT", "vm.create", Some(&create_body(&hello, 128, &serial2)));
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    wait_until("a second boot after the guest's reset", Duration::from_secs(30), || {
+        std::fs::read_to_string(&serial2).unwrap_or_default().matches("hello").count() >= 2
+    });
+    let i = info(&sock);
+    assert_eq!(i["config"]["memory"]["size"], 128u64 << 20);
+    assert_eq!(put(&sock, "vmm.shutdown"), 204);
+    let (code, err) = vmm.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!sock.exists(), "the socket was left behind");
+    let ev = std::fs::read_to_string(&events).unwrap();
+    for e in ["booting", "booted", "pausing", "paused", "resumed", "shutdown", "deleted", "rebooting", "rebooted"] {
+        assert!(ev.contains(&format!("\"event\": \"{e}\"")), "no {e} event in {ev}");
+    }
+}
+
+#[test]
+fn bad_requests_leave_the_guest_running() {
+    let ticker = tmp("api-ticker-bad", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)));
+    let vmm = spawn_vmm("bad", &[]);
+    let sock = vmm.sock.clone();
+    let serial = sock.with_file_name("serial");
+    assert_eq!(call(&sock, "PUT", "vm.create", Some(&create_body(&ticker, 32, &serial))).0, 204);
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    wait_until("ticks", Duration::from_secs(20), || size(&serial) >= 2);
+    for (method, endpoint, body, want) in [
+        ("PUT", "vm.create", Some("{"), 400),
+        ("PUT", "vm.create", Some(r#"{"payload":{"kernel":"/k"},"x":1}"#), 400),
+        ("GET", "vm.boot", None, 405),
+        ("PUT", "vm.nothing", None, 404),
+        ("PUT", "vm.resume", None, 405),
+        ("PUT", "vm.boot", None, 405),
+        ("PUT", "vm.add-device", Some(r#"{"path":"/sys/bus/pci/devices/0000:00:01.0"}"#), 501),
+    ] {
+        let (code, body) = call(&sock, method, endpoint, body);
+        assert_eq!(code, want, "{method} {endpoint}: {body}");
+        let msgs: Vec<String> = serde_json::from_str(&body).unwrap();
+        assert!(!msgs.is_empty());
+    }
+    // Garbage on the socket.
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"\x16\x03\x01 not http\r\n\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"));
+    let before = size(&serial);
+    wait_until("ticks after the bad requests", Duration::from_secs(20), || size(&serial) > before);
+    assert_eq!(info(&sock)["state"], "Running");
+    assert_eq!(put(&sock, "vmm.shutdown"), 204);
+    let (code, err) = vmm.wait();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn sigterm_shuts_an_api_vmm_down_cleanly() {
+    let ticker = tmp("api-ticker-term", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)));
+    let vmm = spawn_vmm("sigterm", &[]);
+    let sock = vmm.sock.clone();
+    let serial = sock.with_file_name("serial");
+    assert_eq!(call(&sock, "PUT", "vm.create", Some(&create_body(&ticker, 32, &serial))).0, 204);
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    // SAFETY: signalling the child this test spawned.
+    unsafe { libc::kill(vmm.child.id() as i32, libc::SIGTERM) };
+    let (code, err) = vmm.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!sock.exists());
+}
+
+#[test]
+fn a_live_socket_is_not_taken_over_and_cli_errors_are_clear() {
+    let vmm = spawn_vmm("taken", &[]);
+    let out = common::run(&["--api-socket", &format!("path={}", vmm.sock.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("another process is serving"), "{}", stderr(&out));
+    assert_eq!(put(&vmm.sock, "vmm.shutdown"), 204);
+    assert_eq!(vmm.wait().0, Some(0));
+    let out = common::run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--kernel PATH is required (or --api-socket"), "{}", stderr(&out));
+}
