@@ -113,6 +113,57 @@ fn vmm_thread_is_killed_by_execve() {
 }
 
 #[test]
+fn api_thread_serves_a_connection_but_is_killed_by_openat() {
+    let case = "api_thread_serves_a_connection_but_is_killed_by_openat";
+    if child_case(case, || {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = std::env::temp_dir().join(format!("vmm-seccomp-api-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("api.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut client = UnixStream::connect(&path).unwrap();
+        client.write_all(b"GET /api/v1/vmm.ping HTTP/1.1\r\n\r\n").unwrap();
+        let epoll = vmm_sys_util::epoll::Epoll::new().unwrap();
+        let _ = std::collections::hash_map::RandomState::new();
+        confine(ThreadKind::Api, SeccompMode::Enforce);
+        // What the API thread does: accept, make non-blocking, wait, read, answer.
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_nonblocking(true).unwrap();
+        epoll
+            .ctl(
+                vmm_sys_util::epoll::ControlOperation::Add,
+                std::os::fd::AsRawFd::as_raw_fd(&conn),
+                vmm_sys_util::epoll::EpollEvent::new(vmm_sys_util::epoll::EventSet::IN, 1),
+            )
+            .unwrap();
+        let mut events = [vmm_sys_util::epoll::EpollEvent::default(); 2];
+        assert_eq!(epoll.wait(1000, &mut events).unwrap(), 1);
+        // micro_http reads with recvmsg (for the fds a client may pass).
+        let mut buf = [0u8; 128];
+        let mut fds = [0i32; 4];
+        let mut iov = [libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        }];
+        // SAFETY: the iovec points at `buf`, which outlives the call.
+        let (n, _) = unsafe {
+            vmm_sys_util::sock_ctrl_msg::ScmSocket::recv_with_fds(&conn, &mut iov, &mut fds)
+        }
+        .unwrap();
+        assert!(n > 0);
+        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        eprintln!("allowed ok");
+        // SAFETY: a plain syscall on a C string; the filter ends the process here.
+        unsafe { libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
+        unreachable!("open returned under the API filter");
+    }) {
+        return;
+    }
+    assert_killed_by(&run_child(case), libc::SYS_openat, "openat", "api");
+}
+
+#[test]
 fn vcpu_thread_is_killed_by_an_unknown_kvm_ioctl_but_may_run() {
     let case = "vcpu_thread_is_killed_by_an_unknown_kvm_ioctl_but_may_run";
     if child_case(case, || {
