@@ -9,8 +9,9 @@
 //! median of each run's ratio to the floor run just before it. A per-phase table (medians, ms
 //! since exec) puts the floor's phases beside the vmm's.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
@@ -27,8 +28,14 @@ usage: first_light [--vmm PATH]... [--runs N] [--sizes 128M,4G,32G] [--vmm-arg A
   --runs N         runs per program and size (default 15)
   --sizes LIST     guest memory sizes (default 128M,4G,32G)
   --vmm-arg ARG    an extra argument for every vmm run (repeatable)
+  --no-api         skip the warm-API measurement
   --write-guest P  write the tiny PVH guest the benchmark boots to P, to profile a run by hand
   -h, --help       this text
+
+The warm-API rows come from one `vmm --api-socket` process (the first --vmm) started before the
+runs: each run is vm.create + vm.boot -> the guest's first serial byte on that process's stdout,
+then vm.delete; they are interleaved with the floor and CLI runs. Then the round-trip latency of
+vmm.ping and vm.info over the socket.
 
 The floor is tests/floor/floor.c, compiled into this binary by the crate's build script.
 ";
@@ -51,6 +58,7 @@ struct Options {
     runs: usize,
     sizes: Vec<String>,
     extra: Vec<String>,
+    api: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -59,6 +67,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         runs: 15,
         sizes: vec!["128M".into(), "4G".into(), "32G".into()],
         extra: Vec::new(),
+        api: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -78,6 +87,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--sizes" => o.sizes = value("--sizes")?.split(',').map(String::from).collect(),
             "--vmm-arg" => o.extra.push(value("--vmm-arg")?),
+            "--no-api" => o.api = false,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -188,6 +198,132 @@ impl Runs {
     }
 }
 
+/// A `vmm --api-socket` process kept running across runs, its stdout (the guests' serial
+/// output) piped here.
+struct WarmVmm {
+    child: std::process::Child,
+    out: std::process::ChildStdout,
+    sock: PathBuf,
+}
+
+/// One HTTP request on a new connection; the status code.
+fn http(sock: &Path, method: &str, endpoint: &str, body: &str) -> Result<u16, String> {
+    let mut s = UnixStream::connect(sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+    let req = format!(
+        "{method} /api/v1/{endpoint} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if rest.len() >= len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("{endpoint}: no HTTP response"))
+}
+
+impl WarmVmm {
+    fn start(vmm: &str, dir: &Path, extra: &[String]) -> Result<Self, String> {
+        let sock = dir.join("api.sock");
+        let mut child = Command::new(vmm)
+            .arg("--api-socket")
+            .arg(format!("path={}", sock.display()))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{vmm}: {e}"))?;
+        let out = child.stdout.take().expect("piped stdout");
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while http(&sock, "GET", "vmm.ping", "") != Ok(200) {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("{vmm} --api-socket: no answer to vmm.ping"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(WarmVmm { child, out, sock })
+    }
+
+    fn expect(&self, method: &str, endpoint: &str, body: &str, want: u16) -> Result<(), String> {
+        match http(&self.sock, method, endpoint, body)? {
+            code if code == want => Ok(()),
+            code => Err(format!("{endpoint}: HTTP {code}, expected {want}")),
+        }
+    }
+
+    /// vm.create + vm.boot -> the guest's first serial byte (ms); then vm.delete.
+    fn first_light(&mut self, guest: &Path, size: &str) -> Result<f64, String> {
+        let bytes = parse_size(size)?;
+        let body = format!(
+            r#"{{"memory":{{"size":{bytes}}},"payload":{{"kernel":"{}"}},"serial":{{"mode":"Tty"}}}}"#,
+            guest.display()
+        );
+        let start = Instant::now();
+        self.expect("PUT", "vm.create", &body, 204)?;
+        self.expect("PUT", "vm.boot", "", 204)?;
+        let mut b = [0u8; 2];
+        self.out
+            .read_exact(&mut b[..1])
+            .map_err(|e| format!("no serial output from the API VM: {e}"))?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        // The guest prints "X\n" and halts.
+        self.out.read_exact(&mut b[1..]).map_err(|e| e.to_string())?;
+        self.expect("PUT", "vm.delete", "", 204)?;
+        Ok(ms)
+    }
+
+    /// Median and 99th percentile round trip (µs) of `n` requests, each on a new connection.
+    fn latency(&self, method: &str, endpoint: &str, n: usize) -> Result<(f64, f64), String> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            self.expect(method, endpoint, "", 200)?;
+            v.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Ok((median(&v), v[(v.len() * 99 / 100).min(v.len() - 1)]))
+    }
+
+    fn stop(mut self) {
+        let _ = self.expect("PUT", "vmm.shutdown", "", 204);
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        Some('T') => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("bad size {s}"))
+}
+
 fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
@@ -260,6 +396,18 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
     for (n, vmm) in o.vmms.iter().enumerate() {
         println!("vmm{n}: {vmm} {}", o.extra.join(" "));
     }
+    let halt_guest = dir.join("halt-api.elf");
+    std::fs::write(
+        &halt_guest,
+        vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_then_halt_code(b"X\n")),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut warm = if o.api {
+        Some(WarmVmm::start(&o.vmms[0], dir, &o.extra)?)
+    } else {
+        None
+    };
+    let mut api_rows = Vec::new();
     let mut tables = Vec::new();
     println!(
         "{:>8} {:>9} {:>9} {:>7} {:>7}",
@@ -268,6 +416,8 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
     for size in &o.sizes {
         let mut floor_runs = Runs::default();
         let mut per_vmm: Vec<Runs> = o.vmms.iter().map(|_| Runs::default()).collect();
+        let mut api_times = Vec::new();
+        let mut api_ratios = Vec::new();
         for _ in 0..o.runs {
             let mut f = Command::new(&floor);
             f.arg(size);
@@ -282,6 +432,23 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
                     .args(&o.extra);
                 r.add(measure(v)?, Some(floor_ms));
             }
+            if let Some(w) = warm.as_mut() {
+                let ms = w.first_light(&halt_guest, size)?;
+                api_times.push(ms);
+                api_ratios.push(ms / floor_ms);
+            }
+        }
+        if !api_times.is_empty() {
+            let (f, c, a) = (
+                median(&floor_runs.times),
+                median(&per_vmm[0].times),
+                median(&api_times),
+            );
+            api_rows.push(format!(
+                "{size:>8} {f:>9.2} {c:>9.2} {a:>9.2} {:>6.2}x {:>6.2}x",
+                a / f,
+                median(&api_ratios)
+            ));
         }
         let f = median(&floor_runs.times);
         let mut table = format!("{size:>8} {:>9}{}\n", "floor", floor_runs.phase_row());
@@ -311,6 +478,29 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
     println!();
     for t in tables {
         print!("{t}");
+    }
+    if let Some(w) = warm {
+        println!(
+            "\nwarm API: vm.create + vm.boot -> first guest serial byte on one running \
+             `vmm --api-socket` (vmm0), median ms"
+        );
+        println!(
+            "{:>8} {:>9} {:>9} {:>9} {:>7} {:>7}",
+            "memory", "floor", "cli", "api", "ratio", "paired"
+        );
+        for r in &api_rows {
+            println!("{r}");
+        }
+        let (p50, p99) = w.latency("GET", "vmm.ping", 500)?;
+        println!("API round trip, new connection each: vmm.ping median {p50:.0} us, p99 {p99:.0} us");
+        let body = format!(
+            r#"{{"memory":{{"size":134217728}},"payload":{{"kernel":"{}"}}}}"#,
+            halt_guest.display()
+        );
+        w.expect("PUT", "vm.create", &body, 204)?;
+        let (p50, p99) = w.latency("GET", "vm.info", 500)?;
+        println!("API round trip, new connection each: vm.info  median {p50:.0} us, p99 {p99:.0} us");
+        w.stop();
     }
     println!();
     for vmm in &o.vmms {
