@@ -120,7 +120,8 @@ fn supported_cpuid(hv: &KvmHypervisor) -> Result<Vec<hypervisor::CpuidEntry>, Vm
 
 /// What a VMM started with `--api-socket` does before any VM configuration exists, so that
 /// `vm.create` + `vm.boot` skip it: /dev/kvm opened, KVM's supported CPUID read, the seccomp
-/// filters compiled.
+/// filters compiled, and the next VM's empty KVM VM and VMM thread created ahead
+/// ([`Warm::prepare_next`], after each VM is gone).
 pub struct Warm {
     hv: Arc<KvmHypervisor>,
     supported: Vec<hypervisor::CpuidEntry>,
@@ -128,6 +129,7 @@ pub struct Warm {
     vcpu: seccomp::Compiled,
     vcpu_vfio: seccomp::Compiled,
     vmm: seccomp::Compiled,
+    spare: Option<(Arc<dyn hypervisor::Vm>, crate::handoff::WorkerThread)>,
 }
 
 impl Warm {
@@ -137,14 +139,31 @@ impl Warm {
         let (vcpu, vcpu_vfio) = vcpu_filters(mode)?;
         let vmm = seccomp::Confinement::new(mode).compile(ThreadKind::Vmm)?;
         vcpu::install_kick_handler().map_err(VmError::Thread)?;
-        Ok(Warm {
+        let mut warm = Warm {
             hv,
             supported,
             seccomp: mode,
             vcpu,
             vcpu_vfio,
             vmm,
-        })
+            spare: None,
+        };
+        warm.prepare_next();
+        Ok(warm)
+    }
+
+    /// Create the next VM's (empty) KVM VM and its VMM thread now, off the boot path. A
+    /// failure here is not an error: the boot then creates them itself.
+    pub fn prepare_next(&mut self) {
+        if self.spare.is_some() {
+            return;
+        }
+        let thread = crate::handoff::WorkerThread::spawn("vmm-events");
+        match (self.hv.create_vm(), thread) {
+            (Ok(vm), Ok(t)) => self.spare = Some((vm, t)),
+            (Err(e), _) => log::debug!("no VM created ahead: {e}"),
+            (_, Err(e)) => log::debug!("no VMM thread started ahead: {e}"),
+        }
     }
 
     pub fn seccomp(&self) -> seccomp::SeccompMode {
@@ -203,7 +222,7 @@ pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
 /// `reboot`: the VM ran before (its serial file is appended to, not truncated).
 pub fn start(
     cfg: &VmConfig,
-    warm: &Warm,
+    warm: &mut Warm,
     reboot: bool,
     on_end: Box<dyn FnOnce(Result<VmExitReason, VmError>) + Send>,
 ) -> Result<RunningVm, VmError> {
@@ -213,7 +232,7 @@ pub fn start(
 fn build(
     cfg: &VmConfig,
     start: Instant,
-    warm: Option<&Warm>,
+    mut warm: Option<&mut Warm>,
     vcpu0: Vcpu0,
     reboot: bool,
 ) -> Result<Built, VmError> {
@@ -242,7 +261,7 @@ fn build(
     if warm.is_none() {
         crate::signals::shutdown_events().map_err(VmError::EventLoop)?;
     }
-    let hv = match warm {
+    let hv = match warm.as_deref() {
         Some(w) => w.hv.clone(),
         None => Arc::new(KvmHypervisor::open(KVM_PATH)?),
     };
@@ -257,10 +276,21 @@ fn build(
     // loading next to it, memory registration from 0.16 to 0.29 ms with the filters).
     // (A warm VMM has the filters and the CPUID already.)
     let spin = crate::handoff::spin_budget();
-    let vmm_thread = crate::handoff::WorkerThread::spawn("vmm-events").map_err(VmError::Thread)?;
+    let spare = warm.as_mut().and_then(|w| w.spare.take());
+    let (vm, vmm_thread) = match spare {
+        Some((vm, thread)) => (Some(vm), thread),
+        None => (
+            None,
+            crate::handoff::WorkerThread::spawn("vmm-events").map_err(VmError::Thread)?,
+        ),
+    };
+    let warm = warm.map(|w| &*w);
     let phys_bits = arch::layout::host_phys_bits();
     let layout = Arc::new(arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?);
-    let vm = hv.create_vm()?;
+    let vm = match vm {
+        Some(vm) => vm,
+        None => hv.create_vm()?,
+    };
     timer.phase("vm_created");
 
     let mem = memory::create(&layout.ram_ranges(), &cfg.memory)?;

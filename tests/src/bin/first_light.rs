@@ -20,7 +20,7 @@ const USAGE: &str = "\
 first_light: time from exec to the guest's first serial byte, vmm against a bare-KVM floor
 
 usage: first_light [--vmm PATH]... [--runs N] [--sizes 128M,4G,32G] [--vmm-arg ARG]...
-       first_light --write-guest PATH
+       first_light --write-guest PATH | --write-halt-guest PATH
 
   --vmm PATH       a vmm binary to measure (repeatable; default target/release/vmm). Several
                    binaries run interleaved with the same floor runs, one row each: the way
@@ -30,6 +30,7 @@ usage: first_light [--vmm PATH]... [--runs N] [--sizes 128M,4G,32G] [--vmm-arg A
   --vmm-arg ARG    an extra argument for every vmm run (repeatable)
   --no-api         skip the warm-API measurement
   --write-guest P  write the tiny PVH guest the benchmark boots to P, to profile a run by hand
+  --write-halt-guest P  the same guest halting instead of resetting (the one the API runs boot)
   -h, --help       this text
 
 The warm-API rows come from one `vmm --api-socket` process (the first --vmm) started before the
@@ -335,12 +336,18 @@ fn main() -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    if args.first().map(String::as_str) == Some("--write-guest") {
+    let write = args.first().map(String::as_str);
+    if write == Some("--write-guest") || write == Some("--write-halt-guest") {
         let Some(path) = args.get(1) else {
-            eprintln!("first_light: --write-guest needs a path\n\n{USAGE}");
+            eprintln!("first_light: {} needs a path\n\n{USAGE}", args[0]);
             return ExitCode::from(2);
         };
-        let bytes = vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"X\n"));
+        let code = if write == Some("--write-guest") {
+            vmm_tests::serial_hello_code(b"X\n")
+        } else {
+            vmm_tests::serial_hello_then_halt_code(b"X\n")
+        };
+        let bytes = vmm_tests::pvh_guest_elf(&code);
         if let Err(e) = std::fs::write(path, bytes) {
             eprintln!("first_light: {path}: {e}");
             return ExitCode::FAILURE;

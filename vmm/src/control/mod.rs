@@ -59,6 +59,10 @@ pub trait Launcher {
     /// `reboot`: this VM ran before (since its `vm.create`).
     fn boot(&mut self, cfg: &VmConfig, reboot: bool, on_end: OnEnd)
         -> Result<Box<dyn Machine>, ApiError>;
+
+    /// Called when no VM runs (after a stop or a failed boot): prepare what the next boot can
+    /// use, off its path.
+    fn prepare_next(&mut self) {}
 }
 
 struct VmSlot {
@@ -169,6 +173,7 @@ impl<L: Launcher> Controller<L> {
     fn stop_machine(&mut self) {
         if let Some(m) = self.vm.as_mut().and_then(|v| v.machine.take()) {
             m.stop();
+            self.launcher.prepare_next();
         }
     }
 
@@ -181,7 +186,13 @@ impl<L: Launcher> Controller<L> {
         let on_end: OnEnd = Box::new(move |result| {
             let _ = tx.send(ControlMsg::VmEnded { generation, result });
         });
-        let machine = self.launcher.boot(&vm.cfg, vm.booted, on_end)?;
+        let machine = match self.launcher.boot(&vm.cfg, vm.booted, on_end) {
+            Ok(m) => m,
+            Err(e) => {
+                self.launcher.prepare_next();
+                return Err(e);
+            }
+        };
         if let Some(vm) = self.vm.as_mut() {
             vm.machine = Some(machine);
             vm.state = VmState::Running;
@@ -364,7 +375,7 @@ impl Launcher for KvmLauncher {
         let on_end = Box::new(move |r: Result<VmExitReason, crate::vm::VmError>| {
             on_end(r.map_err(|e| e.to_string()))
         });
-        crate::vm::start(cfg, &self.warm, reboot, on_end)
+        crate::vm::start(cfg, &mut self.warm, reboot, on_end)
             .map(|m| Box::new(m) as Box<dyn Machine>)
             .map_err(|e| {
                 use crate::vm::VmError as E;
@@ -376,6 +387,10 @@ impl Launcher for KvmLauncher {
                 };
                 ApiError::new(status, e.to_string())
             })
+    }
+
+    fn prepare_next(&mut self) {
+        self.warm.prepare_next();
     }
 }
 
