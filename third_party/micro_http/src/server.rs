@@ -610,6 +610,19 @@ impl HttpServer {
     /// `ServerFull` is returned if server full capacity has been reached.
     fn handle_new_connection(&mut self) -> Result<()> {
         if self.connections.len() == MAX_CONNECTIONS {
+            // (Local change) Connections that are done (closed by the peer earlier in this
+            // batch of events) are dropped now rather than at the end of the batch.
+            let epoll = &self.epoll;
+            self.connections.retain(|rawfd, c| {
+                if c.is_done() {
+                    let _ = Self::epoll_del(epoll, *rawfd);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        if self.connections.len() == MAX_CONNECTIONS {
             // (Local change) The replacement policy: evict the connection idle the longest,
             // if it has been idle long enough and owes the client nothing.
             let idle = self
