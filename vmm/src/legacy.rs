@@ -101,10 +101,19 @@ fn serial_output(
 
 fn open_output(p: &std::path::Path, append: bool) -> std::io::Result<File> {
     if append {
-        std::fs::OpenOptions::new().create(true).append(true).open(p)
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
     } else {
         File::create(p)
     }
+}
+
+/// COM1's configuration, and whether its file is appended to (a reboot) or created.
+pub struct SerialSetup<'a> {
+    pub cfg: &'a SerialConfig,
+    pub append: bool,
 }
 
 /// Create the devices and put them on the port bus. `first_byte` runs when the guest first
@@ -112,19 +121,19 @@ fn open_output(p: &std::path::Path, append: bool) -> std::io::Result<File> {
 pub fn setup(
     vm: &dyn Vm,
     buses: &Buses,
-    serial_cfg: &SerialConfig,
-    serial_append: bool,
+    serial: SerialSetup,
     ram: (u64, u64),
     exit: Arc<ExitSignal>,
     start: Instant,
     first_byte: Box<dyn FnOnce() + Send>,
 ) -> Result<LegacyDevices, LegacyError> {
+    let serial_cfg = serial.cfg;
     let serial = if *serial_cfg == SerialConfig::Off {
         None
     } else {
         let irq = EventFdInterrupt::new().map_err(LegacyError::EventFd)?;
         vm.register_irqfd(irq.eventfd(), COM1_GSI)?;
-        let mut s = Serial::new(Arc::new(irq), serial_output(serial_cfg, serial_append)?);
+        let mut s = Serial::new(Arc::new(irq), serial_output(serial.cfg, serial.append)?);
         s.set_first_byte_hook(first_byte);
         let s = Arc::new(Mutex::new(s));
         buses.pio.insert(s.clone(), COM1_PORT, SERIAL_PORT_LEN)?;
@@ -173,8 +182,10 @@ mod tests {
         setup(
             vm.as_ref(),
             &buses,
-            &SerialConfig::Null,
-            false,
+            SerialSetup {
+                cfg: &SerialConfig::Null,
+                append: false,
+            },
             (128 << 20, 0),
             exit.clone(),
             Instant::now(),
@@ -201,8 +212,10 @@ mod tests {
         setup(
             vm.as_ref(),
             &buses,
-            &SerialConfig::Null,
-            false,
+            SerialSetup {
+                cfg: &SerialConfig::Null,
+                append: false,
+            },
             (128 << 20, 0),
             exit.clone(),
             Instant::now(),
@@ -286,8 +299,10 @@ mod tests {
         let d = setup(
             vm.as_ref(),
             &buses,
-            &SerialConfig::Off,
-            false,
+            SerialSetup {
+                cfg: &SerialConfig::Off,
+                append: false,
+            },
             (128 << 20, 0),
             exit,
             Instant::now(),

@@ -3,8 +3,8 @@
 
 pub mod api;
 pub mod cli;
-pub mod control;
 pub mod config;
+pub mod control;
 pub mod cpuid_cache;
 pub mod handoff;
 pub mod interrupts;

@@ -117,7 +117,6 @@ fn supported_cpuid(hv: &KvmHypervisor) -> Result<Vec<hypervisor::CpuidEntry>, Vm
     Ok(entries)
 }
 
-
 /// What a VMM started with `--api-socket` does before any VM configuration exists, so that
 /// `vm.create` + `vm.boot` skip it: /dev/kvm opened, KVM's supported CPUID read, the seccomp
 /// filters compiled, and the next VM's empty KVM VM and VMM thread created ahead
@@ -378,8 +377,10 @@ fn build(
     let devices = legacy::setup(
         vm.as_ref(),
         &buses,
-        &cfg.serial,
-        reboot,
+        legacy::SerialSetup {
+            cfg: &cfg.serial,
+            append: reboot,
+        },
         (layout.ram_below_4g, layout.ram_above_4g),
         exit.clone(),
         start,
@@ -509,8 +510,10 @@ impl Built {
             let (shared, caller) = (shared.clone(), caller.clone());
             vmm_thread.finish(move || {
                 let reason = match vmm_filter.install() {
-                    Ok(()) => runloop::wait_for_exit(&shared.exit, &devices, &virtio, &serial, true)
-                        .map_err(VmError::EventLoop),
+                    Ok(()) => {
+                        runloop::wait_for_exit(&shared.exit, &devices, &virtio, &serial, true)
+                            .map_err(VmError::EventLoop)
+                    }
                     Err(e) => Err(VmError::from(e)),
                 };
                 // Whatever ended the event loop, the vCPUs leave the guest before memory goes.
@@ -647,7 +650,7 @@ impl RunningVm {
     /// Guest RAM in bytes.
     pub fn memory_size(&self) -> u64 {
         use vm_memory::GuestMemoryBackend;
-        self.mem.iter().map(|r| vm_memory::GuestMemoryRegion::len(r)).sum()
+        self.mem.iter().map(vm_memory::GuestMemoryRegion::len).sum()
     }
 
     /// Stop the vCPUs, end the VMM thread, stop passed-through devices, free guest memory.

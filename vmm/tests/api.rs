@@ -17,7 +17,12 @@ fn call(sock: &Path, method: &str, endpoint: &str, body: Option<&str>) -> (u16, 
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = format!("{method} /api/v1/{endpoint} HTTP/1.1\r\nHost: localhost\r\n");
     match body {
-        Some(b) => req += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()),
+        Some(b) => {
+            req += &format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )
+        }
         None => req += "\r\n",
     }
     s.write_all(req.as_bytes()).unwrap();
@@ -41,14 +46,24 @@ fn call(sock: &Path, method: &str, endpoint: &str, body: Option<&str>) -> (u16, 
         }
     }
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 fn put(sock: &Path, endpoint: &str) -> u16 {
     let (code, body) = call(sock, "PUT", endpoint, None);
-    assert!(code < 300 || body.starts_with('['), "{endpoint}: {code} {body}");
+    assert!(
+        code < 300 || body.starts_with('['),
+        "{endpoint}: {code} {body}"
+    );
     code
 }
 
@@ -132,21 +147,38 @@ fn create_body(kernel: &Path, mem_mib: u64, serial: &Path) -> String {
 
 #[test]
 fn a_vm_created_booted_paused_resumed_shut_down_deleted_and_created_again() {
-    let ticker = tmp("api-ticker", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)));
-    let hello = tmp("api-hello-reset", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"hello\n")));
+    let ticker = tmp(
+        "api-ticker",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)),
+    );
+    let hello = tmp(
+        "api-hello-reset",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"hello\n")),
+    );
     let events = tmp("api-events", b"");
-    let vmm = spawn_vmm("lifecycle", &["--event-monitor", &format!("path={}", events.display())]);
+    let vmm = spawn_vmm(
+        "lifecycle",
+        &["--event-monitor", &format!("path={}", events.display())],
+    );
     let sock = vmm.sock.clone();
     let serial1 = sock.with_file_name("serial1");
     let serial2 = sock.with_file_name("serial2");
 
     let (code, body) = call(&sock, "GET", "vmm.ping", None);
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains(&format!("\"pid\":{}", vmm.child.id())), "{body}");
+    assert!(
+        body.contains(&format!("\"pid\":{}", vmm.child.id())),
+        "{body}"
+    );
     assert_eq!(call(&sock, "GET", "vm.info", None).0, 404);
     assert_eq!(put(&sock, "vm.boot"), 404);
 
-    let (code, body) = call(&sock, "PUT", "vm.create", Some(&create_body(&ticker, 64, &serial1)));
+    let (code, body) = call(
+        &sock,
+        "PUT",
+        "vm.create",
+        Some(&create_body(&ticker, 64, &serial1)),
+    );
     assert_eq!(code, 204, "{body}");
     assert_eq!(info(&sock)["state"], "Created");
     assert_eq!(put(&sock, "vm.boot"), 204);
@@ -156,32 +188,53 @@ fn a_vm_created_booted_paused_resumed_shut_down_deleted_and_created_again() {
     assert_eq!(i["config"]["memory"]["size"], 64u64 << 20);
 
     // The guest runs: its counter (bytes on its serial port) advances.
-    wait_until("the guest's first ticks", Duration::from_secs(20), || size(&serial1) >= 3);
+    wait_until("the guest's first ticks", Duration::from_secs(20), || {
+        size(&serial1) >= 3
+    });
     assert_eq!(put(&sock, "vm.pause"), 204);
     assert_eq!(info(&sock)["state"], "Paused");
     let paused_at = size(&serial1);
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(size(&serial1), paused_at, "the guest ran while paused");
     assert_eq!(put(&sock, "vm.resume"), 204);
-    wait_until("ticks after resume", Duration::from_secs(20), || size(&serial1) > paused_at + 2);
+    wait_until("ticks after resume", Duration::from_secs(20), || {
+        size(&serial1) > paused_at + 2
+    });
     assert_eq!(info(&sock)["state"], "Running");
     assert_eq!(put(&sock, "vm.power-button"), 204);
     assert_eq!(put(&sock, "vm.shutdown"), 204);
     assert_eq!(info(&sock)["state"], "Shutdown");
     let stopped_at = size(&serial1);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(size(&serial1), stopped_at, "the guest ran after vm.shutdown");
+    assert_eq!(
+        size(&serial1),
+        stopped_at,
+        "the guest ran after vm.shutdown"
+    );
     assert_eq!(put(&sock, "vm.delete"), 204);
     assert_eq!(call(&sock, "GET", "vm.info", None).0, 404);
 
     // Created again, with other memory and a guest that resets after its greeting: under the
     // API a reset reboots the VM, so the guest greets again (its output is appended).
-    let (code, body) = call(&sock, "PUT", "vm.create", Some(&create_body(&hello, 128, &serial2)));
+    let (code, body) = call(
+        &sock,
+        "PUT",
+        "vm.create",
+        Some(&create_body(&hello, 128, &serial2)),
+    );
     assert_eq!(code, 204, "{body}");
     assert_eq!(put(&sock, "vm.boot"), 204);
-    wait_until("a second boot after the guest's reset", Duration::from_secs(30), || {
-        std::fs::read_to_string(&serial2).unwrap_or_default().matches("hello").count() >= 2
-    });
+    wait_until(
+        "a second boot after the guest's reset",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&serial2)
+                .unwrap_or_default()
+                .matches("hello")
+                .count()
+                >= 2
+        },
+    );
     let i = info(&sock);
     assert_eq!(i["config"]["memory"]["size"], 128u64 << 20);
     assert_eq!(put(&sock, "vmm.shutdown"), 204);
@@ -189,28 +242,63 @@ fn a_vm_created_booted_paused_resumed_shut_down_deleted_and_created_again() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!sock.exists(), "the socket was left behind");
     let ev = std::fs::read_to_string(&events).unwrap();
-    for e in ["booting", "booted", "pausing", "paused", "resumed", "shutdown", "deleted", "rebooting", "rebooted"] {
-        assert!(ev.contains(&format!("\"event\": \"{e}\"")), "no {e} event in {ev}");
+    for e in [
+        "booting",
+        "booted",
+        "pausing",
+        "paused",
+        "resumed",
+        "shutdown",
+        "deleted",
+        "rebooting",
+        "rebooted",
+    ] {
+        assert!(
+            ev.contains(&format!("\"event\": \"{e}\"")),
+            "no {e} event in {ev}"
+        );
     }
 }
 
 #[test]
 fn bad_requests_leave_the_guest_running() {
-    let ticker = tmp("api-ticker-bad", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)));
+    let ticker = tmp(
+        "api-ticker-bad",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)),
+    );
     let vmm = spawn_vmm("bad", &[]);
     let sock = vmm.sock.clone();
     let serial = sock.with_file_name("serial");
-    assert_eq!(call(&sock, "PUT", "vm.create", Some(&create_body(&ticker, 32, &serial))).0, 204);
+    assert_eq!(
+        call(
+            &sock,
+            "PUT",
+            "vm.create",
+            Some(&create_body(&ticker, 32, &serial))
+        )
+        .0,
+        204
+    );
     assert_eq!(put(&sock, "vm.boot"), 204);
     wait_until("ticks", Duration::from_secs(20), || size(&serial) >= 2);
     for (method, endpoint, body, want) in [
         ("PUT", "vm.create", Some("{"), 400),
-        ("PUT", "vm.create", Some(r#"{"payload":{"kernel":"/k"},"x":1}"#), 400),
+        (
+            "PUT",
+            "vm.create",
+            Some(r#"{"payload":{"kernel":"/k"},"x":1}"#),
+            400,
+        ),
         ("GET", "vm.boot", None, 405),
         ("PUT", "vm.nothing", None, 404),
         ("PUT", "vm.resume", None, 405),
         ("PUT", "vm.boot", None, 405),
-        ("PUT", "vm.add-device", Some(r#"{"path":"/sys/bus/pci/devices/0000:00:01.0"}"#), 501),
+        (
+            "PUT",
+            "vm.add-device",
+            Some(r#"{"path":"/sys/bus/pci/devices/0000:00:01.0"}"#),
+            501,
+        ),
     ] {
         let (code, body) = call(&sock, method, endpoint, body);
         assert_eq!(code, want, "{method} {endpoint}: {body}");
@@ -225,7 +313,11 @@ fn bad_requests_leave_the_guest_running() {
     let n = s.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"));
     let before = size(&serial);
-    wait_until("ticks after the bad requests", Duration::from_secs(20), || size(&serial) > before);
+    wait_until(
+        "ticks after the bad requests",
+        Duration::from_secs(20),
+        || size(&serial) > before,
+    );
     assert_eq!(info(&sock)["state"], "Running");
     assert_eq!(put(&sock, "vmm.shutdown"), 204);
     let (code, err) = vmm.wait();
@@ -234,11 +326,23 @@ fn bad_requests_leave_the_guest_running() {
 
 #[test]
 fn sigterm_shuts_an_api_vmm_down_cleanly() {
-    let ticker = tmp("api-ticker-term", &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)));
+    let ticker = tmp(
+        "api-ticker-term",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)),
+    );
     let vmm = spawn_vmm("sigterm", &[]);
     let sock = vmm.sock.clone();
     let serial = sock.with_file_name("serial");
-    assert_eq!(call(&sock, "PUT", "vm.create", Some(&create_body(&ticker, 32, &serial))).0, 204);
+    assert_eq!(
+        call(
+            &sock,
+            "PUT",
+            "vm.create",
+            Some(&create_body(&ticker, 32, &serial))
+        )
+        .0,
+        204
+    );
     assert_eq!(put(&sock, "vm.boot"), 204);
     // SAFETY: signalling the child this test spawned.
     unsafe { libc::kill(vmm.child.id() as i32, libc::SIGTERM) };
@@ -252,10 +356,18 @@ fn a_live_socket_is_not_taken_over_and_cli_errors_are_clear() {
     let vmm = spawn_vmm("taken", &[]);
     let out = common::run(&["--api-socket", &format!("path={}", vmm.sock.display())]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("another process is serving"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another process is serving"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(put(&vmm.sock, "vmm.shutdown"), 204);
     assert_eq!(vmm.wait().0, Some(0));
     let out = common::run(&[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--kernel PATH is required (or --api-socket"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--kernel PATH is required (or --api-socket"),
+        "{}",
+        stderr(&out)
+    );
 }

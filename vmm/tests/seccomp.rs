@@ -123,7 +123,9 @@ fn api_thread_serves_a_connection_but_is_killed_by_openat() {
         let path = dir.join("api.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let mut client = UnixStream::connect(&path).unwrap();
-        client.write_all(b"GET /api/v1/vmm.ping HTTP/1.1\r\n\r\n").unwrap();
+        client
+            .write_all(b"GET /api/v1/vmm.ping HTTP/1.1\r\n\r\n")
+            .unwrap();
         let epoll = vmm_sys_util::epoll::Epoll::new().unwrap();
         let _ = std::collections::hash_map::RandomState::new();
         confine(ThreadKind::Api, SeccompMode::Enforce);

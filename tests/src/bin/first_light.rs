@@ -289,7 +289,9 @@ impl WarmVmm {
             .map_err(|e| format!("no serial output from the API VM: {e}"))?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         // The guest prints "X\n" and halts.
-        self.out.read_exact(&mut b[1..]).map_err(|e| e.to_string())?;
+        self.out
+            .read_exact(&mut b[1..])
+            .map_err(|e| e.to_string())?;
         self.expect("PUT", "vm.delete", "", 204)?;
         Ok(ms)
     }
@@ -499,14 +501,18 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
             println!("{r}");
         }
         let (p50, p99) = w.latency("GET", "vmm.ping", 500)?;
-        println!("API round trip, new connection each: vmm.ping median {p50:.0} us, p99 {p99:.0} us");
+        println!(
+            "API round trip, new connection each: vmm.ping median {p50:.0} us, p99 {p99:.0} us"
+        );
         let body = format!(
             r#"{{"memory":{{"size":134217728}},"payload":{{"kernel":"{}"}}}}"#,
             halt_guest.display()
         );
         w.expect("PUT", "vm.create", &body, 204)?;
         let (p50, p99) = w.latency("GET", "vm.info", 500)?;
-        println!("API round trip, new connection each: vm.info  median {p50:.0} us, p99 {p99:.0} us");
+        println!(
+            "API round trip, new connection each: vm.info  median {p50:.0} us, p99 {p99:.0} us"
+        );
         w.stop();
     }
     println!();

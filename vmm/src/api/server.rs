@@ -31,18 +31,15 @@ impl ApiSocketSpec {
     /// `path=PATH`, `fd=N`, or a bare path (Cloud Hypervisor accepts all three).
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(fd) = s.strip_prefix("fd=") {
-            let fd: i32 = fd
-                .parse()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| format!("--api-socket: fd='{fd}': not a file descriptor number"))?;
+            let fd: i32 =
+                fd.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    format!("--api-socket: fd='{fd}': not a file descriptor number")
+                })?;
             return Ok(ApiSocketSpec::Fd(fd));
         }
         let path = s.strip_prefix("path=").unwrap_or(s);
         if path.is_empty() || path.contains(',') {
-            return Err(format!(
-                "--api-socket: '{s}': expected path=PATH or fd=N"
-            ));
+            return Err(format!("--api-socket: '{s}': expected path=PATH or fd=N"));
         }
         Ok(ApiSocketSpec::Path(path.into()))
     }
@@ -50,12 +47,17 @@ impl ApiSocketSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiSocketError {
-    #[error("--api-socket {path}: another process is serving on this socket (is another VMM using it?)")]
+    #[error(
+        "--api-socket {path}: another process is serving on this socket (is another VMM using it?)"
+    )]
     InUse { path: String },
     #[error("--api-socket {path}: exists and is not a socket; refusing to replace it")]
     NotASocket { path: String },
     #[error("--api-socket {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("--api-socket fd={fd}: {reason}")]
     BadFd { fd: i32, reason: String },
 }
@@ -115,10 +117,19 @@ impl ApiSocket {
             let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
             // SAFETY: getsockopt writes at most `len` bytes into `v`.
             let r = unsafe {
-                libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut v as *mut libc::c_int).cast(), &mut len)
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    name,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
             };
             if r != 0 {
-                return Err(format!("not a socket ({})", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "not a socket ({})",
+                    std::io::Error::last_os_error()
+                ));
             }
             Ok(v)
         };
@@ -196,7 +207,12 @@ impl ApiThread {
 /// Hand `req` to the control loop and wait for its answer.
 fn ask(control: &mpsc::Sender<ControlMsg>, req: Request) -> Result<super::Reply, ApiError> {
     let (tx, rx) = mpsc::channel();
-    let gone = || ApiError::new(Status::InternalServerError, "the VMM's control loop has ended");
+    let gone = || {
+        ApiError::new(
+            Status::InternalServerError,
+            "the VMM's control loop has ended",
+        )
+    };
     control.send(ControlMsg::Api(req, tx)).map_err(|_| gone())?;
     rx.recv().map_err(|_| gone())?
 }
@@ -271,7 +287,9 @@ mod tests {
         let first = ApiSocket::open(&ApiSocketSpec::Path(p.clone())).unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let e = ApiSocket::open(&ApiSocketSpec::Path(p.clone())).err().unwrap();
+        let e = ApiSocket::open(&ApiSocketSpec::Path(p.clone()))
+            .err()
+            .unwrap();
         assert!(matches!(e, ApiSocketError::InUse { .. }), "{e}");
         // Once nobody listens, the stale file is replaced.
         drop(first);
@@ -285,7 +303,9 @@ mod tests {
         let d = dir("file");
         let p = d.join("precious");
         std::fs::write(&p, b"data").unwrap();
-        let e = ApiSocket::open(&ApiSocketSpec::Path(p.clone())).err().unwrap();
+        let e = ApiSocket::open(&ApiSocketSpec::Path(p.clone()))
+            .err()
+            .unwrap();
         assert!(matches!(e, ApiSocketError::NotASocket { .. }), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), b"data");
         std::fs::remove_dir_all(&d).unwrap();

@@ -190,7 +190,14 @@ fn every_endpoint_answers_as_cloud_hypervisors_spec_says() {
     let (code, body) = api.call("PUT", "vm.add-device", Some(r#"{"path":"/sys/x"}"#));
     assert_eq!(code, 501);
     assert!(messages(&body).contains("not supported yet"), "{body}");
-    for e in ["vm.add-disk", "vm.add-net", "vm.remove-device", "vm.resize", "vm.snapshot", "vm.restore"] {
+    for e in [
+        "vm.add-disk",
+        "vm.add-net",
+        "vm.remove-device",
+        "vm.resize",
+        "vm.snapshot",
+        "vm.restore",
+    ] {
         assert_eq!(api.call("PUT", e, Some("{}")).0, 501, "{e}");
     }
     let log = api.log.clone();
@@ -213,13 +220,48 @@ fn bad_requests_get_a_4xx_with_a_reason_and_the_vm_keeps_running() {
     assert_eq!(api.call("PUT", "vm.create", Some(CREATE)).0, 204);
     assert_eq!(api.put("vm.boot"), 204);
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("malformed HTTP", b"NONSENSE\r\n\r\n".to_vec(), 400, "Bad Request"),
-        ("not HTTP at all", b"\x00\x01\x02 hello\r\n\r\n".to_vec(), 400, "Bad Request"),
-        ("unknown endpoint", b"GET /api/v1/vm.bogus HTTP/1.1\r\n\r\n".to_vec(), 404, "unknown endpoint"),
-        ("outside the API", b"GET /index.html HTTP/1.1\r\n\r\n".to_vec(), 404, "/api/v1/"),
-        ("wrong method", b"GET /api/v1/vm.pause HTTP/1.1\r\n\r\n".to_vec(), 405, "takes PUT"),
-        ("wrong method on a read", b"PUT /api/v1/vm.info HTTP/1.1\r\n\r\n".to_vec(), 405, "takes GET"),
-        ("invalid JSON", put_with("vm.create", r#"{"payload"#), 400, "invalid VmConfig"),
+        (
+            "malformed HTTP",
+            b"NONSENSE\r\n\r\n".to_vec(),
+            400,
+            "Bad Request",
+        ),
+        (
+            "not HTTP at all",
+            b"\x00\x01\x02 hello\r\n\r\n".to_vec(),
+            400,
+            "Bad Request",
+        ),
+        (
+            "unknown endpoint",
+            b"GET /api/v1/vm.bogus HTTP/1.1\r\n\r\n".to_vec(),
+            404,
+            "unknown endpoint",
+        ),
+        (
+            "outside the API",
+            b"GET /index.html HTTP/1.1\r\n\r\n".to_vec(),
+            404,
+            "/api/v1/",
+        ),
+        (
+            "wrong method",
+            b"GET /api/v1/vm.pause HTTP/1.1\r\n\r\n".to_vec(),
+            405,
+            "takes PUT",
+        ),
+        (
+            "wrong method on a read",
+            b"PUT /api/v1/vm.info HTTP/1.1\r\n\r\n".to_vec(),
+            405,
+            "takes GET",
+        ),
+        (
+            "invalid JSON",
+            put_with("vm.create", r#"{"payload"#),
+            400,
+            "invalid VmConfig",
+        ),
         (
             "unknown field",
             put_with("vm.create", r#"{"payload":{"kernel":"/k"},"gpus":8}"#),
@@ -228,13 +270,31 @@ fn bad_requests_get_a_4xx_with_a_reason_and_the_vm_keeps_running() {
         ),
         (
             "wrong type",
-            put_with("vm.create", r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":"many","max_vcpus":1}}"#),
+            put_with(
+                "vm.create",
+                r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":"many","max_vcpus":1}}"#,
+            ),
             400,
             "invalid type",
         ),
-        ("no body", b"PUT /api/v1/vm.create HTTP/1.1\r\n\r\n".to_vec(), 400, "must be a VmConfig"),
-        ("action in the wrong state", b"PUT /api/v1/vm.resume HTTP/1.1\r\n\r\n".to_vec(), 405, "not paused"),
-        ("create over an existing VM", put_with("vm.create", CREATE), 409, "already created"),
+        (
+            "no body",
+            b"PUT /api/v1/vm.create HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+            "must be a VmConfig",
+        ),
+        (
+            "action in the wrong state",
+            b"PUT /api/v1/vm.resume HTTP/1.1\r\n\r\n".to_vec(),
+            405,
+            "not paused",
+        ),
+        (
+            "create over an existing VM",
+            put_with("vm.create", CREATE),
+            409,
+            "already created",
+        ),
     ];
     for (what, bytes, code, needle) in cases {
         eprintln!("case: {what}");
@@ -281,7 +341,8 @@ fn stalled_clients_cannot_lock_the_api_out_and_many_clients_are_served_at_once()
             std::thread::spawn(move || {
                 let mut s = UnixStream::connect(&path).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                s.write_all(b"GET /api/v1/vmm.ping HTTP/1.1\r\n\r\n").unwrap();
+                s.write_all(b"GET /api/v1/vmm.ping HTTP/1.1\r\n\r\n")
+                    .unwrap();
                 read_response(&mut s).0
             })
         })
@@ -292,7 +353,8 @@ fn stalled_clients_cannot_lock_the_api_out_and_many_clients_are_served_at_once()
     // Keep-alive: several requests on one connection.
     let mut s = api.connect();
     for _ in 0..3 {
-        s.write_all(b"GET /api/v1/vmm.ping HTTP/1.1\r\n\r\n").unwrap();
+        s.write_all(b"GET /api/v1/vmm.ping HTTP/1.1\r\n\r\n")
+            .unwrap();
         assert_eq!(read_response(&mut s).0, 200);
     }
     assert_eq!(api.put("vmm.shutdown"), 204);

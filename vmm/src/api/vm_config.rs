@@ -48,7 +48,10 @@ fn require_unset(field: &str, v: &Option<Value>) -> Result<(), String> {
 /// The command-line parsers' messages name the flag ("--disk: ..."); the API names the field.
 fn api_message(field: &str, e: config::ConfigError) -> String {
     let m = e.to_string();
-    format!("{field}: {}", m.split_once(": ").map_or(m.as_str(), |(_, r)| r))
+    format!(
+        "{field}: {}",
+        m.split_once(": ").map_or(m.as_str(), |(_, r)| r)
+    )
 }
 
 fn no_separators(field: &str, v: &str) -> Result<(), String> {
@@ -555,7 +558,11 @@ impl ApiVmConfig {
         }
         let cfg = VmConfig {
             kernel,
-            initramfs: p.initramfs.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from),
+            initramfs: p
+                .initramfs
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             cmdline: p
                 .cmdline
                 .clone()
@@ -680,7 +687,11 @@ fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String>
     if d.sparse == Some(false) {
         return Err(unsupported(&format!("{field}.sparse"), "false"));
     }
-    if let Some(t) = d.image_type.as_deref().filter(|t| *t != "Raw" && *t != "Unknown") {
+    if let Some(t) = d
+        .image_type
+        .as_deref()
+        .filter(|t| *t != "Raw" && *t != "Unknown")
+    {
         return Err(unsupported(&format!("{field}.image_type"), t));
     }
     let path = match d.path.as_deref() {
@@ -690,7 +701,11 @@ fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String>
     // The command line's parser validates the rest; the path is set after it (paths may hold
     // the ',' that separates its parameters).
     let onoff = |b: bool| if b { "on" } else { "off" };
-    let mut kv = format!("path=_,readonly={},direct={}", onoff(d.readonly), onoff(d.direct));
+    let mut kv = format!(
+        "path=_,readonly={},direct={}",
+        onoff(d.readonly),
+        onoff(d.direct)
+    );
     if let Some(n) = d.num_queues {
         kv += &format!(",num_queues={n}");
     }
@@ -873,7 +888,8 @@ mod tests {
     fn unknown_fields_and_wrong_types_are_refused_by_name() {
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"bogus":1}"#);
         assert!(e.contains("unknown field `bogus`"), "{e}");
-        let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":1,"x":1}}"#);
+        let e =
+            parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":1,"x":1}}"#);
         assert!(e.contains("unknown field `x`"), "{e}");
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"memory":{"size":"big"}}"#);
         assert!(e.contains("invalid type"), "{e}");
@@ -888,13 +904,19 @@ mod tests {
         let e = parse_err(r#"{"payload":{}}"#);
         assert!(e.starts_with("payload.kernel: required"), "{e}");
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":0,"max_vcpus":0}}"#);
-        assert!(e.starts_with("cpus:") && e.contains("at least one vCPU"), "{e}");
+        assert!(
+            e.starts_with("cpus:") && e.contains("at least one vCPU"),
+            "{e}"
+        );
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":4}}"#);
         assert!(e.contains("hotplug"), "{e}");
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"memory":{"size":0}}"#);
         assert!(e.starts_with("memory:"), "{e}");
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"disks":[{"path":"/a","queue_size":3}]}"#);
-        assert!(e.starts_with("disks[0]:") && e.contains("power of two"), "{e}");
+        assert!(
+            e.starts_with("disks[0]:") && e.contains("power of two"),
+            "{e}"
+        );
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"disks":[{"path":"/a"},{"path":"/a"}]}"#);
         assert!(e.contains("two disks"), "{e}");
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"serial":{"mode":"File"}}"#);
@@ -909,12 +931,24 @@ mod tests {
     fn features_not_supported_yet_are_refused_unless_unset() {
         for (json, field) in [
             (r#""vsock":{"cid":3,"socket":"/v"}"#, "vsock"),
-            (r#""fs":[{"tag":"t","socket":"/s","num_queues":1,"queue_size":1024}]"#, "fs"),
+            (
+                r#""fs":[{"tag":"t","socket":"/s","num_queues":1,"queue_size":1024}]"#,
+                "fs",
+            ),
             (r#""iommu":true"#, "iommu"),
-            (r#""payload":{"kernel":"/k","firmware":"/fw"}"#, "payload.firmware"),
+            (
+                r#""payload":{"kernel":"/k","firmware":"/fw"}"#,
+                "payload.firmware",
+            ),
             (r#""serial":{"mode":"Pty"}"#, "serial.mode"),
-            (r#""memory":{"size":1073741824,"hotplug_size":1073741824}"#, "memory.hotplug_size"),
-            (r#""platform":{"num_pci_segments":2}"#, "platform.num_pci_segments"),
+            (
+                r#""memory":{"size":1073741824,"hotplug_size":1073741824}"#,
+                "memory.hotplug_size",
+            ),
+            (
+                r#""platform":{"num_pci_segments":2}"#,
+                "platform.num_pci_segments",
+            ),
         ] {
             let body = if json.starts_with(r#""payload""#) {
                 format!("{{{json}}}")
@@ -922,7 +956,10 @@ mod tests {
                 format!(r#"{{"payload":{{"kernel":"/k"}},{json}}}"#)
             };
             let e = parse_err(&body);
-            assert!(e.starts_with(field) && e.contains("not supported"), "{body}: {e}");
+            assert!(
+                e.starts_with(field) && e.contains("not supported"),
+                "{body}: {e}"
+            );
         }
         // Cloud Hypervisor's defaults, sent explicitly, are fine.
         parse_ok(
@@ -933,7 +970,11 @@ mod tests {
 
     #[test]
     fn info_reports_the_config_with_defaults_filled_in() {
-        let (api, _) = parse(br#"{"payload":{"kernel":"/k"},"iommu":false}"#, SeccompMode::Off).unwrap();
+        let (api, _) = parse(
+            br#"{"payload":{"kernel":"/k"},"iommu":false}"#,
+            SeccompMode::Off,
+        )
+        .unwrap();
         let v = serde_json::to_value(&api).unwrap();
         assert_eq!(v["cpus"]["boot_vcpus"], 1);
         assert_eq!(v["memory"]["size"], 512u64 << 20);

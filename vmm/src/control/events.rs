@@ -37,11 +37,9 @@ impl EventTarget {
     /// `path=PATH`, `fd=N`, or a bare path (Cloud Hypervisor accepts all three).
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(fd) = s.strip_prefix("fd=") {
-            let fd: i32 = fd
-                .parse()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| format!("--event-monitor: fd='{fd}': not a file descriptor number"))?;
+            let fd: i32 = fd.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                format!("--event-monitor: fd='{fd}': not a file descriptor number")
+            })?;
             return Ok(EventTarget::Fd(fd));
         }
         let path = s.strip_prefix("path=").unwrap_or(s);

@@ -59,4 +59,3 @@ impl Launcher for FakeLauncher {
         Ok(Box::new(FakeMachine(self.0.clone(), cfg.memory.size)))
     }
 }
-

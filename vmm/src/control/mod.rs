@@ -57,8 +57,12 @@ pub trait Launcher {
     /// Boot `cfg`. A refusal carries the status: 400 when the configuration names something
     /// unusable (a missing kernel, a device not bound to vfio-pci), 500 otherwise.
     /// `reboot`: this VM ran before (since its `vm.create`).
-    fn boot(&mut self, cfg: &VmConfig, reboot: bool, on_end: OnEnd)
-        -> Result<Box<dyn Machine>, ApiError>;
+    fn boot(
+        &mut self,
+        cfg: &VmConfig,
+        reboot: bool,
+        on_end: OnEnd,
+    ) -> Result<Box<dyn Machine>, ApiError>;
 
     /// Called when no VM runs (after a stop or a failed boot): prepare what the next boot can
     /// use, off its path.
@@ -235,11 +239,10 @@ impl<L: Launcher> Controller<L> {
             Request::Boot => {
                 self.check(Action::Boot)?;
                 self.events.emit("vm", "booting", &[]);
-                self.boot_machine()
-                    .map_err(|e| ApiError {
-                        status: e.status,
-                        messages: [vec!["cannot boot the VM".to_string()], e.messages].concat(),
-                    })?;
+                self.boot_machine().map_err(|e| ApiError {
+                    status: e.status,
+                    messages: [vec!["cannot boot the VM".to_string()], e.messages].concat(),
+                })?;
                 self.events.emit("vm", "booted", &[]);
                 Ok(Reply::Empty)
             }

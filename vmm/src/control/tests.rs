@@ -34,7 +34,12 @@ fn status(r: Result<Reply, ApiError>) -> Result<Reply, Status> {
 }
 
 /// Deliver the guest's end as the VM's event thread would.
-fn guest_ends(c: &mut Controller<FakeLauncher>, log: &Log, rx: &mpsc::Receiver<ControlMsg>, r: VmExitReason) {
+fn guest_ends(
+    c: &mut Controller<FakeLauncher>,
+    log: &Log,
+    rx: &mpsc::Receiver<ControlMsg>,
+    r: VmExitReason,
+) {
     let on_end = log.on_end.lock().unwrap().take().expect("a booted VM");
     on_end(Ok(r));
     match rx.try_recv() {
@@ -52,21 +57,45 @@ fn the_full_lifecycle_with_every_refusal_on_the_way() {
     assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));
     assert_eq!(c.state(), Some(VmState::Created));
     assert_eq!(status(c.handle(create(64))), Err(Status::Conflict));
-    assert_eq!(status(c.handle(Request::Pause)), Err(Status::MethodNotAllowed));
-    assert_eq!(status(c.handle(Request::Resume)), Err(Status::MethodNotAllowed));
-    assert_eq!(status(c.handle(Request::PowerButton)), Err(Status::MethodNotAllowed));
+    assert_eq!(
+        status(c.handle(Request::Pause)),
+        Err(Status::MethodNotAllowed)
+    );
+    assert_eq!(
+        status(c.handle(Request::Resume)),
+        Err(Status::MethodNotAllowed)
+    );
+    assert_eq!(
+        status(c.handle(Request::PowerButton)),
+        Err(Status::MethodNotAllowed)
+    );
     assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
     assert_eq!(c.state(), Some(VmState::Running));
     assert_eq!(log.boots.load(Ordering::SeqCst), 1);
-    assert_eq!(status(c.handle(Request::Boot)), Err(Status::MethodNotAllowed));
-    assert_eq!(status(c.handle(Request::Resume)), Err(Status::MethodNotAllowed));
+    assert_eq!(
+        status(c.handle(Request::Boot)),
+        Err(Status::MethodNotAllowed)
+    );
+    assert_eq!(
+        status(c.handle(Request::Resume)),
+        Err(Status::MethodNotAllowed)
+    );
     assert_eq!(status(c.handle(Request::Pause)), Ok(Reply::Empty));
     assert_eq!(c.state(), Some(VmState::Paused));
-    assert_eq!(status(c.handle(Request::Pause)), Err(Status::MethodNotAllowed));
-    assert_eq!(status(c.handle(Request::PowerButton)), Err(Status::MethodNotAllowed));
+    assert_eq!(
+        status(c.handle(Request::Pause)),
+        Err(Status::MethodNotAllowed)
+    );
+    assert_eq!(
+        status(c.handle(Request::PowerButton)),
+        Err(Status::MethodNotAllowed)
+    );
     assert_eq!(status(c.handle(Request::Resume)), Ok(Reply::Empty));
     assert_eq!(
-        (log.pauses.load(Ordering::SeqCst), log.resumes.load(Ordering::SeqCst)),
+        (
+            log.pauses.load(Ordering::SeqCst),
+            log.resumes.load(Ordering::SeqCst)
+        ),
         (1, 1)
     );
     assert_eq!(status(c.handle(Request::PowerButton)), Ok(Reply::Empty));
@@ -81,7 +110,10 @@ fn the_full_lifecycle_with_every_refusal_on_the_way() {
     assert_eq!(status(c.handle(Request::Shutdown)), Ok(Reply::Empty));
     assert_eq!(c.state(), Some(VmState::Shutdown));
     assert_eq!(log.stops.load(Ordering::SeqCst), 1);
-    assert_eq!(status(c.handle(Request::Shutdown)), Err(Status::MethodNotAllowed));
+    assert_eq!(
+        status(c.handle(Request::Shutdown)),
+        Err(Status::MethodNotAllowed)
+    );
     // Booted again from Shutdown, then deleted while running.
     assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
     assert_eq!(status(c.handle(Request::Delete)), Ok(Reply::Empty));
@@ -114,7 +146,12 @@ fn a_guest_reset_reboots_and_a_poweroff_leaves_the_vm_shut_down() {
     assert_eq!(log.stops.load(Ordering::SeqCst), 2);
     // The VMM keeps serving: boot again.
     c.handle(Request::Boot).unwrap();
-    guest_ends(&mut c, &log, &rx, VmExitReason::Fatal("triple fault".into()));
+    guest_ends(
+        &mut c,
+        &log,
+        &rx,
+        VmExitReason::Fatal("triple fault".into()),
+    );
     assert_eq!(c.state(), Some(VmState::Shutdown));
 }
 

@@ -122,7 +122,10 @@ mod tests {
         assert!(g.wait_all_parked(Duration::from_secs(10), || {}, |n| n == 1));
         stop.store(true, Ordering::Release);
         t.join().unwrap();
-        assert!(g.is_raised(), "a stop releases the vCPU without lowering the gate");
+        assert!(
+            g.is_raised(),
+            "a stop releases the vCPU without lowering the gate"
+        );
     }
 
     #[test]
