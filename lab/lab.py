@@ -522,13 +522,16 @@ def build_l1_base():
     cmd_fetch()
     l2init = build_l2_initrd()
     labrun = build_labrun()
+    api = build_static_tool("api")
     out = L1OUT / "base.cpio"
-    inputs = [LAB / "l1/init", LAB / "lab.py", labrun, l2init, L2OUT / "vmlinux", L2OUT / "bzImage"]
+    inputs = [LAB / "l1/init", LAB / "lab.py", labrun, api, l2init, L2OUT / "vmlinux", L2OUT / "bzImage"]
     if newer(out, *inputs):
         return out
     cpio = Cpio()
     busybox_skeleton(cpio, LAB / "l1/init")
     cpio.file("bin/labrun", labrun, 0o755)
+    # The REST API client for the api-* scenarios (lab/tools/api.c).
+    cpio.file("bin/api", api, 0o755)
     mods = add_modules(cpio, L1_MODULES)
     for f in ("vmlinux", "bzImage", "initramfs.cpio.gz", "initramfs.cpio", "kernel.version"):
         cpio.file(f"lab/l2/{f}", L2OUT / f)

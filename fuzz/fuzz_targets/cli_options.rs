@@ -87,6 +87,7 @@ fn has_newline_in_value(e: &ConfigError) -> bool {
             param.contains('\n')
         }
         ConfigError::Missing { .. } => false,
+        ConfigError::Option(msg) => msg.contains('\n'),
     }
 }
 
