@@ -10,7 +10,10 @@ done
 if [ -z "$dev" ]; then
     echo "LAB-PWRBTN-NODEV"; ls /sys/class/input
 else
+    # Open the device before saying so: the host presses the button once it reads READY, and
+    # an event device delivers only to readers that have it open.
+    exec 3< "$dev"
     echo "LAB-PWRBTN-READY $dev"
-    head -c 24 "$dev" > /dev/null
+    head -c 24 <&3 > /dev/null
     echo "LAB-PWRBTN-PRESSED"
 fi
