@@ -33,7 +33,7 @@ usage: first_light [--vmm PATH]... [--runs N] [--sizes 128M,4G,32G] [--vmm-arg A
   --write-halt-guest P  the same guest halting instead of resetting (the one the API runs boot)
   -h, --help       this text
 
-The warm-API rows come from one `vmm --api-socket` process (the first --vmm) started before the
+The warm-API rows come from one `vmm --api-socket` process (the last --vmm) started before the
 runs: each run is vm.create + vm.boot -> the guest's first serial byte on that process's stdout,
 then vm.delete; they are interleaved with the floor and CLI runs. Then the round-trip latency of
 vmm.ping and vm.info over the socket.
@@ -412,7 +412,7 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let mut warm = if o.api {
-        Some(WarmVmm::start(&o.vmms[0], dir, &o.extra)?)
+        Some(WarmVmm::start(o.vmms.last().expect("a vmm"), dir, &o.extra)?)
     } else {
         None
     };
@@ -450,7 +450,7 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
         if !api_times.is_empty() {
             let (f, c, a) = (
                 median(&floor_runs.times),
-                median(&per_vmm[0].times),
+                median(&per_vmm[per_vmm.len() - 1].times),
                 median(&api_times),
             );
             api_rows.push(format!(
@@ -491,7 +491,7 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
     if let Some(w) = warm {
         println!(
             "\nwarm API: vm.create + vm.boot -> first guest serial byte on one running \
-             `vmm --api-socket` (vmm0), median ms"
+             `vmm --api-socket` (the last vmm; cli: the same binary per exec), median ms"
         );
         println!(
             "{:>8} {:>9} {:>9} {:>9} {:>7} {:>7}",
