@@ -412,7 +412,11 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let mut warm = if o.api {
-        Some(WarmVmm::start(o.vmms.last().expect("a vmm"), dir, &o.extra)?)
+        Some(WarmVmm::start(
+            o.vmms.last().expect("a vmm"),
+            dir,
+            &o.extra,
+        )?)
     } else {
         None
     };
