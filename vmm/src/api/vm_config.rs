@@ -482,8 +482,20 @@ impl ApiVmConfig {
                 ] {
                     require_unset(f, v)?;
                 }
-                CpusConfig::parse(&format!("boot={},max={}", c.boot_vcpus, c.max_vcpus))
-                    .map_err(|e| api_message("cpus", e))?
+                // max_vcpus above boot_vcpus is what Kata asks for (room for CPU hotplug): the
+                // VM boots with boot_vcpus, and adding vCPUs (vm.resize) answers 501 until CPU
+                // hotplug exists.
+                let cpus = CpusConfig::parse(&format!("boot={}", c.boot_vcpus))
+                    .map_err(|e| api_message("cpus", e))?;
+                if c.max_vcpus < c.boot_vcpus {
+                    return Err(format!(
+                        "cpus.max_vcpus: {} is less than boot_vcpus ({})",
+                        c.max_vcpus, c.boot_vcpus
+                    ));
+                }
+                CpusConfig::parse(&format!("boot={}", c.max_vcpus))
+                    .map_err(|e| api_message("cpus.max_vcpus", e))?;
+                cpus
             }
         };
         let memory = match &self.memory {
@@ -587,7 +599,10 @@ impl ApiVmConfig {
         let mut out = self.clone();
         out.cpus = Some(ApiCpus {
             boot_vcpus: cfg.cpus.boot,
-            max_vcpus: cfg.cpus.boot,
+            max_vcpus: self
+                .cpus
+                .as_ref()
+                .map_or(cfg.cpus.boot, |c| c.max_vcpus.max(cfg.cpus.boot)),
             ..Default::default()
         });
         out.memory = Some(ApiMemory {
@@ -908,8 +923,18 @@ mod tests {
             e.starts_with("cpus:") && e.contains("at least one vCPU"),
             "{e}"
         );
-        let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":4}}"#);
-        assert!(e.contains("hotplug"), "{e}");
+        let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":2,"max_vcpus":1}}"#);
+        assert!(e.starts_with("cpus.max_vcpus: 1 is less"), "{e}");
+        let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":999}}"#);
+        assert!(e.starts_with("cpus.max_vcpus:"), "{e}");
+        // Room for CPU hotplug, as Kata asks: the VM boots with boot_vcpus.
+        let (api, c) = parse(
+            br#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":4}}"#,
+            SeccompMode::Off,
+        )
+        .unwrap();
+        assert_eq!(c.cpus.boot, 1);
+        assert_eq!(api.cpus.unwrap().max_vcpus, 4);
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"memory":{"size":0}}"#);
         assert!(e.starts_with("memory:"), "{e}");
         let e = parse_err(r#"{"payload":{"kernel":"/k"},"disks":[{"path":"/a","queue_size":3}]}"#);
