@@ -2,6 +2,8 @@
 //! code, the code itself (print to COM1, then request a reset), and a few images that
 //! must be rejected.
 
+pub mod http;
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};

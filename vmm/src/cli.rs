@@ -198,11 +198,11 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         .collect::<Result<Vec<_>, _>>()?;
     config::device::check_duplicates(&devices)?;
     let api_socket = get(m, "api-socket")
-        .map(|s| crate::api::server::ApiSocketSpec::parse(s))
+        .map(|s| config::PathOrFd::parse("api-socket", s))
         .transpose()
         .map_err(ConfigError::Option)?;
     let event_monitor = get(m, "event-monitor")
-        .map(|s| crate::control::events::EventTarget::parse(s))
+        .map(|s| config::PathOrFd::parse("event-monitor", s))
         .transpose()
         .map_err(ConfigError::Option)?;
     let boot = get(m, "kernel").is_some();

@@ -124,7 +124,6 @@ fn supported_cpuid(hv: &KvmHypervisor) -> Result<Vec<hypervisor::CpuidEntry>, Vm
 pub struct Warm {
     hv: Arc<KvmHypervisor>,
     supported: Vec<hypervisor::CpuidEntry>,
-    seccomp: seccomp::SeccompMode,
     vcpu: seccomp::Compiled,
     vcpu_vfio: seccomp::Compiled,
     vmm: seccomp::Compiled,
@@ -141,7 +140,6 @@ impl Warm {
         let mut warm = Warm {
             hv,
             supported,
-            seccomp: mode,
             vcpu,
             vcpu_vfio,
             vmm,
@@ -163,10 +161,6 @@ impl Warm {
             (Err(e), _) => log::debug!("no VM created ahead: {e}"),
             (_, Err(e)) => log::debug!("no VMM thread started ahead: {e}"),
         }
-    }
-
-    pub fn seccomp(&self) -> seccomp::SeccompMode {
-        self.seccomp
     }
 }
 
@@ -460,8 +454,22 @@ fn build(
     })
 }
 
+/// The VMM thread's work once the guest runs: confine itself, then serve the guest's events
+/// until the VM ends (`signals`: SIGTERM/SIGINT press the power button, the CLI's meaning).
+fn serve_guest(
+    filter: &seccomp::Compiled,
+    exit: &Arc<ExitSignal>,
+    devices: &legacy::LegacyDevices,
+    virtio: &virtio_setup::VirtioDevices,
+    serial: &crate::config::SerialConfig,
+    signals: bool,
+) -> Result<VmExitReason, VmError> {
+    filter.install()?;
+    runloop::wait_for_exit(exit, devices, virtio, serial, signals).map_err(VmError::EventLoop)
+}
+
 impl Built {
-    /// Start the vCPUs on their threads (all but the first `skip`).
+    /// Start each vCPU of `vcpus` on its parked thread (in order; vCPU 0's notes first light).
     fn start_threads(
         vcpus: impl Iterator<Item = Box<dyn hypervisor::VcpuX86_64>>,
         parked: Vec<ParkedVcpu>,
@@ -509,13 +517,8 @@ impl Built {
         let vmm_thread = {
             let (shared, caller) = (shared.clone(), caller.clone());
             vmm_thread.finish(move || {
-                let reason = match vmm_filter.install() {
-                    Ok(()) => {
-                        runloop::wait_for_exit(&shared.exit, &devices, &virtio, &serial, true)
-                            .map_err(VmError::EventLoop)
-                    }
-                    Err(e) => Err(VmError::from(e)),
-                };
+                let reason =
+                    serve_guest(&vmm_filter, &shared.exit, &devices, &virtio, &serial, true);
                 // Whatever ended the event loop, the vCPUs leave the guest before memory goes.
                 let timeout = Duration::from_secs(2);
                 vcpu::stop_all(handles, Some(&caller), &shared.stop, timeout);
@@ -578,11 +581,7 @@ impl Built {
         let events = {
             let exit = shared.exit.clone();
             vmm_thread.finish(move || {
-                let reason = match vmm_filter.install() {
-                    Ok(()) => runloop::wait_for_exit(&exit, &devices, &virtio, &serial, false)
-                        .map_err(VmError::EventLoop),
-                    Err(e) => Err(VmError::from(e)),
-                };
+                let reason = serve_guest(&vmm_filter, &exit, &devices, &virtio, &serial, false);
                 on_end(reason);
                 // The devices (and their threads) go with this thread; the vCPUs are
                 // stopped by whoever holds the RunningVm.

@@ -13,49 +13,8 @@ use std::time::{Duration, Instant};
 
 /// One request on a new connection: (status, body).
 fn call(sock: &Path, method: &str, endpoint: &str, body: Option<&str>) -> (u16, String) {
-    let mut s = UnixStream::connect(sock).unwrap_or_else(|e| panic!("connect {sock:?}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} /api/v1/{endpoint} HTTP/1.1\r\nHost: localhost\r\n");
-    match body {
-        Some(b) => {
-            req += &format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            )
-        }
-        None => req += "\r\n",
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).expect("a response in time");
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if body.len() >= len {
-                break;
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    vmm_tests::http::call(sock, method, endpoint, body)
+        .unwrap_or_else(|e| panic!("{method} {endpoint} on {sock:?}: {e}"))
 }
 
 fn put(sock: &Path, endpoint: &str) -> u16 {
@@ -145,12 +104,35 @@ fn create_body(kernel: &Path, mem_mib: u64, serial: &Path) -> String {
     )
 }
 
+/// A guest that writes a byte to COM1 every 2M TSC ticks (its serial file is its counter).
+fn ticker(name: &str) -> PathBuf {
+    tmp(
+        name,
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)),
+    )
+}
+
+/// A VMM serving the API with a 32 MiB ticker guest created and booted: the VMM, its socket
+/// and the guest's serial file.
+fn boot_ticker(name: &str) -> (Vmm, PathBuf, PathBuf) {
+    let ticker = ticker(&format!("api-ticker-{name}"));
+    let vmm = spawn_vmm(name, &[]);
+    let sock = vmm.sock.clone();
+    let serial = sock.with_file_name("serial");
+    let (code, body) = call(
+        &sock,
+        "PUT",
+        "vm.create",
+        Some(&create_body(&ticker, 32, &serial)),
+    );
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    (vmm, sock, serial)
+}
+
 #[test]
 fn a_vm_created_booted_paused_resumed_shut_down_deleted_and_created_again() {
-    let ticker = tmp(
-        "api-ticker",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)),
-    );
+    let ticker = ticker("api-ticker");
     let hello = tmp(
         "api-hello-reset",
         &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_code(b"hello\n")),
@@ -262,24 +244,7 @@ fn a_vm_created_booted_paused_resumed_shut_down_deleted_and_created_again() {
 
 #[test]
 fn bad_requests_leave_the_guest_running() {
-    let ticker = tmp(
-        "api-ticker-bad",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)),
-    );
-    let vmm = spawn_vmm("bad", &[]);
-    let sock = vmm.sock.clone();
-    let serial = sock.with_file_name("serial");
-    assert_eq!(
-        call(
-            &sock,
-            "PUT",
-            "vm.create",
-            Some(&create_body(&ticker, 32, &serial))
-        )
-        .0,
-        204
-    );
-    assert_eq!(put(&sock, "vm.boot"), 204);
+    let (vmm, sock, serial) = boot_ticker("bad");
     wait_until("ticks", Duration::from_secs(20), || size(&serial) >= 2);
     for (method, endpoint, body, want) in [
         ("PUT", "vm.create", Some("{"), 400),
@@ -326,24 +291,7 @@ fn bad_requests_leave_the_guest_running() {
 
 #[test]
 fn sigterm_shuts_an_api_vmm_down_cleanly() {
-    let ticker = tmp(
-        "api-ticker-term",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_ticker_code(b'.', 2_000_000)),
-    );
-    let vmm = spawn_vmm("sigterm", &[]);
-    let sock = vmm.sock.clone();
-    let serial = sock.with_file_name("serial");
-    assert_eq!(
-        call(
-            &sock,
-            "PUT",
-            "vm.create",
-            Some(&create_body(&ticker, 32, &serial))
-        )
-        .0,
-        204
-    );
-    assert_eq!(put(&sock, "vm.boot"), 204);
+    let (vmm, sock, _serial) = boot_ticker("sigterm");
     // SAFETY: signalling the child this test spawned.
     unsafe { libc::kill(vmm.child.id() as i32, libc::SIGTERM) };
     let (code, err) = vmm.wait();

@@ -9,9 +9,8 @@
 //! median of each run's ratio to the floor run just before it. A per-phase table (medians, ms
 //! since exec) puts the floor's phases beside the vmm's.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
@@ -209,37 +208,12 @@ struct WarmVmm {
 
 /// One HTTP request on a new connection; the status code.
 fn http(sock: &Path, method: &str, endpoint: &str, body: &str) -> Result<u16, String> {
-    let mut s = UnixStream::connect(sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-    let req = format!(
-        "{method} /api/v1/{endpoint} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if rest.len() >= len {
-                break;
-            }
-        }
+    let body = (!body.is_empty()).then_some(body);
+    match vmm_tests::http::call(sock, method, endpoint, body) {
+        Ok((0, _)) => Err(format!("{endpoint}: no HTTP response")),
+        Ok((code, _)) => Ok(code),
+        Err(e) => Err(format!("{}: {e}", sock.display())),
     }
-    let text = String::from_utf8_lossy(&buf);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{endpoint}: no HTTP response"))
 }
 
 impl WarmVmm {

@@ -69,6 +69,12 @@ impl ApiError {
         }
     }
 
+    /// The same error, said of `what` first (the outermost message).
+    pub fn context(mut self, what: &str) -> Self {
+        self.messages.insert(0, what.to_string());
+        self
+    }
+
     pub fn body(&self) -> String {
         serde_json::to_string(&self.messages).unwrap_or_else(|_| "[]".into())
     }

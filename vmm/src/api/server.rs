@@ -21,29 +21,7 @@ use crate::control::ControlMsg;
 use crate::seccomp::{Compiled, SeccompMode};
 
 /// Where `--api-socket` listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ApiSocketSpec {
-    Path(PathBuf),
-    Fd(i32),
-}
-
-impl ApiSocketSpec {
-    /// `path=PATH`, `fd=N`, or a bare path (Cloud Hypervisor accepts all three).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if let Some(fd) = s.strip_prefix("fd=") {
-            let fd: i32 =
-                fd.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                    format!("--api-socket: fd='{fd}': not a file descriptor number")
-                })?;
-            return Ok(ApiSocketSpec::Fd(fd));
-        }
-        let path = s.strip_prefix("path=").unwrap_or(s);
-        if path.is_empty() || path.contains(',') {
-            return Err(format!("--api-socket: '{s}': expected path=PATH or fd=N"));
-        }
-        Ok(ApiSocketSpec::Path(path.into()))
-    }
-}
+pub type ApiSocketSpec = crate::config::PathOrFd;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiSocketError {
@@ -268,16 +246,19 @@ mod tests {
     #[test]
     fn specs_parse_like_cloud_hypervisors() {
         assert_eq!(
-            ApiSocketSpec::parse("path=/run/a.sock"),
+            ApiSocketSpec::parse("api-socket", "path=/run/a.sock"),
             Ok(ApiSocketSpec::Path("/run/a.sock".into()))
         );
         assert_eq!(
-            ApiSocketSpec::parse("/run/a.sock"),
+            ApiSocketSpec::parse("api-socket", "/run/a.sock"),
             Ok(ApiSocketSpec::Path("/run/a.sock".into()))
         );
-        assert_eq!(ApiSocketSpec::parse("fd=3"), Ok(ApiSocketSpec::Fd(3)));
-        assert!(ApiSocketSpec::parse("fd=-1").is_err());
-        assert!(ApiSocketSpec::parse("path=").is_err());
+        assert_eq!(
+            ApiSocketSpec::parse("api-socket", "fd=3"),
+            Ok(ApiSocketSpec::Fd(3))
+        );
+        assert!(ApiSocketSpec::parse("api-socket", "fd=-1").is_err());
+        assert!(ApiSocketSpec::parse("api-socket", "path=").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! every endpoint, and every kind of bad request, answered with the right status and a JSON
 //! body while the VM keeps running.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -75,16 +75,7 @@ impl Api {
     }
 
     fn call(&self, method: &str, endpoint: &str, body: Option<&str>) -> (u16, String) {
-        let mut req = format!("{method} /api/v1/{endpoint} HTTP/1.1\r\nHost: localhost\r\n");
-        if let Some(b) = body {
-            req += &format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            );
-        } else {
-            req += "\r\n";
-        }
-        self.raw(req.as_bytes())
+        self.raw(&vmm_tests::http::request_bytes(method, endpoint, body))
     }
 
     fn put(&self, endpoint: &str) -> u16 {
@@ -98,38 +89,9 @@ impl Api {
     }
 }
 
-/// One HTTP response: the status and the body (by Content-Length).
+/// One HTTP response: the status and the body.
 fn read_response(s: &mut UnixStream) -> (u16, String) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).expect("a response in time");
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if body.len() >= len {
-                break;
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    vmm_tests::http::read_response(s).expect("a response in time")
 }
 
 /// An error body: a JSON list of messages; returns them joined.

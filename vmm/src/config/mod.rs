@@ -7,6 +7,7 @@ pub mod disk;
 mod kv;
 mod memory;
 pub mod net;
+mod path_or_fd;
 pub mod rng;
 mod serial;
 pub mod size;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 pub use cpus::CpusConfig;
 pub use device::DeviceConfig;
 pub use memory::MemoryConfig;
+pub use path_or_fd::PathOrFd;
 pub use serial::{ConsoleConfig, SerialConfig};
 
 pub use crate::seccomp::SeccompMode;

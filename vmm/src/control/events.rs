@@ -27,28 +27,7 @@ pub struct EventMonitor {
 }
 
 /// Where `--event-monitor` writes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EventTarget {
-    Path(std::path::PathBuf),
-    Fd(i32),
-}
-
-impl EventTarget {
-    /// `path=PATH`, `fd=N`, or a bare path (Cloud Hypervisor accepts all three).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if let Some(fd) = s.strip_prefix("fd=") {
-            let fd: i32 = fd.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                format!("--event-monitor: fd='{fd}': not a file descriptor number")
-            })?;
-            return Ok(EventTarget::Fd(fd));
-        }
-        let path = s.strip_prefix("path=").unwrap_or(s);
-        if path.is_empty() {
-            return Err("--event-monitor: expected path=PATH or fd=N".into());
-        }
-        Ok(EventTarget::Path(path.into()))
-    }
-}
+pub type EventTarget = crate::config::PathOrFd;
 
 impl EventMonitor {
     pub fn none() -> Self {
@@ -125,7 +104,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vmm-events-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.json");
-        let target = EventTarget::parse(&format!("path={}", path.display())).unwrap();
+        let target =
+            EventTarget::parse("event-monitor", &format!("path={}", path.display())).unwrap();
         let mut m = EventMonitor::open(&target, Instant::now()).unwrap();
         m.emit("vm", "booted", &[]);
         m.emit("vm", "device-added", &[("id", "_disk0".into())]);
@@ -147,16 +127,19 @@ mod tests {
 
     #[test]
     fn targets_parse_like_cloud_hypervisors() {
-        assert_eq!(EventTarget::parse("fd=3"), Ok(EventTarget::Fd(3)));
         assert_eq!(
-            EventTarget::parse("path=/tmp/e"),
+            EventTarget::parse("event-monitor", "fd=3"),
+            Ok(EventTarget::Fd(3))
+        );
+        assert_eq!(
+            EventTarget::parse("event-monitor", "path=/tmp/e"),
             Ok(EventTarget::Path("/tmp/e".into()))
         );
         assert_eq!(
-            EventTarget::parse("/tmp/e"),
+            EventTarget::parse("event-monitor", "/tmp/e"),
             Ok(EventTarget::Path("/tmp/e".into()))
         );
-        assert!(EventTarget::parse("fd=x").is_err());
-        assert!(EventTarget::parse("path=").is_err());
+        assert!(EventTarget::parse("event-monitor", "fd=x").is_err());
+        assert!(EventTarget::parse("event-monitor", "path=").is_err());
     }
 }

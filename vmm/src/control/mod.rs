@@ -116,10 +116,7 @@ fn refused(r: Refusal) -> ApiError {
 }
 
 fn internal(what: &str, e: String) -> ApiError {
-    ApiError {
-        status: Status::InternalServerError,
-        messages: vec![what.to_string(), e],
-    }
+    ApiError::new(Status::InternalServerError, e).context(what)
 }
 
 impl<L: Launcher> Controller<L> {
@@ -174,10 +171,13 @@ impl<L: Launcher> Controller<L> {
         self.vm.as_ref().and_then(|v| v.machine.as_deref())
     }
 
+    /// Stop the running VM, if any, and (unless the VMM is exiting) prepare the next boot.
     fn stop_machine(&mut self) {
         if let Some(m) = self.vm.as_mut().and_then(|v| v.machine.take()) {
             m.stop();
-            self.launcher.prepare_next();
+            if !self.exiting {
+                self.launcher.prepare_next();
+            }
         }
     }
 
@@ -215,12 +215,12 @@ impl<L: Launcher> Controller<L> {
                 features: vec!["kvm", "vfio", "seccomp"],
             }))),
             Request::VmmShutdown => {
+                self.exiting = true;
                 self.stop_machine();
                 if self.vm.take().is_some() {
                     self.events.emit("vm", "deleted", &[]);
                 }
                 self.events.emit("vmm", "shutdown", &[]);
-                self.exiting = true;
                 Ok(Reply::Empty)
             }
             Request::Create(b) => {
@@ -239,10 +239,8 @@ impl<L: Launcher> Controller<L> {
             Request::Boot => {
                 self.check(Action::Boot)?;
                 self.events.emit("vm", "booting", &[]);
-                self.boot_machine().map_err(|e| ApiError {
-                    status: e.status,
-                    messages: [vec!["cannot boot the VM".to_string()], e.messages].concat(),
-                })?;
+                self.boot_machine()
+                    .map_err(|e| e.context("cannot boot the VM"))?;
                 self.events.emit("vm", "booted", &[]);
                 Ok(Reply::Empty)
             }
@@ -320,10 +318,7 @@ impl<L: Launcher> Controller<L> {
         if let Err(e) = self.boot_machine() {
             self.set_state(VmState::Shutdown);
             self.events.emit("vm", "shutdown", &[]);
-            return Err(ApiError {
-                status: e.status,
-                messages: [vec!["cannot reboot the VM".to_string()], e.messages].concat(),
-            });
+            return Err(e.context("cannot reboot the VM"));
         }
         self.events.emit("vm", "rebooted", &[]);
         Ok(())

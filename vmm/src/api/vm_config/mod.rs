@@ -1,0 +1,556 @@
+//! `vm.create`'s body: Cloud Hypervisor's `VmConfig` (its OpenAPI spec), turned into this
+//! VMM's [`VmConfig`] with the same validation as the command line.
+//!
+//! Every field of Cloud Hypervisor's schema is known. What this VMM does not support yet is
+//! accepted only at its default (absent, `null`, `false`, `0`, empty), so a client sending
+//! Cloud Hypervisor's defaults works and one asking for a feature we lack gets a 400 naming it
+//! instead of a VM silently without it. A field outside the schema is a 400 too.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::config::{self, ConsoleConfig, CpusConfig, MemoryConfig, SerialConfig, VmConfig};
+use crate::seccomp::SeccompMode;
+
+mod schema;
+pub use schema::*;
+
+/// Parse and validate a `vm.create` body. The error says which field is wrong and why.
+pub fn parse(body: &[u8], seccomp: SeccompMode) -> Result<(ApiVmConfig, VmConfig), String> {
+    let api: ApiVmConfig =
+        serde_json::from_slice(body).map_err(|e| format!("invalid VmConfig: {e}"))?;
+    let cfg = api.to_config(seccomp)?;
+    Ok((api.normalized(&cfg), cfg))
+}
+
+/// `true` when `v` is what Cloud Hypervisor's schema means by "not set".
+fn is_unset(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_unset),
+    }
+}
+
+fn unsupported(field: &str, what: &str) -> String {
+    format!("{field}: {what} is not supported by this VMM yet")
+}
+
+fn require_unset(field: &str, v: &Option<Value>) -> Result<(), String> {
+    match v {
+        Some(v) if !is_unset(v) => Err(unsupported(field, &format!("'{v}'"))),
+        _ => Ok(()),
+    }
+}
+
+/// Every field in `fields` (named `prefix.name`, or `name` at the top level) must be unset.
+fn require_all_unset(prefix: &str, fields: &[(&str, &Option<Value>)]) -> Result<(), String> {
+    for (name, v) in fields {
+        if prefix.is_empty() {
+            require_unset(name, v)?;
+        } else {
+            require_unset(&format!("{prefix}.{name}"), v)?;
+        }
+    }
+    Ok(())
+}
+
+/// The command-line parsers' messages name the flag ("--disk: ..."); the API names the field.
+fn api_message(field: &str, e: config::ConfigError) -> String {
+    let m = e.to_string();
+    format!(
+        "{field}: {}",
+        m.split_once(": ").map_or(m.as_str(), |(_, r)| r)
+    )
+}
+
+fn no_separators(field: &str, v: &str) -> Result<(), String> {
+    if v.contains(',') {
+        return Err(format!("{field}: '{v}' may not contain ','"));
+    }
+    Ok(())
+}
+
+impl ApiVmConfig {
+    /// The command line's VM as `vm.info` shows it (`vmm --api-socket … --kernel …`).
+    pub fn from_config(cfg: &VmConfig) -> ApiVmConfig {
+        let s = |p: &std::path::Path| p.display().to_string();
+        let api = ApiVmConfig {
+            payload: ApiPayload {
+                kernel: Some(s(&cfg.kernel)),
+                initramfs: cfg.initramfs.as_deref().map(s),
+                ..Default::default()
+            },
+            disks: Some(
+                cfg.disks
+                    .iter()
+                    .map(|d| ApiDisk {
+                        path: Some(s(&d.path)),
+                        readonly: d.readonly,
+                        direct: d.direct,
+                        num_queues: Some(d.num_queues.into()),
+                        queue_size: Some(d.queue_size.into()),
+                        serial: d.id.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            net: Some(
+                cfg.nets
+                    .iter()
+                    .map(|n| ApiNet {
+                        tap: n.tap.clone(),
+                        ip: n.ip.map(|a| a.to_string()),
+                        mask: n.mask.map(|a| a.to_string()),
+                        mac: n.mac.map(|m| m.to_string()),
+                        num_queues: Some(n.num_queues.into()),
+                        queue_size: Some(n.queue_size.into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            rng: cfg.rng.as_ref().map(|r| ApiRng {
+                src: s(&r.source),
+                ..Default::default()
+            }),
+            devices: Some(
+                cfg.devices
+                    .iter()
+                    .map(|d| ApiDevice {
+                        path: Some(s(&d.path)),
+                        id: d.id.clone(),
+                        x_nv_gpudirect_clique: d.gpudirect_clique,
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        api.normalized(cfg)
+    }
+
+    fn to_config(&self, seccomp: SeccompMode) -> Result<VmConfig, String> {
+        require_all_unset(
+            "",
+            &[
+                ("rate_limit_groups", &self.rate_limit_groups),
+                ("balloon", &self.balloon),
+                ("fs", &self.fs),
+                ("generic_vhost_user", &self.generic_vhost_user),
+                ("pmem", &self.pmem),
+                ("debug_console", &self.debug_console),
+                ("user_devices", &self.user_devices),
+                ("vdpa", &self.vdpa),
+                ("vsock", &self.vsock),
+                ("numa", &self.numa),
+                ("iommu", &self.iommu),
+                ("watchdog", &self.watchdog),
+                ("rtc", &self.rtc),
+                ("pvpanic", &self.pvpanic),
+                ("pci_segments", &self.pci_segments),
+                ("tpm", &self.tpm),
+                ("landlock_enable", &self.landlock_enable),
+                ("landlock_rules", &self.landlock_rules),
+                ("sgx_epc", &self.sgx_epc),
+            ],
+        )?;
+        let p = &self.payload;
+        require_all_unset(
+            "payload",
+            &[
+                ("firmware", &p.firmware),
+                ("igvm", &p.igvm),
+                ("host_data", &p.host_data),
+            ],
+        )?;
+        let kernel = match p.kernel.as_deref() {
+            Some(k) if !k.is_empty() => PathBuf::from(k),
+            _ => return Err("payload.kernel: required (direct kernel boot only)".into()),
+        };
+        let cpus = match &self.cpus {
+            None => CpusConfig::default(),
+            Some(c) => {
+                require_all_unset(
+                    "cpus",
+                    &[
+                        ("topology", &c.topology),
+                        ("kvm_hyperv", &c.kvm_hyperv),
+                        ("max_phys_bits", &c.max_phys_bits),
+                        ("affinity", &c.affinity),
+                        ("features", &c.features),
+                        ("core_scheduling", &c.core_scheduling),
+                    ],
+                )?;
+                // max_vcpus above boot_vcpus is what Kata asks for (room for CPU hotplug): the
+                // VM boots with boot_vcpus, and adding vCPUs (vm.resize) answers 501 until CPU
+                // hotplug exists.
+                let cpus = CpusConfig::parse(&format!("boot={}", c.boot_vcpus))
+                    .map_err(|e| api_message("cpus", e))?;
+                if c.max_vcpus < c.boot_vcpus {
+                    return Err(format!(
+                        "cpus.max_vcpus: {} is less than boot_vcpus ({})",
+                        c.max_vcpus, c.boot_vcpus
+                    ));
+                }
+                CpusConfig::parse(&format!("boot={}", c.max_vcpus))
+                    .map_err(|e| api_message("cpus.max_vcpus", e))?;
+                cpus
+            }
+        };
+        let memory = match &self.memory {
+            None => MemoryConfig::default(),
+            Some(m) => {
+                require_all_unset(
+                    "memory",
+                    &[
+                        ("hotplug_size", &m.hotplug_size),
+                        ("hotplugged_size", &m.hotplugged_size),
+                        ("mergeable", &m.mergeable),
+                        ("hugepage_size", &m.hugepage_size),
+                        ("reserve", &m.reserve),
+                        ("zones", &m.zones),
+                    ],
+                )?;
+                if m.thp == Some(false) {
+                    return Err(unsupported("memory.thp", "false"));
+                }
+                let onoff = |b: bool| if b { "on" } else { "off" };
+                MemoryConfig::parse(&format!(
+                    "size={},shared={},hugepages={},prefault={}",
+                    m.size,
+                    onoff(m.shared),
+                    onoff(m.hugepages),
+                    onoff(m.prefault)
+                ))
+                .map_err(|e| api_message("memory", e))?
+            }
+        };
+        let serial = match &self.serial {
+            None => SerialConfig::Null,
+            Some(c) => console_mode("serial", c)?.serial(),
+        };
+        let console = match &self.console {
+            None => ConsoleConfig::Off,
+            Some(c) => console_mode("console", c)?.console(),
+        };
+        let mut disks = Vec::new();
+        for (i, d) in self.disks.iter().flatten().enumerate() {
+            disks.push(disk(&format!("disks[{i}]"), d)?);
+        }
+        let mut nets = Vec::new();
+        for (i, n) in self.net.iter().flatten().enumerate() {
+            nets.push(net(&format!("net[{i}]"), n)?);
+        }
+        let rng = match &self.rng {
+            None => None,
+            Some(r) => {
+                require_all_unset(
+                    "rng",
+                    &[
+                        ("iommu", &r.iommu),
+                        ("pci_segment", &r.pci_segment),
+                        ("pci_device_id", &r.pci_device_id),
+                    ],
+                )?;
+                if r.src.is_empty() {
+                    return Err("rng.src: empty path".into());
+                }
+                Some(devices::virtio::RngConfig {
+                    source: PathBuf::from(&r.src),
+                })
+            }
+        };
+        let mut passthrough = Vec::new();
+        for (i, d) in self.devices.iter().flatten().enumerate() {
+            passthrough.push(device(&format!("devices[{i}]"), d)?);
+        }
+        config::device::check_duplicates(&passthrough).map_err(|e| api_message("devices", e))?;
+        if let Some(p) = &self.platform {
+            platform(p)?;
+        }
+        let cfg = VmConfig {
+            kernel,
+            initramfs: p
+                .initramfs
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            cmdline: p
+                .cmdline
+                .clone()
+                .unwrap_or_else(|| config::DEFAULT_CMDLINE.to_string()),
+            cpus,
+            memory,
+            serial,
+            console,
+            seccomp,
+            disks,
+            nets,
+            rng,
+            devices: passthrough,
+        };
+        crate::cli::check_duplicate_disks(&cfg.disks).map_err(|e| api_message("disks", e))?;
+        Ok(cfg)
+    }
+
+    /// The configuration as `vm.info` reports it: what was asked, with the defaults filled
+    /// in and the unset unsupported fields left out.
+    fn normalized(&self, cfg: &VmConfig) -> ApiVmConfig {
+        let mut out = self.clone();
+        out.cpus = Some(ApiCpus {
+            boot_vcpus: cfg.cpus.boot,
+            max_vcpus: self
+                .cpus
+                .as_ref()
+                .map_or(cfg.cpus.boot, |c| c.max_vcpus.max(cfg.cpus.boot)),
+            ..Default::default()
+        });
+        out.memory = Some(ApiMemory {
+            size: cfg.memory.size,
+            shared: cfg.memory.shared,
+            hugepages: cfg.memory.hugepages,
+            prefault: cfg.memory.prefault,
+            ..Default::default()
+        });
+        out.payload.cmdline = Some(cfg.cmdline.clone());
+        let mode = |m: &str, file: Option<&PathBuf>| ApiConsole {
+            mode: m.into(),
+            file: file.map(|f| f.display().to_string()),
+            ..Default::default()
+        };
+        out.serial = Some(match &cfg.serial {
+            SerialConfig::Tty => mode("Tty", None),
+            SerialConfig::File(f) => mode("File", Some(f)),
+            SerialConfig::Null => mode("Null", None),
+            SerialConfig::Off => mode("Off", None),
+        });
+        out.console = Some(match &cfg.console {
+            ConsoleConfig::Tty => mode("Tty", None),
+            ConsoleConfig::File(f) => mode("File", Some(f)),
+            ConsoleConfig::Null => mode("Null", None),
+            ConsoleConfig::Off => mode("Off", None),
+        });
+        out
+    }
+}
+
+enum Mode {
+    Off,
+    Null,
+    Tty,
+    File(PathBuf),
+}
+
+impl Mode {
+    fn serial(self) -> SerialConfig {
+        match self {
+            Mode::Off => SerialConfig::Off,
+            Mode::Null => SerialConfig::Null,
+            Mode::Tty => SerialConfig::Tty,
+            Mode::File(p) => SerialConfig::File(p),
+        }
+    }
+
+    fn console(self) -> ConsoleConfig {
+        match self {
+            Mode::Off => ConsoleConfig::Off,
+            Mode::Null => ConsoleConfig::Null,
+            Mode::Tty => ConsoleConfig::Tty,
+            Mode::File(p) => ConsoleConfig::File(p),
+        }
+    }
+}
+
+fn console_mode(field: &str, c: &ApiConsole) -> Result<Mode, String> {
+    require_all_unset(
+        field,
+        &[
+            ("socket", &c.socket),
+            ("iommu", &c.iommu),
+            ("pci_segment", &c.pci_segment),
+            ("pci_device_id", &c.pci_device_id),
+        ],
+    )?;
+    let file = c.file.as_deref().filter(|f| !f.is_empty());
+    match (c.mode.as_str(), file) {
+        ("Off", _) => Ok(Mode::Off),
+        ("Null", _) => Ok(Mode::Null),
+        ("Tty", _) => Ok(Mode::Tty),
+        ("File", Some(f)) => Ok(Mode::File(PathBuf::from(f))),
+        ("File", None) => Err(format!("{field}.file: required with mode File")),
+        ("Pty" | "Socket", _) => Err(unsupported(&format!("{field}.mode"), &c.mode)),
+        (m, _) => Err(format!(
+            "{field}.mode: '{m}' is not one of Off, Pty, Tty, File, Socket, Null"
+        )),
+    }
+}
+
+fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String> {
+    require_all_unset(
+        field,
+        &[
+            ("iommu", &d.iommu),
+            ("vhost_user", &d.vhost_user),
+            ("vhost_socket", &d.vhost_socket),
+            ("rate_limiter_config", &d.rate_limiter_config),
+            ("rate_limit_group", &d.rate_limit_group),
+            ("pci_segment", &d.pci_segment),
+            ("pci_device_id", &d.pci_device_id),
+            ("queue_affinity", &d.queue_affinity),
+            ("backing_files", &d.backing_files),
+            ("lock_granularity", &d.lock_granularity),
+        ],
+    )?;
+    if d.sparse == Some(false) {
+        return Err(unsupported(&format!("{field}.sparse"), "false"));
+    }
+    if let Some(t) = d
+        .image_type
+        .as_deref()
+        .filter(|t| *t != "Raw" && *t != "Unknown")
+    {
+        return Err(unsupported(&format!("{field}.image_type"), t));
+    }
+    let path = match d.path.as_deref() {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err(format!("{field}.path: required")),
+    };
+    // The command line's parser validates the rest; the path is set after it (paths may hold
+    // the ',' that separates its parameters).
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    let mut kv = format!(
+        "path=_,readonly={},direct={}",
+        onoff(d.readonly),
+        onoff(d.direct)
+    );
+    if let Some(n) = d.num_queues {
+        kv += &format!(",num_queues={n}");
+    }
+    if let Some(n) = d.queue_size {
+        kv += &format!(",queue_size={n}");
+    }
+    // The serial the guest reads (GET_ID): Cloud Hypervisor's `serial`, else the `id`.
+    if let Some(id) = d.serial.as_deref().or(d.id.as_deref()) {
+        no_separators(&format!("{field}.serial"), id)?;
+        kv += &format!(",id={id}");
+    }
+    let mut cfg = config::disk::parse(&kv).map_err(|e| api_message(field, e))?;
+    cfg.path = PathBuf::from(path);
+    Ok(cfg)
+}
+
+fn net(field: &str, n: &ApiNet) -> Result<devices::virtio::NetConfig, String> {
+    require_all_unset(
+        field,
+        &[
+            ("host_mac", &n.host_mac),
+            ("mtu", &n.mtu),
+            ("iommu", &n.iommu),
+            ("vhost_user", &n.vhost_user),
+            ("vhost_socket", &n.vhost_socket),
+            ("pci_segment", &n.pci_segment),
+            ("pci_device_id", &n.pci_device_id),
+            ("rate_limiter_config", &n.rate_limiter_config),
+            ("fds", &n.fds),
+        ],
+    )?;
+    for (f, v) in [
+        ("offload_tso", n.offload_tso),
+        ("offload_ufo", n.offload_ufo),
+        ("offload_csum", n.offload_csum),
+    ] {
+        if v == Some(false) {
+            return Err(unsupported(&format!("{field}.{f}"), "false"));
+        }
+    }
+    let mut kv = Vec::new();
+    for (k, v) in [
+        ("tap", &n.tap),
+        ("ip", &n.ip),
+        ("mask", &n.mask),
+        ("mac", &n.mac),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            no_separators(&format!("{field}.{k}"), v)?;
+            kv.push(format!("{k}={v}"));
+        }
+    }
+    if let Some(q) = n.num_queues {
+        kv.push(format!("num_queues={q}"));
+    }
+    if let Some(q) = n.queue_size {
+        kv.push(format!("queue_size={q}"));
+    }
+    config::net::parse(&kv.join(",")).map_err(|e| api_message(field, e))
+}
+
+fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
+    require_all_unset(
+        field,
+        &[
+            ("iommu", &d.iommu),
+            ("pci_segment", &d.pci_segment),
+            ("pci_device_id", &d.pci_device_id),
+            ("x_exclude_mmap_bars", &d.x_exclude_mmap_bars),
+        ],
+    )?;
+    let path = match d.path.as_deref() {
+        Some(p) if !p.is_empty() => p,
+        _ => {
+            return Err(format!(
+                "{field}.path: required (a device fd passed with SCM_RIGHTS is not supported yet)"
+            ))
+        }
+    };
+    no_separators(&format!("{field}.path"), path)?;
+    let mut kv = format!("path={path}");
+    if let Some(id) = &d.id {
+        no_separators(&format!("{field}.id"), id)?;
+        kv += &format!(",id={id}");
+    }
+    if let Some(c) = d.x_nv_gpudirect_clique {
+        kv += &format!(",x_nv_gpudirect_clique={c}");
+    }
+    config::device::parse(&kv).map_err(|e| api_message(field, e))
+}
+
+fn platform(p: &ApiPlatform) -> Result<(), String> {
+    if p.num_pci_segments.is_some_and(|n| n > 1) {
+        return Err(unsupported(
+            "platform.num_pci_segments",
+            "more than one PCI segment",
+        ));
+    }
+    if p.vfio_p2p_dma == Some(false) {
+        return Err(unsupported("platform.vfio_p2p_dma", "false"));
+    }
+    require_all_unset(
+        "platform",
+        &[
+            ("iommu_segments", &p.iommu_segments),
+            ("iommu_address_width_bits", &p.iommu_address_width_bits),
+            ("serial_number", &p.serial_number),
+            ("system_serial_number", &p.system_serial_number),
+            ("uuid", &p.uuid),
+            ("system_uuid", &p.system_uuid),
+            ("oem_strings", &p.oem_strings),
+            ("system_manufacturer", &p.system_manufacturer),
+            ("system_product_name", &p.system_product_name),
+            ("system_version", &p.system_version),
+            ("system_family", &p.system_family),
+            ("system_sku_number", &p.system_sku_number),
+            ("chassis_asset_tag", &p.chassis_asset_tag),
+            ("tdx", &p.tdx),
+            ("sev_snp", &p.sev_snp),
+            ("iommufd", &p.iommufd),
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

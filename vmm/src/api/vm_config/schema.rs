@@ -1,0 +1,324 @@
+//! Cloud Hypervisor's `VmConfig` schema (its OpenAPI spec): every field it defines, so an
+//! unknown one is an error. Fields this VMM does not support yet are kept as raw JSON values
+//! and refused unless unset (see mod.rs).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiVmConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<ApiCpus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ApiMemory>,
+    pub payload: ApiPayload,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disks: Option<Vec<ApiDisk>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<Vec<ApiNet>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rng: Option<ApiRng>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<ApiConsole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ApiConsole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<ApiDevice>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<ApiPlatform>,
+    // Known to Cloud Hypervisor, not supported here yet: accepted only when unset.
+    #[serde(default, skip_serializing)]
+    pub rate_limit_groups: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub balloon: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub fs: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub generic_vhost_user: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pmem: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub debug_console: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub user_devices: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub vdpa: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub vsock: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub numa: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub iommu: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub watchdog: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub rtc: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pvpanic: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_segments: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub tpm: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub landlock_enable: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub landlock_rules: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub sgx_epc: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiCpus {
+    pub boot_vcpus: u32,
+    pub max_vcpus: u32,
+    #[serde(default, skip_serializing)]
+    pub topology: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub kvm_hyperv: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub max_phys_bits: Option<Value>,
+    /// Cloud Hypervisor's default is true; this VMM leaves nested virtualization as KVM has it.
+    #[serde(default, skip_serializing)]
+    pub nested: Option<bool>,
+    #[serde(default, skip_serializing)]
+    pub affinity: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub features: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub core_scheduling: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiMemory {
+    pub size: u64,
+    #[serde(default)]
+    pub shared: bool,
+    #[serde(default)]
+    pub hugepages: bool,
+    #[serde(default)]
+    pub prefault: bool,
+    #[serde(default, skip_serializing)]
+    pub hotplug_size: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub hotplugged_size: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub mergeable: Option<Value>,
+    /// "Acpi" (the default) or "VirtioMem": meaningless without hotplug_size.
+    #[serde(default, skip_serializing)]
+    pub hotplug_method: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub hugepage_size: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub reserve: Option<Value>,
+    /// Transparent huge pages: Cloud Hypervisor's default is on, as this VMM always does.
+    #[serde(default, skip_serializing)]
+    pub thp: Option<bool>,
+    #[serde(default, skip_serializing)]
+    pub zones: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiPayload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initramfs: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub firmware: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub igvm: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub host_data: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiDisk {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub readonly: bool,
+    #[serde(default)]
+    pub direct: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_queues: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub iommu: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub vhost_user: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub vhost_socket: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub rate_limiter_config: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub rate_limit_group: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_device_id: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub queue_affinity: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub backing_files: Option<Value>,
+    /// Cloud Hypervisor's default is true (punch holes on discard), as this VMM does.
+    #[serde(default, skip_serializing)]
+    pub sparse: Option<bool>,
+    /// Only "Raw" (or unset): images are raw here.
+    #[serde(default, skip_serializing)]
+    pub image_type: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub lock_granularity: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiNet {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_queues: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub host_mac: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub mtu: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub iommu: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub vhost_user: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub vhost_socket: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub vhost_mode: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_device_id: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub rate_limiter_config: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub offload_tso: Option<bool>,
+    #[serde(default, skip_serializing)]
+    pub offload_ufo: Option<bool>,
+    #[serde(default, skip_serializing)]
+    pub offload_csum: Option<bool>,
+    /// Tap fds passed with SCM_RIGHTS (`vm.add-net`): not supported yet.
+    #[serde(default, skip_serializing)]
+    pub fds: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiRng {
+    pub src: String,
+    #[serde(default, skip_serializing)]
+    pub id: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub iommu: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_device_id: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConsole {
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub socket: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub iommu: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub id: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_device_id: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiDevice {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_nv_gpudirect_clique: Option<u8>,
+    #[serde(default, skip_serializing)]
+    pub iommu: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_device_id: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub x_exclude_mmap_bars: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiPlatform {
+    /// One PCI segment is what this VMM has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_pci_segments: Option<u16>,
+    #[serde(default, skip_serializing)]
+    pub iommu_segments: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub iommu_address_width_bits: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub serial_number: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub system_serial_number: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub uuid: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub system_uuid: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub oem_strings: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub system_manufacturer: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub system_product_name: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub system_version: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub system_family: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub system_sku_number: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub chassis_asset_tag: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub tdx: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub sev_snp: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub iommufd: Option<Value>,
+    /// Peer-to-peer DMA between passed-through devices: on (Cloud Hypervisor's default), as
+    /// this VMM always maps device BARs for it.
+    #[serde(default, skip_serializing)]
+    pub vfio_p2p_dma: Option<bool>,
+}

@@ -1,0 +1,163 @@
+//! VmConfig bodies as Kata and ch-remote send them, and every way one can be refused.
+
+use super::*;
+
+fn parse_ok(json: &str) -> VmConfig {
+    parse(json.as_bytes(), SeccompMode::Enforce).unwrap().1
+}
+
+fn parse_err(json: &str) -> String {
+    parse(json.as_bytes(), SeccompMode::Enforce).unwrap_err()
+}
+
+#[test]
+fn a_minimal_config_gets_cloud_hypervisors_defaults() {
+    let c = parse_ok(r#"{"payload":{"kernel":"/k"}}"#);
+    assert_eq!(c.kernel, PathBuf::from("/k"));
+    assert_eq!(c.cpus.boot, 1);
+    assert_eq!(c.memory.size, 512 << 20);
+    assert_eq!(c.serial, SerialConfig::Null);
+    assert_eq!(c.console, ConsoleConfig::Off);
+    assert_eq!(c.cmdline, config::DEFAULT_CMDLINE);
+}
+
+#[test]
+fn a_full_config_as_kata_or_ch_remote_send_it() {
+    let c = parse_ok(
+        r#"{
+        "cpus": {"boot_vcpus": 2, "max_vcpus": 2, "nested": true},
+        "memory": {"size": 1073741824, "shared": true, "hugepages": false,
+                   "mergeable": false, "hotplug_method": "Acpi", "thp": true},
+        "payload": {"kernel": "/vmlinux", "initramfs": "/initrd", "cmdline": "console=ttyS0"},
+        "disks": [{"path": "/img,with,commas", "readonly": true, "num_queues": 1,
+                   "queue_size": 128, "id": "_disk0", "vhost_user": false, "sparse": true}],
+        "net": [{"tap": "tap0", "mac": "52:54:00:12:34:56", "num_queues": 2,
+                 "queue_size": 256, "iommu": false, "offload_tso": true}],
+        "rng": {"src": "/dev/urandom", "iommu": false},
+        "serial": {"mode": "File", "file": "/tmp/serial"},
+        "console": {"mode": "Off"},
+        "devices": [{"path": "/sys/bus/pci/devices/0000:41:00.0", "id": "gpu0",
+                     "x_nv_gpudirect_clique": 1}],
+        "iommu": false, "watchdog": false, "pvpanic": false, "vsock": null,
+        "platform": {"num_pci_segments": 1}
+    }"#,
+    );
+    assert_eq!(c.cpus.boot, 2);
+    assert_eq!(c.memory.size, 1 << 30);
+    assert!(c.memory.shared);
+    assert_eq!(c.disks[0].path, PathBuf::from("/img,with,commas"));
+    assert!(c.disks[0].readonly);
+    assert_eq!(c.disks[0].id.as_deref(), Some("_disk0"));
+    assert_eq!(c.nets[0].tap.as_deref(), Some("tap0"));
+    assert_eq!(c.serial, SerialConfig::File("/tmp/serial".into()));
+    assert_eq!(c.devices[0].gpudirect_clique, Some(1));
+    assert!(c.rng.is_some());
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_are_refused_by_name() {
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"bogus":1}"#);
+    assert!(e.contains("unknown field `bogus`"), "{e}");
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":1,"x":1}}"#);
+    assert!(e.contains("unknown field `x`"), "{e}");
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"memory":{"size":"big"}}"#);
+    assert!(e.contains("invalid type"), "{e}");
+    let e = parse_err(r#"{"payload":"#);
+    assert!(e.starts_with("invalid VmConfig"), "{e}");
+    let e = parse_err(r#"{"cpus":{"boot_vcpus":1,"max_vcpus":1}}"#);
+    assert!(e.contains("missing field `payload`"), "{e}");
+}
+
+#[test]
+fn invalid_values_are_refused_with_the_field_named() {
+    let e = parse_err(r#"{"payload":{}}"#);
+    assert!(e.starts_with("payload.kernel: required"), "{e}");
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":0,"max_vcpus":0}}"#);
+    assert!(
+        e.starts_with("cpus:") && e.contains("at least one vCPU"),
+        "{e}"
+    );
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":2,"max_vcpus":1}}"#);
+    assert!(e.starts_with("cpus.max_vcpus: 1 is less"), "{e}");
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":999}}"#);
+    assert!(e.starts_with("cpus.max_vcpus:"), "{e}");
+    // Room for CPU hotplug, as Kata asks: the VM boots with boot_vcpus.
+    let (api, c) = parse(
+        br#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":4}}"#,
+        SeccompMode::Off,
+    )
+    .unwrap();
+    assert_eq!(c.cpus.boot, 1);
+    assert_eq!(api.cpus.unwrap().max_vcpus, 4);
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"memory":{"size":0}}"#);
+    assert!(e.starts_with("memory:"), "{e}");
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"disks":[{"path":"/a","queue_size":3}]}"#);
+    assert!(
+        e.starts_with("disks[0]:") && e.contains("power of two"),
+        "{e}"
+    );
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"disks":[{"path":"/a"},{"path":"/a"}]}"#);
+    assert!(e.contains("two disks"), "{e}");
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"serial":{"mode":"File"}}"#);
+    assert!(e.starts_with("serial.file: required"), "{e}");
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"serial":{"mode":"Loud"}}"#);
+    assert!(e.contains("not one of"), "{e}");
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"net":[{"mac":"zz"}]}"#);
+    assert!(e.starts_with("net[0]:"), "{e}");
+}
+
+#[test]
+fn features_not_supported_yet_are_refused_unless_unset() {
+    for (json, field) in [
+        (r#""vsock":{"cid":3,"socket":"/v"}"#, "vsock"),
+        (
+            r#""fs":[{"tag":"t","socket":"/s","num_queues":1,"queue_size":1024}]"#,
+            "fs",
+        ),
+        (r#""iommu":true"#, "iommu"),
+        (
+            r#""payload":{"kernel":"/k","firmware":"/fw"}"#,
+            "payload.firmware",
+        ),
+        (r#""serial":{"mode":"Pty"}"#, "serial.mode"),
+        (
+            r#""memory":{"size":1073741824,"hotplug_size":1073741824}"#,
+            "memory.hotplug_size",
+        ),
+        (
+            r#""platform":{"num_pci_segments":2}"#,
+            "platform.num_pci_segments",
+        ),
+    ] {
+        let body = if json.starts_with(r#""payload""#) {
+            format!("{{{json}}}")
+        } else {
+            format!(r#"{{"payload":{{"kernel":"/k"}},{json}}}"#)
+        };
+        let e = parse_err(&body);
+        assert!(
+            e.starts_with(field) && e.contains("not supported"),
+            "{body}: {e}"
+        );
+    }
+    // Cloud Hypervisor's defaults, sent explicitly, are fine.
+    parse_ok(
+        r#"{"payload":{"kernel":"/k"},"vsock":null,"fs":[],"iommu":false,"numa":null,
+            "balloon":null,"pmem":[],"tpm":null}"#,
+    );
+}
+
+#[test]
+fn info_reports_the_config_with_defaults_filled_in() {
+    let (api, _) = parse(
+        br#"{"payload":{"kernel":"/k"},"iommu":false}"#,
+        SeccompMode::Off,
+    )
+    .unwrap();
+    let v = serde_json::to_value(&api).unwrap();
+    assert_eq!(v["cpus"]["boot_vcpus"], 1);
+    assert_eq!(v["memory"]["size"], 512u64 << 20);
+    assert_eq!(v["payload"]["kernel"], "/k");
+    assert_eq!(v["serial"]["mode"], "Null");
+    assert!(v.get("iommu").is_none());
+}
