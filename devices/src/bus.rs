@@ -77,6 +77,14 @@ impl Bus {
         self.map_mut().remove(&base).map(|entry| entry.device)
     }
 
+    /// Removes every device; returns how many there were. A VM's teardown calls this once its
+    /// vCPUs are stopped: devices can hold the bus they sit on (a PCI segment moves BARs on
+    /// it), and that cycle would otherwise keep them, their files and their threads alive.
+    pub fn clear(&self) -> usize {
+        let devices = std::mem::take(&mut *self.map_mut());
+        devices.len()
+    }
+
     /// The device whose range holds all of `[addr, addr + size)` (for a
     /// zero-sized access: holds `addr`), and `addr`'s offset in that range.
     fn resolve(&self, addr: u64, size: usize) -> Option<(SharedDevice, u64)> {
@@ -246,6 +254,25 @@ mod tests {
         assert_eq!(data, [7]);
         assert!(!bus.write(0x80, &[1]));
         bus.insert(recorder(0), 0x80, 1).unwrap();
+    }
+
+    #[test]
+    fn clear_drops_every_device_so_a_cycle_through_the_bus_is_broken() {
+        /// A device that holds the bus it sits on (as a PCI segment holds the MMIO bus).
+        struct HoldsBus(#[allow(dead_code)] Arc<Bus>);
+        impl BusDevice for HoldsBus {
+            fn read(&mut self, _: u64, _: &mut [u8]) {}
+            fn write(&mut self, _: u64, _: &[u8]) {}
+        }
+        let bus = Arc::new(Bus::new());
+        bus.insert(Arc::new(Mutex::new(HoldsBus(bus.clone()))), 0x1000, 0x10)
+            .unwrap();
+        bus.insert(recorder(1), 0x80, 1).unwrap();
+        let weak = Arc::downgrade(&bus);
+        assert_eq!(bus.clear(), 2);
+        assert!(!bus.write(0x80, &[1]));
+        drop(bus);
+        assert!(weak.upgrade().is_none(), "the bus outlived its last holder");
     }
 
     #[test]

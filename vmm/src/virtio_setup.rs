@@ -45,6 +45,15 @@ pub struct VirtioDevices {
     pub console_input: Option<ConsoleInput>,
 }
 
+impl Drop for VirtioDevices {
+    /// The VM is going: its activator thread ends with it.
+    fn drop(&mut self) {
+        if let Some(a) = &self.activator {
+            a.stop();
+        }
+    }
+}
+
 /// The hook each device worker runs first: its own seccomp filter.
 fn worker_init(kind: DeviceKind, mode: SeccompMode) -> WorkerInit {
     Arc::new(move |_name: &str| {

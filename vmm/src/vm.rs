@@ -671,6 +671,11 @@ impl RunningVm {
         if let Some(p) = self.passthrough.as_mut() {
             p.shutdown();
         }
+        // The buses hold every device, and the PCI segment on them holds the buses (to move
+        // BARs): emptied, the devices go now (device workers joined, disk images unlocked,
+        // files closed) rather than living on in a VMM that boots the next VM.
+        self.shared.buses.pio.clear();
+        self.shared.buses.mmio.clear();
     }
 }
 

@@ -5,6 +5,7 @@
 //! activator waits on. Notifications the guest sends before the ioeventfds exist reach the
 //! transport as MMIO writes, which signal the same queue eventfds, so nothing is lost.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vmm_sys_util::eventfd::EventFd;
@@ -15,6 +16,8 @@ pub type Job = Box<dyn FnOnce() + Send>;
 pub struct Activator {
     jobs: Mutex<Vec<Job>>,
     pub evt: EventFd,
+    /// Set by [`Activator::stop`]: the thread ends at its next wake-up.
+    stopped: AtomicBool,
 }
 
 impl Activator {
@@ -22,6 +25,7 @@ impl Activator {
         Ok(Activator {
             jobs: Mutex::new(Vec::new()),
             evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            stopped: AtomicBool::new(false),
         })
     }
 
@@ -31,6 +35,7 @@ impl Activator {
             jobs: Mutex::new(Vec::new()),
             // Blocking: each read on the activator thread waits for the next job.
             evt: EventFd::new(0)?,
+            stopped: AtomicBool::new(false),
         });
         let worker = a.clone();
         std::thread::Builder::new()
@@ -42,7 +47,7 @@ impl Activator {
                     log::error!("virtio activator: {e}; virtio devices will not start");
                     return;
                 }
-                while worker.evt.read().is_ok() {
+                while worker.evt.read().is_ok() && !worker.stopped.load(Ordering::Acquire) {
                     worker.run_jobs();
                 }
             })?;
@@ -54,6 +59,15 @@ impl Activator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(job);
+        let _ = self.evt.write(1);
+    }
+
+    /// End the activator thread (the VM is being torn down): jobs still queued are dropped
+    /// unrun. Without this the thread, its eventfd and everything a queued job holds would
+    /// outlive the VM in a VMM that boots one VM after another.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let _ = self.evt.write(1);
     }
 
@@ -91,5 +105,29 @@ mod tests {
         a.run_pending();
         a.run_pending();
         assert_eq!(n.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn stop_ends_the_thread_and_drops_queued_jobs_unrun() {
+        let a = Activator::start(crate::seccomp::SeccompMode::Off).unwrap();
+        let weak = Arc::downgrade(&a);
+        let ran = Arc::new(AtomicU32::new(0));
+        a.stop();
+        let r = ran.clone();
+        a.queue(Box::new(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        }));
+        a.stop();
+        drop(a);
+        // The thread held the other reference: it is gone once the thread has ended.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while weak.upgrade().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "activator thread still alive"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
     }
 }
