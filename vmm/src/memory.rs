@@ -32,7 +32,14 @@ pub fn create(
     ranges: &[(GuestAddress, usize)],
     cfg: &MemoryConfig,
 ) -> Result<GuestMemoryMmap, MemoryError> {
-    let mut flags = libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // MAP_NORESERVE: ordinary RAM is committed page by page as the guest touches it. Not with
+    // huge pages: a hugetlb mapping without its reservation gets SIGBUS at the first fault
+    // once the pool is short, killing the VMM mid-boot; reserved at mmap, a short pool is an
+    // mmap error that says what to fix.
+    let mut flags = libc::MAP_ANONYMOUS;
+    if !cfg.hugepages {
+        flags |= libc::MAP_NORESERVE;
+    }
     flags |= if cfg.shared {
         libc::MAP_SHARED
     } else {
@@ -193,5 +200,31 @@ mod tests {
         ];
         let mem = create(&ranges, &MemoryConfig::default()).unwrap();
         assert_eq!(mem.iter().map(|r| r.len()).sum::<u64>(), 64 << 30);
+    }
+
+    /// Free 2 MiB huge pages in the host's pool (/proc/meminfo).
+    fn free_huge_pages() -> u64 {
+        std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("HugePages_Free:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn hugepages_beyond_the_pool_are_an_error_not_a_sigbus_later() {
+        // 64 MiB more than the pool holds: with MAP_NORESERVE the mmap would succeed and the
+        // first touch past the pool would kill the process with SIGBUS.
+        let size = (free_huge_pages() << 21) + (64 << 20);
+        let cfg = MemoryConfig {
+            hugepages: true,
+            ..MemoryConfig::default()
+        };
+        let err = create(&[(GuestAddress(0), size as usize)], &cfg).unwrap_err();
+        assert!(
+            err.to_string().contains("nr_hugepages"),
+            "the error says how to fix it: {err}"
+        );
     }
 }

@@ -367,6 +367,7 @@ fn build(
     vm.create_pit()?;
 
     let buses = Arc::new(Buses::default());
+    let on_failure = crate::vcpu::exit::ClearOnDrop::new(&buses);
     let t = timer.clone();
     let devices = legacy::setup(
         vm.as_ref(),
@@ -437,6 +438,7 @@ fn build(
             reason,
         })?;
     }
+    on_failure.disarm();
     Ok(Built {
         vm,
         mem,
@@ -674,8 +676,7 @@ impl RunningVm {
         // The buses hold every device, and the PCI segment on them holds the buses (to move
         // BARs): emptied, the devices go now (device workers joined, disk images unlocked,
         // files closed) rather than living on in a VMM that boots the next VM.
-        self.shared.buses.pio.clear();
-        self.shared.buses.mmio.clear();
+        self.shared.buses.clear();
     }
 }
 

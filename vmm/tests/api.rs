@@ -346,6 +346,52 @@ fn a_vm_with_devices_reboots_and_leaves_nothing_behind_when_stopped() {
 }
 
 #[test]
+fn a_boot_that_fails_half_way_releases_what_it_opened() {
+    let ticker = ticker("api-ticker-failed");
+    let vmm = spawn_vmm("failed", &[]);
+    let (sock, pid) = (vmm.sock.clone(), vmm.child.id());
+    let disk = sock.with_file_name("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    // An initramfs larger than the guest's RAM: found while the VM is built, after its disk
+    // is opened and locked and its devices are on the buses.
+    let initramfs = sock.with_file_name("big.cpio");
+    std::fs::File::create(&initramfs)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    wait_until("the idle VMM's threads", Duration::from_secs(10), || {
+        thread_names(pid).len() >= 3
+    });
+    let idle = open_files(pid);
+    let body = create_body(&ticker, 32, &sock.with_file_name("serial")).replacen(
+        "\"iommu\"",
+        &format!("\"disks\":[{{\"path\":\"{}\"}}],\"iommu\"", disk.display()),
+        1,
+    );
+    let body = body.replacen(
+        "\"cmdline\"",
+        &format!("\"initramfs\":\"{}\",\"cmdline\"", initramfs.display()),
+        1,
+    );
+    let (code, body) = call(&sock, "PUT", "vm.create", Some(&body));
+    assert_eq!(code, 204, "{body}");
+    for _ in 0..2 {
+        let (code, body) = call(&sock, "PUT", "vm.boot", None);
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("initramfs"), "{body}");
+        assert!(can_lock(&disk), "a failed boot left the disk locked");
+        assert_eq!(open_files(pid), idle, "a failed boot left fds behind");
+    }
+    assert_eq!(info(&sock)["state"], "Created");
+    assert_eq!(put(&sock, "vmm.shutdown"), 204);
+    let (code, err) = vmm.wait();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
 fn bad_requests_leave_the_guest_running() {
     let (vmm, sock, serial) = boot_ticker("bad");
     wait_until("ticks", Duration::from_secs(20), || size(&serial) >= 2);

@@ -113,6 +113,60 @@ fn vmm_thread_is_killed_by_execve() {
 }
 
 #[test]
+fn control_thread_builds_and_starts_threads_but_is_killed_by_execve() {
+    let case = "control_thread_builds_and_starts_threads_but_is_killed_by_execve";
+    if child_case(case, || {
+        confine(ThreadKind::Control, SeccompMode::Enforce);
+        // What building a VM takes: files, KVM, a tap's configuration socket, a named thread
+        // that narrows itself to a thread kind's filter.
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        assert!(status.contains("Seccomp:\t2"), "{status}");
+        if let Ok(kvm) = std::fs::File::open("/dev/kvm") {
+            use std::os::fd::AsRawFd;
+            // SAFETY: KVM_GET_API_VERSION takes no argument.
+            let v = unsafe { libc::ioctl(kvm.as_raw_fd(), 0xae00, 0) };
+            assert_eq!(v, 12, "KVM_GET_API_VERSION");
+        }
+        // SAFETY: plain syscalls on fds this case owns.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            assert!(s >= 0, "socket: {}", errno());
+            libc::close(s);
+        }
+        std::thread::Builder::new()
+            .name("worker".into())
+            .spawn(|| seccomp::apply(ThreadKind::Vcpu, SeccompMode::Enforce).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        eprintln!("allowed ok");
+        let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null()];
+        // SAFETY: NUL-terminated argv/envp arrays of C strings; the filter ends the process.
+        unsafe { libc::execve(argv[0], argv.as_ptr(), envp.as_ptr()) };
+        unreachable!("execve returned under the control filter");
+    }) {
+        return;
+    }
+    assert_killed_by(&run_child(case), libc::SYS_execve, "execve", "control");
+}
+
+#[test]
+fn control_thread_may_not_connect_or_open_a_unix_socket() {
+    let case = "control_thread_may_not_connect_or_open_a_unix_socket";
+    if child_case(case, || {
+        confine(ThreadKind::Control, SeccompMode::Enforce);
+        eprintln!("allowed ok");
+        // SAFETY: a plain syscall; the filter ends the process here.
+        unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+        unreachable!("an AF_UNIX socket was created under the control filter");
+    }) {
+        return;
+    }
+    assert_killed_by(&run_child(case), libc::SYS_socket, "socket", "control");
+}
+
+#[test]
 fn api_thread_serves_a_connection_but_is_killed_by_openat() {
     let case = "api_thread_serves_a_connection_but_is_killed_by_openat";
     if child_case(case, || {
@@ -576,6 +630,60 @@ fn every_vmm_thread_runs_under_exactly_one_filter_by_default() {
     for t in &threads {
         assert_eq!(t.mode, "2", "filter mode: {threads:?}");
         assert_eq!(t.filters, "1", "{threads:?}");
+    }
+}
+
+/// Under `--api-socket` the main thread is the control loop: confined (one filter), as every
+/// thread it starts (their own filter on top of its: two).
+#[test]
+fn every_thread_of_an_api_vmm_is_confined() {
+    require_kvm();
+    let k = kernel("halt-api", &vmm_tests::serial_hello_then_halt_code(b"up\n"));
+    let sock = std::env::temp_dir().join(format!("vmm-seccomp-api-{}.sock", std::process::id()));
+    let mut child = Command::new(vmm_bin())
+        .arg("--api-socket")
+        .arg(format!("path={}", sock.display()))
+        .args([
+            "--kernel", &k, "--cpus", "boot=2", "--memory", "size=64M", "--rng",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = [0u8; 3];
+    child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"up\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut threads = user_threads(child.id());
+    while threads.iter().any(|t| t.mode != "2") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        threads = user_threads(child.id());
+    }
+    stop(child);
+    let _ = std::fs::remove_file(&sock);
+    let names: Vec<_> = threads.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "vcpu0",
+            "vcpu1",
+            "virtio-activato",
+            "vmm",
+            "vmm-api",
+            "vmm-events"
+        ],
+        "{threads:?}"
+    );
+    for t in &threads {
+        assert_eq!(t.mode, "2", "filter mode: {threads:?}");
+        // Started by the control loop: its filter and their own.
+        let want = if t.name.starts_with("vcpu") || t.name == "virtio-activato" {
+            "2"
+        } else {
+            "1"
+        };
+        assert_eq!(t.filters, want, "{}: {threads:?}", t.name);
     }
 }
 

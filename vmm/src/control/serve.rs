@@ -62,6 +62,7 @@ fn serve_on(socket: ApiSocket, opts: ServeOptions, start: Instant) -> Result<(),
         .map_err(ServeError::Thread)?;
     let warm = crate::vm::Warm::prepare(opts.seccomp)?;
     let filter = Confinement::new(opts.seccomp).compile(ThreadKind::Api)?;
+    let control = Confinement::new(opts.seccomp).compile(ThreadKind::Control)?;
     let (tx, rx) = mpsc::channel();
     let mut controller = Controller::new(KvmLauncher { warm }, tx.clone(), events);
     let api = ApiThread {
@@ -73,6 +74,9 @@ fn serve_on(socket: ApiSocket, opts: ServeOptions, start: Instant) -> Result<(),
     }
     .spawn()
     .map_err(ServeError::Thread)?;
+    // From here this thread acts on requests (and boots the command line's VM): confined,
+    // as every thread the VMs it builds will start under (seccomp/control.rs).
+    control.install()?;
     if let Some(cfg) = opts.boot {
         let api_cfg = ApiVmConfig::from_config(&cfg);
         controller

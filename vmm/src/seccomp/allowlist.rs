@@ -105,6 +105,25 @@ pub fn arg_lacks(arg: u8, mask: u64) -> SeccompRule {
     one_condition(arg, SeccompCmpOp::MaskedEq(mask), 0)
 }
 
+/// Argument `arg` with `mask` applied equals `value` (an ioctl's type byte, say).
+pub fn arg_masked_eq(arg: u8, mask: u64, value: u64) -> SeccompRule {
+    one_condition(arg, SeccompCmpOp::MaskedEq(mask), value)
+}
+
+/// `sendto(fd, buf, len, flags, NULL, 0)` with `flags` exactly: a send on a connected socket
+/// (std's `write` on a unix stream), never a datagram to an address of the caller's choosing.
+pub fn send_connected(flags: u64) -> SeccompRule {
+    let conditions = [
+        SeccompCondition::new(3, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, flags),
+        SeccompCondition::new(4, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, 0),
+    ];
+    conditions
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(SeccompRule::new)
+        .expect("two conditions on arguments 3 and 4 are valid")
+}
+
 /// An ioctl with request number `request` (argument 1).
 pub fn ioctl(request: u64) -> SeccompRule {
     arg_eq(1, request)

@@ -3,7 +3,7 @@
 //! each parsed request to the control loop over a channel. Installed before it serves its
 //! first connection; the socket, its epoll and the kill switch exist by then.
 
-use super::allowlist::{arg_eq, ioctl, Allowlist};
+use super::allowlist::{ioctl, send_connected, Allowlist};
 use super::common;
 
 pub fn allowlist() -> Allowlist {
@@ -20,6 +20,7 @@ pub fn allowlist() -> Allowlist {
     // Responses: std writes to a unix stream with send(2) and MSG_NOSIGNAL (a peer that has
     // gone is an EPIPE, not a SIGPIPE), which glibc issues as sendto without an address.
     // No other socket call: the thread never connects, binds or opens anything.
-    a.allow_if(libc::SYS_sendto, arg_eq(3, libc::MSG_NOSIGNAL as u64));
+    // The rule also requires no destination address.
+    a.allow_if(libc::SYS_sendto, send_connected(libc::MSG_NOSIGNAL as u64));
     a
 }

@@ -37,6 +37,7 @@ mod allowlist;
 mod api;
 pub mod bpf;
 mod common;
+mod control;
 mod device;
 mod ioctls;
 mod mode;
@@ -76,6 +77,8 @@ pub enum ThreadKind {
     Vfio,
     /// The API thread: HTTP on the API socket (`--api-socket`).
     Api,
+    /// The control loop (the main thread under `--api-socket`): builds and tears down VMs.
+    Control,
 }
 
 impl ThreadKind {
@@ -91,6 +94,7 @@ impl ThreadKind {
             ThreadKind::Activator => "virtio-activator",
             ThreadKind::Vfio => "vfio",
             ThreadKind::Api => "api",
+            ThreadKind::Control => "control",
         }
     }
 }
@@ -119,6 +123,7 @@ pub fn allowlist(kind: ThreadKind) -> Allowlist {
         ThreadKind::Device(d) => device::allowlist(d),
         ThreadKind::Activator => activator::allowlist(),
         ThreadKind::Api => api::allowlist(),
+        ThreadKind::Control => control::allowlist(),
         ThreadKind::Vfio => {
             let mut a = common::runtime();
             a.extend(&crate::vfio::seccomp::thread_rules());

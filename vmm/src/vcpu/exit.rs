@@ -12,6 +12,38 @@ pub struct Buses {
     pub mmio: Arc<Bus>,
 }
 
+impl Buses {
+    /// Take every device off both buses. The PCI segment on them holds the buses (to move
+    /// BARs), so a VM's devices (their workers, files, disk locks, guest memory) go only when
+    /// emptied: its teardown, or a build that failed after devices were added, does it.
+    pub fn clear(&self) {
+        self.pio.clear();
+        self.mmio.clear();
+    }
+}
+
+/// Empties [`Buses`] when dropped while armed: a VM build that fails half-way.
+pub struct ClearOnDrop(Option<Arc<Buses>>);
+
+impl ClearOnDrop {
+    pub fn new(buses: &Arc<Buses>) -> Self {
+        ClearOnDrop(Some(buses.clone()))
+    }
+
+    /// The build succeeded: whoever runs the VM clears the buses at its end.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.clear();
+        }
+    }
+}
+
 /// What the vCPU loop does after an exit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExitAction {
