@@ -211,7 +211,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             "--kernel PATH is required (or --api-socket to create the VM through the API)".into(),
         ));
     }
-    let vm = VmConfig {
+    let mut vm = VmConfig {
         kernel: PathBuf::from(get(m, "kernel").cloned().unwrap_or_default()),
         initramfs: get(m, "initramfs").map(PathBuf::from),
         cmdline: get(m, "cmdline")
@@ -226,7 +226,9 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         nets,
         rng,
         devices,
+        device_ids: Default::default(),
     };
+    vm.device_ids = config::ids::assign(&vm)?;
     Ok(Cli {
         vm,
         boot,

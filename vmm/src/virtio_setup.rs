@@ -43,6 +43,9 @@ pub struct VirtioDevices {
     pub activator: Option<Arc<Activator>>,
     /// Host input for the virtio-console, when it is the interactive console.
     pub console_input: Option<ConsoleInput>,
+    /// Where each device is on the PCI bus, in the order of `DeviceIds::virtio`: disks, nets,
+    /// rng, console.
+    pub addresses: Vec<pci::PciAddress>,
 }
 
 impl Drop for VirtioDevices {
@@ -84,7 +87,11 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn add(&self, device: Box<dyn VirtioDevice>, kind: DeviceKind) -> Result<(), VirtioSetupError> {
+    fn add(
+        &self,
+        device: Box<dyn VirtioDevice>,
+        kind: DeviceKind,
+    ) -> Result<pci::PciAddress, VirtioSetupError> {
         let address = self.pci.next_address()?;
         let bar = self
             .pci
@@ -104,7 +111,7 @@ impl Builder<'_> {
         })?;
         self.pci.add(address, Arc::new(Mutex::new(transport)))?;
         log::info!("virtio {kind:?} at {address}");
-        Ok(())
+        Ok(address)
     }
 }
 
@@ -123,6 +130,7 @@ pub fn setup(
         return Ok(VirtioDevices {
             activator: None,
             console_input: None,
+            addresses: Vec::new(),
         });
     }
     let activator = Activator::start(cfg.seccomp).map_err(VirtioSetupError::Activator)?;
@@ -133,18 +141,19 @@ pub fn setup(
         activator: activator.clone(),
         seccomp: cfg.seccomp,
     };
+    let mut addresses = Vec::new();
     for disk in &cfg.disks {
         let dev = Block::new(disk).map_err(|source| VirtioSetupError::Disk {
             path: disk.path.display().to_string(),
             source,
         })?;
-        b.add(Box::new(dev), DeviceKind::Block)?;
+        addresses.push(b.add(Box::new(dev), DeviceKind::Block)?);
     }
     for net in &cfg.nets {
-        b.add(Box::new(Net::new(net)?), DeviceKind::Net)?;
+        addresses.push(b.add(Box::new(Net::new(net)?), DeviceKind::Net)?);
     }
     if let Some(rng) = &cfg.rng {
-        b.add(Box::new(Rng::new(rng)?), DeviceKind::Rng)?;
+        addresses.push(b.add(Box::new(Rng::new(rng)?), DeviceKind::Rng)?);
     }
     let mut console_input = None;
     if let Some(sink) = console_sink(&cfg.console)? {
@@ -152,10 +161,11 @@ pub fn setup(
         if cfg.console == ConsoleConfig::Tty {
             console_input = Some(console.input());
         }
-        b.add(Box::new(console), DeviceKind::Console)?;
+        addresses.push(b.add(Box::new(console), DeviceKind::Console)?);
     }
     Ok(VirtioDevices {
         activator: Some(activator),
         console_input,
+        addresses,
     })
 }

@@ -578,6 +578,12 @@ impl Built {
             serial,
         } = self;
         let num_vcpus = vcpus.len() as u32;
+        let pci_addresses = virtio
+            .addresses
+            .iter()
+            .copied()
+            .chain(passthrough.iter().flat_map(Passthrough::addresses))
+            .collect();
         let handles = Self::start_threads(vcpus.into_iter(), parked, &shared, &timer);
         let power_button = devices.power_button.clone();
         let events = {
@@ -599,6 +605,7 @@ impl Built {
             power_button,
             events: Some(events.1),
             num_vcpus,
+            pci_addresses,
         })
     }
 }
@@ -614,6 +621,9 @@ pub struct RunningVm {
     power_button: Arc<dyn devices::Interrupt>,
     events: Option<std::thread::JoinHandle<()>>,
     num_vcpus: u32,
+    /// Where the virtio devices (disks, nets, rng, console) and then the passed-through
+    /// devices are on the PCI bus.
+    pci_addresses: Vec<pci::PciAddress>,
 }
 
 impl RunningVm {
@@ -652,6 +662,11 @@ impl RunningVm {
     pub fn memory_size(&self) -> u64 {
         use vm_memory::GuestMemoryBackend;
         self.mem.iter().map(vm_memory::GuestMemoryRegion::len).sum()
+    }
+
+    /// The PCI addresses of the virtio devices, then of the passed-through ones.
+    pub fn pci_addresses(&self) -> &[pci::PciAddress] {
+        &self.pci_addresses
     }
 
     /// Stop the vCPUs, end the VMM thread, stop passed-through devices, free guest memory.

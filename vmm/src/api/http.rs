@@ -73,7 +73,7 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
                 }
                 return Err(ApiError::new(
                     Status::NotImplemented,
-                    format!("{other}: not supported yet ({what} is not implemented in this VMM)"),
+                    format!("{other}: not supported yet (this VMM does not implement {what} yet)"),
                 ));
             }
             return Err(ApiError::new(

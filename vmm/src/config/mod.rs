@@ -4,6 +4,7 @@
 mod cpus;
 pub mod device;
 pub mod disk;
+pub mod ids;
 mod kv;
 mod memory;
 pub mod net;
@@ -72,6 +73,8 @@ pub struct VmConfig {
     pub rng: Option<devices::virtio::RngConfig>,
     /// Host PCI devices passed through with VFIO (`--device`, repeatable).
     pub devices: Vec<DeviceConfig>,
+    /// Every device's id (`vm.info`, its device tree), set once the devices are parsed.
+    pub device_ids: ids::DeviceIds,
 }
 
 /// The command line used when `--cmdline` is absent: a serial console and a reset that ends the VM.

@@ -32,6 +32,7 @@ pub fn parse(s: &str) -> Result<NetConfig, ConfigError> {
         mac: None,
         num_queues: 2,
         queue_size: 256,
+        id: None,
     };
     for (k, v) in kv::parse(OPT, s, PARAMS)? {
         match k {
@@ -59,7 +60,12 @@ pub fn parse(s: &str) -> Result<NetConfig, ConfigError> {
                 cfg.num_queues = n;
             }
             "queue_size" => cfg.queue_size = queue_param(OPT, "queue_size", v, true)?,
-            _ => {} // id: accepted for Cloud Hypervisor compatibility
+            _ => {
+                if v.is_empty() {
+                    return Err(invalid("id", v, "an id cannot be empty"));
+                }
+                cfg.id = Some(v.to_string());
+            }
         }
     }
     if cfg.mask.is_some() && cfg.ip.is_none() {

@@ -37,6 +37,9 @@ impl Machine for FakeMachine {
     fn memory_size(&self) -> u64 {
         self.1
     }
+    fn pci_addresses(&self) -> Vec<String> {
+        (1..=8).map(|d| format!("0000:00:{d:02x}.0")).collect()
+    }
     fn stop(self: Box<Self>) {
         self.0.stops.fetch_add(1, Ordering::SeqCst);
     }

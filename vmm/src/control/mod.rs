@@ -45,6 +45,9 @@ pub trait Machine: Send {
     fn power_button(&self) -> Result<(), String>;
     /// Guest RAM in bytes.
     fn memory_size(&self) -> u64;
+    /// The PCI address ("0000:00:01.0") of each virtio device (in `DeviceIds::virtio` order)
+    /// and then of each passed-through device.
+    fn pci_addresses(&self) -> Vec<String>;
     /// Stop the VM and free everything it holds.
     fn stop(self: Box<Self>);
 }
@@ -300,7 +303,11 @@ impl<L: Launcher> Controller<L> {
                     config: &vm.api,
                     state: vm.state,
                     memory_actual_size: vm.machine.as_ref().map(|m| m.memory_size()),
-                    device_tree: Default::default(),
+                    device_tree: vm
+                        .machine
+                        .as_ref()
+                        .map(|m| device_tree(&vm.cfg.device_ids, &m.pci_addresses()))
+                        .unwrap_or_default(),
                 })))
             }
             Request::Counters => {
@@ -354,6 +361,38 @@ impl<L: Launcher> Controller<L> {
     }
 }
 
+/// `vm.info`'s device tree, shaped as Cloud Hypervisor's: a virtio device `X` is a child of its
+/// transport `_virtio-pci-X`, which holds the PCI address; a passed-through device holds its own.
+/// `addresses`: as [`Machine::pci_addresses`].
+pub fn device_tree(
+    ids: &crate::config::ids::DeviceIds,
+    addresses: &[String],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    use serde_json::json;
+    let mut tree = std::collections::BTreeMap::new();
+    let mut addresses = addresses.iter();
+    for id in ids.virtio() {
+        let transport = format!("_virtio-pci-{id}");
+        let bdf = addresses.next();
+        tree.insert(
+            id.clone(),
+            json!({"id": id, "resources": [], "parent": transport, "children": []}),
+        );
+        tree.insert(
+            transport.clone(),
+            json!({"id": transport, "resources": [], "children": [id], "pci_bdf": bdf}),
+        );
+    }
+    for id in &ids.devices {
+        let bdf = addresses.next();
+        tree.insert(
+            id.clone(),
+            json!({"id": id, "resources": [], "children": [], "pci_bdf": bdf}),
+        );
+    }
+    tree
+}
+
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
 }
@@ -404,6 +443,12 @@ impl Machine for crate::vm::RunningVm {
     }
     fn memory_size(&self) -> u64 {
         crate::vm::RunningVm::memory_size(self)
+    }
+    fn pci_addresses(&self) -> Vec<String> {
+        crate::vm::RunningVm::pci_addresses(self)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
     fn stop(self: Box<Self>) {
         crate::vm::RunningVm::stop(*self)

@@ -203,3 +203,49 @@ fn ping_says_version_and_pid() {
     assert_eq!(v["pid"], std::process::id());
     assert!(v["features"].is_array());
 }
+
+#[test]
+fn vm_info_reports_device_ids_and_a_device_tree_shaped_as_cloud_hypervisors() {
+    let (mut c, _log, _rx) = controller();
+    let body = r#"{"payload":{"kernel":"/k"},"memory":{"size":67108864},
+        "disks":[{"path":"/a.img"},{"path":"/b.img","id":"data"}],
+        "net":[{"tap":"t0"}],"rng":{"src":"/dev/urandom"},
+        "devices":[{"path":"/sys/bus/pci/devices/0000:41:00.0"}]}"#;
+    let parsed = vm_config::parse(body.as_bytes(), SeccompMode::Off).unwrap();
+    assert_eq!(
+        status(c.handle(Request::Create(Box::new(parsed)))),
+        Ok(Reply::Empty)
+    );
+    let info = |c: &mut Controller<FakeLauncher>| -> serde_json::Value {
+        let Ok(Reply::Json(info)) = c.handle(Request::Info) else {
+            panic!("vm.info")
+        };
+        serde_json::from_str(&info).unwrap()
+    };
+    let i = info(&mut c);
+    assert_eq!(i["config"]["disks"][0]["id"], "_disk0");
+    assert_eq!(i["config"]["disks"][1]["id"], "data");
+    assert_eq!(i["config"]["net"][0]["id"], "_net1");
+    assert_eq!(i["config"]["devices"][0]["id"], "_vfio2");
+    // No devices exist before the boot.
+    assert_eq!(i["device_tree"], serde_json::json!({}));
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    let tree = info(&mut c)["device_tree"].clone();
+    // The fake machine puts its devices at 00:01.0, 00:02.0, ... in order.
+    assert_eq!(tree["_disk0"]["parent"], "_virtio-pci-_disk0");
+    assert_eq!(tree["_virtio-pci-_disk0"]["pci_bdf"], "0000:00:01.0");
+    assert_eq!(tree["_virtio-pci-_disk0"]["children"][0], "_disk0");
+    assert_eq!(tree["_virtio-pci-data"]["pci_bdf"], "0000:00:02.0");
+    assert_eq!(tree["_virtio-pci-_net1"]["pci_bdf"], "0000:00:03.0");
+    assert_eq!(tree["_virtio-pci-__rng"]["pci_bdf"], "0000:00:04.0");
+    assert_eq!(tree["_vfio2"]["pci_bdf"], "0000:00:05.0");
+    assert_eq!(tree.as_object().unwrap().len(), 9);
+}
+
+#[test]
+fn a_device_id_given_twice_is_refused_at_create() {
+    let body = r#"{"payload":{"kernel":"/k"},
+        "disks":[{"path":"/a.img","id":"x"}],"net":[{"tap":"t0","id":"x"}]}"#;
+    let e = vm_config::parse(body.as_bytes(), SeccompMode::Off).unwrap_err();
+    assert!(e.contains("'x' is used twice"), "{e}");
+}

@@ -241,6 +241,11 @@ impl Passthrough {
         Ok(())
     }
 
+    /// Where each attached device is on the guest's PCI bus, in `--device` order.
+    pub fn addresses(&self) -> Vec<pci::PciAddress> {
+        self.attached.clone()
+    }
+
     /// Tears everything down (on the vfio thread) and waits for it; call once the vCPUs have
     /// stopped and before guest memory is unmapped. Runs at most once.
     pub fn shutdown(&mut self) {

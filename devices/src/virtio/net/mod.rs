@@ -55,6 +55,8 @@ pub struct NetConfig {
     /// there is more than one pair.
     pub num_queues: u16,
     pub queue_size: u16,
+    /// The device's id in the VMM's API (`vm.info`, `vm.remove-device`); generated when `None`.
+    pub id: Option<String>,
 }
 
 impl Default for NetConfig {
@@ -66,6 +68,7 @@ impl Default for NetConfig {
             mac: None,
             num_queues: DEFAULT_NUM_QUEUES,
             queue_size: DEFAULT_QUEUE_SIZE,
+            id: None,
         }
     }
 }

@@ -272,7 +272,7 @@ impl ApiVmConfig {
         if let Some(p) = &self.platform {
             platform(p)?;
         }
-        let cfg = VmConfig {
+        let mut cfg = VmConfig {
             kernel,
             initramfs: p
                 .initramfs
@@ -292,8 +292,16 @@ impl ApiVmConfig {
             nets,
             rng,
             devices: passthrough,
+            device_ids: Default::default(),
         };
         crate::cli::check_duplicate_disks(&cfg.disks).map_err(|e| api_message("disks", e))?;
+        let disk_ids: Vec<Option<&str>> = self
+            .disks
+            .iter()
+            .flatten()
+            .map(|d| d.id.as_deref())
+            .collect();
+        cfg.device_ids = config::ids::assign_given(&cfg, &disk_ids).map_err(|e| e.to_string())?;
         Ok(cfg)
     }
 
@@ -317,6 +325,26 @@ impl ApiVmConfig {
             ..Default::default()
         });
         out.payload.cmdline = Some(cfg.cmdline.clone());
+        // Every device with its id, generated where none was given (as Cloud Hypervisor's
+        // vm.info shows them).
+        {
+            let ids = &cfg.device_ids;
+            if let Some(disks) = out.disks.as_mut() {
+                for (d, id) in disks.iter_mut().zip(&ids.disks) {
+                    d.id = Some(id.clone());
+                }
+            }
+            if let Some(nets) = out.net.as_mut() {
+                for (n, id) in nets.iter_mut().zip(&ids.nets) {
+                    n.id = Some(id.clone());
+                }
+            }
+            if let Some(devices) = out.devices.as_mut() {
+                for (d, id) in devices.iter_mut().zip(&ids.devices) {
+                    d.id = Some(id.clone());
+                }
+            }
+        }
         let mode = |m: &str, file: Option<&PathBuf>| ApiConsole {
             mode: m.into(),
             file: file.map(|f| f.display().to_string()),
@@ -473,6 +501,7 @@ fn net(field: &str, n: &ApiNet) -> Result<devices::virtio::NetConfig, String> {
         ("ip", &n.ip),
         ("mask", &n.mask),
         ("mac", &n.mac),
+        ("id", &n.id),
     ] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             no_separators(&format!("{field}.{k}"), v)?;
