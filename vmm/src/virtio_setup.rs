@@ -46,6 +46,8 @@ pub struct VirtioDevices {
     /// Where each device is on the PCI bus, in the order of `DeviceIds::virtio`: disks, nets,
     /// rng, console.
     pub addresses: Vec<pci::PciAddress>,
+    /// The counters of the devices that keep some (disks, nets), with their ids.
+    pub counters: Vec<(String, Arc<devices::virtio::counters::Counters>)>,
 }
 
 impl Drop for VirtioDevices {
@@ -131,6 +133,7 @@ pub fn setup(
             activator: None,
             console_input: None,
             addresses: Vec::new(),
+            counters: Vec::new(),
         });
     }
     let activator = Activator::start(cfg.seccomp).map_err(VirtioSetupError::Activator)?;
@@ -142,15 +145,25 @@ pub fn setup(
         seccomp: cfg.seccomp,
     };
     let mut addresses = Vec::new();
-    for disk in &cfg.disks {
+    let mut counters = Vec::new();
+    let ids = &cfg.device_ids;
+    let mut count = |id: Option<&String>, dev: &dyn VirtioDevice| {
+        if let (Some(id), Some(c)) = (id, dev.counters()) {
+            counters.push((id.clone(), c));
+        }
+    };
+    for (i, disk) in cfg.disks.iter().enumerate() {
         let dev = Block::new(disk).map_err(|source| VirtioSetupError::Disk {
             path: disk.path.display().to_string(),
             source,
         })?;
+        count(ids.disks.get(i), &dev);
         addresses.push(b.add(Box::new(dev), DeviceKind::Block)?);
     }
-    for net in &cfg.nets {
-        addresses.push(b.add(Box::new(Net::new(net)?), DeviceKind::Net)?);
+    for (i, net) in cfg.nets.iter().enumerate() {
+        let dev = Net::new(net)?;
+        count(ids.nets.get(i), &dev);
+        addresses.push(b.add(Box::new(dev), DeviceKind::Net)?);
     }
     if let Some(rng) = &cfg.rng {
         addresses.push(b.add(Box::new(Rng::new(rng)?), DeviceKind::Rng)?);
@@ -167,5 +180,6 @@ pub fn setup(
         activator: Some(activator),
         console_input,
         addresses,
+        counters,
     })
 }

@@ -584,6 +584,7 @@ impl Built {
             .copied()
             .chain(passthrough.iter().flat_map(Passthrough::addresses))
             .collect();
+        let counters = virtio.counters.clone();
         let handles = Self::start_threads(vcpus.into_iter(), parked, &shared, &timer);
         let power_button = devices.power_button.clone();
         let events = {
@@ -606,6 +607,7 @@ impl Built {
             events: Some(events.1),
             num_vcpus,
             pci_addresses,
+            counters,
         })
     }
 }
@@ -624,6 +626,8 @@ pub struct RunningVm {
     /// Where the virtio devices (disks, nets, rng, console) and then the passed-through
     /// devices are on the PCI bus.
     pci_addresses: Vec<pci::PciAddress>,
+    /// The devices' I/O counters, by device id.
+    counters: Vec<(String, Arc<devices::virtio::counters::Counters>)>,
 }
 
 impl RunningVm {
@@ -662,6 +666,14 @@ impl RunningVm {
     pub fn memory_size(&self) -> u64 {
         use vm_memory::GuestMemoryBackend;
         self.mem.iter().map(vm_memory::GuestMemoryRegion::len).sum()
+    }
+
+    /// Each device's counters now (`vm.counters`), by device id.
+    pub fn counters(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        self.counters
+            .iter()
+            .map(|(id, c)| (id.clone(), c.read()))
+            .collect()
     }
 
     /// The PCI addresses of the virtio devices, then of the passed-through ones.

@@ -162,6 +162,11 @@ pub enum ActivateError {
 /// A virtio device backend, independent of the transport.
 pub trait VirtioDevice: Send {
     /// The virtio device ID (`VIRTIO_ID_*`: 1 net, 2 block, 3 console, 4 rng).
+    /// The device's I/O counters (`vm.counters`), if it keeps any.
+    fn counters(&self) -> Option<std::sync::Arc<super::counters::Counters>> {
+        None
+    }
+
     fn device_type(&self) -> u32;
 
     /// The maximum size of each queue; the slice length is the number of

@@ -11,6 +11,7 @@
 pub mod block;
 pub mod chain;
 pub mod console;
+pub mod counters;
 pub mod device;
 pub mod net;
 pub mod queue;

@@ -3,6 +3,14 @@
 # we wait for on the "Power Button" event device, then power off as an init system would.
 insmod /lib/modules/button.ko 2>/dev/null
 insmod /lib/modules/evdev.ko 2>/dev/null
+# A disk, when the VM has one (api-powerbutton: the host reads vm.counters while the guest
+# waits), is probed now: the kernel reads its partition table; the guest reads its first
+# sector too and says what it found.
+. /lab/scenarios/lib-modules.sh
+load_modules virtio_pci virtio_blk
+if [ -b /dev/vda ]; then
+    echo "LAB-PWRBTN-DISK vda $(dd if=/dev/vda bs=512 count=1 2>/dev/null | wc -c) bytes read"
+fi
 dev=
 for n in /sys/class/input/event*; do
     [ "$(cat "$n/device/name" 2>/dev/null)" = "Power Button" ] && dev=/dev/input/${n##*/}

@@ -37,6 +37,11 @@ impl Machine for FakeMachine {
     fn memory_size(&self) -> u64 {
         self.1
     }
+    fn counters(&self) -> super::Counters {
+        let mut disk = std::collections::BTreeMap::new();
+        disk.insert("read_bytes", 512);
+        [("_disk0".to_string(), disk)].into_iter().collect()
+    }
     fn pci_addresses(&self) -> Vec<String> {
         (1..=8).map(|d| format!("0000:00:{d:02x}.0")).collect()
     }

@@ -48,9 +48,15 @@ pub trait Machine: Send {
     /// The PCI address ("0000:00:01.0") of each virtio device (in `DeviceIds::virtio` order)
     /// and then of each passed-through device.
     fn pci_addresses(&self) -> Vec<String>;
+    /// Each device's I/O counters by device id (`vm.counters`).
+    fn counters(&self) -> Counters;
     /// Stop the VM and free everything it holds.
     fn stop(self: Box<Self>);
 }
+
+/// `vm.counters`: device id → counter name → value.
+pub type Counters =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, u64>>;
 
 /// Called (once) when a booted VM ends by itself.
 pub type OnEnd = Box<dyn FnOnce(Result<VmExitReason, String>) + Send>;
@@ -312,9 +318,10 @@ impl<L: Launcher> Controller<L> {
             }
             Request::Counters => {
                 self.check(Action::Inspect)?;
-                // No device keeps counters yet: an empty map, as Cloud Hypervisor answers for
-                // a VM without devices.
-                Ok(Reply::Json("{}".into()))
+                // Disks and nets count their I/O; a VM not running has no devices (an empty
+                // map, as Cloud Hypervisor answers then).
+                let counters = self.machine().map(|m| m.counters()).unwrap_or_default();
+                Ok(Reply::Json(json(&counters)))
             }
         }
     }
@@ -443,6 +450,12 @@ impl Machine for crate::vm::RunningVm {
     }
     fn memory_size(&self) -> u64 {
         crate::vm::RunningVm::memory_size(self)
+    }
+    fn counters(&self) -> Counters {
+        crate::vm::RunningVm::counters(self)
+            .into_iter()
+            .map(|(id, c)| (id, c.into_iter().collect()))
+            .collect()
     }
     fn pci_addresses(&self) -> Vec<String> {
         crate::vm::RunningVm::pci_addresses(self)

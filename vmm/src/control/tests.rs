@@ -227,8 +227,12 @@ fn vm_info_reports_device_ids_and_a_device_tree_shaped_as_cloud_hypervisors() {
     assert_eq!(i["config"]["disks"][1]["id"], "data");
     assert_eq!(i["config"]["net"][0]["id"], "_net1");
     assert_eq!(i["config"]["devices"][0]["id"], "_vfio2");
-    // No devices exist before the boot.
+    // No devices exist before the boot: no tree, no counters.
     assert_eq!(i["device_tree"], serde_json::json!({}));
+    assert_eq!(
+        status(c.handle(Request::Counters)),
+        Ok(Reply::Json("{}".into()))
+    );
     assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
     let tree = info(&mut c)["device_tree"].clone();
     // The fake machine puts its devices at 00:01.0, 00:02.0, ... in order.
@@ -240,6 +244,10 @@ fn vm_info_reports_device_ids_and_a_device_tree_shaped_as_cloud_hypervisors() {
     assert_eq!(tree["_virtio-pci-__rng"]["pci_bdf"], "0000:00:04.0");
     assert_eq!(tree["_vfio2"]["pci_bdf"], "0000:00:05.0");
     assert_eq!(tree.as_object().unwrap().len(), 9);
+    assert_eq!(
+        status(c.handle(Request::Counters)),
+        Ok(Reply::Json(r#"{"_disk0":{"read_bytes":512}}"#.into()))
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ use vmm_sys_util::epoll::EventSet;
 use super::disk::{AlignedBuf, DiskImage, MAX_IO_CHUNK, SECTOR_SIZE};
 use super::request::{parse_request, ParseFailure, Request, RequestType};
 use crate::virtio::chain::{gather, scatter, Segment};
+use crate::virtio::counters::{block as counters, Counters};
 use crate::virtio::device::VirtioInterrupt;
 use crate::virtio::queue::DeviceQueue;
 use crate::virtio::worker::{BackendHandler, EventHandler};
@@ -51,6 +52,7 @@ pub struct RequestExecutor {
     limits: DiscardLimits,
     negotiated: Negotiated,
     scratch: Option<AlignedBuf>,
+    counters: Arc<Counters>,
 }
 
 impl RequestExecutor {
@@ -61,7 +63,13 @@ impl RequestExecutor {
             limits,
             negotiated: Negotiated::default(),
             scratch: None,
+            counters: Arc::new(Counters::new(counters::NAMES)),
         }
+    }
+
+    /// The counters this executor bumps (`vm.counters`).
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     pub fn set_negotiated(&mut self, negotiated: Negotiated) {
@@ -115,8 +123,22 @@ impl RequestExecutor {
             return (VIRTIO_BLK_S_IOERR, 0);
         }
         match req.kind {
-            RequestType::In => self.read(mem, req),
-            RequestType::Out => (self.write(mem, req), 0),
+            RequestType::In => {
+                let (status, written) = self.read(mem, req);
+                if status == VIRTIO_BLK_S_OK {
+                    self.counters.add(counters::READ_OPS, 1);
+                    self.counters.add(counters::READ_BYTES, u64::from(written));
+                }
+                (status, written)
+            }
+            RequestType::Out => {
+                let status = self.write(mem, req);
+                if status == VIRTIO_BLK_S_OK {
+                    self.counters.add(counters::WRITE_OPS, 1);
+                    self.counters.add(counters::WRITE_BYTES, req.data_len());
+                }
+                (status, 0)
+            }
             RequestType::Flush => (status_of(self.disk.flush().is_ok()), 0),
             RequestType::GetId => self.get_id(mem, req),
             RequestType::Discard if self.negotiated.discard => (self.discard(mem, req, true), 0),
@@ -379,6 +401,16 @@ mod tests {
             (STATUS, 1, F_WRITE),
         ]);
         assert_eq!(ex.handle_chain(&mem, tq.pop(&mem)), len as u32 + 1);
+        let l = len as u64;
+        assert_eq!(
+            ex.counters().read(),
+            [
+                ("read_bytes", l),
+                ("write_bytes", l),
+                ("read_ops", 1),
+                ("write_ops", 1)
+            ]
+        );
         let mut back = vec![0u8; len];
         mem.read_slice(&mut back, GuestAddress(DATA)).unwrap();
         assert!(back == pattern);

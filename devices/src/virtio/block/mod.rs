@@ -85,6 +85,8 @@ pub struct Block {
     acked_features: u64,
     config: Vec<u8>,
     state: Lifecycle<BlockHandler>,
+    /// The executor's counters: the same whether the worker holds it or not.
+    counters: std::sync::Arc<crate::virtio::counters::Counters>,
 }
 
 impl Block {
@@ -124,12 +126,14 @@ impl Block {
             limits: DISCARD_LIMITS,
             may_unmap: disk.supports_punch_hole(),
         });
+        let executor = RequestExecutor::new(disk, id, DISCARD_LIMITS);
         Ok(Block {
             queue_sizes: vec![qs; usize::from(cfg.num_queues)],
             avail_features: features,
             acked_features: 0,
             config,
-            state: Lifecycle::Ready(RequestExecutor::new(disk, id, DISCARD_LIMITS)),
+            counters: executor.counters(),
+            state: Lifecycle::Ready(executor),
         })
     }
 
@@ -191,6 +195,10 @@ fn config_space(f: &ConfigFields) -> Vec<u8> {
 impl VirtioDevice for Block {
     fn device_type(&self) -> u32 {
         VIRTIO_ID_BLOCK
+    }
+
+    fn counters(&self) -> Option<std::sync::Arc<crate::virtio::counters::Counters>> {
+        Some(self.counters.clone())
     }
 
     fn queue_max_sizes(&self) -> &[u16] {

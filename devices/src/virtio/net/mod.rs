@@ -94,6 +94,8 @@ pub struct Net {
     avail_features: u64,
     acked_features: u64,
     state: Lifecycle<NetHandler>,
+    /// Frames and bytes through every queue pair (`vm.counters`).
+    counters: std::sync::Arc<crate::virtio::counters::Counters>,
 }
 
 fn bit(b: u32) -> u64 {
@@ -178,6 +180,9 @@ impl Net {
             avail_features: features,
             acked_features: 0,
             state: Lifecycle::Ready(taps),
+            counters: std::sync::Arc::new(crate::virtio::counters::Counters::new(
+                crate::virtio::counters::net::NAMES,
+            )),
         })
     }
 
@@ -217,6 +222,10 @@ fn check_queues(num_queues: u16, queue_size: u16) -> Result<u16, NetError> {
 impl VirtioDevice for Net {
     fn device_type(&self) -> u32 {
         VIRTIO_ID_NET
+    }
+
+    fn counters(&self) -> Option<std::sync::Arc<crate::virtio::counters::Counters>> {
+        Some(self.counters.clone())
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
@@ -280,7 +289,7 @@ impl VirtioDevice for Net {
                 token: TAP_TOKEN_BASE + i as u64,
                 events: EventSet::IN | EventSet::EDGE_TRIGGERED,
             });
-            pairs.push(QueuePair::new(rx, tx, tap));
+            pairs.push(QueuePair::new(rx, tx, tap).with_counters(self.counters.clone()));
         }
         if let Some(q) = &ctrl {
             sources.push(Source::readable(q.notifier(), u64::from(q.index)));

@@ -28,6 +28,7 @@ use vm_memory::{GuestMemory, GuestMemoryMmap};
 
 use super::tap::{Tap, VNET_HDR_LEN};
 use crate::virtio::chain::{gather, scatter, split_at, ChainBuffers};
+use crate::virtio::counters::{net, Counters};
 use crate::virtio::device::VirtioInterrupt;
 use crate::virtio::queue::DeviceQueue;
 
@@ -49,6 +50,7 @@ pub struct QueuePair {
     /// Chains popped from the RX ring but not used yet.
     stash: VecDeque<(u16, ChainBuffers)>,
     tx_buf: Vec<u8>,
+    counters: Option<Arc<Counters>>,
 }
 
 /// What happened to the frame being delivered.
@@ -68,7 +70,14 @@ impl QueuePair {
             pending: None,
             stash: VecDeque::new(),
             tx_buf: vec![0u8; MAX_FRAME_LEN],
+            counters: None,
         }
+    }
+
+    /// Count the frames this pair moves in `counters` (`counters::net`).
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// Reads frames from the tap and delivers them until the tap is empty
@@ -94,7 +103,13 @@ impl QueuePair {
             let (delivery, n) = deliver(rx, &mut self.stash, mem, frame, mrg);
             used += n;
             match delivery {
-                Delivery::Done => self.pending = None,
+                Delivery::Done => {
+                    self.pending = None;
+                    if let Some(c) = &self.counters {
+                        c.add(net::RX_FRAMES, 1);
+                        c.add(net::RX_BYTES, len.saturating_sub(VNET_HDR_LEN) as u64);
+                    }
+                }
                 Delivery::NoBuffers => {
                     if !rx.enable_notification(mem) {
                         break;
@@ -111,9 +126,12 @@ impl QueuePair {
     pub fn process_tx(&mut self, mem: &GuestMemoryMmap, irq: &Arc<dyn VirtioInterrupt>) {
         let Some(tx) = self.tx.as_mut() else { return };
         tx.ack_notification();
-        let (tap, buf) = (&mut self.tap, &mut self.tx_buf);
+        let (tap, buf, counters) = (&mut self.tap, &mut self.tx_buf, &self.counters);
         let done = tx.process(mem, TX_BUDGET, |chain| {
-            send_chain(mem, chain, tap.as_mut(), buf);
+            if let (Some(len), Some(c)) = (send_chain(mem, chain, tap.as_mut(), buf), counters) {
+                c.add(net::TX_FRAMES, 1);
+                c.add(net::TX_BYTES, len.saturating_sub(VNET_HDR_LEN) as u64);
+            }
             0
         });
         if done > 0 {
@@ -216,8 +234,8 @@ fn deliver(
     (Delivery::Done, completed)
 }
 
-/// Writes one TX chain to the tap as a frame.
-fn send_chain<M, I>(mem: &M, descs: I, tap: &mut dyn Tap, buf: &mut [u8])
+/// Writes one TX chain to the tap as a frame; its length (with the virtio header) once sent.
+fn send_chain<M, I>(mem: &M, descs: I, tap: &mut dyn Tap, buf: &mut [u8]) -> Option<usize>
 where
     M: GuestMemory + ?Sized,
     I: IntoIterator<Item = Descriptor>,
@@ -226,26 +244,29 @@ where
         Ok(b) => b,
         Err(e) => {
             warn!("virtio-net: dropping malformed TX chain: {e}");
-            return;
+            return None;
         }
     };
     if !bufs.writable.is_empty() {
         warn!("virtio-net: dropping a TX chain with device-writable buffers");
-        return;
+        return None;
     }
     let len = bufs.readable_len();
     if len < VNET_HDR_LEN as u64 || len > buf.len() as u64 {
         debug!("virtio-net: dropping a {len}-byte TX frame");
-        return;
+        return None;
     }
     let (segs, _) = split_at(&bufs.readable, len);
     let frame = &mut buf[..len as usize];
     if gather(mem, &segs, frame).is_err() {
-        return;
+        return None;
     }
     match tap.write_frame(frame) {
-        Ok(_) => {}
-        Err(e) => debug!("virtio-net: tap write failed, frame dropped: {e}"),
+        Ok(_) => Some(frame.len()),
+        Err(e) => {
+            debug!("virtio-net: tap write failed, frame dropped: {e}");
+            None
+        }
     }
 }
 

@@ -18,6 +18,7 @@ struct Setup {
     peer: Peer,
     irq: Arc<RecordingInterrupt>,
     dyn_irq: Arc<dyn VirtioInterrupt>,
+    counters: Arc<Counters>,
 }
 
 fn device_queue(tq: &TestQueue, index: u16) -> DeviceQueue {
@@ -36,11 +37,13 @@ fn setup() -> Setup {
     let rx = TestQueue::at(&mem, 0, 16);
     let tx = TestQueue::at(&mem, 1, 16);
     let (tap, peer) = fake_tap();
+    let counters = Arc::new(Counters::new(net::NAMES));
     let pair = QueuePair::new(
         Some(device_queue(&rx, 0)),
         Some(device_queue(&tx, 1)),
         Box::new(tap),
-    );
+    )
+    .with_counters(counters.clone());
     let irq = Arc::new(RecordingInterrupt::default());
     Setup {
         mem,
@@ -50,6 +53,7 @@ fn setup() -> Setup {
         peer,
         dyn_irq: irq.clone(),
         irq,
+        counters,
     }
 }
 
@@ -107,6 +111,16 @@ fn tx_drops_bad_chains_and_keeps_going() {
     assert_eq!(s.tx.used_idx(), 5);
     assert_eq!(s.peer.try_recv().unwrap(), f);
     assert!(s.peer.try_recv().is_none());
+    // Only the frame that reached the tap counts, without its virtio header.
+    assert_eq!(
+        s.counters.read(),
+        [
+            ("rx_bytes", 0),
+            ("rx_frames", 0),
+            ("tx_bytes", 20),
+            ("tx_frames", 1)
+        ]
+    );
 }
 
 #[test]
@@ -122,6 +136,7 @@ fn rx_fills_one_buffer_and_sets_num_buffers() {
     assert_eq!(got[0], 1);
     assert_eq!(num_buffers(&s.mem, 0x20_0000), 1);
     assert_eq!(s.irq.count(VirtioInterruptType::Queue(0)), 1);
+    assert_eq!(s.counters.read()[..2], [("rx_bytes", 60), ("rx_frames", 1)]);
 }
 
 #[test]
