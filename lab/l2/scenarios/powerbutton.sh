@@ -5,11 +5,11 @@ insmod /lib/modules/button.ko 2>/dev/null
 insmod /lib/modules/evdev.ko 2>/dev/null
 # A disk, when the VM has one (api-powerbutton: the host reads vm.counters while the guest
 # waits), is probed now: the kernel reads its partition table; the guest reads its first
-# sector too and says what it found.
+# sector too and says what it found (not a LAB-PWRBTN- line: the host waits for those).
 . /lab/scenarios/lib-modules.sh
 load_modules virtio_pci virtio_blk
 if [ -b /dev/vda ]; then
-    echo "LAB-PWRBTN-DISK vda $(dd if=/dev/vda bs=512 count=1 2>/dev/null | wc -c) bytes read"
+    echo "LAB-PB-DISK vda $(dd if=/dev/vda bs=512 count=1 2>/dev/null | wc -c) bytes read"
 fi
 dev=
 for n in /sys/class/input/event*; do
