@@ -11,6 +11,9 @@ pub enum HypervisorError {
     MissingCap(&'static str),
     #[error("{op} failed: {source}")]
     Ioctl { op: &'static str, source: io::Error },
+    /// A saved state (snapshot) this backend cannot restore.
+    #[error("saved state: {0}")]
+    State(String),
 }
 
 impl HypervisorError {

@@ -6,6 +6,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::Result;
 use crate::exit::VmExit;
+use crate::state::SavedState;
 use crate::x86::{CpuidEntry, FpuState, LapicState, MsrEntry, SpecialRegisters, StandardRegisters};
 
 /// A guest-physical memory slot backed by host memory.
@@ -42,6 +43,8 @@ pub trait Hypervisor: Send + Sync {
     fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>>;
     /// Maximum vCPUs per VM the backend allows.
     fn max_vcpus(&self) -> u32;
+    /// The MSRs a vCPU's saved state holds (KVM_GET_MSR_INDEX_LIST).
+    fn msr_index_list(&self) -> Result<Vec<u32>>;
 }
 
 /// One virtual machine.
@@ -84,6 +87,12 @@ pub trait Vm: Send + Sync {
     /// This returns vfio-ioctls' wrapper rather than a type of this crate: `VfioContainer::new`
     /// accepts nothing else, and the wrapper keeps the KVM fd type out of the callers.
     fn create_vfio_device(&self) -> Result<vfio_ioctls::VfioDeviceFd>;
+    /// The VM-wide state a snapshot needs beside its vCPUs and memory: the in-kernel
+    /// interrupt controllers, the PIT and the guest clock. Call with every vCPU stopped.
+    fn save_state(&self) -> Result<SavedState>;
+    /// Restore what [`Vm::save_state`] returned, after `create_irqchip` and `create_pit` and
+    /// before any vCPU runs.
+    fn restore_state(&self, state: &SavedState) -> Result<()>;
 }
 
 /// A virtual CPU; `run` borrows the vCPU so the exit's data can borrow its run buffer.
@@ -104,4 +113,10 @@ pub trait VcpuX86_64: Vcpu {
     fn set_msrs(&self, msrs: &[MsrEntry]) -> Result<usize>;
     fn get_lapic(&self) -> Result<LapicState>;
     fn set_lapic(&self, lapic: &LapicState) -> Result<()>;
+    /// Everything that makes up the vCPU (registers, FPU/XSAVE, XCRs, debug registers, LAPIC,
+    /// the MSRs in `msrs` that it has, pending events, MP state, CPUID, TSC frequency), taken
+    /// while it is out of the guest.
+    fn save_state(&self, msrs: &[u32]) -> Result<SavedState>;
+    /// Set a fresh vCPU to what [`VcpuX86_64::save_state`] returned, before it first runs.
+    fn restore_state(&self, state: &SavedState) -> Result<()>;
 }

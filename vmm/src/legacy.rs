@@ -32,6 +32,8 @@ pub enum LegacyError {
     Irqfd(#[from] hypervisor::HypervisorError),
     #[error("placing a legacy device on the port bus: {0}")]
     Bus(#[from] BusError),
+    #[error("restoring the serial port: {0}")]
+    SerialState(String),
 }
 
 /// The i8042's reset line ends the VM as a reset.
@@ -114,6 +116,8 @@ fn open_output(p: &std::path::Path, append: bool) -> std::io::Result<File> {
 pub struct SerialSetup<'a> {
     pub cfg: &'a SerialConfig,
     pub append: bool,
+    /// The UART's registers from a snapshot being restored.
+    pub state: Option<&'a devices::legacy::serial::SerialState>,
 }
 
 /// Create the devices and put them on the port bus. `first_byte` runs when the guest first
@@ -133,7 +137,12 @@ pub fn setup(
     } else {
         let irq = EventFdInterrupt::new().map_err(LegacyError::EventFd)?;
         vm.register_irqfd(irq.eventfd(), COM1_GSI)?;
-        let mut s = Serial::new(Arc::new(irq), serial_output(serial.cfg, serial.append)?);
+        let out = serial_output(serial.cfg, serial.append)?;
+        let mut s = match serial.state {
+            Some(state) => Serial::from_state(Arc::new(irq), out, state)
+                .map_err(|e| LegacyError::SerialState(e.to_string()))?,
+            None => Serial::new(Arc::new(irq), out),
+        };
         s.set_first_byte_hook(first_byte);
         let s = Arc::new(Mutex::new(s));
         buses.pio.insert(s.clone(), COM1_PORT, SERIAL_PORT_LEN)?;
@@ -185,6 +194,7 @@ mod tests {
             SerialSetup {
                 cfg: &SerialConfig::Null,
                 append: false,
+                state: None,
             },
             (128 << 20, 0),
             exit.clone(),
@@ -215,6 +225,7 @@ mod tests {
             SerialSetup {
                 cfg: &SerialConfig::Null,
                 append: false,
+                state: None,
             },
             (128 << 20, 0),
             exit.clone(),
@@ -302,6 +313,7 @@ mod tests {
             SerialSetup {
                 cfg: &SerialConfig::Off,
                 append: false,
+                state: None,
             },
             (128 << 20, 0),
             exit,

@@ -15,6 +15,7 @@ pub mod pci_setup;
 pub mod runloop;
 pub mod seccomp;
 pub mod signals;
+pub mod snapshot;
 pub mod timing;
 pub mod vcpu;
 pub mod vfio;

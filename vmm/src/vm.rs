@@ -134,7 +134,7 @@ impl Warm {
     pub fn prepare(mode: seccomp::SeccompMode) -> Result<Self, VmError> {
         let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
         let supported = supported_cpuid(&hv)?;
-        let (vcpu, vcpu_vfio) = vcpu_filters(mode)?;
+        let (vcpu, vcpu_vfio) = vcpu_filters(mode, true)?;
         let vmm = seccomp::Confinement::new(mode).compile(ThreadKind::Vmm)?;
         vcpu::install_kick_handler().map_err(VmError::Thread)?;
         let mut warm = Warm {
@@ -164,14 +164,22 @@ impl Warm {
     }
 }
 
-/// The vCPU filter without and with the rules VFIO passthrough adds.
+/// The vCPU filter without and with the rules VFIO passthrough adds; `snapshots`: with the
+/// ioctls a parked vCPU saves its state with (VMs started through the API).
 fn vcpu_filters(
     mode: seccomp::SeccompMode,
+    snapshots: bool,
 ) -> Result<(seccomp::Compiled, seccomp::Compiled), VmError> {
-    let plain = seccomp::Confinement::new(mode).compile(ThreadKind::Vcpu)?;
-    let mut vfio = seccomp::Confinement::new(mode);
+    let mut plain = seccomp::Confinement::new(mode);
+    if snapshots {
+        crate::snapshot::seccomp::add_vcpu_rules(&mut plain.extra);
+    }
+    let mut vfio = plain.clone();
     crate::vfio::seccomp::add_vcpu_rules(&mut vfio.extra);
-    Ok((plain, vfio.compile(ThreadKind::Vcpu)?))
+    Ok((
+        plain.compile(ThreadKind::Vcpu)?,
+        vfio.compile(ThreadKind::Vcpu)?,
+    ))
 }
 
 /// Where vCPU 0 runs.
@@ -329,7 +337,7 @@ fn build(
             let vfio = !cfg.devices.is_empty();
             let hv = hv.clone();
             vmm_thread.submit(move || -> Result<_, VmError> {
-                let (plain, with_vfio) = vcpu_filters(mode)?;
+                let (plain, with_vfio) = vcpu_filters(mode, false)?;
                 let vcpu = if vfio { with_vfio } else { plain };
                 let vmm = seccomp::Confinement::new(mode).compile(ThreadKind::Vmm)?;
                 Ok((vcpu, vmm, supported_cpuid(&hv)?))
@@ -375,6 +383,7 @@ fn build(
         legacy::SerialSetup {
             cfg: &cfg.serial,
             append: reboot,
+            state: None,
         },
         (layout.ram_below_4g, layout.ram_above_4g),
         exit.clone(),

@@ -52,6 +52,9 @@ impl Write for Output {
 
 type Uart = vm_superio::Serial<IrqTrigger, vm_superio::serial::NoEvents, Output>;
 
+/// The UART's registers and receive FIFO (snapshots).
+pub use vm_superio::serial::SerialState;
+
 pub struct Serial {
     uart: Uart,
 }
@@ -68,6 +71,38 @@ impl Serial {
         Serial {
             uart: vm_superio::Serial::new(IrqTrigger(irq), output),
         }
+    }
+
+    /// A UART in `state` (a restored snapshot); an interrupt it had pending is raised again.
+    /// Fails on a state that cannot be (a receive FIFO over 64 bytes) or when raising fails.
+    pub fn from_state(
+        irq: Arc<dyn Interrupt>,
+        out: Option<Box<dyn Write + Send>>,
+        state: &SerialState,
+    ) -> io::Result<Self> {
+        let output = Output {
+            out,
+            first_byte_hook: None,
+        };
+        let uart = vm_superio::Serial::from_state(
+            state,
+            IrqTrigger(irq),
+            vm_superio::serial::NoEvents,
+            output,
+        )
+        .map_err(|e| match e {
+            UartError::Trigger(e) | UartError::IOError(e) => e,
+            UartError::FullFifo => io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the saved receive FIFO holds more than 64 bytes",
+            ),
+        })?;
+        Ok(Serial { uart })
+    }
+
+    /// The UART's registers and receive FIFO now.
+    pub fn state(&self) -> SerialState {
+        self.uart.state()
     }
 
     /// Host input (stdin) for the guest to read; returns how many bytes

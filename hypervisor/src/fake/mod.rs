@@ -82,6 +82,10 @@ pub enum Call {
         vcpu: u32,
         lapic: Box<LapicState>,
     },
+    SaveVcpuState(u32),
+    RestoreVcpuState(u32),
+    SaveVmState,
+    RestoreVmState,
     /// Data the VMM supplied for an `IoIn`/`MmioRead` exit, seen on the next run.
     InData {
         vcpu: u32,
@@ -127,6 +131,7 @@ impl Hypervisor for FakeHypervisor {
         Ok(Arc::new(FakeVm {
             log: self.log.clone(),
             scripts: self.scripts.clone(),
+            state: Mutex::new(initial_vm_state()),
         }))
     }
     fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>> {
@@ -135,12 +140,26 @@ impl Hypervisor for FakeHypervisor {
     fn max_vcpus(&self) -> u32 {
         255
     }
+
+    fn msr_index_list(&self) -> Result<Vec<u32>> {
+        Ok(vec![0x10, 0x1b, 0xc000_0080])
+    }
 }
 
 /// The fake VM: records every call.
 pub struct FakeVm {
     log: CallLog,
     scripts: Arc<Mutex<HashMap<u32, VecDeque<ScriptedExit>>>>,
+    /// What `save_state` returns: an interrupt controller's and a clock's worth of bytes,
+    /// replaced by `restore_state`.
+    state: Mutex<crate::SavedState>,
+}
+
+fn initial_vm_state() -> crate::SavedState {
+    let mut s = crate::SavedState::default();
+    s.push("irqchip", (0..=255u8).collect());
+    s.push_pod("clock", &1_000_000u64);
+    s
 }
 
 impl Vm for FakeVm {
@@ -222,5 +241,18 @@ impl Vm for FakeVm {
         Err(crate::HypervisorError::MissingCap(
             "KVM_DEV_TYPE_VFIO (the fake backend has no VFIO)",
         ))
+    }
+
+    fn save_state(&self) -> Result<crate::SavedState> {
+        record(&self.log, Call::SaveVmState);
+        Ok(self.state.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    fn restore_state(&self, state: &crate::SavedState) -> Result<()> {
+        state.get("irqchip")?;
+        state.get_pod::<u64>("clock")?;
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
+        record(&self.log, Call::RestoreVmState);
+        Ok(())
     }
 }

@@ -166,6 +166,44 @@ impl VcpuX86_64 for FakeVcpu {
     fn get_lapic(&self) -> Result<LapicState> {
         Ok(*self.lapic.lock().unwrap_or_else(|e| e.into_inner()))
     }
+    /// The fake's state: its instruction and stack pointers, its LAPIC page and the MSR
+    /// indices it was asked for (so tests see them passed through).
+    fn save_state(&self, msrs: &[u32]) -> Result<crate::SavedState> {
+        let regs = *self.regs.lock().unwrap_or_else(|e| e.into_inner());
+        let lapic = *self.lapic.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = crate::SavedState::default();
+        s.push_pod("rip", &regs.rip);
+        s.push_pod("rsp", &regs.rsp);
+        s.push("lapic", lapic.regs.to_vec());
+        s.push("msrs", msrs.iter().flat_map(|m| m.to_le_bytes()).collect());
+        record(&self.log, Call::SaveVcpuState(self.id));
+        Ok(s)
+    }
+
+    fn restore_state(&self, state: &crate::SavedState) -> Result<()> {
+        let rip: u64 = state.get_pod("rip")?;
+        let rsp: u64 = state.get_pod("rsp")?;
+        let lapic = state.get("lapic")?;
+        let mut l = LapicState::default();
+        if lapic.len() != l.regs.len() {
+            return Err(crate::HypervisorError::State(format!(
+                "'lapic' holds {} bytes, not {}",
+                lapic.len(),
+                l.regs.len()
+            )));
+        }
+        l.regs.copy_from_slice(lapic);
+        state.get("msrs")?;
+        {
+            let mut regs = self.regs.lock().unwrap_or_else(|e| e.into_inner());
+            regs.rip = rip;
+            regs.rsp = rsp;
+        }
+        *self.lapic.lock().unwrap_or_else(|e| e.into_inner()) = l;
+        record(&self.log, Call::RestoreVcpuState(self.id));
+        Ok(())
+    }
+
     fn set_lapic(&self, lapic: &LapicState) -> Result<()> {
         *self.lapic.lock().unwrap_or_else(|e| e.into_inner()) = *lapic;
         record(

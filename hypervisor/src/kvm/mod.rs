@@ -1,6 +1,7 @@
 //! The KVM backend, on kvm-ioctls. Nothing KVM-specific leaves this module.
 
 mod convert;
+mod state;
 mod vcpu;
 mod vm;
 
@@ -75,5 +76,12 @@ impl Hypervisor for KvmHypervisor {
 
     fn max_vcpus(&self) -> u32 {
         self.kvm.get_max_vcpus() as u32
+    }
+
+    fn msr_index_list(&self) -> Result<Vec<u32>> {
+        self.kvm
+            .get_msr_index_list()
+            .map(|l| l.as_slice().to_vec())
+            .map_err(|e| HypervisorError::ioctl("KVM_GET_MSR_INDEX_LIST", e))
     }
 }

@@ -135,6 +135,14 @@ impl VcpuX86_64 for KvmVcpu {
         Ok(s)
     }
 
+    fn save_state(&self, msrs: &[u32]) -> Result<crate::SavedState> {
+        super::state::save_vcpu(&self.fd, msrs)
+    }
+
+    fn restore_state(&self, state: &crate::SavedState) -> Result<()> {
+        super::state::restore_vcpu(&self.fd, state)
+    }
+
     fn set_lapic(&self, lapic: &LapicState) -> Result<()> {
         let mut l = kvm_lapic_state::default();
         for (d, v) in l.regs.iter_mut().zip(lapic.regs.iter()) {

@@ -187,4 +187,12 @@ impl Vm for KvmVm {
             .map_err(|e| HypervisorError::ioctl("KVM_CREATE_DEVICE (VFIO)", e))?;
         Ok(vfio_ioctls::VfioDeviceFd::new_from_kvm(fd))
     }
+
+    fn save_state(&self) -> Result<crate::SavedState> {
+        super::state::save_vm(&self.fd)
+    }
+
+    fn restore_state(&self, state: &crate::SavedState) -> Result<()> {
+        super::state::restore_vm(&self.fd, state)
+    }
 }

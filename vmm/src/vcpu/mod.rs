@@ -120,7 +120,7 @@ pub fn run_loop(
                     return VcpuState::Exited(None);
                 }
                 if shared.pause.is_raised() {
-                    shared.pause.park(&shared.stop);
+                    shared.pause.park(&shared.stop, Some(&*vcpu));
                     continue;
                 }
                 if let Some(f) = first.take() {

@@ -4,15 +4,28 @@
 //! gate raised parks on it (counted) instead of re-entering the guest, until the gate is
 //! lowered or the VM is stopped. The check on the vCPU's exit path is one atomic load.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use hypervisor::{SavedState, VcpuX86_64};
 
 #[derive(Default)]
 pub struct PauseGate {
     raised: AtomicBool,
     parked: Mutex<u32>,
     changed: Condvar,
+    /// Snapshots: while parked, each vCPU saves its own state once per round (a vCPU's state
+    /// is read on its own thread, which owns it).
+    save: Mutex<SaveRound>,
+    round: AtomicU64,
+}
+
+#[derive(Default)]
+struct SaveRound {
+    msrs: Vec<u32>,
+    states: BTreeMap<u32, Result<SavedState, String>>,
 }
 
 impl PauseGate {
@@ -38,15 +51,37 @@ impl PauseGate {
     }
 
     /// vCPU side: park while the gate is raised and `stop` is not set. Returns at once when
-    /// the gate is down.
-    pub fn park(&self, stop: &AtomicBool) {
+    /// the gate is down. While parked, `vcpu` (when given) saves its state for each save round
+    /// the VMM starts ([`PauseGate::save_all`]).
+    pub fn park(&self, stop: &AtomicBool, vcpu: Option<&dyn VcpuX86_64>) {
         if !self.is_raised() {
             return;
         }
         let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
         *parked += 1;
         self.changed.notify_all();
+        let mut served = self.round.load(Ordering::Acquire);
         while self.is_raised() && !stop.load(Ordering::Acquire) {
+            let round = self.round.load(Ordering::Acquire);
+            if let (Some(v), true) = (vcpu, round != served) {
+                served = round;
+                drop(parked);
+                let msrs = self
+                    .save
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .msrs
+                    .clone();
+                let state = v.save_state(&msrs).map_err(|e| e.to_string());
+                self.save
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .states
+                    .insert(v.id(), state);
+                parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+                self.changed.notify_all();
+                continue;
+            }
             // A stop sets the flag and lowers the gate; the timeout is only a backstop.
             parked = self
                 .changed
@@ -56,6 +91,48 @@ impl PauseGate {
         }
         *parked -= 1;
         self.changed.notify_all();
+    }
+
+    /// VMM side, with every vCPU parked: have each of `vcpus` save its state (its MSRs among
+    /// `msrs`) and collect them in vCPU order. Fails if one could not, or did not answer
+    /// within `timeout`.
+    pub fn save_all(
+        &self,
+        vcpus: u32,
+        msrs: &[u32],
+        timeout: Duration,
+    ) -> Result<Vec<SavedState>, String> {
+        {
+            let mut s = self.save.lock().unwrap_or_else(|e| e.into_inner());
+            s.msrs = msrs.to_vec();
+            s.states.clear();
+        }
+        {
+            let _guard = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            self.round.fetch_add(1, Ordering::AcqRel);
+            self.changed.notify_all();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let mut s = self.save.lock().unwrap_or_else(|e| e.into_inner());
+                if s.states.len() as u32 >= vcpus {
+                    let states = std::mem::take(&mut s.states);
+                    return states
+                        .into_iter()
+                        .map(|(id, r)| r.map_err(|e| format!("vCPU {id}: {e}")))
+                        .collect();
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err("a vCPU did not save its state in time (is the VM paused?)".into());
+            }
+            let guard = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = self
+                .changed
+                .wait_timeout(guard, Duration::from_millis(2))
+                .unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// VMM side: wait until `done()` says every vCPU is parked (or gone), calling `nudge`
@@ -92,7 +169,7 @@ mod tests {
     #[test]
     fn a_lowered_gate_does_not_park() {
         let g = PauseGate::default();
-        g.park(&AtomicBool::new(false));
+        g.park(&AtomicBool::new(false), None);
         assert_eq!(g.parked(), 0);
     }
 
@@ -104,7 +181,7 @@ mod tests {
         let threads: Vec<_> = (0..3)
             .map(|_| {
                 let (g, stop) = (g.clone(), stop.clone());
-                std::thread::spawn(move || g.park(&stop))
+                std::thread::spawn(move || g.park(&stop, None))
             })
             .collect();
         assert!(g.wait_all_parked(Duration::from_secs(10), || {}, |n| n == 3));
@@ -117,7 +194,7 @@ mod tests {
         g.raise();
         let t = {
             let (g, stop) = (g.clone(), stop.clone());
-            std::thread::spawn(move || g.park(&stop))
+            std::thread::spawn(move || g.park(&stop, None))
         };
         assert!(g.wait_all_parked(Duration::from_secs(10), || {}, |n| n == 1));
         stop.store(true, Ordering::Release);

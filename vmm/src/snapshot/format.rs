@@ -1,0 +1,249 @@
+//! The snapshot directory: `state.json` (the VM's configuration and the state of its vCPUs,
+//! VM and devices) and `memory` (guest RAM, regions back to back, a sparse file: pages that
+//! read as zero are holes). `state.json` has a format version and the VMM's version; a
+//! snapshot written by another format, or damaged, is refused before anything is built.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use hypervisor::SavedState;
+use serde::{Deserialize, Serialize};
+
+/// The format of `state.json`; bumped whenever what it holds changes meaning.
+pub const FORMAT_VERSION: u32 = 1;
+pub const STATE_FILE: &str = "state.json";
+pub const MEMORY_FILE: &str = "memory";
+const PAGE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{url}: not a snapshot URL: use file:///absolute/dir")]
+    Url { url: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a snapshot this VMM can read: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("the VM cannot be snapshotted: {0}")]
+    Unsupported(String),
+    #[error("saving the VM's state: {0}")]
+    Save(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// `file:///dir` (Cloud Hypervisor's spelling) → `/dir`.
+pub fn dir_of_url(url: &str) -> Result<PathBuf, SnapshotError> {
+    match url.strip_prefix("file://") {
+        Some(p) if p.starts_with('/') && p.len() > 1 => Ok(PathBuf::from(p)),
+        _ => Err(SnapshotError::Url { url: url.into() }),
+    }
+}
+
+/// One backend state, as `[name, hex bytes]` pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parts(pub Vec<(String, String)>);
+
+impl From<&SavedState> for Parts {
+    fn from(s: &SavedState) -> Self {
+        Parts(
+            s.parts
+                .iter()
+                .map(|(n, b)| {
+                    let hex = b.iter().map(|x| format!("{x:02x}")).collect();
+                    (n.clone(), hex)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Parts {
+    pub fn to_state(&self) -> Result<SavedState, String> {
+        let mut s = SavedState::default();
+        for (name, hex) in &self.0 {
+            if hex.len() % 2 != 0 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("'{name}' is not hex"));
+            }
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0))
+                .collect();
+            s.push(name, bytes);
+        }
+        Ok(s)
+    }
+}
+
+/// The 16550's registers and receive FIFO.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialRegs {
+    pub dll: u8,
+    pub dlm: u8,
+    pub ier: u8,
+    pub iir: u8,
+    pub lcr: u8,
+    pub lsr: u8,
+    pub mcr: u8,
+    pub msr: u8,
+    pub scr: u8,
+    pub fifo: Vec<u8>,
+}
+
+impl From<&devices::legacy::serial::SerialState> for SerialRegs {
+    fn from(s: &devices::legacy::serial::SerialState) -> Self {
+        SerialRegs {
+            dll: s.baud_divisor_low,
+            dlm: s.baud_divisor_high,
+            ier: s.interrupt_enable,
+            iir: s.interrupt_identification,
+            lcr: s.line_control,
+            lsr: s.line_status,
+            mcr: s.modem_control,
+            msr: s.modem_status,
+            scr: s.scratch,
+            fifo: s.in_buffer.clone(),
+        }
+    }
+}
+
+impl SerialRegs {
+    pub fn to_state(&self) -> devices::legacy::serial::SerialState {
+        devices::legacy::serial::SerialState {
+            baud_divisor_low: self.dll,
+            baud_divisor_high: self.dlm,
+            interrupt_enable: self.ier,
+            interrupt_identification: self.iir,
+            line_control: self.lcr,
+            line_status: self.lsr,
+            modem_control: self.mcr,
+            modem_status: self.msr,
+            scratch: self.scr,
+            in_buffer: self.fifo.clone(),
+        }
+    }
+}
+
+/// Where a RAM region's bytes are in the memory file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryRange {
+    pub gpa: u64,
+    pub size: u64,
+    pub offset: u64,
+}
+
+/// `state.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub format_version: u32,
+    pub vmm_version: String,
+    /// The VM's configuration, as `vm.create` took it (and `vm.info` shows it).
+    pub config: serde_json::Value,
+    pub vm: Parts,
+    /// In vCPU order.
+    pub vcpus: Vec<Parts>,
+    pub serial: Option<SerialRegs>,
+    pub memory: Vec<MemoryRange>,
+}
+
+impl State {
+    pub fn write(&self, dir: &Path) -> Result<(), SnapshotError> {
+        let path = dir.join(STATE_FILE);
+        let json = serde_json::to_vec(self).map_err(|e| SnapshotError::Save(e.to_string()))?;
+        let mut f = File::create(&path).map_err(io(&path))?;
+        f.write_all(&json).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))
+    }
+
+    /// Read and check `dir`'s snapshot: its format, and that the memory file holds every range.
+    pub fn read(dir: &Path) -> Result<State, SnapshotError> {
+        let path = dir.join(STATE_FILE);
+        let invalid = |reason: String| SnapshotError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        // The version first, so that another format says so rather than failing to parse.
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("truncated or damaged ({e})")))?;
+        let version = v.get("format_version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(FORMAT_VERSION)) {
+            return Err(invalid(format!(
+                "format version {}, this VMM reads version {FORMAT_VERSION}",
+                version.map_or("missing".into(), |v| v.to_string())
+            )));
+        }
+        let state: State =
+            serde_json::from_value(v).map_err(|e| invalid(format!("damaged ({e})")))?;
+        if state.vcpus.is_empty() {
+            return Err(invalid("no vCPU".into()));
+        }
+        let mem = dir.join(MEMORY_FILE);
+        let len = std::fs::metadata(&mem).map_err(io(&mem))?.len();
+        for r in &state.memory {
+            if r.offset.checked_add(r.size).is_none_or(|end| end > len) {
+                return Err(SnapshotError::Invalid {
+                    path: mem.display().to_string(),
+                    reason: format!(
+                        "{len} bytes, too short for RAM at {:#x} ({} bytes at offset {})",
+                        r.gpa, r.size, r.offset
+                    ),
+                });
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// Write guest RAM to `dir/memory`: each region at its offset, pages that read as zero left
+/// as holes (a guest's untouched RAM costs no disk). Returns where each region went.
+pub fn write_memory(
+    dir: &Path,
+    regions: &[(u64, &[u8])],
+) -> Result<Vec<MemoryRange>, SnapshotError> {
+    let path = dir.join(MEMORY_FILE);
+    let f = File::create(&path).map_err(io(&path))?;
+    let mut ranges = Vec::new();
+    let mut offset = 0u64;
+    for &(gpa, bytes) in regions {
+        let zero = [0u8; PAGE];
+        let mut i = 0;
+        while i < bytes.len() {
+            let end = (i + PAGE).min(bytes.len());
+            // Runs of non-zero pages are written in one call.
+            if bytes[i..end] != zero[..end - i] {
+                let mut run_end = end;
+                while run_end < bytes.len() {
+                    let e = (run_end + PAGE).min(bytes.len());
+                    if bytes[run_end..e] == zero[..e - run_end] {
+                        break;
+                    }
+                    run_end = e;
+                }
+                f.write_all_at(&bytes[i..run_end], offset + i as u64)
+                    .map_err(io(&path))?;
+                i = run_end;
+            } else {
+                i = end;
+            }
+        }
+        ranges.push(MemoryRange {
+            gpa,
+            size: bytes.len() as u64,
+            offset,
+        });
+        offset += bytes.len() as u64;
+    }
+    f.set_len(offset).map_err(io(&path))?;
+    f.sync_all().map_err(io(&path))?;
+    Ok(ranges)
+}

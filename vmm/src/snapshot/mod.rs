@@ -1,0 +1,10 @@
+//! Snapshots: `vm.snapshot` writes a paused VM to a directory, `vm.restore` / `--restore`
+//! builds a VM from one.
+
+pub mod format;
+pub mod seccomp;
+
+pub use format::{dir_of_url, SnapshotError, State};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The snapshot format: every state structure round-trips to the same bytes, and a snapshot
+//! from another format, a damaged one or one whose memory file is short is refused.
+
+use super::format::*;
+use hypervisor::SavedState;
+use std::os::unix::fs::MetadataExt;
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vmm-snap-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn saved() -> SavedState {
+    let mut s = SavedState::default();
+    s.push("regs", (0..=255u8).collect());
+    s.push("empty", Vec::new());
+    s.push_pod("tsc_khz", &2_500_000u32);
+    s
+}
+
+fn state(memory: Vec<MemoryRange>) -> State {
+    State {
+        format_version: FORMAT_VERSION,
+        vmm_version: "test".into(),
+        config: serde_json::json!({"memory": {"size": 8192}}),
+        vm: Parts::from(&saved()),
+        vcpus: vec![Parts::from(&saved()), Parts::from(&saved())],
+        serial: Some(SerialRegs {
+            ier: 0x0f,
+            lcr: 0x03,
+            fifo: b"abc".to_vec(),
+            ..Default::default()
+        }),
+        memory,
+    }
+}
+
+#[test]
+fn saved_state_round_trips_through_parts_to_the_same_bytes() {
+    let s = saved();
+    let back = Parts::from(&s).to_state().unwrap();
+    assert_eq!(back, s);
+    assert_eq!(Parts::from(&back), Parts::from(&s));
+    let bad = Parts(vec![("regs".into(), "0g".into())]);
+    assert!(bad.to_state().unwrap_err().contains("'regs' is not hex"));
+}
+
+#[test]
+fn serial_registers_round_trip() {
+    let regs = state(vec![]).serial.unwrap();
+    assert_eq!(SerialRegs::from(&regs.to_state()), regs);
+}
+
+#[test]
+fn state_and_memory_round_trip_and_zero_pages_are_holes() {
+    let dir = tmpdir("roundtrip");
+    let mut low = vec![0u8; 64 << 10];
+    low[4096..4100].copy_from_slice(b"page");
+    low[60 << 10] = 7;
+    let high = vec![0u8; 1 << 20];
+    let ranges = write_memory(&dir, &[(0, &low), (1 << 32, &high)]).unwrap();
+    assert_eq!(
+        ranges,
+        [
+            MemoryRange {
+                gpa: 0,
+                size: 64 << 10,
+                offset: 0
+            },
+            MemoryRange {
+                gpa: 1 << 32,
+                size: 1 << 20,
+                offset: 64 << 10
+            }
+        ]
+    );
+    let meta = std::fs::metadata(dir.join(MEMORY_FILE)).unwrap();
+    assert_eq!(meta.len(), (64 << 10) + (1 << 20));
+    // Two 4 KiB pages hold data; the rest (1 MiB of zeros too) are holes.
+    assert!(meta.blocks() * 512 <= 64 << 10, "{} blocks", meta.blocks());
+    let back = std::fs::read(dir.join(MEMORY_FILE)).unwrap();
+    assert_eq!(&back[..64 << 10], &low[..]);
+    assert!(back[64 << 10..].iter().all(|&b| b == 0));
+
+    let s = state(ranges);
+    s.write(&dir).unwrap();
+    let read = State::read(&dir).unwrap();
+    assert_eq!(read, s);
+    // Saving what was read gives the same bytes.
+    let first = std::fs::read(dir.join(STATE_FILE)).unwrap();
+    read.write(&dir).unwrap();
+    assert_eq!(std::fs::read(dir.join(STATE_FILE)).unwrap(), first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn another_format_a_damaged_state_or_a_short_memory_file_is_refused() {
+    let dir = tmpdir("refused");
+    let ranges = write_memory(&dir, &[(0, &[1u8; 8192])]).unwrap();
+    let mut s = state(ranges);
+    s.format_version = FORMAT_VERSION + 1;
+    s.write(&dir).unwrap();
+    let e = State::read(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("format version {}", FORMAT_VERSION + 1)),
+        "{e}"
+    );
+
+    s.format_version = FORMAT_VERSION;
+    s.write(&dir).unwrap();
+    State::read(&dir).unwrap();
+    let json = std::fs::read(dir.join(STATE_FILE)).unwrap();
+    std::fs::write(dir.join(STATE_FILE), &json[..json.len() / 2]).unwrap();
+    let e = State::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("truncated or damaged"), "{e}");
+
+    s.write(&dir).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(MEMORY_FILE))
+        .unwrap();
+    f.set_len(4096).unwrap();
+    let e = State::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("too short for RAM at 0x0"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn urls_are_file_urls_with_absolute_paths() {
+    assert_eq!(
+        dir_of_url("file:///var/snap").unwrap(),
+        std::path::PathBuf::from("/var/snap")
+    );
+    for bad in ["/var/snap", "file://rel", "http://x/y", "file:///"] {
+        assert!(dir_of_url(bad).is_err(), "{bad}");
+    }
+}
