@@ -203,6 +203,39 @@ pub fn serial_ticker_code(byte: u8, cycles: u32) -> Vec<u8> {
     code
 }
 
+/// Hand-assembled 32-bit code: write a counter (0, 1, 2, ... mod 256) to COM1, one byte every
+/// `cycles` TSC ticks, forever. The counter lives in ECX: a guest restored from a snapshot goes
+/// on from where it was saved, so its serial output stays one unbroken sequence.
+///
+/// ```text
+/// FA               cli
+/// 31 C9            xor ecx, ecx        counter = 0
+/// top:
+/// 0F 31            rdtsc
+/// 89 C3            mov ebx, eax
+/// wait:
+/// 0F 31            rdtsc
+/// 29 D8            sub eax, ebx
+/// 3D imm32         cmp eax, cycles
+/// 72 F5            jb wait             (rel8 -11)
+/// 88 C8            mov al, cl
+/// 66 BA F8 03      mov dx, 0x3f8
+/// EE               out dx, al
+/// 41               inc ecx
+/// EB E7            jmp top             (rel8 -25)
+/// ```
+pub fn serial_counter_code(cycles: u32) -> Vec<u8> {
+    let mut code = vec![
+        0xfa, 0x31, 0xc9, 0x0f, 0x31, 0x89, 0xc3, 0x0f, 0x31, 0x29, 0xd8, 0x3d,
+    ];
+    code.extend_from_slice(&cycles.to_le_bytes());
+    code.extend_from_slice(&[0x72, 0xf5, 0x88, 0xc8, 0x66, 0xba]);
+    code.extend_from_slice(&SERIAL_PORT.to_le_bytes());
+    code.extend_from_slice(&[0xee, 0x41, 0xeb, 0xe7]);
+    debug_assert_eq!(code.len(), 28);
+    code
+}
+
 /// Hand-assembled 32-bit code that drives the modern virtio-pci device at PCI `00:<dev>.0`
 /// to DRIVER_OK, as a driver would, with queue 0 enabled on zeroed rings at 2 MiB (nothing is
 /// ever queued), then runs [`serial_hello_then_halt_code`]. The VMM then activates the device

@@ -79,6 +79,42 @@ pub fn create(
     GuestMemoryMmap::from_arc_regions(regions).map_err(|e| MemoryError::Regions(e.to_string()))
 }
 
+/// Map guest RAM from a snapshot's memory file: each `(gpa, size, offset)` region privately
+/// (copy-on-write), so nothing is copied at restore, pages are read from the file as the guest
+/// touches them, and every VM restored from one file shares the pages it has not written.
+/// `prefault`: read everything in now (MAP_POPULATE) instead.
+pub fn from_file(
+    file: &std::fs::File,
+    ranges: &[(GuestAddress, usize, u64)],
+    prefault: bool,
+) -> Result<GuestMemoryMmap, MemoryError> {
+    let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+    if prefault {
+        flags |= libc::MAP_POPULATE;
+    }
+    let mut regions = Vec::with_capacity(ranges.len());
+    for &(addr, size, offset) in ranges {
+        let fd = file
+            .try_clone()
+            .map_err(|e| MemoryError::Regions(e.to_string()))?;
+        let mapping = MmapRegionBuilder::new(size)
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(flags)
+            .with_file_offset(vm_memory::FileOffset::new(fd, offset))
+            .build()
+            .map_err(|source| MemoryError::Mmap {
+                addr: addr.0,
+                size: (size >> 20) as u64,
+                hint: " (from the snapshot's memory file)",
+                source,
+            })?;
+        let region = GuestRegionMmap::new(mapping, addr)
+            .ok_or_else(|| MemoryError::Regions(format!("region at {:#x} overflows", addr.0)))?;
+        regions.push(Arc::new(region));
+    }
+    GuestMemoryMmap::from_arc_regions(regions).map_err(|e| MemoryError::Regions(e.to_string()))
+}
+
 /// Transparent huge pages cut the guest's fault and page-walk costs once it runs. The first
 /// 2 MiB of guest-physical memory hold only boot structures (zero page, page tables, MP and
 /// ACPI tables) written a few bytes at a time: huge pages there would make each boot zero and

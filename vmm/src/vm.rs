@@ -68,6 +68,8 @@ pub enum VmError {
     Preflight(#[from] crate::vfio::preflight::PreflightError),
     #[error(transparent)]
     Passthrough(#[from] PassthroughError),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 fn kvm_hint(e: &hypervisor::HypervisorError) -> &'static str {
@@ -182,6 +184,33 @@ fn vcpu_filters(
     ))
 }
 
+/// Guest RAM from a snapshot's memory file; its regions must be this VM's layout.
+fn restored_memory(
+    r: &Restore<'_>,
+    layout: &arch::layout::MemoryLayout,
+) -> Result<vm_memory::GuestMemoryMmap, VmError> {
+    let want: Vec<(u64, u64)> = layout
+        .ram_ranges()
+        .iter()
+        .map(|&(a, s)| (a.0, s as u64))
+        .collect();
+    let have: Vec<(u64, u64)> = r.state.memory.iter().map(|m| (m.gpa, m.size)).collect();
+    if want != have {
+        return Err(VmError::Snapshot(format!(
+            "its memory regions {have:x?} are not this VM's {want:x?}"
+        )));
+    }
+    let path = r.dir.join(crate::snapshot::format::MEMORY_FILE);
+    let file = open("snapshot memory file", &path)?;
+    let ranges: Vec<_> = r
+        .state
+        .memory
+        .iter()
+        .map(|m| (vm_memory::GuestAddress(m.gpa), m.size as usize, m.offset))
+        .collect();
+    Ok(memory::from_file(&file, &ranges, r.prefault)?)
+}
+
 /// Where vCPU 0 runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Vcpu0 {
@@ -195,6 +224,7 @@ enum Vcpu0 {
 /// A VM built and ready to enter the guest: memory, devices and configured vCPUs (whose
 /// threads are started and confined, waiting for their vCPU).
 struct Built {
+    hv: Arc<KvmHypervisor>,
     vm: Arc<dyn hypervisor::Vm>,
     mem: vm_memory::GuestMemoryMmap,
     passthrough: Option<Passthrough>,
@@ -214,7 +244,7 @@ struct Built {
 
 /// Boot the VM described by `cfg` on /dev/kvm and run it to the end, vCPU 0 on this thread.
 pub fn run(cfg: &VmConfig, start: Instant) -> Result<VmExitReason, VmError> {
-    let built = build(cfg, start, None, Vcpu0::Caller, false)?;
+    let built = build(cfg, start, None, Vcpu0::Caller, false, None)?;
     built.run_here()
 }
 
@@ -227,7 +257,38 @@ pub fn start(
     reboot: bool,
     on_end: Box<dyn FnOnce(Result<VmExitReason, VmError>) + Send>,
 ) -> Result<RunningVm, VmError> {
-    build(cfg, Instant::now(), Some(warm), Vcpu0::Thread, reboot)?.start(on_end)
+    build(cfg, Instant::now(), Some(warm), Vcpu0::Thread, reboot, None)?.start(on_end, false)
+}
+
+/// A snapshot to build a VM from instead of booting its kernel (see snapshot/).
+pub struct Restore<'a> {
+    pub state: &'a crate::snapshot::State,
+    /// The snapshot's directory (its memory file).
+    pub dir: &'a std::path::Path,
+    /// Read all of guest memory in now rather than as the guest touches it.
+    pub prefault: bool,
+}
+
+/// Build the VM `cfg` describes from the snapshot `restore` with what `warm` prepared: guest
+/// memory mapped from the snapshot's file, every vCPU and the VM's interrupt controllers, PIT,
+/// clock and serial port as they were saved. It starts paused (its vCPUs parked) unless
+/// `resume`.
+pub fn start_restored(
+    cfg: &VmConfig,
+    warm: &mut Warm,
+    restore: Restore<'_>,
+    resume: bool,
+    on_end: Box<dyn FnOnce(Result<VmExitReason, VmError>) + Send>,
+) -> Result<RunningVm, VmError> {
+    build(
+        cfg,
+        Instant::now(),
+        Some(warm),
+        Vcpu0::Thread,
+        true,
+        Some(restore),
+    )?
+    .start(on_end, !resume)
 }
 
 fn build(
@@ -236,6 +297,7 @@ fn build(
     mut warm: Option<&mut Warm>,
     vcpu0: Vcpu0,
     reboot: bool,
+    restore: Option<Restore<'_>>,
 ) -> Result<Built, VmError> {
     let timer = Arc::new(BootTimer::new(start));
     // Passed-through devices are checked before anything is opened: a host that is not set
@@ -250,12 +312,19 @@ fn build(
             &crate::vfio::preflight::HostFacts::probe(),
         )?
     };
-    let mut kernel = open("kernel", &cfg.kernel)?;
-    let mut initramfs = cfg
-        .initramfs
-        .as_deref()
-        .map(|p| open("initramfs", p))
-        .transpose()?;
+    // A restored VM's kernel is in its memory already.
+    let mut kernel = match restore {
+        Some(_) => None,
+        None => Some(open("kernel", &cfg.kernel)?),
+    };
+    let mut initramfs = match restore {
+        Some(_) => None,
+        None => cfg
+            .initramfs
+            .as_deref()
+            .map(|p| open("initramfs", p))
+            .transpose()?,
+    };
 
     // SIGTERM/SIGINT from here on mean "shut the guest down" (see signals.rs); under the API
     // they mean "shut the VMM down" and the API thread watches them.
@@ -294,7 +363,10 @@ fn build(
     };
     timer.phase("vm_created");
 
-    let mem = memory::create(&layout.ram_ranges(), &cfg.memory)?;
+    let mem = match &restore {
+        None => memory::create(&layout.ram_ranges(), &cfg.memory)?,
+        Some(r) => restored_memory(r, &layout)?,
+    };
     let ram_slots = memory::register(vm.as_ref(), &mem)?.len() as u32;
     timer.phase("memory_mapped");
 
@@ -344,7 +416,7 @@ fn build(
             })
         }
     };
-    let loaded = {
+    let loaded = kernel.take().map(|mut kernel| {
         let (mem, layout, timer) = (mem.clone(), layout.clone(), timer.clone());
         let (num_vcpus, cmdline, serial) = (cfg.cpus.boot, cfg.cmdline.clone(), cfg.serial.clone());
         vmm_thread.submit(move || -> Result<arch::EntryPoint, VmError> {
@@ -370,9 +442,17 @@ fn build(
             timer.phase("kernel_loaded");
             Ok(entry)
         })
-    };
+    });
     timer.phase("irqchip_created");
     vm.create_pit()?;
+    // A restored VM's interrupt controllers, PIT and clock, before any vCPU exists.
+    if let Some(r) = &restore {
+        vm.restore_state(&r.state.vm.to_state().map_err(VmError::Snapshot)?)?;
+    }
+    let serial_state = restore
+        .as_ref()
+        .and_then(|r| r.state.serial.as_ref())
+        .map(|s| s.to_state());
 
     let buses = Arc::new(Buses::default());
     let on_failure = crate::vcpu::exit::ClearOnDrop::new(&buses);
@@ -383,7 +463,7 @@ fn build(
         legacy::SerialSetup {
             cfg: &cfg.serial,
             append: reboot,
-            state: None,
+            state: serial_state.as_ref(),
         },
         (layout.ram_below_4g, layout.ram_above_4g),
         exit.clone(),
@@ -415,6 +495,14 @@ fn build(
     type Loaded = std::sync::mpsc::Receiver<Result<arch::EntryPoint, VmError>>;
     let configure = |id: u32, entry: Option<&Loaded>| {
         let vcpu = vm.create_vcpu(id)?;
+        if let Some(r) = &restore {
+            let saved = r.state.vcpus.get(id as usize).ok_or_else(|| {
+                VmError::Snapshot(format!("the snapshot has no state for vCPU {id}"))
+            })?;
+            let saved = saved.to_state().map_err(VmError::Snapshot)?;
+            vcpu.restore_state(&saved)?;
+            return Ok::<_, VmError>(vcpu);
+        }
         // vCPU 0 needs the kernel's entry point: the VMM thread has normally found it by the
         // time the vCPU exists.
         let entry = match entry {
@@ -433,7 +521,7 @@ fn build(
         .map_err(|source| VmError::Vcpu { id, source })?;
         Ok::<_, VmError>(vcpu)
     };
-    let mut vcpus = vec![configure(0, Some(&loaded))?];
+    let mut vcpus = vec![configure(0, loaded.as_ref())?];
     for id in 1..cfg.cpus.boot {
         vcpus.push(configure(id, None)?);
     }
@@ -449,6 +537,7 @@ fn build(
     }
     on_failure.disarm();
     Ok(Built {
+        hv,
         vm,
         mem,
         passthrough,
@@ -504,6 +593,7 @@ impl Built {
     /// The CLI: this thread becomes vCPU 0 and runs the guest to its end.
     fn run_here(self) -> Result<VmExitReason, VmError> {
         let Built {
+            hv: _,
             vm: _vm,
             mem,
             mut passthrough,
@@ -570,8 +660,10 @@ impl Built {
     fn start(
         self,
         on_end: Box<dyn FnOnce(Result<VmExitReason, VmError>) + Send>,
+        paused: bool,
     ) -> Result<RunningVm, VmError> {
         let Built {
+            hv,
             vm,
             mem,
             passthrough,
@@ -594,6 +686,11 @@ impl Built {
             .chain(passthrough.iter().flat_map(Passthrough::addresses))
             .collect();
         let counters = virtio.counters.clone();
+        let serial_device = devices.serial.clone();
+        // A restored VM starts paused: its vCPUs park before their first KVM_RUN.
+        if paused {
+            shared.pause.raise();
+        }
         let handles = Self::start_threads(vcpus.into_iter(), parked, &shared, &timer);
         let power_button = devices.power_button.clone();
         let events = {
@@ -617,6 +714,8 @@ impl Built {
             num_vcpus,
             pci_addresses,
             counters,
+            serial: serial_device,
+            hv,
         })
     }
 }
@@ -637,6 +736,10 @@ pub struct RunningVm {
     pci_addresses: Vec<pci::PciAddress>,
     /// The devices' I/O counters, by device id.
     counters: Vec<(String, Arc<devices::virtio::counters::Counters>)>,
+    /// COM1, whose registers a snapshot saves.
+    serial: Option<Arc<std::sync::Mutex<devices::legacy::Serial>>>,
+    /// For the MSR list a snapshot saves.
+    hv: Arc<KvmHypervisor>,
 }
 
 impl RunningVm {
@@ -675,6 +778,65 @@ impl RunningVm {
     pub fn memory_size(&self) -> u64 {
         use vm_memory::GuestMemoryBackend;
         self.mem.iter().map(vm_memory::GuestMemoryRegion::len).sum()
+    }
+
+    /// Write this VM, which must be paused, to the snapshot directory `dir` (created if
+    /// missing): `config` (its `vm.create` configuration), each vCPU's state (saved on its
+    /// own parked thread), the VM's interrupt controllers, PIT and clock, COM1 and guest RAM.
+    /// The caller refuses VMs with devices a snapshot cannot hold yet.
+    pub fn snapshot(
+        &self,
+        dir: &std::path::Path,
+        config: serde_json::Value,
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        use crate::snapshot::format::{self, Parts, SnapshotError};
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+        if !self.shared.pause.is_raised() {
+            return Err(SnapshotError::Unsupported("it is not paused".into()));
+        }
+        std::fs::create_dir_all(dir).map_err(|source| SnapshotError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        use hypervisor::Hypervisor;
+        let msrs = self
+            .hv
+            .msr_index_list()
+            .map_err(|e| SnapshotError::Save(e.to_string()))?;
+        let vcpus = self
+            .shared
+            .pause
+            .save_all(self.num_vcpus, &msrs, Duration::from_secs(5))
+            .map_err(SnapshotError::Save)?;
+        let vm = self
+            ._vm
+            .save_state()
+            .map_err(|e| SnapshotError::Save(e.to_string()))?;
+        let serial = self.serial.as_ref().map(|s| {
+            format::SerialRegs::from(&s.lock().unwrap_or_else(|e| e.into_inner()).state())
+        });
+        // SAFETY: every region is a live mapping of its length, owned by `self.mem`; the
+        // vCPUs are parked and no device does DMA (the caller refuses VMs with devices), so
+        // nothing writes guest memory while it is read.
+        let regions: Vec<(u64, &[u8])> = self
+            .mem
+            .iter()
+            .map(|r| {
+                let bytes = unsafe { std::slice::from_raw_parts(r.as_ptr(), r.len() as usize) };
+                (r.start_addr().0, bytes)
+            })
+            .collect();
+        let memory = format::write_memory(dir, &regions)?;
+        format::State {
+            format_version: format::FORMAT_VERSION,
+            vmm_version: env!("CARGO_PKG_VERSION").into(),
+            config,
+            vm: Parts::from(&vm),
+            vcpus: vcpus.iter().map(Parts::from).collect(),
+            serial,
+            memory,
+        }
+        .write(dir)
     }
 
     /// Each device's counters now (`vm.counters`), by device id.

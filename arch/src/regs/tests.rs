@@ -106,6 +106,17 @@ impl VcpuX86_64 for Recorder {
         self.push(Call::Lapic(Box::new(*lapic)));
         Ok(())
     }
+    // Boot setup never saves or restores a vCPU's whole state.
+    fn save_state(&self, _: &[u32]) -> hypervisor::Result<hypervisor::SavedState> {
+        Err(hypervisor::HypervisorError::State(
+            "not in boot setup".into(),
+        ))
+    }
+    fn restore_state(&self, _: &hypervisor::SavedState) -> hypervisor::Result<()> {
+        Err(hypervisor::HypervisorError::State(
+            "not in boot setup".into(),
+        ))
+    }
 }
 
 fn mem() -> GuestMemoryMmap {

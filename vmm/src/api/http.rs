@@ -27,8 +27,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("vm.resize", "CPU and memory hotplug"),
     ("vm.resize-disk", "disk resizing"),
     ("vm.resize-zone", "memory zones"),
-    ("vm.snapshot", "snapshots"),
-    ("vm.restore", "restoring snapshots"),
     ("vm.coredump", "guest core dumps"),
     ("vm.nmi", "NMI injection"),
     ("vm.send-migration", "live migration"),
@@ -66,6 +64,13 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
         "vm.reboot" => (Method::Put, Some(Request::Reboot)),
         "vm.power-button" => (Method::Put, Some(Request::PowerButton)),
         "vm.delete" => (Method::Put, Some(Request::Delete)),
+        "vm.snapshot" | "vm.restore" => {
+            if req.method() != Method::Put {
+                return Err(wrong_method(endpoint, Method::Put, req.method()));
+            }
+            let body = req.body.as_ref().map(|b| b.raw()).unwrap_or_default();
+            return snapshot_request(endpoint, body, seccomp);
+        }
         other => {
             if let Some((_, what)) = NOT_YET.iter().find(|(e, _)| *e == other) {
                 if req.method() != Method::Put {
@@ -100,6 +105,77 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
             Ok(Request::Create(Box::new((api, cfg))))
         }
     }
+}
+
+/// `vm.snapshot {"destination_url"}` and `vm.restore {"source_url", "prefault", "resume"}`
+/// (Cloud Hypervisor's VmSnapshotConfig and RestoreConfig). Fields this VMM cannot honour
+/// (restoring with new tap fds, memory zone updates) are refused by name.
+fn snapshot_request(
+    endpoint: &str,
+    body: &[u8],
+    seccomp: SeccompMode,
+) -> Result<Request, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Snapshot {
+        destination_url: String,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Restore {
+        source_url: String,
+        #[serde(default)]
+        prefault: bool,
+        #[serde(default)]
+        resume: bool,
+        #[serde(default)]
+        memory_restore_mode: Option<String>,
+        #[serde(default)]
+        net_fds: Option<serde_json::Value>,
+        #[serde(default)]
+        zone_updates: Option<serde_json::Value>,
+    }
+    let bad = |m: String| ApiError::new(Status::BadRequest, format!("{endpoint}: {m}"));
+    if body.is_empty() {
+        return Err(bad("the body must be JSON".into()));
+    }
+    if endpoint == "vm.snapshot" {
+        let s: Snapshot = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+        return Ok(Request::Snapshot {
+            destination_url: s.destination_url,
+        });
+    }
+    let r: Restore = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let unset = |v: &Option<serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => true,
+        Some(serde_json::Value::Array(a)) => a.is_empty(),
+        _ => false,
+    };
+    if !unset(&r.net_fds) {
+        return Err(bad(
+            "net_fds: not supported (a restored VM opens its taps by name)".into(),
+        ));
+    }
+    if !unset(&r.zone_updates) {
+        return Err(bad(
+            "zone_updates: not supported (this VMM has no memory zones)".into(),
+        ));
+    }
+    if let Some(m) = r.memory_restore_mode.as_deref() {
+        // Memory is always mapped from the snapshot's file on demand (copy-on-write):
+        // Cloud Hypervisor's "OnDemand"; "Copy" is accepted as its default spelling.
+        if m != "Copy" && m != "OnDemand" {
+            return Err(bad(format!(
+                "memory_restore_mode: '{m}' is not Copy or OnDemand"
+            )));
+        }
+    }
+    Ok(Request::Restore(crate::api::RestoreRequest {
+        source_url: r.source_url,
+        prefault: r.prefault,
+        resume: r.resume,
+        seccomp,
+    }))
 }
 
 fn wrong_method(endpoint: &str, want: Method, got: Method) -> ApiError {

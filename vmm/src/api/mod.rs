@@ -31,6 +31,23 @@ pub enum Request {
     Delete,
     Info,
     Counters,
+    /// `vm.snapshot`: write the paused VM to this `file:///dir` URL.
+    Snapshot {
+        destination_url: String,
+    },
+    /// `vm.restore`.
+    Restore(RestoreRequest),
+}
+
+/// `vm.restore`'s body (Cloud Hypervisor's RestoreConfig), and the VMM's seccomp mode for the
+/// VM it builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreRequest {
+    pub source_url: String,
+    pub prefault: bool,
+    /// Run the VM at once instead of leaving it paused.
+    pub resume: bool,
+    pub seccomp: crate::config::SeccompMode,
 }
 
 /// A successful answer.

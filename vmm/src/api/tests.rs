@@ -157,11 +157,33 @@ fn every_endpoint_answers_as_cloud_hypervisors_spec_says() {
         "vm.add-net",
         "vm.remove-device",
         "vm.resize",
-        "vm.snapshot",
-        "vm.restore",
+        "vm.coredump",
     ] {
         assert_eq!(api.call("PUT", e, Some("{}")).0, 501, "{e}");
     }
+    // Snapshots: a body is required; restore needs no VM; snapshot a paused one.
+    assert_eq!(api.call("PUT", "vm.snapshot", Some("{}")).0, 400);
+    let (code, body) = api.call(
+        "PUT",
+        "vm.snapshot",
+        Some(r#"{"destination_url":"file:///tmp/x"}"#),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(api.call("PUT", "vm.restore", Some("{}")).0, 400);
+    let (code, body) = api.call(
+        "PUT",
+        "vm.restore",
+        Some(r#"{"source_url":"file:///nonexistent-snapshot"}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(messages(&body).contains("cannot restore"), "{body}");
+    let (code, body) = api.call(
+        "PUT",
+        "vm.restore",
+        Some(r#"{"source_url":"file:///x","net_fds":[{"id":"n","fds":[3]}]}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(messages(&body).contains("net_fds"), "{body}");
     let log = api.log.clone();
     assert_eq!(
         (

@@ -15,12 +15,15 @@ pub(crate) struct Log {
     pub pauses: AtomicU32,
     pub resumes: AtomicU32,
     pub buttons: AtomicU32,
+    pub snapshots: Mutex<Vec<std::path::PathBuf>>,
+    pub restores: AtomicU32,
     /// The last boot's end callback: the test plays the guest with it.
     pub on_end: Mutex<Option<OnEnd>>,
     pub fail_next_boot: Mutex<Option<ApiError>>,
 }
 
-struct FakeMachine(Arc<Log>, u64);
+/// The log, the guest's RAM size and its disks' ids.
+struct FakeMachine(Arc<Log>, u64, Vec<String>);
 
 impl Machine for FakeMachine {
     fn pause(&self) -> Result<(), String> {
@@ -37,13 +40,19 @@ impl Machine for FakeMachine {
     fn memory_size(&self) -> u64 {
         self.1
     }
+    /// Each disk has read one sector.
     fn counters(&self) -> super::Counters {
-        let mut disk = std::collections::BTreeMap::new();
-        disk.insert("read_bytes", 512);
-        [("_disk0".to_string(), disk)].into_iter().collect()
+        self.2
+            .iter()
+            .map(|id| (id.clone(), [("read_bytes", 512)].into_iter().collect()))
+            .collect()
     }
     fn pci_addresses(&self) -> Vec<String> {
         (1..=8).map(|d| format!("0000:00:{d:02x}.0")).collect()
+    }
+    fn snapshot(&self, dir: &std::path::Path, _config: serde_json::Value) -> Result<(), ApiError> {
+        self.0.snapshots.lock().unwrap().push(dir.to_path_buf());
+        Ok(())
     }
     fn stop(self: Box<Self>) {
         self.0.stops.fetch_add(1, Ordering::SeqCst);
@@ -64,6 +73,26 @@ impl Launcher for FakeLauncher {
         }
         self.0.boots.fetch_add(1, Ordering::SeqCst);
         *self.0.on_end.lock().unwrap() = Some(on_end);
-        Ok(Box::new(FakeMachine(self.0.clone(), cfg.memory.size)))
+        Ok(Box::new(FakeMachine(
+            self.0.clone(),
+            cfg.memory.size,
+            cfg.device_ids.disks.clone(),
+        )))
+    }
+
+    fn restore(
+        &mut self,
+        cfg: &VmConfig,
+        _restore: crate::vm::Restore<'_>,
+        _resume: bool,
+        on_end: OnEnd,
+    ) -> Result<Box<dyn Machine>, ApiError> {
+        self.0.restores.fetch_add(1, Ordering::SeqCst);
+        *self.0.on_end.lock().unwrap() = Some(on_end);
+        Ok(Box::new(FakeMachine(
+            self.0.clone(),
+            cfg.memory.size,
+            cfg.device_ids.disks.clone(),
+        )))
     }
 }

@@ -50,6 +50,9 @@ pub trait Machine: Send {
     fn pci_addresses(&self) -> Vec<String>;
     /// Each device's I/O counters by device id (`vm.counters`).
     fn counters(&self) -> Counters;
+    /// Write the (paused) VM to the snapshot directory `dir`; `config` is its configuration
+    /// as `vm.info` shows it.
+    fn snapshot(&self, dir: &std::path::Path, config: serde_json::Value) -> Result<(), ApiError>;
     /// Stop the VM and free everything it holds.
     fn stop(self: Box<Self>);
 }
@@ -70,6 +73,15 @@ pub trait Launcher {
         &mut self,
         cfg: &VmConfig,
         reboot: bool,
+        on_end: OnEnd,
+    ) -> Result<Box<dyn Machine>, ApiError>;
+
+    /// Build `cfg`'s VM from the snapshot `state` in `dir`, paused unless `resume`.
+    fn restore(
+        &mut self,
+        cfg: &VmConfig,
+        restore: crate::vm::Restore<'_>,
+        resume: bool,
         on_end: OnEnd,
     ) -> Result<Box<dyn Machine>, ApiError>;
 
@@ -190,15 +202,95 @@ impl<L: Launcher> Controller<L> {
         }
     }
 
-    fn boot_machine(&mut self) -> Result<(), ApiError> {
-        let Some(vm) = self.vm.as_ref() else {
-            return Err(refused(Refusal::NotCreated(Action::Boot)));
-        };
+    /// The end callback of the VM about to be built (a new generation).
+    fn next_on_end(&mut self) -> OnEnd {
         self.generation += 1;
         let (tx, generation) = (self.tx.clone(), self.generation);
-        let on_end: OnEnd = Box::new(move |result| {
+        Box::new(move |result| {
             let _ = tx.send(ControlMsg::VmEnded { generation, result });
+        })
+    }
+
+    /// `vm.snapshot`: a paused VM without devices a snapshot cannot hold yet.
+    fn snapshot(&mut self, url: &str) -> Result<Reply, ApiError> {
+        self.check(Action::Snapshot)?;
+        let bad = |m: String| ApiError::new(Status::BadRequest, m);
+        let dir = crate::snapshot::dir_of_url(url).map_err(|e| bad(e.to_string()))?;
+        let vm = self.vm.as_ref().expect("checked: a VM exists");
+        let ids = &vm.cfg.device_ids;
+        if !ids.devices.is_empty() {
+            return Err(bad(format!(
+                "cannot snapshot the VM: it has passed-through device(s) {} whose state cannot                  be saved (VFIO); the VM is left as it was",
+                ids.devices.join(", ")
+            )));
+        }
+        let virtio: Vec<&str> = ids.virtio().map(String::as_str).collect();
+        if !virtio.is_empty() {
+            return Err(bad(format!(
+                "cannot snapshot the VM: saving virtio devices ({}) is not supported yet; the                  VM is left as it was",
+                virtio.join(", ")
+            )));
+        }
+        let config = serde_json::to_value(&vm.api)
+            .map_err(|e| internal("cannot snapshot the VM", e.to_string()))?;
+        let machine = vm.machine.as_deref().expect("a paused VM has a machine");
+        self.events.emit("vm", "snapshotting", &[]);
+        machine
+            .snapshot(&dir, config)
+            .map_err(|e| e.context("cannot snapshot the VM"))?;
+        self.events.emit("vm", "snapshotted", &[]);
+        Ok(Reply::Empty)
+    }
+
+    /// `vm.restore`: a VM built from a snapshot, paused (or running with `resume`).
+    fn restore(&mut self, r: crate::api::RestoreRequest) -> Result<Reply, ApiError> {
+        self.check(Action::Restore)?;
+        let bad = |m: String| ApiError::new(Status::BadRequest, m).context("cannot restore");
+        let dir = crate::snapshot::dir_of_url(&r.source_url).map_err(|e| bad(e.to_string()))?;
+        let state = crate::snapshot::State::read(&dir).map_err(|e| bad(e.to_string()))?;
+        let config = serde_json::to_vec(&state.config).unwrap_or_default();
+        let (api, cfg) = crate::api::vm_config::parse(&config, r.seccomp)
+            .map_err(|e| bad(format!("its configuration: {e}")))?;
+        if cfg.device_ids.virtio().next().is_some() || !cfg.devices.is_empty() {
+            return Err(bad(
+                "its configuration has devices a snapshot cannot hold yet".to_string(),
+            ));
+        }
+        self.events.emit("vm", "restoring", &[]);
+        let on_end = self.next_on_end();
+        let restore = crate::vm::Restore {
+            state: &state,
+            dir: &dir,
+            prefault: r.prefault,
+        };
+        let machine = match self.launcher.restore(&cfg, restore, r.resume, on_end) {
+            Ok(m) => m,
+            Err(e) => {
+                self.launcher.prepare_next();
+                return Err(e.context("cannot restore"));
+            }
+        };
+        self.vm = Some(VmSlot {
+            api,
+            cfg,
+            state: if r.resume {
+                VmState::Running
+            } else {
+                VmState::Paused
+            },
+            machine: Some(machine),
+            booted: true,
         });
+        self.events.emit("vm", "restored", &[]);
+        Ok(Reply::Empty)
+    }
+
+    fn boot_machine(&mut self) -> Result<(), ApiError> {
+        if self.vm.is_none() {
+            return Err(refused(Refusal::NotCreated(Action::Boot)));
+        }
+        let on_end = self.next_on_end();
+        let vm = self.vm.as_ref().expect("checked above");
         let machine = match self.launcher.boot(&vm.cfg, vm.booted, on_end) {
             Ok(m) => m,
             Err(e) => {
@@ -316,6 +408,8 @@ impl<L: Launcher> Controller<L> {
                         .unwrap_or_default(),
                 })))
             }
+            Request::Snapshot { destination_url } => self.snapshot(&destination_url),
+            Request::Restore(r) => self.restore(r),
             Request::Counters => {
                 self.check(Action::Inspect)?;
                 // Disks and nets count their I/O; a VM not running has no devices (an empty
@@ -433,6 +527,30 @@ impl Launcher for KvmLauncher {
             })
     }
 
+    fn restore(
+        &mut self,
+        cfg: &VmConfig,
+        restore: crate::vm::Restore<'_>,
+        resume: bool,
+        on_end: OnEnd,
+    ) -> Result<Box<dyn Machine>, ApiError> {
+        let on_end = Box::new(move |r: Result<VmExitReason, crate::vm::VmError>| {
+            on_end(r.map_err(|e| e.to_string()))
+        });
+        crate::vm::start_restored(cfg, &mut self.warm, restore, resume, on_end)
+            .map(|m| Box::new(m) as Box<dyn Machine>)
+            .map_err(|e| {
+                use crate::vm::VmError as E;
+                let status = match e {
+                    E::OpenFile { .. } | E::Snapshot(_) | E::Hypervisor(_) | E::Layout(_) => {
+                        Status::BadRequest
+                    }
+                    _ => Status::InternalServerError,
+                };
+                ApiError::new(status, e.to_string())
+            })
+    }
+
     fn prepare_next(&mut self) {
         self.warm.prepare_next();
     }
@@ -450,6 +568,16 @@ impl Machine for crate::vm::RunningVm {
     }
     fn memory_size(&self) -> u64 {
         crate::vm::RunningVm::memory_size(self)
+    }
+    fn snapshot(&self, dir: &std::path::Path, config: serde_json::Value) -> Result<(), ApiError> {
+        crate::vm::RunningVm::snapshot(self, dir, config).map_err(|e| {
+            use crate::snapshot::SnapshotError as E;
+            let status = match e {
+                E::Url { .. } | E::Unsupported(_) => Status::BadRequest,
+                _ => Status::InternalServerError,
+            };
+            ApiError::new(status, e.to_string())
+        })
     }
     fn counters(&self) -> Counters {
         crate::vm::RunningVm::counters(self)

@@ -9,6 +9,7 @@
 //!                        |      poweroff  v  |                v
 //!                        +----boot---- Shutdown <-------------+
 //!  delete: any state --> (none)
+//!  snapshot: Paused --> Paused          restore: (none) --> Paused (or Running: resume)
 //! ```
 
 use serde::Serialize;
@@ -34,10 +35,14 @@ pub enum Action {
     Delete,
     /// `vm.info`, `vm.counters`: reads.
     Inspect,
+    /// `vm.snapshot`: a paused VM is written out and stays paused.
+    Snapshot,
+    /// `vm.restore`: a VM is built from a snapshot, paused.
+    Restore,
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 11] = [
         Action::Create,
         Action::Boot,
         Action::Pause,
@@ -47,6 +52,8 @@ impl Action {
         Action::PowerButton,
         Action::Delete,
         Action::Inspect,
+        Action::Snapshot,
+        Action::Restore,
     ];
 
     fn verb(self) -> &'static str {
@@ -60,6 +67,8 @@ impl Action {
             Action::PowerButton => "press the power button of",
             Action::Delete => "delete",
             Action::Inspect => "inspect",
+            Action::Snapshot => "snapshot",
+            Action::Restore => "restore",
         }
     }
 }
@@ -84,6 +93,7 @@ fn hint(action: Action, state: VmState) -> &'static str {
         (Action::Pause, VmState::Paused) => " (already paused)",
         (Action::Resume, VmState::Running) => " (not paused)",
         (Action::PowerButton, VmState::Paused) => " (resume it first)",
+        (Action::Snapshot, VmState::Running) => " (vm.pause it first)",
         (_, VmState::Created | VmState::Shutdown) => " (not booted: vm.boot first)",
         _ => "",
     }
@@ -96,12 +106,13 @@ pub fn transition(state: Option<VmState>, action: Action) -> Result<Option<VmSta
     let Some(s) = state else {
         return match action {
             A::Create => Ok(Some(S::Created)),
+            A::Restore => Ok(Some(S::Paused)),
             A::Delete => Ok(None),
             a => Err(Refusal::NotCreated(a)),
         };
     };
     let to = match (action, s) {
-        (A::Create, _) => return Err(Refusal::AlreadyCreated),
+        (A::Create | A::Restore, _) => return Err(Refusal::AlreadyCreated),
         (A::Delete, _) => return Ok(None),
         (A::Inspect, s) => s,
         (A::Boot, S::Created | S::Shutdown) => S::Running,
@@ -110,6 +121,7 @@ pub fn transition(state: Option<VmState>, action: Action) -> Result<Option<VmSta
         (A::Shutdown, S::Running | S::Paused) => S::Shutdown,
         (A::Reboot, S::Running | S::Paused) => S::Running,
         (A::PowerButton, S::Running) => S::Running,
+        (A::Snapshot, S::Paused) => S::Paused,
         (action, state) => return Err(Refusal::WrongState { action, state }),
     };
     Ok(Some(to))
@@ -134,9 +146,11 @@ mod tests {
         let expected = |s: Option<S>, a: A| -> Result<Option<S>, &'static str> {
             match (s, a) {
                 (None, A::Create) => Ok(Some(S::Created)),
+                (None, A::Restore) => Ok(Some(S::Paused)),
                 (None, A::Delete) | (Some(_), A::Delete) => Ok(None),
                 (None, _) => Err("404"),
-                (Some(_), A::Create) => Err("409"),
+                (Some(_), A::Create | A::Restore) => Err("409"),
+                (Some(S::Paused), A::Snapshot) => Ok(Some(S::Paused)),
                 (Some(s), A::Inspect) => Ok(Some(s)),
                 (Some(S::Created | S::Shutdown), A::Boot) => Ok(Some(S::Running)),
                 (Some(S::Running), A::Pause) => Ok(Some(S::Paused)),
@@ -159,7 +173,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 45);
+        assert_eq!(checked, 55);
     }
 
     #[test]

@@ -246,7 +246,9 @@ fn vm_info_reports_device_ids_and_a_device_tree_shaped_as_cloud_hypervisors() {
     assert_eq!(tree.as_object().unwrap().len(), 9);
     assert_eq!(
         status(c.handle(Request::Counters)),
-        Ok(Reply::Json(r#"{"_disk0":{"read_bytes":512}}"#.into()))
+        Ok(Reply::Json(
+            r#"{"_disk0":{"read_bytes":512},"data":{"read_bytes":512}}"#.into()
+        ))
     );
 }
 

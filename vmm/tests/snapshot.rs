@@ -1,0 +1,281 @@
+//! Snapshot and restore end to end: the real `vmm`, driven over its API, snapshotting a tiny
+//! guest that counts on its serial port and restoring it in a new process. Every check is on
+//! what the guest wrote (its serial file), what the API answered, or the snapshot's files.
+
+mod common;
+use common::{require_kvm, tmp};
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn call(sock: &Path, method: &str, endpoint: &str, body: Option<&str>) -> (u16, String) {
+    vmm_tests::http::call(sock, method, endpoint, body)
+        .unwrap_or_else(|e| panic!("{method} {endpoint} on {sock:?}: {e}"))
+}
+
+fn put(sock: &Path, endpoint: &str, body: Option<&str>) -> (u16, String) {
+    call(sock, "PUT", endpoint, body)
+}
+
+fn state(sock: &Path) -> String {
+    let (code, body) = call(sock, "GET", "vm.info", None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["state"].as_str().unwrap().to_string()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+struct Vmm {
+    child: Child,
+    sock: PathBuf,
+}
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_vmm(dir: &Path, name: &str) -> Vmm {
+    require_kvm();
+    let sock = dir.join(format!("{name}.sock"));
+    let child = common::vmm()
+        .arg("--api-socket")
+        .arg(format!("path={}", sock.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn vmm");
+    let mut v = Vmm { child, sock };
+    wait_until("the API socket", Duration::from_secs(20), || {
+        if let Ok(Some(s)) = v.child.try_wait() {
+            panic!("vmm exited early: {s}");
+        }
+        UnixStream::connect(&v.sock).is_ok()
+    });
+    v
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vmm-snapshot-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn create_body(kernel: &Path, serial: &Path, extra: &str) -> String {
+    format!(
+        r#"{{"cpus":{{"boot_vcpus":2,"max_vcpus":2}},"memory":{{"size":{}}},
+            "payload":{{"kernel":"{}"}},
+            "serial":{{"mode":"File","file":"{}"}},"console":{{"mode":"Off"}}{extra}}}"#,
+        64u64 << 20,
+        kernel.display(),
+        serial.display()
+    )
+}
+
+/// The serial output is 0, 1, 2, ... (mod 256) with no gap and no restart.
+fn assert_counts_up(bytes: &[u8]) {
+    for (i, &b) in bytes.iter().enumerate() {
+        assert_eq!(
+            b,
+            i as u8,
+            "byte {i} of the guest's output is {b}, not {}: the count restarted or skipped \
+             ({} bytes: {:?})",
+            i as u8,
+            bytes.len(),
+            &bytes[i.saturating_sub(4)..(i + 4).min(bytes.len())]
+        );
+    }
+}
+
+#[test]
+fn a_counting_guest_is_snapshotted_restored_in_a_new_vmm_and_counts_on() {
+    let d = dir("counter");
+    let kernel = tmp(
+        "snapshot-counter",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
+    );
+    let serial = d.join("serial");
+    let snap = d.join("snap");
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+
+    let vmm = spawn_vmm(&d, "first");
+    let (code, body) = put(
+        &vmm.sock,
+        "vm.create",
+        Some(&create_body(&kernel, &serial, "")),
+    );
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    wait_until("the guest's count", Duration::from_secs(20), || {
+        size(&serial) >= 20
+    });
+    // Only a paused VM is snapshotted.
+    let (code, body) = put(&vmm.sock, "vm.snapshot", Some(&url));
+    assert_eq!(code, 405, "{body}");
+    assert!(body.contains("vm.pause it first"), "{body}");
+    assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
+    let counted = size(&serial);
+    let (code, body) = put(&vmm.sock, "vm.snapshot", Some(&url));
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(state(&vmm.sock), "Paused");
+    // The guest's 64 MiB of RAM is a sparse file: only the pages it touched hold blocks.
+    let mem = std::fs::metadata(snap.join("memory")).unwrap();
+    assert_eq!(mem.len(), 64 << 20);
+    assert!(mem.blocks() * 512 < 4 << 20, "{} blocks", mem.blocks());
+    assert_eq!(size(&serial), counted, "the guest ran while paused");
+    // The first VMM goes away (as after a crash); the snapshot is all that is left.
+    drop(vmm);
+
+    let vmm = spawn_vmm(&d, "second");
+    let restore = format!(r#"{{"source_url":"file://{}"}}"#, snap.display());
+    let (code, body) = put(&vmm.sock, "vm.restore", Some(&restore));
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(state(&vmm.sock), "Paused");
+    let (code, _) = put(&vmm.sock, "vm.restore", Some(&restore));
+    assert_eq!(code, 409, "a second restore over a VM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(size(&serial), counted, "a restored VM ran before vm.resume");
+    assert_eq!(put(&vmm.sock, "vm.resume", None).0, 204);
+    wait_until(
+        "the restored guest's count",
+        Duration::from_secs(20),
+        || size(&serial) >= counted + 20,
+    );
+    assert_counts_up(&std::fs::read(&serial).unwrap());
+    // And it can be paused and snapshotted again, and shut down.
+    assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
+    let again = format!(
+        r#"{{"destination_url":"file://{}"}}"#,
+        d.join("snap2").display()
+    );
+    assert_eq!(put(&vmm.sock, "vm.snapshot", Some(&again)).0, 204);
+    assert_eq!(put(&vmm.sock, "vmm.shutdown", None).0, 204);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn restore_with_resume_runs_at_once_and_clones_run_side_by_side() {
+    let d = dir("clones");
+    let kernel = tmp(
+        "snapshot-counter-clones",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
+    );
+    let serial = d.join("serial");
+    let snap = d.join("snap");
+    let vmm = spawn_vmm(&d, "origin");
+    assert_eq!(
+        put(
+            &vmm.sock,
+            "vm.create",
+            Some(&create_body(&kernel, &serial, ""))
+        )
+        .0,
+        204
+    );
+    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    wait_until("the guest's count", Duration::from_secs(20), || {
+        size(&serial) >= 10
+    });
+    assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    assert_eq!(put(&vmm.sock, "vm.snapshot", Some(&url)).0, 204);
+    drop(vmm);
+    let counted = std::fs::read(&serial).unwrap();
+    // Two VMMs restore the same snapshot at once: both run (each maps the memory file
+    // privately); their output goes to the one serial file the snapshot names.
+    let restore = format!(
+        r#"{{"source_url":"file://{}","resume":true}}"#,
+        snap.display()
+    );
+    let clones: Vec<Vmm> = ["a", "b"].iter().map(|n| spawn_vmm(&d, n)).collect();
+    for c in &clones {
+        let (code, body) = put(&c.sock, "vm.restore", Some(&restore));
+        assert_eq!(code, 204, "{body}");
+        assert_eq!(state(&c.sock), "Running");
+    }
+    wait_until("both clones counting", Duration::from_secs(20), || {
+        size(&serial) >= counted.len() as u64 + 40
+    });
+    // Each clone went on from the saved count: every byte after it is a value the saved
+    // count reaches next (the two interleave), never a restart from 0.
+    let all = std::fs::read(&serial).unwrap();
+    assert_eq!(&all[..counted.len()], &counted[..]);
+    let next = counted.len() as u8;
+    assert_eq!(all[counted.len()], next, "the first byte after the restore");
+    for c in clones {
+        assert_eq!(put(&c.sock, "vmm.shutdown", None).0, 204);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn what_cannot_be_snapshotted_or_restored_is_refused_and_nothing_changes() {
+    let d = dir("refused");
+    let kernel = tmp(
+        "snapshot-counter-refused",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
+    );
+    let serial = d.join("serial");
+    let vmm = spawn_vmm(&d, "refused");
+    // A VM with a virtio device: refused, naming it; the VM stays paused and resumes.
+    let body = create_body(&kernel, &serial, r#","rng":{"src":"/dev/urandom"}"#);
+    assert_eq!(put(&vmm.sock, "vm.create", Some(&body)).0, 204);
+    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
+    let snap = d.join("snap");
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    let (code, body) = put(&vmm.sock, "vm.snapshot", Some(&url));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("__rng"), "{body}");
+    assert!(!snap.exists(), "a refused snapshot wrote files");
+    for bad in [
+        r#"{"destination_url":"/no/scheme"}"#,
+        r#"{"destination_url":"file://relative"}"#,
+        r#"{"nope":1}"#,
+    ] {
+        let (code, body) = put(&vmm.sock, "vm.snapshot", Some(bad));
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    assert_eq!(state(&vmm.sock), "Paused");
+    assert_eq!(put(&vmm.sock, "vm.resume", None).0, 204);
+    assert_eq!(put(&vmm.sock, "vm.delete", None).0, 204);
+
+    // Restores of what is not a good snapshot: 400, and no VM is created.
+    let restore = |dir: &Path| format!(r#"{{"source_url":"file://{}"}}"#, dir.display());
+    let (code, body) = put(&vmm.sock, "vm.restore", Some(&restore(&d.join("none"))));
+    assert_eq!(code, 400, "{body}");
+    let broken = d.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("state.json"),
+        br#"{"format_version":1,"vmm_version":"x""#,
+    )
+    .unwrap();
+    let (code, body) = put(&vmm.sock, "vm.restore", Some(&restore(&broken)));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("truncated or damaged"), "{body}");
+    std::fs::write(broken.join("state.json"), br#"{"format_version":99}"#).unwrap();
+    let (code, body) = put(&vmm.sock, "vm.restore", Some(&restore(&broken)));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("format version 99"), "{body}");
+    assert_eq!(call(&vmm.sock, "GET", "vm.info", None).0, 404);
+    assert_eq!(put(&vmm.sock, "vmm.shutdown", None).0, 204);
+    let _ = std::fs::remove_dir_all(&d);
+}
