@@ -20,6 +20,8 @@ pub struct Cli {
     pub api_socket: Option<crate::api::server::ApiSocketSpec>,
     /// `--event-monitor`: where lifecycle events are written.
     pub event_monitor: Option<crate::control::events::EventTarget>,
+    /// `--restore`: start from this snapshot instead of a kernel.
+    pub restore: Option<config::restore::RestoreOptions>,
     pub verbosity: u8,
     pub log_file: Option<PathBuf>,
 }
@@ -48,6 +50,14 @@ pub fn command() -> Command {
                 .long("event-monitor")
                 .value_name("path=PATH|fd=N")
                 .help("Write one JSON object per VM lifecycle event (booted, paused, shutdown…) here"),
+        )
+        .arg(
+            Arg::new("restore")
+                .long("restore")
+                .value_name("source_url=file:///DIR")
+                .help(
+                    "Start from a snapshot (vm.snapshot's directory) instead of a kernel:                      source_url=file:///DIR[,prefault=on][,resume=on|off]; paused under                      --api-socket unless resume=on, running without it",
+                ),
         )
         .arg(
             Arg::new("initramfs")
@@ -206,9 +216,27 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         .transpose()
         .map_err(ConfigError::Option)?;
     let boot = get(m, "kernel").is_some();
-    if !boot && api_socket.is_none() {
+    let restore = get(m, "restore")
+        .map(|s| config::restore::parse(s))
+        .transpose()?;
+    if restore.is_some() && boot {
         return Err(ConfigError::Option(
-            "--kernel PATH is required (or --api-socket to create the VM through the API)".into(),
+            "--restore and --kernel: a restored VM's kernel, configuration and devices come              from its snapshot; give one or the other"
+                .into(),
+        ));
+    }
+    if restore.is_some()
+        && restore.as_ref().and_then(|r| r.resume) == Some(false)
+        && api_socket.is_none()
+    {
+        return Err(ConfigError::Option(
+            "--restore ...,resume=off needs --api-socket (something must resume the VM)".into(),
+        ));
+    }
+    if !boot && api_socket.is_none() && restore.is_none() {
+        return Err(ConfigError::Option(
+            "--kernel PATH is required (or --restore from a snapshot, or --api-socket to create              the VM through the API)"
+                .into(),
         ));
     }
     let mut vm = VmConfig {
@@ -234,6 +262,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         boot,
         api_socket,
         event_monitor,
+        restore,
         verbosity: m.get_count("verbose"),
         log_file: get(m, "log-file").map(PathBuf::from),
     })

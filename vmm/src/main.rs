@@ -50,15 +50,28 @@ fn run() -> u8 {
         return 2;
     }
     let logs_to_file = cli.log_file.is_some();
-    if let Some(socket) = cli.api_socket {
-        let opts = vmm::control::serve::ServeOptions {
-            socket,
-            events: cli.event_monitor,
-            seccomp: cli.vm.seccomp,
-            boot: cli.boot.then_some(cli.vm),
+    if cli.api_socket.is_some() || cli.restore.is_some() {
+        use vmm::control::serve::{serve, ServeOptions, Start};
+        let seccomp = cli.vm.seccomp;
+        let start_vm = match cli.restore {
+            Some(r) => Some(Start::Restore(vmm::api::RestoreRequest {
+                source_url: r.source_url,
+                prefault: r.prefault,
+                // Cloud Hypervisor's default: paused, for the API to resume; without an API
+                // nothing could, so it runs.
+                resume: r.resume.unwrap_or(cli.api_socket.is_none()),
+                seccomp,
+            })),
+            None => cli.boot.then(|| Start::Boot(Box::new(cli.vm))),
         };
-        return match vmm::control::serve::serve(opts, start) {
-            Ok(()) => 0,
+        let opts = ServeOptions {
+            socket: cli.api_socket,
+            events: cli.event_monitor,
+            seccomp,
+            start: start_vm,
+        };
+        return match serve(opts, start) {
+            Ok(code) => code,
             Err(e) => fail(&e.to_string(), logs_to_file),
         };
     }

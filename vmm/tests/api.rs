@@ -463,7 +463,8 @@ fn a_live_socket_is_not_taken_over_and_cli_errors_are_clear() {
     let out = common::run(&[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("--kernel PATH is required (or --api-socket"),
+        stderr(&out)
+            .contains("--kernel PATH is required (or --restore from a snapshot, or --api-socket"),
         "{}",
         stderr(&out)
     );

@@ -279,3 +279,74 @@ fn what_cannot_be_snapshotted_or_restored_is_refused_and_nothing_changes() {
     assert_eq!(put(&vmm.sock, "vmm.shutdown", None).0, 204);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn the_command_line_restores_and_runs_a_snapshot_and_sigterm_ends_it() {
+    let d = dir("cli");
+    let kernel = tmp(
+        "snapshot-counter-cli",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
+    );
+    let serial = d.join("serial");
+    let snap = d.join("snap");
+    let vmm = spawn_vmm(&d, "origin");
+    assert_eq!(
+        put(
+            &vmm.sock,
+            "vm.create",
+            Some(&create_body(&kernel, &serial, ""))
+        )
+        .0,
+        204
+    );
+    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    wait_until("the guest's count", Duration::from_secs(20), || {
+        size(&serial) >= 10
+    });
+    assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    assert_eq!(put(&vmm.sock, "vm.snapshot", Some(&url)).0, 204);
+    drop(vmm);
+    let counted = size(&serial);
+
+    // --restore with --kernel: one or the other.
+    let o = common::run(&[
+        "--restore",
+        &format!("source_url=file://{}", snap.display()),
+        "--kernel",
+        kernel.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("--restore and --kernel"));
+
+    // Without --api-socket the restored VM runs at once; SIGTERM ends the VMM with 0.
+    let mut child = common::vmm()
+        .args([
+            "--restore",
+            &format!("source_url=file://{}", snap.display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the restored guest's count",
+        Duration::from_secs(20),
+        || size(&serial) >= counted + 10,
+    );
+    assert_counts_up(&std::fs::read(&serial).unwrap());
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "vmm --restore ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}

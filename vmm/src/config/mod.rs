@@ -9,6 +9,7 @@ mod kv;
 mod memory;
 pub mod net;
 mod path_or_fd;
+pub mod restore;
 pub mod rng;
 mod serial;
 pub mod size;

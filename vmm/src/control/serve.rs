@@ -3,7 +3,11 @@
 //! At start it does what does not depend on any VM (the socket, /dev/kvm, KVM's CPUID, the
 //! seccomp filters: `vm::Warm`), starts the API thread and runs the control loop on the main
 //! thread until `vmm.shutdown` (or SIGTERM/SIGINT). With `--kernel` too, the command line's
-//! VM is created and booted first, as Cloud Hypervisor does.
+//! VM is created and booted first, as Cloud Hypervisor does; with `--restore`, it is restored
+//! from its snapshot.
+//!
+//! `vmm --restore …` without `--api-socket` runs the same control loop with no API: the
+//! restored VM runs at once and the VMM ends with it, as a booted one does under the CLI.
 
 use std::sync::mpsc;
 use std::time::Instant;
@@ -30,21 +34,35 @@ pub enum ServeError {
     Thread(std::io::Error),
     #[error("booting the command line's VM: {0}")]
     Boot(String),
+    #[error("restoring the snapshot: {0}")]
+    Restore(String),
 }
 
 pub struct ServeOptions {
-    pub socket: ApiSocketSpec,
+    /// None: no API (`--restore` alone); the VMM ends with its VM.
+    pub socket: Option<ApiSocketSpec>,
     pub events: Option<EventTarget>,
     pub seccomp: SeccompMode,
-    /// The command line's VM, booted at once.
-    pub boot: Option<VmConfig>,
+    /// The command line's VM, started at once.
+    pub start: Option<Start>,
 }
 
-/// Serve until `vmm.shutdown`; the socket file (if the VMM created it) is removed at the end.
-pub fn serve(opts: ServeOptions, start: Instant) -> Result<(), ServeError> {
+/// The VM the command line starts.
+pub enum Start {
+    /// `--kernel …`: created and booted.
+    Boot(Box<VmConfig>),
+    /// `--restore …`.
+    Restore(crate::api::RestoreRequest),
+}
+
+/// Serve until `vmm.shutdown` (or, with no API, until the VM ends); the socket file (if the
+/// VMM created it) is removed at the end. Returns the process's exit status.
+pub fn serve(opts: ServeOptions, start: Instant) -> Result<u8, ServeError> {
     // Before any thread exists: the socket is created under a umask (api/server.rs).
-    let socket = ApiSocket::open(&opts.socket)?;
-    let path = socket.path().map(|p| p.to_path_buf());
+    let socket = opts.socket.as_ref().map(ApiSocket::open).transpose()?;
+    let path = socket
+        .as_ref()
+        .and_then(|s| s.path().map(|p| p.to_path_buf()));
     let result = serve_on(socket, opts, start);
     if let Some(p) = path {
         let _ = std::fs::remove_file(p);
@@ -52,7 +70,11 @@ pub fn serve(opts: ServeOptions, start: Instant) -> Result<(), ServeError> {
     result
 }
 
-fn serve_on(socket: ApiSocket, opts: ServeOptions, start: Instant) -> Result<(), ServeError> {
+fn serve_on(
+    socket: Option<ApiSocket>,
+    opts: ServeOptions,
+    start: Instant,
+) -> Result<u8, ServeError> {
     let events = match &opts.events {
         Some(t) => EventMonitor::open(t, start).map_err(ServeError::Events)?,
         None => EventMonitor::none(),
@@ -65,26 +87,83 @@ fn serve_on(socket: ApiSocket, opts: ServeOptions, start: Instant) -> Result<(),
     let control = Confinement::new(opts.seccomp).compile(ThreadKind::Control)?;
     let (tx, rx) = mpsc::channel();
     let mut controller = Controller::new(KvmLauncher { warm }, tx.clone(), events);
-    let api = ApiThread {
-        socket,
-        control: tx,
-        kill,
-        filter,
-        seccomp: opts.seccomp,
+    let api = match socket {
+        Some(socket) => ApiThread {
+            socket,
+            control: tx,
+            kill,
+            filter,
+            seccomp: opts.seccomp,
+        }
+        .spawn(),
+        None => {
+            controller.exit_with_vm();
+            signal_watcher(kill, tx, filter)
+        }
     }
-    .spawn()
     .map_err(ServeError::Thread)?;
-    // From here this thread acts on requests (and boots the command line's VM): confined,
+    // From here this thread acts on requests (and starts the command line's VM): confined,
     // as every thread the VMs it builds will start under (seccomp/control.rs).
     control.install()?;
-    if let Some(cfg) = opts.boot {
-        let api_cfg = ApiVmConfig::from_config(&cfg);
-        controller
-            .handle(Request::Create(Box::new((api_cfg, cfg))))
-            .and_then(|_| controller.handle(Request::Boot))
-            .map_err(|e| ServeError::Boot(e.messages.join(": ")))?;
+    match opts.start {
+        Some(Start::Boot(cfg)) => {
+            let cfg = *cfg;
+            let api_cfg = ApiVmConfig::from_config(&cfg);
+            controller
+                .handle(Request::Create(Box::new((api_cfg, cfg))))
+                .and_then(|_| controller.handle(Request::Boot))
+                .map_err(|e| ServeError::Boot(e.messages.join(": ")))?;
+        }
+        Some(Start::Restore(r)) => {
+            controller
+                .handle(Request::Restore(r))
+                .map_err(|e| ServeError::Restore(e.messages.join(": ")))?;
+        }
+        None => {}
     }
     controller.run(&rx);
-    let _ = api.join();
-    Ok(())
+    if opts.socket.is_some() {
+        let _ = api.join();
+    }
+    Ok(controller.exit_code())
+}
+
+/// With no API thread, SIGTERM/SIGINT still end the VMM cleanly: a thread (under the API
+/// thread's filter: it reads an eventfd and sends on a channel) asks the control loop to
+/// shut down.
+fn signal_watcher(
+    kill: vmm_sys_util::eventfd::EventFd,
+    control: mpsc::Sender<super::ControlMsg>,
+    filter: crate::seccomp::Compiled,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("vmm-signals".into())
+        .spawn(move || {
+            use std::os::fd::AsRawFd;
+            use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+            crate::signals::block_shutdown_signals();
+            // The eventfd is non-blocking: wait for it with epoll (created before the filter,
+            // which allows only epoll_ctl and epoll_wait).
+            let Ok(epoll) = Epoll::new() else { return };
+            let event = EpollEvent::new(EventSet::IN, 0);
+            if epoll
+                .ctl(ControlOperation::Add, kill.as_raw_fd(), event)
+                .is_err()
+                || filter.install().is_err()
+            {
+                return;
+            }
+            let mut events = [EpollEvent::default(); 1];
+            loop {
+                match epoll.wait(-1, &mut events) {
+                    Ok(n) if n > 0 => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+            let _ = kill.read();
+            let (reply, _answer) = mpsc::channel();
+            let _ = control.send(super::ControlMsg::Api(Request::VmmShutdown, reply));
+        })
 }
