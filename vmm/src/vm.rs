@@ -818,12 +818,21 @@ impl RunningVm {
         // SAFETY: every region is a live mapping of its length, owned by `self.mem`; the
         // vCPUs are parked and no device does DMA (the caller refuses VMs with devices), so
         // nothing writes guest memory while it is read.
-        let regions: Vec<(u64, &[u8])> = self
+        let regions: Vec<format::Region<'_>> = self
             .mem
             .iter()
             .map(|r| {
                 let bytes = unsafe { std::slice::from_raw_parts(r.as_ptr(), r.len() as usize) };
-                (r.start_addr().0, bytes)
+                // Anonymous RAM: a page never backed was never written. A restored VM's RAM
+                // is mapped from a file, whose pages hold data before they are touched: read.
+                let anonymous = r.file_offset().is_none();
+                format::Region {
+                    gpa: r.start_addr().0,
+                    bytes,
+                    touched: anonymous
+                        .then(|| format::touched_pages(r.as_ptr(), bytes.len()))
+                        .flatten(),
+                }
             })
             .collect();
         let memory = format::write_memory(dir, &regions)?;

@@ -204,40 +204,50 @@ impl State {
     }
 }
 
-/// Write guest RAM to `dir/memory`: each region at its offset, pages that read as zero left
-/// as holes (a guest's untouched RAM costs no disk). Returns where each region went.
-pub fn write_memory(
-    dir: &Path,
-    regions: &[(u64, &[u8])],
-) -> Result<Vec<MemoryRange>, SnapshotError> {
+/// One RAM region to write: its guest address, its bytes and, when known, which of its 4 KiB
+/// pages the guest may have written (pages it never touched are not even read).
+pub struct Region<'a> {
+    pub gpa: u64,
+    pub bytes: &'a [u8],
+    pub touched: Option<Vec<bool>>,
+}
+
+/// Write guest RAM to `dir/memory`: each region at its offset, pages never touched or that
+/// read as zero left as holes (a guest's untouched RAM costs no disk and no time). Returns
+/// where each region went.
+pub fn write_memory(dir: &Path, regions: &[Region<'_>]) -> Result<Vec<MemoryRange>, SnapshotError> {
     let path = dir.join(MEMORY_FILE);
     let f = File::create(&path).map_err(io(&path))?;
     let mut ranges = Vec::new();
     let mut offset = 0u64;
-    for &(gpa, bytes) in regions {
-        let zero = [0u8; PAGE];
+    let zero = [0u8; PAGE];
+    for r in regions {
+        let bytes = r.bytes;
+        let data = |i: usize| {
+            let end = (i + PAGE).min(bytes.len());
+            let touched = r
+                .touched
+                .as_ref()
+                .is_none_or(|t| t.get(i / PAGE).copied().unwrap_or(true));
+            touched && bytes[i..end] != zero[..end - i]
+        };
         let mut i = 0;
         while i < bytes.len() {
-            let end = (i + PAGE).min(bytes.len());
-            // Runs of non-zero pages are written in one call.
-            if bytes[i..end] != zero[..end - i] {
-                let mut run_end = end;
-                while run_end < bytes.len() {
-                    let e = (run_end + PAGE).min(bytes.len());
-                    if bytes[run_end..e] == zero[..e - run_end] {
-                        break;
-                    }
-                    run_end = e;
-                }
-                f.write_all_at(&bytes[i..run_end], offset + i as u64)
-                    .map_err(io(&path))?;
-                i = run_end;
-            } else {
-                i = end;
+            if !data(i) {
+                i += PAGE;
+                continue;
             }
+            // Runs of pages with data are written in one call.
+            let mut run_end = (i + PAGE).min(bytes.len());
+            while run_end < bytes.len() && data(run_end) {
+                run_end = (run_end + PAGE).min(bytes.len());
+            }
+            f.write_all_at(&bytes[i..run_end], offset + i as u64)
+                .map_err(io(&path))?;
+            i = run_end;
         }
         ranges.push(MemoryRange {
-            gpa,
+            gpa: r.gpa,
             size: bytes.len() as u64,
             offset,
         });
@@ -246,4 +256,27 @@ pub fn write_memory(
     f.set_len(offset).map_err(io(&path))?;
     f.sync_all().map_err(io(&path))?;
     Ok(ranges)
+}
+
+/// Which pages of `[addr, addr + len)` in this process the kernel has ever backed: a page
+/// neither present nor swapped out (/proc/self/pagemap bits 63 and 62) was never written and
+/// reads as zero. `None` if pagemap cannot be read (then every page is read and checked).
+pub fn touched_pages(addr: *const u8, len: usize) -> Option<Vec<bool>> {
+    let pagemap = File::open("/proc/self/pagemap").ok()?;
+    let pages = len.div_ceil(PAGE);
+    let first = addr as u64 / PAGE as u64;
+    let mut out = Vec::with_capacity(pages);
+    let mut buf = vec![0u8; 8 * 4096];
+    let mut done = 0usize;
+    while done < pages {
+        let n = (pages - done).min(4096);
+        let b = &mut buf[..8 * n];
+        pagemap.read_exact_at(b, (first + done as u64) * 8).ok()?;
+        out.extend(b.chunks(8).map(|e| {
+            let v = u64::from_le_bytes(e.try_into().unwrap_or([0xff; 8]));
+            v & (3 << 62) != 0
+        }));
+        done += n;
+    }
+    Some(out)
 }

@@ -60,7 +60,22 @@ fn state_and_memory_round_trip_and_zero_pages_are_holes() {
     low[4096..4100].copy_from_slice(b"page");
     low[60 << 10] = 7;
     let high = vec![0u8; 1 << 20];
-    let ranges = write_memory(&dir, &[(0, &low), (1 << 32, &high)]).unwrap();
+    let ranges = write_memory(
+        &dir,
+        &[
+            Region {
+                gpa: 0,
+                bytes: &low,
+                touched: None,
+            },
+            Region {
+                gpa: 1 << 32,
+                bytes: &high,
+                touched: None,
+            },
+        ],
+    )
+    .unwrap();
     assert_eq!(
         ranges,
         [
@@ -98,7 +113,15 @@ fn state_and_memory_round_trip_and_zero_pages_are_holes() {
 #[test]
 fn another_format_a_damaged_state_or_a_short_memory_file_is_refused() {
     let dir = tmpdir("refused");
-    let ranges = write_memory(&dir, &[(0, &[1u8; 8192])]).unwrap();
+    let ranges = write_memory(
+        &dir,
+        &[Region {
+            gpa: 0,
+            bytes: &[1u8; 8192],
+            touched: None,
+        }],
+    )
+    .unwrap();
     let mut s = state(ranges);
     s.format_version = FORMAT_VERSION + 1;
     s.write(&dir).unwrap();
@@ -136,4 +159,49 @@ fn urls_are_file_urls_with_absolute_paths() {
     for bad in ["/var/snap", "file://rel", "http://x/y", "file:///"] {
         assert!(dir_of_url(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn untouched_pages_are_skipped_unread_and_pagemap_tells_them_apart() {
+    // A fresh anonymous mapping: only the pages written are backed.
+    let len = 64 * 4096;
+    // SAFETY: a private anonymous mapping this test owns and unmaps.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: within the mapping.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) };
+    bytes[3 * 4096] = 1;
+    bytes[40 * 4096 + 7] = 2;
+    let touched = touched_pages(p.cast(), len).expect("/proc/self/pagemap");
+    assert_eq!(touched.len(), 64);
+    assert!(touched[3] && touched[40]);
+    assert_eq!(touched.iter().filter(|&&t| t).count(), 2, "{touched:?}");
+    let dir = tmpdir("touched");
+    // A page marked untouched is not written even though it holds data (the map is trusted).
+    let mut only3 = vec![false; 64];
+    only3[3] = true;
+    write_memory(
+        &dir,
+        &[Region {
+            gpa: 0,
+            bytes,
+            touched: Some(only3),
+        }],
+    )
+    .unwrap();
+    let back = std::fs::read(dir.join(MEMORY_FILE)).unwrap();
+    assert_eq!(back[3 * 4096], 1);
+    assert_eq!(back[40 * 4096 + 7], 0);
+    // SAFETY: unmapping what this test mapped.
+    unsafe { libc::munmap(p, len) };
+    let _ = std::fs::remove_dir_all(&dir);
 }
