@@ -127,8 +127,11 @@ pub struct Warm {
     hv: Arc<KvmHypervisor>,
     supported: Vec<hypervisor::CpuidEntry>,
     vcpu: seccomp::Compiled,
-    vcpu_vfio: seccomp::Compiled,
+    /// The vCPU filter with passthrough's rules: compiled for the first VM that has a
+    /// passed-through device (most never do).
+    vcpu_vfio: std::sync::OnceLock<seccomp::Compiled>,
     vmm: seccomp::Compiled,
+    mode: seccomp::SeccompMode,
     spare: Option<(Arc<dyn hypervisor::Vm>, crate::handoff::WorkerThread)>,
 }
 
@@ -136,15 +139,16 @@ impl Warm {
     pub fn prepare(mode: seccomp::SeccompMode) -> Result<Self, VmError> {
         let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
         let supported = supported_cpuid(&hv)?;
-        let (vcpu, vcpu_vfio) = vcpu_filters(mode, true)?;
+        let vcpu = vcpu_filter(mode, true, false)?;
         let vmm = seccomp::Confinement::new(mode).compile(ThreadKind::Vmm)?;
         vcpu::install_kick_handler().map_err(VmError::Thread)?;
         let mut warm = Warm {
             hv,
             supported,
             vcpu,
-            vcpu_vfio,
+            vcpu_vfio: std::sync::OnceLock::new(),
             vmm,
+            mode,
             spare: None,
         };
         warm.prepare_next();
@@ -166,22 +170,21 @@ impl Warm {
     }
 }
 
-/// The vCPU filter without and with the rules VFIO passthrough adds; `snapshots`: with the
-/// ioctls a parked vCPU saves its state with (VMs started through the API).
-fn vcpu_filters(
+/// The vCPU filter; `snapshots`: with the ioctls a parked vCPU saves its state with (VMs
+/// started through the API); `vfio`: with the rules passthrough adds.
+fn vcpu_filter(
     mode: seccomp::SeccompMode,
     snapshots: bool,
-) -> Result<(seccomp::Compiled, seccomp::Compiled), VmError> {
-    let mut plain = seccomp::Confinement::new(mode);
+    vfio: bool,
+) -> Result<seccomp::Compiled, VmError> {
+    let mut c = seccomp::Confinement::new(mode);
     if snapshots {
-        crate::snapshot::seccomp::add_vcpu_rules(&mut plain.extra);
+        crate::snapshot::seccomp::add_vcpu_rules(&mut c.extra);
     }
-    let mut vfio = plain.clone();
-    crate::vfio::seccomp::add_vcpu_rules(&mut vfio.extra);
-    Ok((
-        plain.compile(ThreadKind::Vcpu)?,
-        vfio.compile(ThreadKind::Vcpu)?,
-    ))
+    if vfio {
+        crate::vfio::seccomp::add_vcpu_rules(&mut c.extra);
+    }
+    Ok(c.compile(ThreadKind::Vcpu)?)
 }
 
 /// Guest RAM from a snapshot's memory file; its regions must be this VM's layout.
@@ -399,7 +402,10 @@ fn build(
             let vcpu = if cfg.devices.is_empty() {
                 &w.vcpu
             } else {
-                &w.vcpu_vfio
+                if w.vcpu_vfio.get().is_none() {
+                    let _ = w.vcpu_vfio.set(vcpu_filter(w.mode, true, true)?);
+                }
+                w.vcpu_vfio.get().expect("set above")
             };
             let _ = tx.send(Ok((vcpu.clone(), w.vmm.clone(), w.supported.clone())));
             rx
@@ -409,8 +415,7 @@ fn build(
             let vfio = !cfg.devices.is_empty();
             let hv = hv.clone();
             vmm_thread.submit(move || -> Result<_, VmError> {
-                let (plain, with_vfio) = vcpu_filters(mode, false)?;
-                let vcpu = if vfio { with_vfio } else { plain };
+                let vcpu = vcpu_filter(mode, false, vfio)?;
                 let vmm = seccomp::Confinement::new(mode).compile(ThreadKind::Vmm)?;
                 Ok((vcpu, vmm, supported_cpuid(&hv)?))
             })

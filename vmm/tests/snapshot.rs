@@ -361,6 +361,19 @@ fn the_command_line_restores_and_runs_a_snapshot_and_sigterm_ends_it() {
         || size(&serial) >= counted + 10,
     );
     assert_counts_up(&std::fs::read(&serial).unwrap());
+    // Every thread of the restoring VMM is confined: the control loop once it has started the
+    // VM, the signal watcher, the VM's own threads (KVM's kernel workers aside).
+    let pid = child.id();
+    wait_until("every thread under a filter", Duration::from_secs(5), || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .all(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                comm.starts_with("kvm") || status.contains("Seccomp:\t2")
+            })
+    });
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);

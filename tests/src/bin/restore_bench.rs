@@ -245,13 +245,20 @@ fn run(o: &Options, dir: &Path) -> Result<(), String> {
         let (mut boot, mut restore, mut api_restore) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..o.runs {
             let mut b = Command::new(&o.vmm);
-            b.args(["--kernel", guest.to_str().unwrap()])
-                .args(["--memory", &format!("size={size}"), "--serial", "tty"]);
+            b.args(["--kernel", guest.to_str().unwrap()]).args([
+                "--memory",
+                &format!("size={size}"),
+                "--serial",
+                "tty",
+            ]);
             let (c, ms) = first_byte(b)?;
             end(c);
             boot.push(ms);
             let mut r = Command::new(&o.vmm);
-            r.args(["--restore", &format!("source_url=file://{}", snap.display())]);
+            r.args([
+                "--restore",
+                &format!("source_url=file://{}", snap.display()),
+            ]);
             let (c, ms) = first_byte(r)?;
             end(c);
             restore.push(ms);
@@ -277,14 +284,21 @@ fn run(o: &Options, dir: &Path) -> Result<(), String> {
         let mut running = Vec::new();
         for _ in 0..3 {
             let mut r = Command::new(&o.vmm);
-            r.args(["--restore", &format!("source_url=file://{}", snap.display())]);
+            r.args([
+                "--restore",
+                &format!("source_url=file://{}", snap.display()),
+            ]);
             running.push(first_byte(r)?.0);
         }
         std::thread::sleep(Duration::from_millis(300));
         let mems: Vec<(u64, u64)> = running.iter().map(|c| memory_of(c.id())).collect();
         let mut b = Command::new(&o.vmm);
-        b.args(["--kernel", guest.to_str().unwrap()])
-            .args(["--memory", &format!("size={size}"), "--serial", "tty"]);
+        b.args(["--kernel", guest.to_str().unwrap()]).args([
+            "--memory",
+            &format!("size={size}"),
+            "--serial",
+            "tty",
+        ]);
         let (booted, _) = first_byte(b)?;
         std::thread::sleep(Duration::from_millis(300));
         let booted_mem = memory_of(booted.id());

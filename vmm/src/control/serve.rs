@@ -83,29 +83,45 @@ fn serve_on(
         .and_then(|e| e.try_clone())
         .map_err(ServeError::Thread)?;
     let warm = crate::vm::Warm::prepare(opts.seccomp)?;
-    let filter = Confinement::new(opts.seccomp).compile(ThreadKind::Api)?;
-    let control = Confinement::new(opts.seccomp).compile(ThreadKind::Control)?;
     let (tx, rx) = mpsc::channel();
     let mut controller = Controller::new(KvmLauncher { warm }, tx.clone(), events);
-    let api = match socket {
-        Some(socket) => ApiThread {
-            socket,
-            control: tx,
-            kill,
-            filter,
-            seccomp: opts.seccomp,
-        }
-        .spawn(),
-        None => {
-            controller.exit_with_vm();
-            signal_watcher(kill, tx, filter)
-        }
+    let compile = |kind| Confinement::new(opts.seccomp).compile(kind);
+    let Some(socket) = socket else {
+        // No API (`vmm --restore` alone): the VM is started first, as the plain CLI's is (its
+        // setup is trusted host-side work before the guest runs, and its threads confine
+        // themselves); then this thread confines itself and waits for the VM's end.
+        controller.exit_with_vm();
+        start_vm(&mut controller, opts.start)?;
+        let _watcher =
+            signal_watcher(kill, tx, compile(ThreadKind::Api)?).map_err(ServeError::Thread)?;
+        compile(ThreadKind::Control)?.install()?;
+        controller.run(&rx);
+        return Ok(controller.exit_code());
+    };
+    let api = ApiThread {
+        socket,
+        control: tx,
+        kill,
+        filter: compile(ThreadKind::Api)?,
+        seccomp: opts.seccomp,
     }
+    .spawn()
     .map_err(ServeError::Thread)?;
     // From here this thread acts on requests (and starts the command line's VM): confined,
     // as every thread the VMs it builds will start under (seccomp/control.rs).
-    control.install()?;
-    match opts.start {
+    compile(ThreadKind::Control)?.install()?;
+    start_vm(&mut controller, opts.start)?;
+    controller.run(&rx);
+    let _ = api.join();
+    Ok(controller.exit_code())
+}
+
+/// Start the command line's VM, if it names one.
+fn start_vm(
+    controller: &mut Controller<KvmLauncher>,
+    start: Option<Start>,
+) -> Result<(), ServeError> {
+    match start {
         Some(Start::Boot(cfg)) => {
             let cfg = *cfg;
             let api_cfg = ApiVmConfig::from_config(&cfg);
@@ -121,11 +137,7 @@ fn serve_on(
         }
         None => {}
     }
-    controller.run(&rx);
-    if opts.socket.is_some() {
-        let _ = api.join();
-    }
-    Ok(controller.exit_code())
+    Ok(())
 }
 
 /// With no API thread, SIGTERM/SIGINT still end the VMM cleanly: a thread (under the API
