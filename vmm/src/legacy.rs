@@ -79,6 +79,8 @@ pub fn acpi_serial(cfg: &SerialConfig) -> Option<arch::SerialPort> {
 /// Handles the VMM keeps to legacy devices after setup.
 pub struct LegacyDevices {
     pub serial: Option<Arc<Mutex<Serial>>>,
+    /// The RTC/CMOS, whose registers a snapshot saves.
+    pub cmos: Arc<Mutex<Cmos>>,
     /// Raises the ACPI GED interrupt: the guest sees its power button pressed.
     pub power_button: Arc<dyn Interrupt>,
 }
@@ -153,9 +155,8 @@ pub fn setup(
         0x60,
         5,
     )?;
-    buses
-        .pio
-        .insert(Arc::new(Mutex::new(Cmos::new(ram.0, ram.1))), 0x70, 2)?;
+    let cmos = Arc::new(Mutex::new(Cmos::new(ram.0, ram.1)));
+    buses.pio.insert(cmos.clone(), 0x70, 2)?;
     buses
         .pio
         .insert(Arc::new(Mutex::new(DebugPort::new(start))), 0x80, 1)?;
@@ -172,6 +173,7 @@ pub fn setup(
     vm.register_irqfd(power_button.eventfd(), POWER_BUTTON_GSI)?;
     Ok(LegacyDevices {
         serial,
+        cmos,
         power_button: Arc::new(power_button),
     })
 }

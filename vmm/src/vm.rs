@@ -475,6 +475,14 @@ fn build(
         start,
         Box::new(move || t.phase("first_serial_byte")),
     )?;
+    if let Some(c) = restore.as_ref().and_then(|r| r.state.cmos.as_ref()) {
+        devices
+            .cmos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .restore(c.index, &c.data)
+            .map_err(VmError::Snapshot)?;
+    }
     let router = Arc::new(GsiRouter::new(vm.clone()));
     let mapper = passthrough.as_ref().map(Passthrough::bar_mapper);
     let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, mapper)?;
@@ -692,6 +700,7 @@ impl Built {
             .collect();
         let counters = virtio.counters.clone();
         let serial_device = devices.serial.clone();
+        let cmos = devices.cmos.clone();
         // A restored VM starts paused: its vCPUs park before their first KVM_RUN.
         if paused {
             shared.pause.raise();
@@ -720,6 +729,7 @@ impl Built {
             pci_addresses,
             counters,
             serial: serial_device,
+            cmos,
             hv,
         })
     }
@@ -745,6 +755,8 @@ pub struct RunningVm {
     serial: Option<Arc<std::sync::Mutex<devices::legacy::Serial>>>,
     /// For the MSR list a snapshot saves.
     hv: Arc<KvmHypervisor>,
+    /// The RTC/CMOS registers a snapshot saves.
+    cmos: Arc<std::sync::Mutex<devices::legacy::Cmos>>,
 }
 
 impl RunningVm {
@@ -848,6 +860,10 @@ impl RunningVm {
             vm: Parts::from(&vm),
             vcpus: vcpus.iter().map(Parts::from).collect(),
             serial,
+            cmos: {
+                let (index, data) = self.cmos.lock().unwrap_or_else(|e| e.into_inner()).state();
+                Some(format::CmosRegs { index, data })
+            },
             memory,
         }
         .write(dir)

@@ -140,6 +140,11 @@ fn a_counting_guest_is_snapshotted_restored_in_a_new_vmm_and_counts_on() {
     assert_eq!(mem.len(), 64 << 20);
     assert!(mem.blocks() * 512 < 4 << 20, "{} blocks", mem.blocks());
     assert_eq!(size(&serial), counted, "the guest ran while paused");
+    // The RTC/CMOS is saved with its 128 bytes (the RAM sizes the firmware area holds).
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snap.join("state.json")).unwrap()).unwrap();
+    assert_eq!(saved["cmos"]["data"].as_array().map(Vec::len), Some(128));
+    assert_eq!(saved["vcpus"].as_array().map(Vec::len), Some(2));
     // The first VMM goes away (as after a crash); the snapshot is all that is left.
     drop(vmm);
 
@@ -230,9 +235,11 @@ fn restore_with_resume_runs_at_once_and_clones_run_side_by_side() {
         r#"{{"source_url":"file://{}","resume":true}}"#,
         snap.display()
     );
+    // The second reads all of RAM in at restore (prefault).
+    let prefaulted = restore.replace("\"resume\"", "\"prefault\":true,\"resume\"");
     let clones: Vec<Vmm> = ["a", "b"].iter().map(|n| spawn_vmm(&d, n)).collect();
-    for c in &clones {
-        let (code, body) = put(&c.sock, "vm.restore", Some(&restore));
+    for (c, body) in clones.iter().zip([&restore, &prefaulted]) {
+        let (code, body) = put(&c.sock, "vm.restore", Some(body));
         assert_eq!(code, 204, "{body}");
         assert_eq!(state(&c.sock), "Running");
     }
@@ -364,16 +371,21 @@ fn the_command_line_restores_and_runs_a_snapshot_and_sigterm_ends_it() {
     // Every thread of the restoring VMM is confined: the control loop once it has started the
     // VM, the signal watcher, the VM's own threads (KVM's kernel workers aside).
     let pid = child.id();
-    wait_until("every thread under a filter", Duration::from_secs(5), || {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .flatten()
-            .all(|t| {
-                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-                let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-                comm.starts_with("kvm") || status.contains("Seccomp:\t2")
-            })
-    });
+    wait_until(
+        "every thread under a filter",
+        Duration::from_secs(5),
+        || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .flatten()
+                .all(|t| {
+                    let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                    let status =
+                        std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                    comm.starts_with("kvm") || status.contains("Seccomp:\t2")
+                })
+        },
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -83,6 +83,25 @@ impl Cmos {
         }
     }
 
+    /// The index register and the 128 bytes of CMOS (the RTC's control registers and NVRAM;
+    /// the time itself is the host's wall clock, read when the guest asks): a snapshot's.
+    pub fn state(&self) -> (u8, Vec<u8>) {
+        (self.index, self.data.to_vec())
+    }
+
+    /// Set what [`Cmos::state`] returned; `data` must be 128 bytes.
+    pub fn restore(&mut self, index: u8, data: &[u8]) -> Result<(), String> {
+        if data.len() != CMOS_SIZE {
+            return Err(format!(
+                "CMOS state of {} bytes, not {CMOS_SIZE}",
+                data.len()
+            ));
+        }
+        self.index = index & INDEX_MASK;
+        self.data.copy_from_slice(data);
+        Ok(())
+    }
+
     fn read_register(&mut self, reg: u8) -> u8 {
         match reg {
             REG_SECONDS | REG_MINUTES | REG_HOURS | REG_WEEKDAY | REG_DAY | REG_MONTH
@@ -341,5 +360,22 @@ mod tests {
         hammer(&mut cmos, 2);
         // Still works afterwards.
         assert_eq!(read_reg(&mut cmos, REG_D), 0x80);
+    }
+
+    #[test]
+    fn state_round_trips_and_a_wrong_size_is_refused() {
+        let mut a = Cmos::new(128 << 20, 0);
+        a.write(INDEX_OFFSET, &[0x40]);
+        a.write(DATA_OFFSET, &[0x5a]);
+        a.write(INDEX_OFFSET, &[0x41]);
+        let (index, data) = a.state();
+        let mut b = Cmos::new(64 << 20, 0);
+        b.restore(index, &data).unwrap();
+        assert_eq!(b.state(), (index, data));
+        b.write(INDEX_OFFSET, &[0x40]);
+        let mut v = [0u8];
+        b.read(DATA_OFFSET, &mut v);
+        assert_eq!(v, [0x5a]);
+        assert!(b.restore(0, &[0u8; 64]).is_err());
     }
 }

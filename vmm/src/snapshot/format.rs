@@ -152,7 +152,16 @@ pub struct State {
     /// In vCPU order.
     pub vcpus: Vec<Parts>,
     pub serial: Option<SerialRegs>,
+    /// The RTC/CMOS: its index register and 128 bytes.
+    #[serde(default)]
+    pub cmos: Option<CmosRegs>,
     pub memory: Vec<MemoryRange>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CmosRegs {
+    pub index: u8,
+    pub data: Vec<u8>,
 }
 
 impl State {

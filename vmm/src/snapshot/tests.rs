@@ -33,6 +33,10 @@ fn state(memory: Vec<MemoryRange>) -> State {
             fifo: b"abc".to_vec(),
             ..Default::default()
         }),
+        cmos: Some(CmosRegs {
+            index: 0x0b,
+            data: (0..128).collect(),
+        }),
         memory,
     }
 }
