@@ -518,6 +518,28 @@ def gen_kernel_loader():
     write(t, "bzimage-2.06-rsdp-sparse-tail", loader_seed(bzimage(version=0x0206, cmdline_size=0), flags=2, vcpus=2, extend=3 << 20))
 
 
+def gen_snapshot_state():
+    """State::parse seeds: a u64 (memory file length << 8, little-endian) then state.json."""
+    t = "snapshot_state"
+    part = lambda name, n: [name, "ab" * n]
+    state = (
+        '{"format_version":1,"vmm_version":"0.1.0",'
+        '"config":{"payload":{"kernel":"/k"},"memory":{"size":268435456}},'
+        '"vm":[%s],"vcpus":[[%s],[%s]],'
+        '"serial":{"dll":12,"dlm":0,"ier":5,"iir":1,"lcr":3,"lsr":96,"mcr":11,"msr":176,"scr":0,"fifo":[65]},'
+        '"cmos":{"index":11,"data":[%s]},'
+        '"memory":[{"gpa":0,"size":268435456,"offset":0}]}'
+    )
+    import json
+    vm = ",".join(json.dumps(p) for p in [part("pic_master", 8), part("ioapic", 16), part("clock", 4)])
+    vcpu = ",".join(json.dumps(p) for p in [part("regs", 144), part("lapic", 1024), part("msrs", 32)])
+    cmos = ",".join(str(i) for i in range(128))
+    body = (state % (vm, vcpu, vcpu, cmos)).encode()
+    write(t, "two-vcpus", u64(268435456 << 8) + body)
+    write(t, "memory-file-too-short", u64(4096 << 8) + body)
+    write(t, "other-version", u64(0) + b'{"format_version":2}')
+
+
 def main():
     gen_virtio_queue_chain()
     gen_virtio_blk_request()
@@ -526,6 +548,7 @@ def main():
     gen_legacy_devices()
     gen_cli_options()
     gen_kernel_loader()
+    gen_snapshot_state()
 
 
 if __name__ == "__main__":

@@ -176,13 +176,22 @@ impl State {
     /// Read and check `dir`'s snapshot: its format, and that the memory file holds every range.
     pub fn read(dir: &Path) -> Result<State, SnapshotError> {
         let path = dir.join(STATE_FILE);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let mem = dir.join(MEMORY_FILE);
+        let len = std::fs::metadata(&mem).map_err(io(&mem))?.len();
+        Self::parse(&bytes, len, &path.display().to_string())
+    }
+
+    /// Check and parse `state.json`'s `bytes`, for a memory file of `memory_len` bytes;
+    /// `path` names the snapshot in errors. Every part must be hex (its sizes are checked by
+    /// the hypervisor backend that restores it).
+    pub fn parse(bytes: &[u8], memory_len: u64, path: &str) -> Result<State, SnapshotError> {
         let invalid = |reason: String| SnapshotError::Invalid {
-            path: path.display().to_string(),
+            path: path.to_string(),
             reason,
         };
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
         // The version first, so that another format says so rather than failing to parse.
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
+        let v: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| invalid(format!("truncated or damaged ({e})")))?;
         let version = v.get("format_version").and_then(|v| v.as_u64());
         if version != Some(u64::from(FORMAT_VERSION)) {
@@ -196,17 +205,19 @@ impl State {
         if state.vcpus.is_empty() {
             return Err(invalid("no vCPU".into()));
         }
-        let mem = dir.join(MEMORY_FILE);
-        let len = std::fs::metadata(&mem).map_err(io(&mem))?.len();
+        for p in state.vcpus.iter().chain([&state.vm]) {
+            p.to_state().map_err(invalid)?;
+        }
         for r in &state.memory {
-            if r.offset.checked_add(r.size).is_none_or(|end| end > len) {
-                return Err(SnapshotError::Invalid {
-                    path: mem.display().to_string(),
-                    reason: format!(
-                        "{len} bytes, too short for RAM at {:#x} ({} bytes at offset {})",
-                        r.gpa, r.size, r.offset
-                    ),
-                });
+            if r.offset
+                .checked_add(r.size)
+                .is_none_or(|end| end > memory_len)
+            {
+                return Err(invalid(format!(
+                    "its memory file has {memory_len} bytes, too short for RAM at {:#x} \
+                     ({} bytes at offset {})",
+                    r.gpa, r.size, r.offset
+                )));
             }
         }
         Ok(state)

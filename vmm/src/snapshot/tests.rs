@@ -209,3 +209,25 @@ fn untouched_pages_are_skipped_unread_and_pagemap_tells_them_apart() {
     unsafe { libc::munmap(p, len) };
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_fuzz_seeds_are_what_they_say() {
+    let seed = |name: &str| {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus/snapshot_state")
+            .join(name);
+        let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let len = u64::from_le_bytes(b[..8].try_into().unwrap()) >> 8;
+        State::parse(&b[8..], len, "seed")
+    };
+    let s = seed("two-vcpus").unwrap();
+    assert_eq!(s.vcpus.len(), 2);
+    assert!(seed("memory-file-too-short")
+        .unwrap_err()
+        .to_string()
+        .contains("too short"));
+    assert!(seed("other-version")
+        .unwrap_err()
+        .to_string()
+        .contains("format version 2"));
+}
