@@ -115,8 +115,10 @@ pub trait VcpuX86_64: Vcpu {
     fn set_lapic(&self, lapic: &LapicState) -> Result<()>;
     /// Everything that makes up the vCPU (registers, FPU/XSAVE, XCRs, debug registers, LAPIC,
     /// the MSRs in `msrs` that it has, pending events, MP state, CPUID, TSC frequency), taken
-    /// while it is out of the guest.
-    fn save_state(&self, msrs: &[u32]) -> Result<SavedState>;
+    /// while it is out of the guest, on its own thread. An I/O or MMIO access the guest was
+    /// in the middle of (its exit handled, the instruction not yet completed) is completed
+    /// first, without entering the guest, so that the saved registers are past it.
+    fn save_state(&mut self, msrs: &[u32]) -> Result<SavedState>;
     /// Set a fresh vCPU to what [`VcpuX86_64::save_state`] returned, before it first runs.
     fn restore_state(&self, state: &SavedState) -> Result<()>;
 }

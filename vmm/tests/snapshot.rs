@@ -401,3 +401,55 @@ fn the_command_line_restores_and_runs_a_snapshot_and_sigterm_ends_it() {
     assert_eq!(status.code(), Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A guest that writes as fast as it can is paused right after one of its port writes often:
+/// KVM completes such an instruction (advances RIP past an OUT) on the next KVM_RUN, so a vCPU
+/// saved without completing it would repeat the write after the restore (a byte twice). The
+/// save completes it first with an immediate-exit KVM_RUN. (This host's PVM KVM advances RIP
+/// before the exit, so here the test passes either way; KVM on hardware does not.)
+#[test]
+fn a_snapshot_taken_between_a_port_write_and_its_completion_does_not_repeat_it() {
+    let d = dir("pio");
+    let kernel = tmp(
+        "snapshot-counter-fast",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(200)),
+    );
+    let serial = d.join("serial");
+    let vmm = spawn_vmm(&d, "pio-boot");
+    assert_eq!(
+        put(
+            &vmm.sock,
+            "vm.create",
+            Some(&create_body(&kernel, &serial, ""))
+        )
+        .0,
+        204
+    );
+    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    let mut round = 0;
+    let mut current = vmm;
+    while round < 5 {
+        wait_until("output", Duration::from_secs(20), || size(&serial) > 0);
+        assert_eq!(put(&current.sock, "vm.pause", None).0, 204);
+        let snap = d.join(format!("snap{round}"));
+        let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+        assert_eq!(put(&current.sock, "vm.snapshot", Some(&url)).0, 204);
+        let before = size(&serial);
+        drop(current);
+        let next = spawn_vmm(&d, &format!("pio-{round}"));
+        let restore = format!(
+            r#"{{"source_url":"file://{}","resume":true}}"#,
+            snap.display()
+        );
+        let (code, body) = put(&next.sock, "vm.restore", Some(&restore));
+        assert_eq!(code, 204, "{body}");
+        wait_until("output after the restore", Duration::from_secs(20), || {
+            size(&serial) > before + 100
+        });
+        current = next;
+        round += 1;
+    }
+    drop(current);
+    assert_counts_up(&std::fs::read(&serial).unwrap());
+    let _ = std::fs::remove_dir_all(&d);
+}

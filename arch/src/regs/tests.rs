@@ -107,7 +107,7 @@ impl VcpuX86_64 for Recorder {
         Ok(())
     }
     // Boot setup never saves or restores a vCPU's whole state.
-    fn save_state(&self, _: &[u32]) -> hypervisor::Result<hypervisor::SavedState> {
+    fn save_state(&mut self, _: &[u32]) -> hypervisor::Result<hypervisor::SavedState> {
         Err(hypervisor::HypervisorError::State(
             "not in boot setup".into(),
         ))

@@ -168,7 +168,7 @@ impl VcpuX86_64 for FakeVcpu {
     }
     /// The fake's state: its instruction and stack pointers, its LAPIC page and the MSR
     /// indices it was asked for (so tests see them passed through).
-    fn save_state(&self, msrs: &[u32]) -> Result<crate::SavedState> {
+    fn save_state(&mut self, msrs: &[u32]) -> Result<crate::SavedState> {
         let regs = *self.regs.lock().unwrap_or_else(|e| e.into_inner());
         let lapic = *self.lapic.lock().unwrap_or_else(|e| e.into_inner());
         let mut s = crate::SavedState::default();

@@ -135,7 +135,19 @@ impl VcpuX86_64 for KvmVcpu {
         Ok(s)
     }
 
-    fn save_state(&self, msrs: &[u32]) -> Result<crate::SavedState> {
+    fn save_state(&mut self, msrs: &[u32]) -> Result<crate::SavedState> {
+        // KVM finishes an instruction whose exit userspace handled (an IN's data, an MMIO
+        // read's) on the next KVM_RUN: with immediate_exit set, that run completes it and
+        // returns EINTR without entering the guest (Documentation/virt/kvm/api.rst, "kvm_run").
+        self.fd.set_kvm_immediate_exit(1);
+        let completed = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match completed {
+            Err(e) if e.errno() != libc::EINTR => {
+                return Err(HypervisorError::ioctl("KVM_RUN (immediate exit)", e))
+            }
+            _ => {}
+        }
         super::state::save_vcpu(&self.fd, msrs)
     }
 

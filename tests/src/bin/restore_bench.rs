@@ -79,15 +79,17 @@ fn http(sock: &Path, method: &str, endpoint: &str, body: &str) -> Result<(), Str
     }
 }
 
-/// A `vmm --api-socket` whose stdout (the guest's serial port) is piped here.
+/// A `vmm --api-socket` whose stdout (the guest's serial port) is piped here and read on a
+/// thread, each read's arrival sent on `bytes`.
 struct ApiVmm {
     child: Child,
     sock: PathBuf,
+    bytes: std::sync::mpsc::Receiver<()>,
 }
 
 impl ApiVmm {
     fn start(vmm: &str, sock: PathBuf) -> Result<Self, String> {
-        let child = Command::new(vmm)
+        let mut child = Command::new(vmm)
             .arg("--api-socket")
             .arg(format!("path={}", sock.display()))
             .stdin(Stdio::null())
@@ -95,6 +97,16 @@ impl ApiVmm {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("{vmm}: {e}"))?;
+        let mut out = child.stdout.take().expect("piped");
+        let (tx, bytes) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while matches!(out.read(&mut b), Ok(n) if n > 0) {
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(20);
         while http(&sock, "GET", "vmm.ping", "").is_err() {
             if Instant::now() > deadline {
@@ -102,16 +114,18 @@ impl ApiVmm {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(ApiVmm { child, sock })
+        Ok(ApiVmm { child, sock, bytes })
     }
 
+    /// Forget what the guest printed so far.
+    fn drain(&self) {
+        while self.bytes.try_recv().is_ok() {}
+    }
+
+    /// Wait for the guest's next output.
     fn first_byte(&mut self) -> Result<(), String> {
-        let mut b = [0u8; 1];
-        self.child
-            .stdout
-            .as_mut()
-            .expect("piped")
-            .read_exact(&mut b)
+        self.bytes
+            .recv_timeout(Duration::from_secs(10))
             .map_err(|e| format!("no serial output: {e}"))
     }
 }
@@ -262,14 +276,13 @@ fn run(o: &Options, dir: &Path) -> Result<(), String> {
             let (c, ms) = first_byte(r)?;
             end(c);
             restore.push(ms);
+            // Whatever the last deleted VM printed after its first byte is not this run's.
+            warm.drain();
             let t = Instant::now();
             http(&warm.sock, "PUT", "vm.restore", &restore_body)?;
             warm.first_byte()?;
             api_restore.push(t.elapsed().as_secs_f64() * 1e3);
             http(&warm.sock, "PUT", "vm.delete", "")?;
-            // Whatever the deleted VM printed after its first byte is not the next run's.
-            drop(warm);
-            warm = ApiVmm::start(&o.vmm, dir.join(format!("warm-{size}.sock")))?;
         }
         drop(warm);
         println!(

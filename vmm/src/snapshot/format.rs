@@ -177,9 +177,17 @@ impl State {
     pub fn read(dir: &Path) -> Result<State, SnapshotError> {
         let path = dir.join(STATE_FILE);
         let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let name = path.display().to_string();
         let mem = dir.join(MEMORY_FILE);
-        let len = std::fs::metadata(&mem).map_err(io(&mem))?.len();
-        Self::parse(&bytes, len, &path.display().to_string())
+        let len = match std::fs::metadata(&mem) {
+            Ok(m) => m.len(),
+            Err(e) => {
+                // A damaged state.json is the first thing to say, if it is.
+                Self::parse(&bytes, u64::MAX, &name)?;
+                return Err(io(&mem)(e));
+            }
+        };
+        Self::parse(&bytes, len, &name)
     }
 
     /// Check and parse `state.json`'s `bytes`, for a memory file of `memory_len` bytes;

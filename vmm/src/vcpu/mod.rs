@@ -120,7 +120,7 @@ pub fn run_loop(
                     return VcpuState::Exited(None);
                 }
                 if shared.pause.is_raised() {
-                    shared.pause.park(&shared.stop, Some(&*vcpu));
+                    shared.pause.park(&shared.stop, Some(&mut *vcpu));
                     continue;
                 }
                 if let Some(f) = first.take() {

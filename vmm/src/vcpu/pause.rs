@@ -53,7 +53,7 @@ impl PauseGate {
     /// vCPU side: park while the gate is raised and `stop` is not set. Returns at once when
     /// the gate is down. While parked, `vcpu` (when given) saves its state for each save round
     /// the VMM starts ([`PauseGate::save_all`]).
-    pub fn park(&self, stop: &AtomicBool, vcpu: Option<&dyn VcpuX86_64>) {
+    pub fn park(&self, stop: &AtomicBool, mut vcpu: Option<&mut dyn VcpuX86_64>) {
         if !self.is_raised() {
             return;
         }
@@ -63,7 +63,7 @@ impl PauseGate {
         let mut served = self.round.load(Ordering::Acquire);
         while self.is_raised() && !stop.load(Ordering::Acquire) {
             let round = self.round.load(Ordering::Acquire);
-            if let (Some(v), true) = (vcpu, round != served) {
+            if let (Some(v), true) = (vcpu.as_deref_mut(), round != served) {
                 served = round;
                 drop(parked);
                 let msrs = self
