@@ -50,35 +50,38 @@ fn run() -> u8 {
         return 2;
     }
     let logs_to_file = cli.log_file.is_some();
-    if cli.api_socket.is_some() || cli.restore.is_some() {
+    if let Some(socket) = cli.api_socket {
         use vmm::control::serve::{serve, ServeOptions, Start};
         let seccomp = cli.vm.seccomp;
         let start_vm = match cli.restore {
+            // Cloud Hypervisor's default: paused, for the API to resume.
             Some(r) => Some(Start::Restore(vmm::api::RestoreRequest {
                 source_url: r.source_url,
                 prefault: r.prefault,
-                // Cloud Hypervisor's default: paused, for the API to resume; without an API
-                // nothing could, so it runs.
-                resume: r.resume.unwrap_or(cli.api_socket.is_none()),
+                resume: r.resume.unwrap_or(false),
                 seccomp,
             })),
             None => cli.boot.then(|| Start::Boot(Box::new(cli.vm))),
         };
         let opts = ServeOptions {
-            socket: cli.api_socket,
+            socket,
             events: cli.event_monitor,
             seccomp,
             start: start_vm,
         };
         return match serve(opts, start) {
-            Ok(code) => code,
+            Ok(()) => 0,
             Err(e) => fail(&e.to_string(), logs_to_file),
         };
     }
     if cli.event_monitor.is_some() {
         log::warn!("--event-monitor: events are written by a VMM serving --api-socket only");
     }
-    match vm::run(&cli.vm, start) {
+    let ended = match &cli.restore {
+        Some(r) => restore_and_run(r, cli.vm.seccomp, start),
+        None => vm::run(&cli.vm, start).map_err(|e| e.to_string()),
+    };
+    match ended {
         Ok(VmExitReason::Reset) => {
             log::info!("guest requested a reset: exiting");
             0
@@ -89,8 +92,34 @@ fn run() -> u8 {
         }
         Ok(VmExitReason::Stopped) => 0,
         Ok(VmExitReason::Fatal(m)) => fail(&format!("guest failed: {m}"), logs_to_file),
-        Err(e) => fail(&e.to_string(), logs_to_file),
+        Err(e) => fail(&e, logs_to_file),
     }
+}
+
+/// `vmm --restore …` alone: the snapshot's VM, run to its end as `vmm --kernel …` runs one
+/// (SIGTERM/SIGINT press its power button, a second one stops it).
+fn restore_and_run(
+    r: &vmm::config::restore::RestoreOptions,
+    seccomp: vmm::config::SeccompMode,
+    start: Instant,
+) -> Result<VmExitReason, String> {
+    let restoring = |e: String| format!("cannot restore {}: {e}", r.source_url);
+    let dir = vmm::snapshot::dir_of_url(&r.source_url).map_err(|e| e.to_string())?;
+    let state = vmm::snapshot::State::read(&dir).map_err(|e| e.to_string())?;
+    let config = serde_json::to_vec(&state.config).unwrap_or_default();
+    let (_, cfg) = vmm::api::vm_config::parse(&config, seccomp)
+        .map_err(|e| restoring(format!("its configuration: {e}")))?;
+    if cfg.device_ids.virtio().next().is_some() || !cfg.devices.is_empty() {
+        return Err(restoring(
+            "its configuration has devices a snapshot cannot hold yet".into(),
+        ));
+    }
+    let restore = vm::Restore {
+        state: &state,
+        dir: &dir,
+        prefault: r.prefault,
+    };
+    vm::run_restored(&cfg, restore, start).map_err(|e| restoring(e.to_string()))
 }
 
 /// One line on stderr for the operator; the log file (if any) gets it too.

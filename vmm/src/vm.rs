@@ -263,6 +263,17 @@ pub fn start(
     build(cfg, Instant::now(), Some(warm), Vcpu0::Thread, reboot, None)?.start(on_end, false)
 }
 
+/// `vmm --restore …` without an API: build the VM `cfg` describes from the snapshot and run
+/// it to its end with vCPU 0 on this thread, as [`run`] does a booted one (no hand-off to
+/// another thread before the guest runs again).
+pub fn run_restored(
+    cfg: &VmConfig,
+    restore: Restore<'_>,
+    start: Instant,
+) -> Result<VmExitReason, VmError> {
+    build(cfg, start, None, Vcpu0::Caller, true, Some(restore))?.run_here()
+}
+
 /// A snapshot to build a VM from instead of booting its kernel (see snapshot/).
 pub struct Restore<'a> {
     pub state: &'a crate::snapshot::State,

@@ -108,10 +108,6 @@ pub struct Controller<L: Launcher> {
     generation: u64,
     events: EventMonitor,
     exiting: bool,
-    /// No API (`vmm --restore` alone): the VMM ends with its VM, as under the plain CLI.
-    exit_with_vm: bool,
-    /// The process's exit status once `exiting`.
-    exit_code: u8,
 }
 
 #[derive(Serialize)]
@@ -153,8 +149,6 @@ impl<L: Launcher> Controller<L> {
             generation: 0,
             events,
             exiting: false,
-            exit_with_vm: false,
-            exit_code: 0,
         };
         c.events.emit("vmm", "starting", &[]);
         c
@@ -162,17 +156,6 @@ impl<L: Launcher> Controller<L> {
 
     pub fn state(&self) -> Option<VmState> {
         self.vm.as_ref().map(|v| v.state)
-    }
-
-    /// The VMM ends when its VM does (a guest reset or poweroff exits 0, a failure 1), as
-    /// under the plain CLI: there is no API to act on it.
-    pub fn exit_with_vm(&mut self) {
-        self.exit_with_vm = true;
-    }
-
-    /// The process's exit status.
-    pub fn exit_code(&self) -> u8 {
-        self.exit_code
     }
 
     /// True once `vmm.shutdown` was answered: the loop ends.
@@ -453,22 +436,6 @@ impl<L: Launcher> Controller<L> {
     pub fn vm_ended(&mut self, generation: u64, result: Result<VmExitReason, String>) {
         let current = generation == self.generation && self.machine().is_some();
         if !current {
-            return;
-        }
-        if self.exit_with_vm {
-            self.exit_code = match &result {
-                Ok(VmExitReason::Fatal(m)) | Err(m) => {
-                    eprintln!("vmm: error: guest failed: {m}");
-                    1
-                }
-                Ok(r) => {
-                    log::info!("the VM ended ({r:?}): exiting");
-                    0
-                }
-            };
-            self.exiting = true;
-            self.stop_machine();
-            self.events.emit("vm", "shutdown", &[]);
             return;
         }
         match result {

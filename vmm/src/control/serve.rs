@@ -4,10 +4,8 @@
 //! seccomp filters: `vm::Warm`), starts the API thread and runs the control loop on the main
 //! thread until `vmm.shutdown` (or SIGTERM/SIGINT). With `--kernel` too, the command line's
 //! VM is created and booted first, as Cloud Hypervisor does; with `--restore`, it is restored
-//! from its snapshot.
-//!
-//! `vmm --restore …` without `--api-socket` runs the same control loop with no API: the
-//! restored VM runs at once and the VMM ends with it, as a booted one does under the CLI.
+//! from its snapshot. (`vmm --restore …` without `--api-socket` is the plain CLI's path:
+//! `vm::run_restored`.)
 
 use std::sync::mpsc;
 use std::time::Instant;
@@ -39,8 +37,7 @@ pub enum ServeError {
 }
 
 pub struct ServeOptions {
-    /// None: no API (`--restore` alone); the VMM ends with its VM.
-    pub socket: Option<ApiSocketSpec>,
+    pub socket: ApiSocketSpec,
     pub events: Option<EventTarget>,
     pub seccomp: SeccompMode,
     /// The command line's VM, started at once.
@@ -55,14 +52,11 @@ pub enum Start {
     Restore(crate::api::RestoreRequest),
 }
 
-/// Serve until `vmm.shutdown` (or, with no API, until the VM ends); the socket file (if the
-/// VMM created it) is removed at the end. Returns the process's exit status.
-pub fn serve(opts: ServeOptions, start: Instant) -> Result<u8, ServeError> {
+/// Serve until `vmm.shutdown`; the socket file (if the VMM created it) is removed at the end.
+pub fn serve(opts: ServeOptions, start: Instant) -> Result<(), ServeError> {
     // Before any thread exists: the socket is created under a umask (api/server.rs).
-    let socket = opts.socket.as_ref().map(ApiSocket::open).transpose()?;
-    let path = socket
-        .as_ref()
-        .and_then(|s| s.path().map(|p| p.to_path_buf()));
+    let socket = ApiSocket::open(&opts.socket)?;
+    let path = socket.path().map(|p| p.to_path_buf());
     let result = serve_on(socket, opts, start);
     if let Some(p) = path {
         let _ = std::fs::remove_file(p);
@@ -70,11 +64,7 @@ pub fn serve(opts: ServeOptions, start: Instant) -> Result<u8, ServeError> {
     result
 }
 
-fn serve_on(
-    socket: Option<ApiSocket>,
-    opts: ServeOptions,
-    start: Instant,
-) -> Result<u8, ServeError> {
+fn serve_on(socket: ApiSocket, opts: ServeOptions, start: Instant) -> Result<(), ServeError> {
     let events = match &opts.events {
         Some(t) => EventMonitor::open(t, start).map_err(ServeError::Events)?,
         None => EventMonitor::none(),
@@ -86,18 +76,6 @@ fn serve_on(
     let (tx, rx) = mpsc::channel();
     let mut controller = Controller::new(KvmLauncher { warm }, tx.clone(), events);
     let compile = |kind| Confinement::new(opts.seccomp).compile(kind);
-    let Some(socket) = socket else {
-        // No API (`vmm --restore` alone): the VM is started first, as the plain CLI's is (its
-        // setup is trusted host-side work before the guest runs, and its threads confine
-        // themselves); then this thread confines itself and waits for the VM's end.
-        controller.exit_with_vm();
-        start_vm(&mut controller, opts.start)?;
-        let _watcher =
-            signal_watcher(kill, tx, compile(ThreadKind::Api)?).map_err(ServeError::Thread)?;
-        compile(ThreadKind::Control)?.install()?;
-        controller.run(&rx);
-        return Ok(controller.exit_code());
-    };
     let api = ApiThread {
         socket,
         control: tx,
@@ -113,7 +91,7 @@ fn serve_on(
     start_vm(&mut controller, opts.start)?;
     controller.run(&rx);
     let _ = api.join();
-    Ok(controller.exit_code())
+    Ok(())
 }
 
 /// Start the command line's VM, if it names one.
@@ -138,44 +116,4 @@ fn start_vm(
         None => {}
     }
     Ok(())
-}
-
-/// With no API thread, SIGTERM/SIGINT still end the VMM cleanly: a thread (under the API
-/// thread's filter: it reads an eventfd and sends on a channel) asks the control loop to
-/// shut down.
-fn signal_watcher(
-    kill: vmm_sys_util::eventfd::EventFd,
-    control: mpsc::Sender<super::ControlMsg>,
-    filter: crate::seccomp::Compiled,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("vmm-signals".into())
-        .spawn(move || {
-            use std::os::fd::AsRawFd;
-            use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-            crate::signals::block_shutdown_signals();
-            // The eventfd is non-blocking: wait for it with epoll (created before the filter,
-            // which allows only epoll_ctl and epoll_wait).
-            let Ok(epoll) = Epoll::new() else { return };
-            let event = EpollEvent::new(EventSet::IN, 0);
-            if epoll
-                .ctl(ControlOperation::Add, kill.as_raw_fd(), event)
-                .is_err()
-                || filter.install().is_err()
-            {
-                return;
-            }
-            let mut events = [EpollEvent::default(); 1];
-            loop {
-                match epoll.wait(-1, &mut events) {
-                    Ok(n) if n > 0 => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => return,
-                }
-            }
-            let _ = kill.read();
-            let (reply, _answer) = mpsc::channel();
-            let _ = control.send(super::ControlMsg::Api(Request::VmmShutdown, reply));
-        })
 }
