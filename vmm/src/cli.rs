@@ -216,9 +216,37 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         .transpose()
         .map_err(ConfigError::Option)?;
     let boot = get(m, "kernel").is_some();
-    let restore = get(m, "restore")
+    let mut restore = get(m, "restore")
         .map(|s| config::restore::parse(s))
         .transpose()?;
+    let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    if let Some(r) = restore.as_mut() {
+        // A restored VM is the snapshot's: what would describe another one is refused rather
+        // than ignored. Where its serial output goes may differ (one file per clone).
+        for id in [
+            "memory",
+            "cpus",
+            "disk",
+            "net",
+            "rng",
+            "device",
+            "initramfs",
+            "cmdline",
+            "console",
+        ] {
+            if given(id) {
+                return Err(ConfigError::Option(format!(
+                    "--restore and --{id}: a restored VM's configuration is its snapshot's \
+                     (only --serial may differ)"
+                )));
+            }
+        }
+        if given("serial") {
+            r.serial = Some(SerialConfig::parse(
+                get(m, "serial").map_or("tty", String::as_str),
+            )?);
+        }
+    }
     if restore.is_some() && boot {
         return Err(ConfigError::Option(
             "--restore and --kernel: a restored VM's kernel, configuration and devices come              from its snapshot; give one or the other"

@@ -60,6 +60,7 @@ fn run() -> u8 {
                 prefault: r.prefault,
                 resume: r.resume.unwrap_or(false),
                 seccomp,
+                serial: r.serial,
             })),
             None => cli.boot.then(|| Start::Boot(Box::new(cli.vm))),
         };
@@ -107,8 +108,11 @@ fn restore_and_run(
     let dir = vmm::snapshot::dir_of_url(&r.source_url).map_err(|e| e.to_string())?;
     let state = vmm::snapshot::State::read(&dir).map_err(|e| e.to_string())?;
     let config = serde_json::to_vec(&state.config).unwrap_or_default();
-    let (_, cfg) = vmm::api::vm_config::parse(&config, seccomp)
+    let (_, mut cfg) = vmm::api::vm_config::parse(&config, seccomp)
         .map_err(|e| restoring(format!("its configuration: {e}")))?;
+    if let Some(serial) = &r.serial {
+        cfg.serial = serial.clone();
+    }
     if cfg.device_ids.virtio().next().is_some() || !cfg.devices.is_empty() {
         return Err(restoring(
             "its configuration has devices a snapshot cannot hold yet".into(),

@@ -175,6 +175,7 @@ fn snapshot_request(
         prefault: r.prefault,
         resume: r.resume,
         seccomp,
+        serial: None,
     }))
 }
 

@@ -48,6 +48,8 @@ pub struct RestoreRequest {
     /// Run the VM at once instead of leaving it paused.
     pub resume: bool,
     pub seccomp: crate::config::SeccompMode,
+    /// Where COM1's output goes instead of the snapshot's (`--restore … --serial …`).
+    pub serial: Option<crate::config::SerialConfig>,
 }
 
 /// A successful answer.

@@ -11,6 +11,9 @@ pub struct RestoreOptions {
     pub prefault: bool,
     /// `None`: the default (paused under `--api-socket`, running without it).
     pub resume: Option<bool>,
+    /// `--serial` given with `--restore`: where this VM's COM1 output goes instead of where the
+    /// snapshot's did (clones of one snapshot each get their own).
+    pub serial: Option<super::SerialConfig>,
 }
 
 pub fn parse(s: &str) -> Result<RestoreOptions, ConfigError> {
@@ -39,6 +42,7 @@ pub fn parse(s: &str) -> Result<RestoreOptions, ConfigError> {
         })?,
         prefault,
         resume,
+        serial: None,
     })
 }
 

@@ -249,8 +249,12 @@ impl<L: Launcher> Controller<L> {
         let dir = crate::snapshot::dir_of_url(&r.source_url).map_err(|e| bad(e.to_string()))?;
         let state = crate::snapshot::State::read(&dir).map_err(|e| bad(e.to_string()))?;
         let config = serde_json::to_vec(&state.config).unwrap_or_default();
-        let (api, cfg) = crate::api::vm_config::parse(&config, r.seccomp)
+        let (mut api, mut cfg) = crate::api::vm_config::parse(&config, r.seccomp)
             .map_err(|e| bad(format!("its configuration: {e}")))?;
+        if let Some(serial) = r.serial {
+            cfg.serial = serial;
+            api = api.with_serial(&cfg.serial);
+        }
         if cfg.device_ids.virtio().next().is_some() || !cfg.devices.is_empty() {
             return Err(bad(
                 "its configuration has devices a snapshot cannot hold yet".to_string(),

@@ -133,6 +133,22 @@ impl ApiVmConfig {
         api.normalized(cfg)
     }
 
+    /// The same configuration with COM1's output elsewhere (a restored clone's).
+    pub fn with_serial(mut self, serial: &SerialConfig) -> ApiVmConfig {
+        let (mode, file) = match serial {
+            SerialConfig::Tty => ("Tty", None),
+            SerialConfig::File(f) => ("File", Some(f.display().to_string())),
+            SerialConfig::Null => ("Null", None),
+            SerialConfig::Off => ("Off", None),
+        };
+        self.serial = Some(ApiConsole {
+            mode: mode.into(),
+            file,
+            ..Default::default()
+        });
+        self
+    }
+
     fn to_config(&self, seccomp: SeccompMode) -> Result<VmConfig, String> {
         require_all_unset(
             "",
