@@ -113,11 +113,25 @@ pub trait VcpuX86_64: Vcpu {
     fn set_msrs(&self, msrs: &[MsrEntry]) -> Result<usize>;
     fn get_lapic(&self) -> Result<LapicState>;
     fn set_lapic(&self, lapic: &LapicState) -> Result<()>;
+    /// Finish the instruction the vCPU last exited on (its I/O or MMIO exit handled, the
+    /// instruction not completed yet) without entering the guest. `Some(exit)`: finishing it
+    /// took another exit (a split MMIO access, a string I/O batch): handle it like any exit and
+    /// call again. Call before [`VcpuX86_64::save_state`], so that the saved registers are
+    /// past the instruction.
+    fn complete_pending(&mut self) -> Result<Option<VmExit<'_>>> {
+        Ok(None)
+    }
+
+    /// Tell the guest's paravirtual clock that the vCPU was stopped (after a pause or a
+    /// restore), so the guest does not take the time it did not run for a soft lockup. A
+    /// guest without one: nothing to do.
+    fn clock_paused(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Everything that makes up the vCPU (registers, FPU/XSAVE, XCRs, debug registers, LAPIC,
     /// the MSRs in `msrs` that it has, pending events, MP state, CPUID, TSC frequency), taken
-    /// while it is out of the guest, on its own thread. An I/O or MMIO access the guest was
-    /// in the middle of (its exit handled, the instruction not yet completed) is completed
-    /// first, without entering the guest, so that the saved registers are past it.
+    /// while it is out of the guest, on its own thread, after [`VcpuX86_64::complete_pending`].
     fn save_state(&mut self, msrs: &[u32]) -> Result<SavedState>;
     /// Set a fresh vCPU to what [`VcpuX86_64::save_state`] returned, before it first runs.
     fn restore_state(&self, state: &SavedState) -> Result<()>;

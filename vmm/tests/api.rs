@@ -330,9 +330,16 @@ fn a_vm_with_devices_reboots_and_leaves_nothing_behind_when_stopped() {
         assert_eq!(put(&sock, end), 204);
         assert!(can_lock(&disk), "the disk is still locked after {end}");
         let disk_name = disk.display().to_string();
-        wait_until("the VM's threads to end", Duration::from_secs(10), || {
-            thread_names(pid) == idle.1
-        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while thread_names(pid) != idle.1 {
+            assert!(
+                Instant::now() < deadline,
+                "the VM's threads did not end after {end}: {:?}, idle {:?}",
+                thread_names(pid),
+                idle.1
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let files = open_files(pid);
         assert!(!files.contains(&disk_name), "{disk_name} still open");
         assert_eq!(files, idle.0, "fds left behind by a stopped VM");

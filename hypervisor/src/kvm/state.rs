@@ -41,6 +41,9 @@ unsafe impl Pod for kvm_pit_state2 {}
 // SAFETY: as above.
 unsafe impl Pod for kvm_clock_data {}
 
+/// MSRs per KVM_GET_MSRS / KVM_SET_MSRS: the kernel refuses 256 or more (E2BIG).
+const MSR_BATCH: usize = 255;
+
 fn io(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> HypervisorError {
     move |e| HypervisorError::ioctl(op, e)
 }
@@ -68,7 +71,7 @@ fn read_msrs(fd: &VcpuFd, indices: &[u32]) -> Result<Vec<kvm_msr_entry>> {
     let mut out = Vec::with_capacity(indices.len());
     let mut rest = indices;
     while !rest.is_empty() {
-        let chunk = &rest[..rest.len().min(256)];
+        let chunk = &rest[..rest.len().min(MSR_BATCH)];
         let entries: Vec<_> = chunk
             .iter()
             .map(|&index| kvm_msr_entry {
@@ -154,7 +157,7 @@ pub fn restore_vcpu(fd: &VcpuFd, s: &SavedState) -> Result<()> {
     fd.set_lapic(&lapic).map_err(io("KVM_SET_LAPIC"))?;
     let mut rest = &msrs[..];
     while !rest.is_empty() {
-        let chunk = &rest[..rest.len().min(256)];
+        let chunk = &rest[..rest.len().min(MSR_BATCH)];
         let m = Msrs::from_entries(chunk).map_err(|_| HypervisorError::Ioctl {
             op: "KVM_SET_MSRS",
             source: std::io::Error::from_raw_os_error(libc::E2BIG),
@@ -172,6 +175,14 @@ pub fn restore_vcpu(fd: &VcpuFd, s: &SavedState) -> Result<()> {
     }
     fd.set_vcpu_events(&events)
         .map_err(io("KVM_SET_VCPU_EVENTS"))?;
+    // The guest did not run between its snapshot and now: its kvmclock says so, or the gap
+    // reads as a soft lockup (EINVAL: the guest has no kvmclock).
+    match fd.kvmclock_ctrl() {
+        Err(e) if e.errno() != libc::EINVAL => {
+            log::warn!("snapshot: KVM_KVMCLOCK_CTRL: {e}");
+        }
+        _ => {}
+    }
     Ok(())
 }
 

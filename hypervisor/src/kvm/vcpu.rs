@@ -47,6 +47,11 @@ impl Vcpu for KvmVcpu {
     }
 
     fn run(&mut self) -> Result<VmExit<'_>> {
+        // A completion left half-way (see `complete_pending`) must not stop the guest from
+        // running: the flag is clear for every normal entry.
+        if self.fd.get_kvm_run().immediate_exit != 0 {
+            self.fd.set_kvm_immediate_exit(0);
+        }
         match self.fd.run() {
             Ok(exit) => Ok(map_exit(exit)),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
@@ -135,19 +140,29 @@ impl VcpuX86_64 for KvmVcpu {
         Ok(s)
     }
 
-    fn save_state(&mut self, msrs: &[u32]) -> Result<crate::SavedState> {
+    fn complete_pending(&mut self) -> Result<Option<VmExit<'_>>> {
         // KVM finishes an instruction whose exit userspace handled (an IN's data, an MMIO
-        // read's) on the next KVM_RUN: with immediate_exit set, that run completes it and
-        // returns EINTR without entering the guest (Documentation/virt/kvm/api.rst, "kvm_run").
+        // read's, an OUT's RIP) on the next KVM_RUN: with immediate_exit set, that run
+        // completes it and returns EINTR without entering the guest
+        // (Documentation/virt/kvm/api.rst, "immediate_exit"). `run` clears the flag again.
         self.fd.set_kvm_immediate_exit(1);
-        let completed = self.fd.run().map(|_| ());
-        self.fd.set_kvm_immediate_exit(0);
-        match completed {
-            Err(e) if e.errno() != libc::EINTR => {
-                return Err(HypervisorError::ioctl("KVM_RUN (immediate exit)", e))
-            }
-            _ => {}
+        match self.fd.run() {
+            Ok(exit) => Ok(Some(map_exit(exit))),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(None),
+            Err(e) => Err(HypervisorError::ioctl("KVM_RUN (immediate exit)", e)),
         }
+    }
+
+    fn clock_paused(&self) -> Result<()> {
+        match self.fd.kvmclock_ctrl() {
+            Ok(()) => Ok(()),
+            // The guest has not enabled kvmclock: nothing to tell it.
+            Err(e) if e.errno() == libc::EINVAL => Ok(()),
+            Err(e) => Err(HypervisorError::ioctl("KVM_KVMCLOCK_CTRL", e)),
+        }
+    }
+
+    fn save_state(&mut self, msrs: &[u32]) -> Result<crate::SavedState> {
         super::state::save_vcpu(&self.fd, msrs)
     }
 

@@ -1,6 +1,7 @@
 //! What snapshots add to the vCPU filter of a VM that can be snapshotted (one started through
 //! the API): a parked vCPU saves its own state on its own thread, with KVM's read-only vCPU
-//! ioctls. Restoring needs nothing here: it is done by the control loop before any vCPU runs.
+//! ioctls (and KVM_RUN with immediate_exit, already allowed, to finish its last instruction),
+//! and tells the guest's kvmclock it was stopped when it leaves a pause. Restoring needs nothing here: it is done by the control loop before any vCPU runs.
 //! VMs started from the command line keep the narrower filter.
 
 use std::mem::size_of;
@@ -21,8 +22,10 @@ const fn iowr(nr: u32, size: usize) -> u64 {
     ioctl_expr(_IOC_READ | _IOC_WRITE, KVMIO, nr, size as u32) as u64
 }
 
-/// The KVM vCPU ioctls a vCPU's state is read with (`hypervisor::kvm::state::save_vcpu`).
-pub const SAVE_IOCTLS: [(&str, u64); 11] = [
+/// The KVM vCPU ioctls a vCPU's state is read with (`hypervisor::kvm::state::save_vcpu`),
+/// and KVM_KVMCLOCK_CTRL, which a vCPU leaving a pause issues (the guest's kvmclock learns
+/// it was stopped).
+pub const SAVE_IOCTLS: [(&str, u64); 12] = [
     ("KVM_GET_REGS", ior(0x81, size_of::<kvm_regs>())),
     ("KVM_GET_SREGS", ior(0x83, size_of::<kvm_sregs>())),
     ("KVM_GET_MSRS", iowr(0x88, size_of::<kvm_msrs>())),
@@ -40,6 +43,10 @@ pub const SAVE_IOCTLS: [(&str, u64); 11] = [
     ),
     ("KVM_GET_XSAVE", ior(0xa4, size_of::<kvm_xsave>())),
     ("KVM_GET_XCRS", ior(0xa6, size_of::<kvm_xcrs>())),
+    (
+        "KVM_KVMCLOCK_CTRL",
+        ioctl_expr(_IOC_NONE, KVMIO, 0xad, 0) as u64,
+    ),
 ];
 
 /// Adds the state-saving ioctls to a vCPU filter's rules.
@@ -67,6 +74,7 @@ mod tests {
             0xaea3,
             0x9000_aea4,
             0x8188_aea6,
+            0xaead,
         ];
         for ((name, got), want) in SAVE_IOCTLS.iter().zip(want) {
             assert_eq!(*got, want, "{name}");

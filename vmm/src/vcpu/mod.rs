@@ -112,6 +112,17 @@ pub fn run_loop(
 ) -> VcpuState {
     let mut state = VcpuState::Created;
     let mut first = on_first_run;
+    // The last snapshot save round this vCPU served (see pause.rs).
+    let mut served = 0u64;
+    // An exit met while finishing an instruction for a snapshot: a plain access is handled
+    // as usual; anything else (a reset, a failure) leaves the save to fail and the guest's
+    // next run to meet it again.
+    let handle = |exit: hypervisor::VmExit<'_>| match dispatch(&shared.buses, exit) {
+        ExitAction::Continue | ExitAction::Interrupted => Ok(()),
+        other => Err(format!(
+            "the vCPU stopped on {other:?} while finishing an access"
+        )),
+    };
     loop {
         state = match state {
             VcpuState::Created => VcpuState::Running,
@@ -120,7 +131,12 @@ pub fn run_loop(
                     return VcpuState::Exited(None);
                 }
                 if shared.pause.is_raised() {
-                    shared.pause.park(&shared.stop, Some(&mut *vcpu));
+                    let saver = pause::Saver {
+                        vcpu: &mut *vcpu,
+                        handle: &handle,
+                        served: &mut served,
+                    };
+                    shared.pause.park(&shared.stop, Some(saver));
                     continue;
                 }
                 if let Some(f) = first.take() {

@@ -24,8 +24,29 @@ pub struct PauseGate {
 
 #[derive(Default)]
 struct SaveRound {
+    /// The round these MSRs and states belong to (a late answer to an earlier, timed-out
+    /// round is dropped).
+    round: u64,
     msrs: Vec<u32>,
     states: BTreeMap<u32, Result<SavedState, String>>,
+}
+
+/// What a parked vCPU thread brings to the gate for snapshots: its vCPU, how it handles an
+/// exit (to finish the instruction it stopped on), and the last save round it served.
+pub struct Saver<'a> {
+    pub vcpu: &'a mut dyn VcpuX86_64,
+    /// Handle one exit; an error ends the save (the exit was not a plain I/O or MMIO access).
+    pub handle: &'a dyn Fn(hypervisor::VmExit<'_>) -> Result<(), String>,
+    pub served: &'a mut u64,
+}
+
+impl Saver<'_> {
+    fn save(&mut self, msrs: &[u32]) -> Result<SavedState, String> {
+        while let Some(exit) = self.vcpu.complete_pending().map_err(|e| e.to_string())? {
+            (self.handle)(exit)?;
+        }
+        self.vcpu.save_state(msrs).map_err(|e| e.to_string())
+    }
 }
 
 impl PauseGate {
@@ -51,20 +72,20 @@ impl PauseGate {
     }
 
     /// vCPU side: park while the gate is raised and `stop` is not set. Returns at once when
-    /// the gate is down. While parked, `vcpu` (when given) saves its state for each save round
-    /// the VMM starts ([`PauseGate::save_all`]).
-    pub fn park(&self, stop: &AtomicBool, mut vcpu: Option<&mut dyn VcpuX86_64>) {
+    /// the gate is down. While parked, `saver` (when given) saves its vCPU's state for each
+    /// save round the VMM starts ([`PauseGate::save_all`]) that it has not served yet, and
+    /// when the gate is lowered the guest's clock is told it was stopped.
+    pub fn park(&self, stop: &AtomicBool, mut saver: Option<Saver<'_>>) {
         if !self.is_raised() {
             return;
         }
         let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
         *parked += 1;
         self.changed.notify_all();
-        let mut served = self.round.load(Ordering::Acquire);
         while self.is_raised() && !stop.load(Ordering::Acquire) {
             let round = self.round.load(Ordering::Acquire);
-            if let (Some(v), true) = (vcpu.as_deref_mut(), round != served) {
-                served = round;
+            if let Some(s) = saver.as_mut().filter(|s| *s.served != round) {
+                *s.served = round;
                 drop(parked);
                 let msrs = self
                     .save
@@ -72,12 +93,12 @@ impl PauseGate {
                     .unwrap_or_else(|e| e.into_inner())
                     .msrs
                     .clone();
-                let state = v.save_state(&msrs).map_err(|e| e.to_string());
-                self.save
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .states
-                    .insert(v.id(), state);
+                let state = s.save(&msrs);
+                let mut r = self.save.lock().unwrap_or_else(|e| e.into_inner());
+                if r.round == round {
+                    r.states.insert(s.vcpu.id(), state);
+                }
+                drop(r);
                 parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
                 self.changed.notify_all();
                 continue;
@@ -91,6 +112,14 @@ impl PauseGate {
         }
         *parked -= 1;
         self.changed.notify_all();
+        drop(parked);
+        if let Some(s) = saver {
+            if !stop.load(Ordering::Acquire) {
+                if let Err(e) = s.vcpu.clock_paused() {
+                    log::debug!("vCPU {}: {e}", s.vcpu.id());
+                }
+            }
+        }
     }
 
     /// VMM side, with every vCPU parked: have each of `vcpus` save its state (its MSRs among
@@ -103,13 +132,13 @@ impl PauseGate {
         timeout: Duration,
     ) -> Result<Vec<SavedState>, String> {
         {
+            // The new round's number and MSRs are in place before a vCPU can see the round.
+            let _guard = self.parked.lock().unwrap_or_else(|e| e.into_inner());
             let mut s = self.save.lock().unwrap_or_else(|e| e.into_inner());
+            s.round = self.round.load(Ordering::Acquire) + 1;
             s.msrs = msrs.to_vec();
             s.states.clear();
-        }
-        {
-            let _guard = self.parked.lock().unwrap_or_else(|e| e.into_inner());
-            self.round.fetch_add(1, Ordering::AcqRel);
+            self.round.store(s.round, Ordering::Release);
             self.changed.notify_all();
         }
         let deadline = Instant::now() + timeout;
