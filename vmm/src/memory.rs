@@ -82,16 +82,13 @@ pub fn create(
 /// Map guest RAM from a snapshot's memory file: each `(gpa, size, offset)` region privately
 /// (copy-on-write), so nothing is copied at restore, pages are read from the file as the guest
 /// touches them, and every VM restored from one file shares the pages it has not written.
-/// `prefault`: read everything in now (MAP_POPULATE) instead.
+/// `prefault`: read everything in now instead ([`populate_read`]).
 pub fn from_file(
     file: &std::fs::File,
     ranges: &[(GuestAddress, usize, u64)],
     prefault: bool,
 ) -> Result<GuestMemoryMmap, MemoryError> {
-    let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
-    if prefault {
-        flags |= libc::MAP_POPULATE;
-    }
+    let flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
     let mut regions = Vec::with_capacity(ranges.len());
     for &(addr, size, offset) in ranges {
         let fd = file
@@ -108,11 +105,30 @@ pub fn from_file(
                 hint: " (from the snapshot's memory file)",
                 source,
             })?;
+        if prefault {
+            populate_read(mapping.as_ptr(), size);
+        }
         let region = GuestRegionMmap::new(mapping, addr)
             .ok_or_else(|| MemoryError::Regions(format!("region at {:#x} overflows", addr.0)))?;
         regions.push(Arc::new(region));
     }
     GuestMemoryMmap::from_arc_regions(regions).map_err(|e| MemoryError::Regions(e.to_string()))
+}
+
+/// `madvise(MADV_POPULATE_READ)`, Linux 5.14.
+pub const MADV_POPULATE_READ: libc::c_int = 22;
+
+/// Map every page of a private file mapping for reading, now: the pages come from the page
+/// cache and stay shared with every other mapping of the file until the guest writes one.
+/// (MAP_POPULATE would fault a writable private mapping for writing: a private copy of every
+/// page, in every clone.) Older kernels get MADV_WILLNEED (read-ahead only).
+fn populate_read(host: *mut u8, size: usize) {
+    // SAFETY: advice on a mapping of `size` bytes at `host` that the caller just created.
+    let rc = unsafe { libc::madvise(host.cast(), size, MADV_POPULATE_READ) };
+    if rc != 0 {
+        // SAFETY: as above.
+        unsafe { libc::madvise(host.cast(), size, libc::MADV_WILLNEED) };
+    }
 }
 
 /// Transparent huge pages cut the guest's fault and page-walk costs once it runs. The first

@@ -7,6 +7,7 @@
 
 use std::ffi::CStr;
 use std::fs::File;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -314,6 +315,15 @@ fn build(
     restore: Option<Restore<'_>>,
 ) -> Result<Built, VmError> {
     let timer = Arc::new(BootTimer::new(start));
+    if let Some(r) = &restore {
+        if r.state.vcpus.len() != cfg.cpus.boot as usize {
+            return Err(VmError::Snapshot(format!(
+                "it holds {} vCPUs, its configuration says {}",
+                r.state.vcpus.len(),
+                cfg.cpus.boot
+            )));
+        }
+    }
     // Passed-through devices are checked before anything is opened: a host that is not set
     // up for VFIO gets one line saying what to fix, with nothing bound, opened or mapped.
     // (No probing of host facts on the boot path of a VM without passthrough.)
@@ -822,10 +832,15 @@ impl RunningVm {
         if !self.shared.pause.is_raised() {
             return Err(SnapshotError::Unsupported("it is not paused".into()));
         }
-        std::fs::create_dir_all(dir).map_err(|source| SnapshotError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        // Guest RAM and CPU state are the guest's secrets: a new directory is the owner's only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| SnapshotError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
         use hypervisor::Hypervisor;
         let msrs = self
             .hv
@@ -851,9 +866,11 @@ impl RunningVm {
             .iter()
             .map(|r| {
                 let bytes = unsafe { std::slice::from_raw_parts(r.as_ptr(), r.len() as usize) };
-                // Anonymous RAM: a page never backed was never written. A restored VM's RAM
-                // is mapped from a file, whose pages hold data before they are touched: read.
-                let anonymous = r.file_offset().is_none();
+                // Private anonymous RAM: a page never backed was never written. Not so for a
+                // restored VM's RAM (mapped from a file, whose pages hold data before they are
+                // touched) nor for shared RAM (a swapped-out shmem page looks never backed in
+                // pagemap): every page of those is read.
+                let anonymous = r.file_offset().is_none() && r.flags() & libc::MAP_SHARED == 0;
                 format::Region {
                     gpa: r.start_addr().0,
                     bytes,

@@ -103,6 +103,12 @@ pub fn allowlist() -> Allowlist {
     // glibc grows large allocations with mremap (never executable: mremap cannot change
     // protections).
     a.allow_if(libc::SYS_madvise, arg_eq(2, libc::MADV_HUGEPAGE as u64));
+    // A snapshot restored with prefault=on reads its memory file in (page cache, shared).
+    a.allow_if(
+        libc::SYS_madvise,
+        arg_eq(2, crate::memory::MADV_POPULATE_READ as u64),
+    );
+    a.allow_if(libc::SYS_madvise, arg_eq(2, libc::MADV_WILLNEED as u64));
     a.allow(libc::SYS_mremap);
     // Starting the VM's threads: they name themselves and install their own filters.
     a.allow(libc::SYS_clone3);

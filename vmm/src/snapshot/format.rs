@@ -15,6 +15,21 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_VERSION: u32 = 1;
 pub const STATE_FILE: &str = "state.json";
 pub const MEMORY_FILE: &str = "memory";
+/// Where a snapshot is written before it replaces the directory's current one.
+pub const STATE_TMP: &str = "state.json.tmp";
+pub const MEMORY_TMP: &str = "memory.tmp";
+
+/// A new file only its owner can read: guest RAM and CPU state are the guest's secrets.
+fn create_private(path: &Path) -> Result<File, SnapshotError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))
+}
 const PAGE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
@@ -165,12 +180,30 @@ pub struct CmosRegs {
 }
 
 impl State {
+    /// Write `state.json` next to the memory file [`write_memory`] wrote, and make the pair the
+    /// directory's snapshot. Both are written under temporary names and renamed into place,
+    /// `state.json` last, with the old `state.json` out of the way meanwhile: a crash leaves
+    /// the old snapshot, or none (refused at restore), never a new memory file under an old
+    /// state. A VM restored from the old snapshot keeps mapping its memory file's inode,
+    /// which the rename leaves intact.
     pub fn write(&self, dir: &Path) -> Result<(), SnapshotError> {
-        let path = dir.join(STATE_FILE);
+        let tmp = dir.join(STATE_TMP);
         let json = serde_json::to_vec(self).map_err(|e| SnapshotError::Save(e.to_string()))?;
-        let mut f = File::create(&path).map_err(io(&path))?;
-        f.write_all(&json).map_err(io(&path))?;
-        f.sync_all().map_err(io(&path))
+        let mut f = create_private(&tmp)?;
+        f.write_all(&json).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        let state = dir.join(STATE_FILE);
+        let old = dir.join("state.json.old");
+        if state.exists() {
+            std::fs::rename(&state, &old).map_err(io(&state))?;
+        }
+        let mem = dir.join(MEMORY_FILE);
+        if dir.join(MEMORY_TMP).exists() {
+            std::fs::rename(dir.join(MEMORY_TMP), &mem).map_err(io(&mem))?;
+        }
+        std::fs::rename(&tmp, &state).map_err(io(&state))?;
+        let _ = std::fs::remove_file(old);
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
     }
 
     /// Read and check `dir`'s snapshot: its format, and that the memory file holds every range.
@@ -216,7 +249,23 @@ impl State {
         for p in state.vcpus.iter().chain([&state.vm]) {
             p.to_state().map_err(invalid)?;
         }
+        let page = PAGE as u64;
+        let mut ranges: Vec<&MemoryRange> = state.memory.iter().collect();
+        ranges.sort_by_key(|r| r.offset);
+        for w in ranges.windows(2) {
+            if w[0].offset.saturating_add(w[0].size) > w[1].offset {
+                return Err(invalid(
+                    "two memory ranges overlap in the memory file".into(),
+                ));
+            }
+        }
         for r in &state.memory {
+            if r.offset % page != 0 || r.size % page != 0 || r.gpa % page != 0 || r.size == 0 {
+                return Err(invalid(format!(
+                    "memory range at {:#x} ({} bytes at offset {}) is not page-aligned",
+                    r.gpa, r.size, r.offset
+                )));
+            }
             if r.offset
                 .checked_add(r.size)
                 .is_none_or(|end| end > memory_len)
@@ -240,12 +289,13 @@ pub struct Region<'a> {
     pub touched: Option<Vec<bool>>,
 }
 
-/// Write guest RAM to `dir/memory`: each region at its offset, pages never touched or that
+/// Write guest RAM to `dir/memory.tmp`: each region at its offset, pages never touched or that
 /// read as zero left as holes (a guest's untouched RAM costs no disk and no time). Returns
 /// where each region went.
 pub fn write_memory(dir: &Path, regions: &[Region<'_>]) -> Result<Vec<MemoryRange>, SnapshotError> {
-    let path = dir.join(MEMORY_FILE);
-    let f = File::create(&path).map_err(io(&path))?;
+    // Under its temporary name: [`State::write`] puts it in place.
+    let path = dir.join(MEMORY_TMP);
+    let f = create_private(&path)?;
     let mut ranges = Vec::new();
     let mut offset = 0u64;
     let zero = [0u8; PAGE];

@@ -95,11 +95,11 @@ fn state_and_memory_round_trip_and_zero_pages_are_holes() {
             }
         ]
     );
-    let meta = std::fs::metadata(dir.join(MEMORY_FILE)).unwrap();
+    let meta = std::fs::metadata(dir.join(MEMORY_TMP)).unwrap();
     assert_eq!(meta.len(), (64 << 10) + (1 << 20));
     // Two 4 KiB pages hold data; the rest (1 MiB of zeros too) are holes.
     assert!(meta.blocks() * 512 <= 64 << 10, "{} blocks", meta.blocks());
-    let back = std::fs::read(dir.join(MEMORY_FILE)).unwrap();
+    let back = std::fs::read(dir.join(MEMORY_TMP)).unwrap();
     assert_eq!(&back[..64 << 10], &low[..]);
     assert!(back[64 << 10..].iter().all(|&b| b == 0));
 
@@ -202,7 +202,7 @@ fn untouched_pages_are_skipped_unread_and_pagemap_tells_them_apart() {
         }],
     )
     .unwrap();
-    let back = std::fs::read(dir.join(MEMORY_FILE)).unwrap();
+    let back = std::fs::read(dir.join(MEMORY_TMP)).unwrap();
     assert_eq!(back[3 * 4096], 1);
     assert_eq!(back[40 * 4096 + 7], 0);
     // SAFETY: unmapping what this test mapped.
@@ -230,4 +230,70 @@ fn the_fuzz_seeds_are_what_they_say() {
         .unwrap_err()
         .to_string()
         .contains("format version 2"));
+}
+
+#[test]
+fn a_new_snapshot_replaces_the_old_by_rename_and_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmpdir("replace");
+    let ranges = write_memory(
+        &dir,
+        &[Region {
+            gpa: 0,
+            bytes: &[1u8; 8192],
+            touched: None,
+        }],
+    )
+    .unwrap();
+    state(ranges.clone()).write(&dir).unwrap();
+    let first = std::fs::metadata(dir.join(MEMORY_FILE)).unwrap().ino();
+    // A VM restored from it keeps this file open (mapped): the next snapshot must not change
+    // what it reads.
+    let held = std::fs::File::open(dir.join(MEMORY_FILE)).unwrap();
+    write_memory(
+        &dir,
+        &[Region {
+            gpa: 0,
+            bytes: &[2u8; 8192],
+            touched: None,
+        }],
+    )
+    .unwrap();
+    // Until the state is written, the directory's snapshot is the old one.
+    assert_eq!(std::fs::read(dir.join(MEMORY_FILE)).unwrap()[0], 1);
+    state(ranges).write(&dir).unwrap();
+    assert_eq!(std::fs::read(dir.join(MEMORY_FILE)).unwrap()[0], 2);
+    assert_ne!(
+        std::fs::metadata(dir.join(MEMORY_FILE)).unwrap().ino(),
+        first
+    );
+    let mut b = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&held, &mut b, 0).unwrap();
+    assert_eq!(b, [1], "the old memory file was changed under its reader");
+    for f in [MEMORY_FILE, STATE_FILE] {
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{f} is readable by others: {mode:o}");
+    }
+    assert!(!dir.join(STATE_TMP).exists() && !dir.join(MEMORY_TMP).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn memory_ranges_must_be_page_aligned_and_apart() {
+    let json = |ranges: &str| {
+        let mut s = state(vec![]);
+        s.memory = serde_json::from_str(ranges).unwrap();
+        serde_json::to_vec(&s).unwrap()
+    };
+    let parse = |ranges: &str| State::parse(&json(ranges), 1 << 30, "t").map(|_| ());
+    parse(r#"[{"gpa":0,"size":8192,"offset":0},{"gpa":4294967296,"size":4096,"offset":8192}]"#)
+        .unwrap();
+    let e = parse(r#"[{"gpa":0,"size":8192,"offset":100}]"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not page-aligned"), "{e}");
+    let e = parse(r#"[{"gpa":0,"size":8192,"offset":0},{"gpa":65536,"size":4096,"offset":4096}]"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("overlap"), "{e}");
 }
