@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 /// The format of `state.json`; bumped whenever what it holds changes meaning.
 pub const FORMAT_VERSION: u32 = 1;
 pub const STATE_FILE: &str = "state.json";
+/// The largest `state.json` read: about 40 KiB per vCPU, for hundreds of vCPUs.
+pub const MAX_STATE_BYTES: u64 = 64 << 20;
 pub const MEMORY_FILE: &str = "memory";
 /// Where a snapshot is written before it replaces the directory's current one.
 pub const STATE_TMP: &str = "state.json.tmp";
@@ -209,6 +211,15 @@ impl State {
     /// Read and check `dir`'s snapshot: its format, and that the memory file holds every range.
     pub fn read(dir: &Path) -> Result<State, SnapshotError> {
         let path = dir.join(STATE_FILE);
+        // A state of a few vCPUs is tens of KiB; a file far larger is not one (and is not
+        // read into memory whole).
+        let size = std::fs::metadata(&path).map_err(io(&path))?.len();
+        if size > MAX_STATE_BYTES {
+            return Err(SnapshotError::Invalid {
+                path: path.display().to_string(),
+                reason: format!("{size} bytes, more than a state file holds ({MAX_STATE_BYTES})"),
+            });
+        }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let name = path.display().to_string();
         let mem = dir.join(MEMORY_FILE);

@@ -143,6 +143,14 @@ fn another_format_a_damaged_state_or_a_short_memory_file_is_refused() {
     let e = State::read(&dir).unwrap_err().to_string();
     assert!(e.contains("truncated or damaged"), "{e}");
 
+    // A state file far too large to be one is refused before it is read.
+    std::fs::File::create(dir.join(STATE_FILE))
+        .unwrap()
+        .set_len(MAX_STATE_BYTES + 1)
+        .unwrap();
+    let e = State::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("more than a state file holds"), "{e}");
+
     s.write(&dir).unwrap();
     let f = std::fs::OpenOptions::new()
         .write(true)
