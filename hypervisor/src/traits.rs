@@ -104,6 +104,12 @@ pub trait Vcpu: Send {
 /// x86_64 register and state access.
 pub trait VcpuX86_64: Vcpu {
     fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<()>;
+    /// The CPUID table the vCPU presents now (as the backend made it from the one set).
+    fn get_cpuid(&self) -> Result<Vec<CpuidEntry>> {
+        Err(crate::HypervisorError::State(
+            "this backend cannot read a vCPU's CPUID back".into(),
+        ))
+    }
     fn get_regs(&self) -> Result<StandardRegisters>;
     fn set_regs(&self, regs: &StandardRegisters) -> Result<()>;
     fn get_sregs(&self) -> Result<SpecialRegisters>;

@@ -534,6 +534,26 @@ fn build(
                 VmError::Snapshot(format!("the snapshot has no state for vCPU {id}"))
             })?;
             let saved = saved.to_state().map_err(VmError::Snapshot)?;
+            // The guest's features must be this host's: the table a boot here would set, as
+            // this host's KVM presents it.
+            let here = arch::cpuid::build_cpuid(
+                &supported,
+                &arch::cpuid::CpuidConfig {
+                    vcpu_id: id,
+                    num_vcpus: cfg.cpus.boot,
+                    phys_bits: layout.phys_bits,
+                },
+            );
+            // As this host's KVM presents it (it may adjust what is set).
+            vcpu.set_cpuid(&here)?;
+            match vcpu.get_cpuid() {
+                Ok(here) => {
+                    let had = hypervisor::kvm::saved_cpuid(&saved)?;
+                    crate::snapshot::cpu::check_features(&had, &here)
+                        .map_err(VmError::Snapshot)?;
+                }
+                Err(e) => log::debug!("snapshot: CPU features not checked: {e}"),
+            }
             vcpu.restore_state(&saved)?;
             return Ok::<_, VmError>(vcpu);
         }

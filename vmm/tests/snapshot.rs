@@ -479,3 +479,66 @@ fn a_snapshot_taken_between_a_port_write_and_its_completion_does_not_repeat_it()
     assert_counts_up(&std::fs::read(&serial).unwrap());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A snapshot whose guest used CPU features this host lacks (here: every bit of leaf 7's EBX
+/// switched on in the saved CPUID) is refused at restore, before it runs.
+#[test]
+fn a_snapshot_needing_cpu_features_this_host_lacks_is_refused() {
+    let d = dir("cpuid");
+    let kernel = tmp(
+        "snapshot-counter-cpuid",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
+    );
+    let serial = d.join("serial");
+    let snap = d.join("snap");
+    let vmm = spawn_vmm(&d, "cpuid");
+    assert_eq!(
+        put(
+            &vmm.sock,
+            "vm.create",
+            Some(&create_body(&kernel, &serial, ""))
+        )
+        .0,
+        204
+    );
+    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    assert_eq!(put(&vmm.sock, "vm.snapshot", Some(&url)).0, 204);
+    assert_eq!(put(&vmm.sock, "vm.delete", None).0, 204);
+    // kvm_cpuid_entry2: function, index, flags, eax, ebx, ecx, edx, 3 x padding (u32 each).
+    let path = snap.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for vcpu in state["vcpus"].as_array_mut().unwrap() {
+        for part in vcpu.as_array_mut().unwrap() {
+            if part[0] != "cpuid" {
+                continue;
+            }
+            let hex = part[1].as_str().unwrap();
+            let mut b: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            for e in b.chunks_mut(40) {
+                let word = |i: usize| u32::from_le_bytes(e[i * 4..i * 4 + 4].try_into().unwrap());
+                if word(0) == 7 && word(1) == 0 {
+                    e[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+                }
+            }
+            part[1] = b
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>()
+                .into();
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let restore = format!(r#"{{"source_url":"file://{}"}}"#, snap.display());
+    let (code, body) = put(&vmm.sock, "vm.restore", Some(&restore));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("lacks features"), "{body}");
+    assert_eq!(call(&vmm.sock, "GET", "vm.info", None).0, 404);
+    assert_eq!(put(&vmm.sock, "vmm.shutdown", None).0, 204);
+    let _ = std::fs::remove_dir_all(&d);
+}

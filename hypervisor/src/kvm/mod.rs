@@ -14,6 +14,7 @@ use crate::error::{HypervisorError, Result};
 use crate::traits::{Hypervisor, Vm};
 use crate::x86::CpuidEntry;
 
+pub use state::saved_cpuid;
 pub use vcpu::KvmVcpu;
 pub use vm::KvmVm;
 

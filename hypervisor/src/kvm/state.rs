@@ -236,3 +236,9 @@ pub fn restore_vm(fd: &VmFd, s: &SavedState) -> Result<()> {
     fd.set_clock(&clock).map_err(io("KVM_SET_CLOCK"))?;
     Ok(())
 }
+
+/// The CPUID table a saved vCPU state holds (its "cpuid" part), as the VMM's entries.
+pub fn saved_cpuid(s: &SavedState) -> Result<Vec<crate::x86::CpuidEntry>> {
+    let entries: Vec<kvm_cpuid_entry2> = get_list(s, "cpuid")?;
+    Ok(entries.iter().map(super::convert::cpuid_from_kvm).collect())
+}

@@ -74,6 +74,13 @@ impl VcpuX86_64 for KvmVcpu {
             .map_err(|e| HypervisorError::ioctl("KVM_SET_CPUID2", e))
     }
 
+    fn get_cpuid(&self) -> Result<Vec<CpuidEntry>> {
+        self.fd
+            .get_cpuid2(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map(|c| c.as_slice().iter().map(convert::cpuid_from_kvm).collect())
+            .map_err(|e| HypervisorError::ioctl("KVM_GET_CPUID2", e))
+    }
+
     fn get_regs(&self) -> Result<StandardRegisters> {
         self.fd
             .get_regs()

@@ -8,3 +8,5 @@ pub use format::{dir_of_url, SnapshotError, State};
 
 #[cfg(test)]
 mod tests;
+
+pub mod cpu;
