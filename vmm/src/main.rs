@@ -105,19 +105,12 @@ fn restore_and_run(
     start: Instant,
 ) -> Result<VmExitReason, String> {
     let restoring = |e: String| format!("cannot restore {}: {e}", r.source_url);
-    let dir = vmm::snapshot::dir_of_url(&r.source_url).map_err(|e| e.to_string())?;
-    let state = vmm::snapshot::State::read(&dir).map_err(|e| e.to_string())?;
-    let config = serde_json::to_vec(&state.config).unwrap_or_default();
-    let (_, mut cfg) = vmm::api::vm_config::parse(&config, seccomp)
-        .map_err(|e| restoring(format!("its configuration: {e}")))?;
-    if let Some(serial) = &r.serial {
-        cfg.serial = serial.clone();
-    }
-    if cfg.device_ids.virtio().next().is_some() || !cfg.devices.is_empty() {
-        return Err(restoring(
-            "its configuration has devices a snapshot cannot hold yet".into(),
-        ));
-    }
+    let vmm::snapshot::Loaded {
+        dir, state, cfg, ..
+    } = vmm::snapshot::load(&r.source_url, seccomp, r.serial.clone()).map_err(|e| match e {
+        vmm::snapshot::LoadError::Snapshot(e) => e.to_string(),
+        other => restoring(other.to_string()),
+    })?;
     let restore = vm::Restore {
         state: &state,
         dir: &dir,

@@ -549,8 +549,7 @@ fn build(
             match vcpu.get_cpuid() {
                 Ok(here) => {
                     let had = hypervisor::kvm::saved_cpuid(&saved)?;
-                    crate::snapshot::cpu::check_features(&had, &here)
-                        .map_err(VmError::Snapshot)?;
+                    crate::snapshot::cpu::check_features(&had, &here).map_err(VmError::Snapshot)?;
                 }
                 Err(e) => log::debug!("snapshot: CPU features not checked: {e}"),
             }

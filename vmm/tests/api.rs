@@ -3,7 +3,7 @@
 //! what the guest did (its serial output in the host's file) or what the API answered.
 
 mod common;
-use common::{require_kvm, stderr, tmp};
+use common::{require_kvm, size, stderr, tmp, wait_until};
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -30,18 +30,6 @@ fn info(sock: &Path) -> serde_json::Value {
     let (code, body) = call(sock, "GET", "vm.info", None);
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn size(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
 struct Vmm {

@@ -3,7 +3,7 @@
 //! what the guest wrote (its serial file), what the API answered, or the snapshot's files.
 
 mod common;
-use common::{require_kvm, tmp};
+use common::{require_kvm, size, tmp, wait_until};
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -25,18 +25,6 @@ fn state(sock: &Path) -> String {
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["state"].as_str().unwrap().to_string()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn size(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
 struct Vmm {
@@ -89,6 +77,21 @@ fn create_body(kernel: &Path, serial: &Path, extra: &str) -> String {
     )
 }
 
+/// The tiny guest that counts on COM1, one byte every `cycles` TSC ticks.
+fn counter_guest(name: &str, cycles: u32) -> PathBuf {
+    tmp(
+        name,
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(cycles)),
+    )
+}
+
+/// vm.create with `body`, then vm.boot; both must succeed.
+fn create_and_boot(sock: &Path, body: &str) {
+    let (code, answer) = put(sock, "vm.create", Some(body));
+    assert_eq!(code, 204, "{answer}");
+    assert_eq!(put(sock, "vm.boot", None).0, 204);
+}
+
 /// The serial output is 0, 1, 2, ... (mod 256) with no gap and no restart.
 fn assert_counts_up(bytes: &[u8]) {
     for (i, &b) in bytes.iter().enumerate() {
@@ -107,22 +110,13 @@ fn assert_counts_up(bytes: &[u8]) {
 #[test]
 fn a_counting_guest_is_snapshotted_restored_in_a_new_vmm_and_counts_on() {
     let d = dir("counter");
-    let kernel = tmp(
-        "snapshot-counter",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
-    );
+    let kernel = counter_guest("snapshot-counter", 1_000_000);
     let serial = d.join("serial");
     let snap = d.join("snap");
     let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
 
     let vmm = spawn_vmm(&d, "first");
-    let (code, body) = put(
-        &vmm.sock,
-        "vm.create",
-        Some(&create_body(&kernel, &serial, "")),
-    );
-    assert_eq!(code, 204, "{body}");
-    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    create_and_boot(&vmm.sock, &create_body(&kernel, &serial, ""));
     wait_until("the guest's count", Duration::from_secs(20), || {
         size(&serial) >= 20
     });
@@ -204,23 +198,11 @@ fn a_counting_guest_is_snapshotted_restored_in_a_new_vmm_and_counts_on() {
 #[test]
 fn restore_with_resume_runs_at_once_and_clones_run_side_by_side() {
     let d = dir("clones");
-    let kernel = tmp(
-        "snapshot-counter-clones",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
-    );
+    let kernel = counter_guest("snapshot-counter-clones", 1_000_000);
     let serial = d.join("serial");
     let snap = d.join("snap");
     let vmm = spawn_vmm(&d, "origin");
-    assert_eq!(
-        put(
-            &vmm.sock,
-            "vm.create",
-            Some(&create_body(&kernel, &serial, ""))
-        )
-        .0,
-        204
-    );
-    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    create_and_boot(&vmm.sock, &create_body(&kernel, &serial, ""));
     wait_until("the guest's count", Duration::from_secs(20), || {
         size(&serial) >= 10
     });
@@ -261,16 +243,12 @@ fn restore_with_resume_runs_at_once_and_clones_run_side_by_side() {
 #[test]
 fn what_cannot_be_snapshotted_or_restored_is_refused_and_nothing_changes() {
     let d = dir("refused");
-    let kernel = tmp(
-        "snapshot-counter-refused",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
-    );
+    let kernel = counter_guest("snapshot-counter-refused", 1_000_000);
     let serial = d.join("serial");
     let vmm = spawn_vmm(&d, "refused");
     // A VM with a virtio device: refused, naming it; the VM stays paused and resumes.
     let body = create_body(&kernel, &serial, r#","rng":{"src":"/dev/urandom"}"#);
-    assert_eq!(put(&vmm.sock, "vm.create", Some(&body)).0, 204);
-    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    create_and_boot(&vmm.sock, &body);
     assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
     let snap = d.join("snap");
     let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
@@ -316,23 +294,11 @@ fn what_cannot_be_snapshotted_or_restored_is_refused_and_nothing_changes() {
 #[test]
 fn the_command_line_restores_and_runs_a_snapshot_and_sigterm_ends_it_as_a_booted_vm() {
     let d = dir("cli");
-    let kernel = tmp(
-        "snapshot-counter-cli",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
-    );
+    let kernel = counter_guest("snapshot-counter-cli", 1_000_000);
     let serial = d.join("serial");
     let snap = d.join("snap");
     let vmm = spawn_vmm(&d, "origin");
-    assert_eq!(
-        put(
-            &vmm.sock,
-            "vm.create",
-            Some(&create_body(&kernel, &serial, ""))
-        )
-        .0,
-        204
-    );
-    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    create_and_boot(&vmm.sock, &create_body(&kernel, &serial, ""));
     wait_until("the guest's count", Duration::from_secs(20), || {
         size(&serial) >= 10
     });
@@ -436,22 +402,10 @@ fn the_command_line_restores_and_runs_a_snapshot_and_sigterm_ends_it_as_a_booted
 #[test]
 fn a_snapshot_taken_between_a_port_write_and_its_completion_does_not_repeat_it() {
     let d = dir("pio");
-    let kernel = tmp(
-        "snapshot-counter-fast",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(200)),
-    );
+    let kernel = counter_guest("snapshot-counter-fast", 200);
     let serial = d.join("serial");
     let vmm = spawn_vmm(&d, "pio-boot");
-    assert_eq!(
-        put(
-            &vmm.sock,
-            "vm.create",
-            Some(&create_body(&kernel, &serial, ""))
-        )
-        .0,
-        204
-    );
-    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    create_and_boot(&vmm.sock, &create_body(&kernel, &serial, ""));
     let mut round = 0;
     let mut current = vmm;
     while round < 5 {
@@ -485,23 +439,11 @@ fn a_snapshot_taken_between_a_port_write_and_its_completion_does_not_repeat_it()
 #[test]
 fn a_snapshot_needing_cpu_features_this_host_lacks_is_refused() {
     let d = dir("cpuid");
-    let kernel = tmp(
-        "snapshot-counter-cpuid",
-        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_counter_code(1_000_000)),
-    );
+    let kernel = counter_guest("snapshot-counter-cpuid", 1_000_000);
     let serial = d.join("serial");
     let snap = d.join("snap");
     let vmm = spawn_vmm(&d, "cpuid");
-    assert_eq!(
-        put(
-            &vmm.sock,
-            "vm.create",
-            Some(&create_body(&kernel, &serial, ""))
-        )
-        .0,
-        204
-    );
-    assert_eq!(put(&vmm.sock, "vm.boot", None).0, 204);
+    create_and_boot(&vmm.sock, &create_body(&kernel, &serial, ""));
     assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
     let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
     assert_eq!(put(&vmm.sock, "vm.snapshot", Some(&url)).0, 204);

@@ -13,36 +13,43 @@ use kvm_ioctls::{VcpuFd, VmFd};
 use crate::error::{HypervisorError, Result};
 use crate::state::{from_bytes, to_bytes, Pod, SavedState};
 
-// SAFETY: the kernel's plain C structures (integers and arrays of them, unions of those):
-// every bit pattern is a valid value.
-unsafe impl Pod for kvm_regs {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_sregs {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_xsave {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_xcrs {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_debugregs {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_lapic_state {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_vcpu_events {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_mp_state {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_msr_entry {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_cpuid_entry2 {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_irqchip {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_pit_state2 {}
-// SAFETY: as above.
-unsafe impl Pod for kvm_clock_data {}
+/// `Pod` for the kernel's plain C structures.
+macro_rules! kernel_pod {
+    ($($t:ty),* $(,)?) => {
+        $(
+            // SAFETY: a kernel uapi structure of integers and arrays of them (and unions of
+            // those): every bit pattern is a valid value.
+            unsafe impl Pod for $t {}
+        )*
+    };
+}
+
+kernel_pod!(
+    kvm_regs,
+    kvm_sregs,
+    kvm_xsave,
+    kvm_xcrs,
+    kvm_debugregs,
+    kvm_lapic_state,
+    kvm_vcpu_events,
+    kvm_mp_state,
+    kvm_msr_entry,
+    kvm_cpuid_entry2,
+    kvm_irqchip,
+    kvm_pit_state2,
+    kvm_clock_data,
+);
 
 /// MSRs per KVM_GET_MSRS / KVM_SET_MSRS: the kernel refuses 256 or more (E2BIG).
 const MSR_BATCH: usize = 255;
+
+/// One batch of at most [`MSR_BATCH`] entries for `op`.
+fn msr_batch(entries: &[kvm_msr_entry], op: &'static str) -> Result<Msrs> {
+    Msrs::from_entries(entries).map_err(|_| HypervisorError::Ioctl {
+        op,
+        source: std::io::Error::from_raw_os_error(libc::E2BIG),
+    })
+}
 
 fn io(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> HypervisorError {
     move |e| HypervisorError::ioctl(op, e)
@@ -79,10 +86,7 @@ fn read_msrs(fd: &VcpuFd, indices: &[u32]) -> Result<Vec<kvm_msr_entry>> {
                 ..Default::default()
             })
             .collect();
-        let mut msrs = Msrs::from_entries(&entries).map_err(|_| HypervisorError::Ioctl {
-            op: "KVM_GET_MSRS",
-            source: std::io::Error::from_raw_os_error(libc::E2BIG),
-        })?;
+        let mut msrs = msr_batch(&entries, "KVM_GET_MSRS")?;
         let n = fd.get_msrs(&mut msrs).map_err(io("KVM_GET_MSRS"))?;
         out.extend_from_slice(&msrs.as_slice()[..n]);
         // n < chunk.len(): the MSR at n is not readable here; go on after it.
@@ -158,10 +162,7 @@ pub fn restore_vcpu(fd: &VcpuFd, s: &SavedState) -> Result<()> {
     let mut rest = &msrs[..];
     while !rest.is_empty() {
         let chunk = &rest[..rest.len().min(MSR_BATCH)];
-        let m = Msrs::from_entries(chunk).map_err(|_| HypervisorError::Ioctl {
-            op: "KVM_SET_MSRS",
-            source: std::io::Error::from_raw_os_error(libc::E2BIG),
-        })?;
+        let m = msr_batch(chunk, "KVM_SET_MSRS")?;
         let n = fd.set_msrs(&m).map_err(io("KVM_SET_MSRS"))?;
         if n < chunk.len() {
             log::warn!(

@@ -251,6 +251,25 @@ fn run(o: &Options, dir: &Path) -> Result<(), String> {
             .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) / 2)
             .unwrap_or(0);
 
+        // exec a VM booted from the guest / restored from the snapshot, its serial on stdout.
+        let boot_cmd = || {
+            let mut c = Command::new(&o.vmm);
+            c.args(["--kernel", guest.to_str().unwrap()]).args([
+                "--memory",
+                &format!("size={size}"),
+                "--serial",
+                "tty",
+            ]);
+            c
+        };
+        let restore_cmd = || {
+            let mut c = Command::new(&o.vmm);
+            c.args([
+                "--restore",
+                &format!("source_url=file://{}", snap.display()),
+            ]);
+            c
+        };
         let mut warm = ApiVmm::start(&o.vmm, dir.join(format!("warm-{size}.sock")))?;
         let restore_body = format!(
             r#"{{"source_url":"file://{}","resume":true}}"#,
@@ -258,21 +277,11 @@ fn run(o: &Options, dir: &Path) -> Result<(), String> {
         );
         let (mut boot, mut restore, mut api_restore) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..o.runs {
-            let mut b = Command::new(&o.vmm);
-            b.args(["--kernel", guest.to_str().unwrap()]).args([
-                "--memory",
-                &format!("size={size}"),
-                "--serial",
-                "tty",
-            ]);
+            let b = boot_cmd();
             let (c, ms) = first_byte(b)?;
             end(c);
             boot.push(ms);
-            let mut r = Command::new(&o.vmm);
-            r.args([
-                "--restore",
-                &format!("source_url=file://{}", snap.display()),
-            ]);
+            let r = restore_cmd();
             let (c, ms) = first_byte(r)?;
             end(c);
             restore.push(ms);
@@ -296,22 +305,12 @@ fn run(o: &Options, dir: &Path) -> Result<(), String> {
         // Three clones of the one snapshot, side by side.
         let mut running = Vec::new();
         for _ in 0..3 {
-            let mut r = Command::new(&o.vmm);
-            r.args([
-                "--restore",
-                &format!("source_url=file://{}", snap.display()),
-            ]);
+            let r = restore_cmd();
             running.push(first_byte(r)?.0);
         }
         std::thread::sleep(Duration::from_millis(300));
         let mems: Vec<(u64, u64)> = running.iter().map(|c| memory_of(c.id())).collect();
-        let mut b = Command::new(&o.vmm);
-        b.args(["--kernel", guest.to_str().unwrap()]).args([
-            "--memory",
-            &format!("size={size}"),
-            "--serial",
-            "tty",
-        ]);
+        let b = boot_cmd();
         let (booted, _) = first_byte(b)?;
         std::thread::sleep(Duration::from_millis(300));
         let booted_mem = memory_of(booted.id());

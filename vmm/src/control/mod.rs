@@ -245,21 +245,14 @@ impl<L: Launcher> Controller<L> {
     /// `vm.restore`: a VM built from a snapshot, paused (or running with `resume`).
     fn restore(&mut self, r: crate::api::RestoreRequest) -> Result<Reply, ApiError> {
         self.check(Action::Restore)?;
-        let bad = |m: String| ApiError::new(Status::BadRequest, m).context("cannot restore");
-        let dir = crate::snapshot::dir_of_url(&r.source_url).map_err(|e| bad(e.to_string()))?;
-        let state = crate::snapshot::State::read(&dir).map_err(|e| bad(e.to_string()))?;
-        let config = serde_json::to_vec(&state.config).unwrap_or_default();
-        let (mut api, mut cfg) = crate::api::vm_config::parse(&config, r.seccomp)
-            .map_err(|e| bad(format!("its configuration: {e}")))?;
-        if let Some(serial) = r.serial {
-            cfg.serial = serial;
-            api = api.with_serial(&cfg.serial);
-        }
-        if cfg.device_ids.virtio().next().is_some() || !cfg.devices.is_empty() {
-            return Err(bad(
-                "its configuration has devices a snapshot cannot hold yet".to_string(),
-            ));
-        }
+        let crate::snapshot::Loaded {
+            dir,
+            state,
+            api,
+            cfg,
+        } = crate::snapshot::load(&r.source_url, r.seccomp, r.serial).map_err(|e| {
+            ApiError::new(Status::BadRequest, e.to_string()).context("cannot restore")
+        })?;
         self.events.emit("vm", "restoring", &[]);
         let on_end = self.next_on_end();
         let restore = crate::vm::Restore {
@@ -502,6 +495,27 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
 }
 
+/// The end callback a `vm::start*` takes, reporting the VM's error as text.
+fn vm_on_end(on_end: OnEnd) -> Box<dyn FnOnce(Result<VmExitReason, crate::vm::VmError>) + Send> {
+    Box::new(move |r| on_end(r.map_err(|e| e.to_string())))
+}
+
+/// A started VM as a `Machine`, or its error with 400 when `bad_request` says the request
+/// named something unusable, 500 otherwise.
+fn started(
+    r: Result<crate::vm::RunningVm, crate::vm::VmError>,
+    bad_request: impl Fn(&crate::vm::VmError) -> bool,
+) -> Result<Box<dyn Machine>, ApiError> {
+    r.map(|m| Box::new(m) as Box<dyn Machine>).map_err(|e| {
+        let status = if bad_request(&e) {
+            Status::BadRequest
+        } else {
+            Status::InternalServerError
+        };
+        ApiError::new(status, e.to_string())
+    })
+}
+
 /// The KVM launcher: boots with what the VMM prepared at start (see vm.rs, `Warm`).
 pub struct KvmLauncher {
     pub warm: crate::vm::Warm,
@@ -514,21 +528,16 @@ impl Launcher for KvmLauncher {
         reboot: bool,
         on_end: OnEnd,
     ) -> Result<Box<dyn Machine>, ApiError> {
-        let on_end = Box::new(move |r: Result<VmExitReason, crate::vm::VmError>| {
-            on_end(r.map_err(|e| e.to_string()))
-        });
-        crate::vm::start(cfg, &mut self.warm, reboot, on_end)
-            .map(|m| Box::new(m) as Box<dyn Machine>)
-            .map_err(|e| {
-                use crate::vm::VmError as E;
-                let status = match e {
-                    E::OpenFile { .. } | E::Preflight(_) | E::Layout(_) | E::Boot(_) => {
-                        Status::BadRequest
-                    }
-                    _ => Status::InternalServerError,
-                };
-                ApiError::new(status, e.to_string())
-            })
+        use crate::vm::VmError as E;
+        started(
+            crate::vm::start(cfg, &mut self.warm, reboot, vm_on_end(on_end)),
+            |e| {
+                matches!(
+                    e,
+                    E::OpenFile { .. } | E::Preflight(_) | E::Layout(_) | E::Boot(_)
+                )
+            },
+        )
     }
 
     fn restore(
@@ -538,21 +547,17 @@ impl Launcher for KvmLauncher {
         resume: bool,
         on_end: OnEnd,
     ) -> Result<Box<dyn Machine>, ApiError> {
-        let on_end = Box::new(move |r: Result<VmExitReason, crate::vm::VmError>| {
-            on_end(r.map_err(|e| e.to_string()))
-        });
-        crate::vm::start_restored(cfg, &mut self.warm, restore, resume, on_end)
-            .map(|m| Box::new(m) as Box<dyn Machine>)
-            .map_err(|e| {
-                use crate::vm::VmError as E;
-                let status = match e {
-                    E::OpenFile { .. } | E::Snapshot(_) | E::Hypervisor(_) | E::Layout(_) => {
-                        Status::BadRequest
-                    }
-                    _ => Status::InternalServerError,
-                };
-                ApiError::new(status, e.to_string())
-            })
+        use crate::vm::VmError as E;
+        let on_end = vm_on_end(on_end);
+        started(
+            crate::vm::start_restored(cfg, &mut self.warm, restore, resume, on_end),
+            |e| {
+                matches!(
+                    e,
+                    E::OpenFile { .. } | E::Snapshot(_) | E::Hypervisor(_) | E::Layout(_)
+                )
+            },
+        )
     }
 
     fn prepare_next(&mut self) {

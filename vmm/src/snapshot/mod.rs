@@ -2,9 +2,11 @@
 //! builds a VM from one.
 
 pub mod format;
+pub mod load;
 pub mod seccomp;
 
 pub use format::{dir_of_url, SnapshotError, State};
+pub use load::{load, LoadError, Loaded};
 
 #[cfg(test)]
 mod tests;

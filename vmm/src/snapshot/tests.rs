@@ -12,6 +12,17 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// Two pages of `byte` at guest address 0, written as a memory file.
+fn two_pages_of(dir: &std::path::Path, byte: u8) -> Vec<MemoryRange> {
+    let bytes = [byte; 8192];
+    let region = Region {
+        gpa: 0,
+        bytes: &bytes,
+        touched: None,
+    };
+    write_memory(dir, &[region]).unwrap()
+}
+
 fn saved() -> SavedState {
     let mut s = SavedState::default();
     s.push("regs", (0..=255u8).collect());
@@ -117,15 +128,7 @@ fn state_and_memory_round_trip_and_zero_pages_are_holes() {
 #[test]
 fn another_format_a_damaged_state_or_a_short_memory_file_is_refused() {
     let dir = tmpdir("refused");
-    let ranges = write_memory(
-        &dir,
-        &[Region {
-            gpa: 0,
-            bytes: &[1u8; 8192],
-            touched: None,
-        }],
-    )
-    .unwrap();
+    let ranges = two_pages_of(&dir, 1);
     let mut s = state(ranges);
     s.format_version = FORMAT_VERSION + 1;
     s.write(&dir).unwrap();
@@ -244,29 +247,13 @@ fn the_fuzz_seeds_are_what_they_say() {
 fn a_new_snapshot_replaces_the_old_by_rename_and_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tmpdir("replace");
-    let ranges = write_memory(
-        &dir,
-        &[Region {
-            gpa: 0,
-            bytes: &[1u8; 8192],
-            touched: None,
-        }],
-    )
-    .unwrap();
+    let ranges = two_pages_of(&dir, 1);
     state(ranges.clone()).write(&dir).unwrap();
     let first = std::fs::metadata(dir.join(MEMORY_FILE)).unwrap().ino();
     // A VM restored from it keeps this file open (mapped): the next snapshot must not change
     // what it reads.
     let held = std::fs::File::open(dir.join(MEMORY_FILE)).unwrap();
-    write_memory(
-        &dir,
-        &[Region {
-            gpa: 0,
-            bytes: &[2u8; 8192],
-            touched: None,
-        }],
-    )
-    .unwrap();
+    two_pages_of(&dir, 2);
     // Until the state is written, the directory's snapshot is the old one.
     assert_eq!(std::fs::read(dir.join(MEMORY_FILE)).unwrap()[0], 1);
     state(ranges).write(&dir).unwrap();

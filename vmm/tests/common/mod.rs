@@ -1,8 +1,9 @@
 //! Helpers shared by the vmm binary's system tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn vmm() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vmm"));
@@ -34,4 +35,18 @@ pub fn require_kvm() {
         std::path::Path::new("/dev/kvm").exists(),
         "/dev/kvm is missing: this system test boots a guest on KVM"
     );
+}
+
+/// Poll `f` every 20 ms until it holds; fail the test naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A file's length, 0 when it does not exist (yet).
+pub fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
