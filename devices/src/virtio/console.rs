@@ -101,6 +101,11 @@ impl BackendHandler for ConsoleHandler {
     fn into_backend(self) -> ConsoleBackend {
         self.backend
     }
+
+    /// Input is copied into a receive buffer as soon as it is taken: none is ever held.
+    fn queue_positions(&self) -> Vec<crate::virtio::QueuePosition> {
+        self.rx.iter().chain(&self.tx).map(|q| q.position(0)).collect()
+    }
 }
 
 impl EventHandler for ConsoleHandler {
@@ -313,6 +318,12 @@ impl VirtioDevice for Console {
         };
         self.state
             .start("virtio-console", handler, &sources, ctx.worker_init)
+    }
+
+    fn pause(
+        &mut self,
+    ) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
+        self.state.pause()
     }
 
     fn reset(&mut self) -> bool {

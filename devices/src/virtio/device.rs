@@ -110,6 +110,17 @@ pub struct ActivatedQueue {
 /// seccomp filter. An error fails [`VirtioDevice::activate`].
 pub type WorkerInit = Arc<dyn Fn(&str) -> io::Result<()> + Send + Sync>;
 
+/// Where a device stands in one of its queues: the next available entry it will take and
+/// the next used entry it will write. A paused device reports them (with chains it took
+/// but had not completed given back: they are taken again after a restore), and a queue
+/// handed to [`VirtioDevice::activate`] at these positions carries on where it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueuePosition {
+    pub index: u16,
+    pub next_avail: u16,
+    pub next_used: u16,
+}
+
 /// What a device needs to start processing queues.
 pub struct ActivateContext {
     /// The guest memory. `GuestMemoryMmap` clones share the mappings (its
@@ -191,6 +202,17 @@ pub trait VirtioDevice: Send {
 
     /// Starts processing the queues (the driver set `DRIVER_OK`).
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError>;
+
+    /// Stops processing for a snapshot, keeping the acked features: the worker is joined
+    /// and the device is ready to be activated again, with queues at the returned
+    /// positions. `Ok(None)`: it was not active (nothing taken from any queue yet). A
+    /// device that cannot save its place says so with an error.
+    fn pause(&mut self) -> Result<Option<Vec<QueuePosition>>, ActivateError> {
+        Err(ActivateError::Backend(format!(
+            "virtio device type {} cannot be paused for a snapshot",
+            self.device_type()
+        )))
+    }
 
     /// Stops processing: the worker thread is told to exit and joined, and the
     /// device returns to its pre-activation state with no features acked.

@@ -22,7 +22,7 @@ pub mod worker;
 pub(crate) mod test_utils;
 
 pub use device::{
-    ActivateContext, ActivateError, ActivatedQueue, VirtioDevice, VirtioInterrupt,
+    ActivateContext, ActivateError, ActivatedQueue, QueuePosition, VirtioDevice, VirtioInterrupt,
     VirtioInterruptType, WorkerInit, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC,
     VIRTIO_F_VERSION_1,
 };

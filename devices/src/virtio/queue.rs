@@ -17,7 +17,8 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::device::{
-    ActivateError, ActivatedQueue, VirtioInterrupt, VirtioInterruptType, VIRTIO_F_RING_EVENT_IDX,
+    ActivateError, ActivatedQueue, QueuePosition, VirtioInterrupt, VirtioInterruptType,
+    VIRTIO_F_RING_EVENT_IDX,
 };
 
 /// A chain borrowed from the guest memory the worker holds.
@@ -47,6 +48,16 @@ impl DeviceQueue {
     /// The queue size the driver configured.
     pub fn size(&self) -> u16 {
         self.queue.size()
+    }
+
+    /// Where this queue stands, with the last `held` chains taken from the ring but not
+    /// completed given back (they are taken again from the same ring entries).
+    pub fn position(&self, held: u16) -> QueuePosition {
+        QueuePosition {
+            index: self.index,
+            next_avail: self.queue.next_avail().wrapping_sub(held),
+            next_used: self.queue.next_used(),
+        }
     }
 
     /// The notification `EventFd` (to register with the worker's epoll).

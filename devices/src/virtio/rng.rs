@@ -104,6 +104,10 @@ impl BackendHandler for RngHandler {
     fn into_backend(self) -> File {
         self.source
     }
+
+    fn queue_positions(&self) -> Vec<crate::virtio::QueuePosition> {
+        vec![self.queue.position(0)]
+    }
 }
 
 impl EventHandler for RngHandler {
@@ -195,6 +199,12 @@ impl VirtioDevice for Rng {
         };
         self.state
             .start("virtio-rng", handler, &sources, ctx.worker_init)
+    }
+
+    fn pause(
+        &mut self,
+    ) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
+        self.state.pause()
     }
 
     fn reset(&mut self) -> bool {

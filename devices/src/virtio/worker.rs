@@ -33,7 +33,7 @@ use log::error;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::device::{ActivateError, WorkerInit};
+use super::device::{ActivateError, QueuePosition, WorkerInit};
 
 /// The epoll token reserved for the kill `EventFd`.
 const KILL_TOKEN: u64 = u64::MAX;
@@ -169,6 +169,10 @@ impl<H> Drop for Worker<H> {
 pub(crate) trait BackendHandler: EventHandler {
     type Backend: Send;
     fn into_backend(self) -> Self::Backend;
+    /// Where each of its queues stands (see [`DeviceQueue::position`]).
+    ///
+    /// [`DeviceQueue::position`]: super::queue::DeviceQueue::position
+    fn queue_positions(&self) -> Vec<QueuePosition>;
 }
 
 /// The activation state shared by all devices: the backend waiting for
@@ -237,6 +241,26 @@ impl<H: BackendHandler> Lifecycle<H> {
                 true
             }
             Lifecycle::Broken => false,
+        }
+    }
+
+    /// Stops a running worker for a snapshot: the backend is kept for the next activation
+    /// and the queues' positions returned; `Ok(None)` when no worker ran.
+    pub fn pause(&mut self) -> Result<Option<Vec<QueuePosition>>, ActivateError> {
+        match std::mem::replace(self, Lifecycle::Broken) {
+            Lifecycle::Active(worker) => match worker.stop() {
+                Some(handler) => {
+                    let positions = handler.queue_positions();
+                    *self = Lifecycle::Ready(handler.into_backend());
+                    Ok(Some(positions))
+                }
+                None => Err(ActivateError::BackendLost),
+            },
+            Lifecycle::Ready(backend) => {
+                *self = Lifecycle::Ready(backend);
+                Ok(None)
+            }
+            Lifecycle::Broken => Err(ActivateError::BackendLost),
         }
     }
 

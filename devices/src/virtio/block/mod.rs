@@ -256,6 +256,12 @@ impl VirtioDevice for Block {
             .start("virtio-blk", handler, &sources, ctx.worker_init)
     }
 
+    fn pause(
+        &mut self,
+    ) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
+        self.state.pause()
+    }
+
     fn reset(&mut self) -> bool {
         self.acked_features = 0;
         self.state.reset()

@@ -4,6 +4,8 @@
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use virtio_queue::QueueT;
+
 use virtio_bindings::virtio_blk::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -588,4 +590,47 @@ fn random_descriptor_tables_never_panic_nor_resize_the_image() {
         assert!(u64::from(used) <= MEM_SIZE);
     }
     assert_eq!(file_bytes(&tmp).len(), IMAGE_LEN);
+}
+
+#[test]
+fn a_paused_device_reports_its_place_and_carries_on_from_it() {
+    let tmp = image(0);
+    let mut h = Harness::new(&DiskConfig::new(tmp.as_path()), u64::MAX);
+    assert_eq!(h.request(VIRTIO_BLK_T_FLUSH, 0, None), (1, 0));
+    assert_eq!(h.request(VIRTIO_BLK_T_FLUSH, 0, None), (1, 0));
+    let positions = h.dev.pause().unwrap().expect("it was active");
+    assert_eq!(
+        positions,
+        vec![crate::virtio::QueuePosition {
+            index: 0,
+            next_avail: 2,
+            next_used: 2
+        }]
+    );
+    assert!(!h.dev.is_active());
+    // The image stays this device's, and the acked features stay acked: activated again
+    // with the same rings at the saved place, the next request is the third.
+    assert!(Block::new(&DiskConfig::new(tmp.as_path())).is_err());
+    assert!(h.dev.pause().unwrap().is_none(), "not active: nothing to save");
+    let mut queue = h.queues[0].queue();
+    queue.set_next_avail(positions[0].next_avail);
+    queue.set_next_used(positions[0].next_used);
+    let notifier = EventFd::new(EFD_NONBLOCK).unwrap();
+    h.kicks[0] = notifier.try_clone().unwrap();
+    let ctx = ActivateContext {
+        mem: h.mem.clone(),
+        queues: vec![ActivatedQueue {
+            index: 0,
+            queue,
+            notifier,
+        }],
+        interrupt: h.irq.clone(),
+        worker_init: None,
+    };
+    h.dev.activate(ctx).unwrap();
+    let data = (512, F_WRITE);
+    assert_eq!(h.request(VIRTIO_BLK_T_IN, 0, Some(data)), (513, 0));
+    assert_eq!(h.queues[0].used_idx(), 3);
+    let positions = h.dev.pause().unwrap().unwrap();
+    assert_eq!((positions[0].next_avail, positions[0].next_used), (3, 3));
 }

@@ -42,6 +42,18 @@ impl BackendHandler for NetHandler {
     fn into_backend(self) -> Vec<Box<dyn Tap>> {
         self.pairs.into_iter().map(|p| p.tap).collect()
     }
+
+    /// Receive buffers waiting for a frame go back to the ring (the frame being delivered,
+    /// if any, is dropped with the worker: a lost packet, as on a real link).
+    fn queue_positions(&self) -> Vec<crate::virtio::QueuePosition> {
+        let mut out = Vec::new();
+        for p in &self.pairs {
+            out.extend(p.rx.iter().map(|q| q.position(p.stashed())));
+            out.extend(p.tx.iter().map(|q| q.position(0)));
+        }
+        out.extend(self.ctrl.iter().map(|q| q.position(0)));
+        out
+    }
 }
 
 impl EventHandler for NetHandler {

@@ -306,6 +306,12 @@ impl VirtioDevice for Net {
             .start("virtio-net", handler, &sources, ctx.worker_init)
     }
 
+    fn pause(
+        &mut self,
+    ) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
+        self.state.pause()
+    }
+
     fn reset(&mut self) -> bool {
         self.acked_features = 0;
         self.state.reset()

@@ -74,6 +74,11 @@ impl QueuePair {
         }
     }
 
+    /// How many receive chains were taken from the ring and not used yet.
+    pub fn stashed(&self) -> u16 {
+        self.stash.len() as u16
+    }
+
     /// Count the frames this pair moves in `counters` (`counters::net`).
     pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
         self.counters = Some(counters);
