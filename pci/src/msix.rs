@@ -161,6 +161,15 @@ impl Msix {
         &self.table
     }
 
+    /// See [`MsixTable::restore`].
+    pub fn restore_table(
+        &mut self,
+        entries: &[crate::MsixTableEntry],
+        pba: &[u64],
+    ) -> Result<(), String> {
+        self.table.restore(entries, pba)
+    }
+
     /// Whether register `reg` holds part of the capability.
     pub fn contains(&self, reg: usize) -> bool {
         (self.offset / 4..(self.offset + MSIX_CAP_LEN).div_ceil(4)).contains(&reg)

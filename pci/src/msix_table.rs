@@ -123,6 +123,34 @@ impl MsixTable {
         self.enabled
     }
 
+    /// Every entry, in vector order (a snapshot saves them).
+    pub fn entries(&self) -> &[MsixTableEntry] {
+        &self.entries
+    }
+
+    /// The pending bit array, 64 vectors per word.
+    pub fn pba_words(&self) -> &[u64] {
+        &self.pba
+    }
+
+    /// Put back a saved table and pending bits, before MSI-X is enabled (which then pushes
+    /// every entry's route, as when a driver enables it). Sizes must match this table's.
+    pub fn restore(&mut self, entries: &[MsixTableEntry], pba: &[u64]) -> Result<(), String> {
+        if self.enabled {
+            return Err("MSI-X is already enabled".into());
+        }
+        if entries.len() != self.entries.len() || pba.len() != self.pba.len() {
+            return Err(format!(
+                "{} vectors saved, the device has {}",
+                entries.len(),
+                self.entries.len()
+            ));
+        }
+        self.entries.copy_from_slice(entries);
+        self.pba.copy_from_slice(pba);
+        Ok(())
+    }
+
     pub fn is_function_masked(&self) -> bool {
         self.function_masked
     }

@@ -224,3 +224,28 @@ fn vector_count_is_clamped() {
     assert_eq!(table(0).0.vectors(), 1);
     assert_eq!(table(5000).0.vectors(), MSIX_MAX_VECTORS);
 }
+
+#[test]
+fn a_restored_table_routes_its_entries_once_enabled() {
+    let group = Arc::new(RecordingMsiGroup::new());
+    let mut saved = MsixTable::new(3, group.clone());
+    saved.set_control(true, false);
+    saved.write_table(16, &0xfee0_1000u32.to_le_bytes());
+    saved.write_table(16 + 8, &0x41u32.to_le_bytes());
+    saved.write_table(16 + 12, &0u32.to_le_bytes());
+    let (entries, pba) = (saved.entries().to_vec(), saved.pba_words().to_vec());
+
+    let fresh = Arc::new(RecordingMsiGroup::new());
+    let mut t = MsixTable::new(3, fresh.clone());
+    assert!(t.restore(&entries[..2], &pba).is_err(), "size differs");
+    t.restore(&entries, &pba).unwrap();
+    assert!(
+        fresh.events().is_empty(),
+        "nothing is pushed while disabled"
+    );
+    t.set_control(true, false);
+    let (msg, masked) = fresh.route(1).unwrap();
+    assert_eq!((msg.address, msg.data, masked), (0xfee0_1000, 0x41, false));
+    assert!(fresh.route(0).unwrap().1, "vector 0 stays masked");
+    assert!(t.restore(&entries, &pba).is_err(), "not once enabled");
+}

@@ -48,6 +48,8 @@ pub struct VirtioDevices {
     pub addresses: Vec<pci::PciAddress>,
     /// The counters of the devices that keep some (disks, nets), with their ids.
     pub counters: Vec<(String, Arc<devices::virtio::counters::Counters>)>,
+    /// The transports, in the order of `addresses` (a snapshot saves them).
+    pub transports: Vec<Arc<Mutex<VirtioPciDevice>>>,
 }
 
 impl Drop for VirtioDevices {
@@ -86,6 +88,7 @@ struct Builder<'a> {
     mem: &'a GuestMemoryMmap,
     activator: Arc<Activator>,
     seccomp: SeccompMode,
+    transports: std::cell::RefCell<Vec<Arc<Mutex<VirtioPciDevice>>>>,
 }
 
 impl Builder<'_> {
@@ -111,7 +114,9 @@ impl Builder<'_> {
             activator: self.activator.clone(),
             worker_init: Some(worker_init(kind, self.seccomp)),
         })?;
-        self.pci.add(address, Arc::new(Mutex::new(transport)))?;
+        let transport = Arc::new(Mutex::new(transport));
+        self.pci.add(address, transport.clone())?;
+        self.transports.borrow_mut().push(transport);
         log::info!("virtio {kind:?} at {address}");
         Ok(address)
     }
@@ -134,6 +139,7 @@ pub fn setup(
             console_input: None,
             addresses: Vec::new(),
             counters: Vec::new(),
+            transports: Vec::new(),
         });
     }
     let activator = Activator::start(cfg.seccomp).map_err(VirtioSetupError::Activator)?;
@@ -143,6 +149,7 @@ pub fn setup(
         mem,
         activator: activator.clone(),
         seccomp: cfg.seccomp,
+        transports: Default::default(),
     };
     let mut addresses = Vec::new();
     let mut counters = Vec::new();
@@ -181,5 +188,44 @@ pub fn setup(
         console_input,
         addresses,
         counters,
+        transports: b.transports.take(),
     })
+}
+
+/// Lock a transport (a poisoned lock is still the device's state).
+pub fn lock(t: &Mutex<VirtioPciDevice>) -> std::sync::MutexGuard<'_, VirtioPciDevice> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A restore: put each virtio device, just built from the snapshot's configuration, back in
+/// the state `saved` holds (in the same order), its registers written through `bus` as the
+/// guest wrote them: the BARs first (moved, if the guest had moved them), then the rest,
+/// command register and MSI-X enable included. Devices the driver had started are activated
+/// at their saved queue places before the guest runs again.
+pub fn restore(
+    devices: &VirtioDevices,
+    bus: &pci::PciBus,
+    saved: &[crate::virtio_pci::state::VirtioPciState],
+) -> Result<(), String> {
+    if saved.len() != devices.transports.len() {
+        return Err(format!(
+            "the snapshot holds {} virtio devices, its configuration has {}",
+            saved.len(),
+            devices.transports.len()
+        ));
+    }
+    let bars = 4..10;
+    for ((t, s), address) in devices.transports.iter().zip(saved).zip(&devices.addresses) {
+        lock(t)
+            .restore_begin(s)
+            .map_err(|e| format!("{address}: {e}"))?;
+        let order = bars
+            .clone()
+            .chain((0..s.config.len()).filter(|r| !bars.contains(r)));
+        for reg in order {
+            let _ = bus.write_config(*address, reg, 0, &s.config[reg].to_le_bytes());
+        }
+        lock(t).restore_finish(s);
+    }
+    Ok(())
 }

@@ -508,6 +508,9 @@ fn build(
     let mapper = passthrough.as_ref().map(Passthrough::bar_mapper);
     let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, mapper)?;
     let virtio = virtio_setup::setup(cfg, &pci, vm.clone(), &mem)?;
+    if let Some(r) = &restore {
+        virtio_setup::restore(&virtio, &pci.bus, &r.state.virtio).map_err(VmError::Snapshot)?;
+    }
     if let Some(p) = passthrough.as_mut() {
         p.attach_all(&pci)?;
     }
@@ -739,6 +742,7 @@ impl Built {
             .chain(passthrough.iter().flat_map(Passthrough::addresses))
             .collect();
         let counters = virtio.counters.clone();
+        let transports = virtio.transports.clone();
         let serial_device = devices.serial.clone();
         let cmos = devices.cmos.clone();
         // A restored VM starts paused: its vCPUs park before their first KVM_RUN.
@@ -768,6 +772,7 @@ impl Built {
             num_vcpus,
             pci_addresses,
             counters,
+            transports,
             serial: serial_device,
             cmos,
             hv,
@@ -791,6 +796,8 @@ pub struct RunningVm {
     pci_addresses: Vec<pci::PciAddress>,
     /// The devices' I/O counters, by device id.
     counters: Vec<(String, Arc<devices::virtio::counters::Counters>)>,
+    /// The virtio transports, whose state a snapshot saves.
+    transports: Vec<Arc<std::sync::Mutex<crate::virtio_pci::VirtioPciDevice>>>,
     /// COM1, whose registers a snapshot saves.
     serial: Option<Arc<std::sync::Mutex<devices::legacy::Serial>>>,
     /// For the MSR list a snapshot saves.
@@ -840,14 +847,13 @@ impl RunningVm {
     /// Write this VM, which must be paused, to the snapshot directory `dir` (created if
     /// missing): `config` (its `vm.create` configuration), each vCPU's state (saved on its
     /// own parked thread), the VM's interrupt controllers, PIT and clock, COM1 and guest RAM.
-    /// The caller refuses VMs with devices a snapshot cannot hold yet.
+    /// The caller refuses VMs with passed-through devices; virtio devices pause meanwhile.
     pub fn snapshot(
         &self,
         dir: &std::path::Path,
         config: serde_json::Value,
     ) -> Result<(), crate::snapshot::SnapshotError> {
-        use crate::snapshot::format::{self, Parts, SnapshotError};
-        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+        use crate::snapshot::format::SnapshotError;
         if !self.shared.pause.is_raised() {
             return Err(SnapshotError::Unsupported("it is not paused".into()));
         }
@@ -860,7 +866,39 @@ impl RunningVm {
                 path: dir.display().to_string(),
                 source,
             })?;
+        // The virtio devices stop where they stand (their workers joined: no DMA into guest
+        // memory and no interrupt while the vCPUs, interrupt controllers and memory are saved)
+        // and carry on once all is written, whatever the outcome.
+        let mut saved = Vec::new();
+        let mut failed = None;
+        for t in &self.transports {
+            match crate::virtio_setup::lock(t).save() {
+                Ok(s) => saved.push(s),
+                Err(e) => {
+                    failed = Some(SnapshotError::Save(format!("a virtio device: {e}")));
+                    break;
+                }
+            }
+        }
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.write_snapshot(dir, config, &saved),
+        };
+        for (t, s) in self.transports.iter().zip(&saved) {
+            crate::virtio_setup::lock(t).resume_after_save(s);
+        }
+        result
+    }
+
+    fn write_snapshot(
+        &self,
+        dir: &std::path::Path,
+        config: serde_json::Value,
+        virtio: &[crate::virtio_pci::state::VirtioPciState],
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        use crate::snapshot::format::{self, Parts, SnapshotError};
         use hypervisor::Hypervisor;
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
         let msrs = self
             .hv
             .msr_index_list()
@@ -878,8 +916,8 @@ impl RunningVm {
             format::SerialRegs::from(&s.lock().unwrap_or_else(|e| e.into_inner()).state())
         });
         // SAFETY: every region is a live mapping of its length, owned by `self.mem`; the
-        // vCPUs are parked and no device does DMA (the caller refuses VMs with devices), so
-        // nothing writes guest memory while it is read.
+        // vCPUs are parked, the virtio devices paused and passed-through devices refused by
+        // the caller, so nothing writes guest memory while it is read.
         let regions: Vec<format::Region<'_>> = self
             .mem
             .iter()
@@ -911,6 +949,7 @@ impl RunningVm {
                 let (index, data) = self.cmos.lock().unwrap_or_else(|e| e.into_inner()).state();
                 Some(format::CmosRegs { index, data })
             },
+            virtio: virtio.to_vec(),
             memory,
         }
         .write(dir)

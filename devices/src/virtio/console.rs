@@ -104,7 +104,11 @@ impl BackendHandler for ConsoleHandler {
 
     /// Input is copied into a receive buffer as soon as it is taken: none is ever held.
     fn queue_positions(&self) -> Vec<crate::virtio::QueuePosition> {
-        self.rx.iter().chain(&self.tx).map(|q| q.position(0)).collect()
+        self.rx
+            .iter()
+            .chain(&self.tx)
+            .map(|q| q.position(0))
+            .collect()
     }
 }
 
@@ -320,9 +324,7 @@ impl VirtioDevice for Console {
             .start("virtio-console", handler, &sources, ctx.worker_init)
     }
 
-    fn pause(
-        &mut self,
-    ) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
+    fn pause(&mut self) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
         self.state.pause()
     }
 

@@ -201,9 +201,7 @@ impl VirtioDevice for Rng {
             .start("virtio-rng", handler, &sources, ctx.worker_init)
     }
 
-    fn pause(
-        &mut self,
-    ) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
+    fn pause(&mut self) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
         self.state.pause()
     }
 

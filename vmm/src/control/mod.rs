@@ -211,7 +211,7 @@ impl<L: Launcher> Controller<L> {
         })
     }
 
-    /// `vm.snapshot`: a paused VM without devices a snapshot cannot hold yet.
+    /// `vm.snapshot`: a paused VM without passed-through devices.
     fn snapshot(&mut self, url: &str) -> Result<Reply, ApiError> {
         self.check(Action::Snapshot)?;
         let bad = |m: String| ApiError::new(Status::BadRequest, m);
@@ -220,15 +220,9 @@ impl<L: Launcher> Controller<L> {
         let ids = &vm.cfg.device_ids;
         if !ids.devices.is_empty() {
             return Err(bad(format!(
-                "cannot snapshot the VM: it has passed-through device(s) {} whose state cannot                  be saved (VFIO); the VM is left as it was",
+                "cannot snapshot the VM: it has passed-through device(s) {} whose state cannot be \
+                 saved (VFIO); the VM is left as it was",
                 ids.devices.join(", ")
-            )));
-        }
-        let virtio: Vec<&str> = ids.virtio().map(String::as_str).collect();
-        if !virtio.is_empty() {
-            return Err(bad(format!(
-                "cannot snapshot the VM: saving virtio devices ({}) is not supported yet; the                  VM is left as it was",
-                virtio.join(", ")
             )));
         }
         let config = serde_json::to_value(&vm.api)

@@ -259,3 +259,29 @@ fn a_device_id_given_twice_is_refused_at_create() {
     let e = vm_config::parse(body.as_bytes(), SeccompMode::Off).unwrap_err();
     assert!(e.contains("'x' is used twice"), "{e}");
 }
+
+#[test]
+fn a_vm_with_a_passed_through_device_refuses_a_snapshot_naming_it_and_stays_paused() {
+    let (mut c, log, _rx) = controller();
+    let body = r#"{"payload":{"kernel":"/k"},"memory":{"size":67108864},
+        "disks":[{"path":"/a.img"}],
+        "devices":[{"path":"/sys/bus/pci/devices/0000:41:00.0","id":"gpu0"}]}"#;
+    let parsed = vm_config::parse(body.as_bytes(), SeccompMode::Off).unwrap();
+    assert_eq!(
+        status(c.handle(Request::Create(Box::new(parsed)))),
+        Ok(Reply::Empty)
+    );
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    assert_eq!(status(c.handle(Request::Pause)), Ok(Reply::Empty));
+    let e = c
+        .handle(Request::Snapshot {
+            destination_url: "file:///tmp/never-written".into(),
+        })
+        .unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    let m = e.messages.join(" ");
+    assert!(m.contains("gpu0") && m.contains("VFIO"), "{m}");
+    assert!(log.snapshots.lock().unwrap().is_empty());
+    assert_eq!(c.state(), Some(VmState::Paused));
+    assert_eq!(status(c.handle(Request::Resume)), Ok(Reply::Empty));
+}

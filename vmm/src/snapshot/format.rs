@@ -172,6 +172,10 @@ pub struct State {
     /// The RTC/CMOS: its index register and 128 bytes.
     #[serde(default)]
     pub cmos: Option<CmosRegs>,
+    /// The virtio devices' transports and queues, in the order their configuration lists
+    /// them (disks, nets, rng, console).
+    #[serde(default)]
+    pub virtio: Vec<crate::virtio_pci::state::VirtioPciState>,
     pub memory: Vec<MemoryRange>,
 }
 

@@ -1,6 +1,6 @@
 //! Reading a snapshot for a restore, the one way `vm.restore` and `vmm --restore` both use:
 //! the directory from its URL, its state checked, its VM's configuration parsed as
-//! `vm.create` would, and only what a snapshot can hold yet.
+//! `vm.create` would, and no passed-through device (a snapshot cannot hold one).
 
 use std::path::PathBuf;
 
@@ -23,8 +23,8 @@ pub enum LoadError {
     Snapshot(#[from] SnapshotError),
     #[error("its configuration: {0}")]
     Config(String),
-    #[error("its configuration has devices a snapshot cannot hold yet")]
-    Devices,
+    #[error("its configuration has passed-through devices ({0}), which a snapshot cannot hold")]
+    Devices(String),
 }
 
 /// Read the snapshot at `url` for a VM confined by `seccomp`; `serial`: where COM1's output
@@ -42,8 +42,8 @@ pub fn load(
         cfg.serial = serial;
         api = api.with_serial(&cfg.serial);
     }
-    if cfg.device_ids.virtio().next().is_some() || !cfg.devices.is_empty() {
-        return Err(LoadError::Devices);
+    if !cfg.devices.is_empty() {
+        return Err(LoadError::Devices(cfg.device_ids.devices.join(", ")));
     }
     Ok(Loaded {
         dir,

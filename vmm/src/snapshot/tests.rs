@@ -48,6 +48,22 @@ fn state(memory: Vec<MemoryRange>) -> State {
             index: 0x0b,
             data: (0..128).collect(),
         }),
+        virtio: vec![crate::virtio_pci::state::VirtioPciState {
+            device_type: 2,
+            config: (0..64).collect(),
+            msix_table: vec![[0xfee0_0000, 0, 0x31, 0]; 2],
+            msix_pba: vec![0],
+            status: 0x0f,
+            queues: vec![crate::virtio_pci::state::SavedQueue {
+                size: 128,
+                enabled: true,
+                next_avail: 7,
+                next_used: 6,
+                ..Default::default()
+            }],
+            device_config: vec![1, 2, 3],
+            ..Default::default()
+        }],
         memory,
     }
 }

@@ -59,12 +59,12 @@ pub enum StatusChange {
 #[derive(Clone, Debug)]
 pub struct CommonConfig {
     device_features: u64,
-    device_feature_select: u32,
-    driver_feature_select: u32,
+    pub device_feature_select: u32,
+    pub driver_feature_select: u32,
     pub driver_features: u64,
     pub status: u8,
     pub config_vector: u16,
-    queue_select: u16,
+    pub queue_select: u16,
     pub queues: Vec<QueueState>,
 }
 

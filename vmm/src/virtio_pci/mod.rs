@@ -7,12 +7,14 @@
 pub mod activator;
 pub mod caps;
 pub mod common;
+pub mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use devices::virtio::{
-    ActivateContext, ActivatedQueue, VirtioDevice, VirtioInterrupt, VirtioInterruptType, WorkerInit,
+    ActivateContext, ActivatedQueue, QueuePosition, VirtioDevice, VirtioInterrupt,
+    VirtioInterruptType, WorkerInit,
 };
 use hypervisor::{IoEventAddress, Vm};
 use pci::{
@@ -26,7 +28,12 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::interrupts::KvmMsiGroup;
 use activator::Activator;
 use caps::*;
-use common::{CommonConfig, StatusChange, NO_VECTOR, STATUS_NEEDS_RESET};
+use common::{CommonConfig, StatusChange, NO_VECTOR, STATUS_DRIVER_OK, STATUS_NEEDS_RESET};
+use state::{SavedQueue, VirtioPciState, CONFIG_REGS};
+
+/// Bytes of the device configuration space a snapshot keeps to compare (every device's
+/// config here is shorter).
+const SAVED_DEVICE_CONFIG: usize = 64;
 
 const VIRTIO_PCI_VENDOR_ID: u16 = 0x1af4;
 const VIRTIO_PCI_DEVICE_ID_BASE: u16 = 0x1040;
@@ -119,6 +126,8 @@ pub struct VirtioPciDevice {
     broken: Arc<AtomicBool>,
     /// ioeventfds registered at activation, removed on reset.
     ioevents: Arc<Mutex<Vec<(IoEventAddress, EventFd)>>>,
+    /// Stopped by [`VirtioPciDevice::save`] and not activated again yet.
+    paused: bool,
 }
 
 impl VirtioPciDevice {
@@ -170,6 +179,7 @@ impl VirtioPciDevice {
             worker_init: p.worker_init,
             broken: Arc::new(AtomicBool::new(false)),
             ioevents: Arc::new(Mutex::new(Vec::new())),
+            paused: false,
         })
     }
 
@@ -177,8 +187,9 @@ impl VirtioPciDevice {
         self.device.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The queues the driver enabled, as virtio-queue queues (index, queue).
-    fn enabled_queues(&self) -> Vec<(u16, Queue)> {
+    /// The queues the driver enabled, as virtio-queue queues (index, queue), each at its
+    /// place in `positions` (a restored or resumed device) or at the start.
+    fn enabled_queues(&self, positions: &[QueuePosition]) -> Vec<(u16, Queue)> {
         let mut out = Vec::new();
         for (i, q) in self.common.queues.iter().enumerate() {
             if !q.enabled {
@@ -192,6 +203,10 @@ impl VirtioPciDevice {
             queue.set_avail_ring_address(Some(q.driver as u32), Some((q.driver >> 32) as u32));
             queue.set_used_ring_address(Some(q.device as u32), Some((q.device >> 32) as u32));
             queue.set_ready(true);
+            if let Some(p) = positions.iter().find(|p| usize::from(p.index) == i) {
+                queue.set_next_avail(p.next_avail);
+                queue.set_next_used(p.next_used);
+            }
             out.push((i as u16, queue));
         }
         out
@@ -201,7 +216,13 @@ impl VirtioPciDevice {
     /// beyond a lock or an eventfd write (cloning fds, ioeventfds, the worker thread) happens
     /// there, so the vCPU threads' seccomp filter stays narrow.
     fn activate(&mut self) {
-        let queues = self.enabled_queues();
+        self.activate_at(&[], true)
+    }
+
+    /// Activation with the queues at `positions`; `register`: add the queues' ioeventfds
+    /// (a device resumed after a snapshot still has them).
+    fn activate_at(&mut self, positions: &[QueuePosition], register: bool) {
+        let queues = self.enabled_queues(positions);
         log::debug!(
             "virtio-pci: DRIVER_OK, features {:#x}, queues {:?}, BAR0 {:x?}",
             self.common.driver_features,
@@ -213,7 +234,9 @@ impl VirtioPciDevice {
             queue_vectors: self.common.queues.iter().map(|q| q.vector).collect(),
             config_vector: self.common.config_vector,
         });
-        let notify_base = self.config.bar_addr(BAR_INDEX).map(|a| a + NOTIFY_OFFSET);
+        let notify_base = register
+            .then(|| self.config.bar_addr(BAR_INDEX).map(|a| a + NOTIFY_OFFSET))
+            .flatten();
         let mem = self.mem.clone();
         let worker_init = self.worker_init.clone();
         let notifiers = self.notifiers.clone();
@@ -273,6 +296,147 @@ impl VirtioPciDevice {
                 let _ = vm.unregister_ioevent(&fd, addr);
             }
         }));
+    }
+
+    /// For a snapshot of a paused VM: stop the device where it stands (its worker joined, so
+    /// nothing it does changes guest memory any more) and return the function's state. The
+    /// device stays stopped until [`resume_after_save`](Self::resume_after_save).
+    pub fn save(&mut self) -> Result<VirtioPciState, String> {
+        let active =
+            self.common.status & STATUS_DRIVER_OK != 0 && !self.broken.load(Ordering::Acquire);
+        let positions = if active {
+            self.lock_device().pause().map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        self.paused = positions.is_some();
+        let mut queues: Vec<SavedQueue> = self
+            .common
+            .queues
+            .iter()
+            .map(|q| SavedQueue {
+                size: q.size,
+                vector: q.vector,
+                enabled: q.enabled,
+                desc: q.desc,
+                driver: q.driver,
+                device: q.device,
+                next_avail: 0,
+                next_used: 0,
+            })
+            .collect();
+        for p in positions.iter().flatten() {
+            if let Some(q) = queues.get_mut(usize::from(p.index)) {
+                (q.next_avail, q.next_used) = (p.next_avail, p.next_used);
+            }
+        }
+        let table = self.msix.table();
+        let mut device_config = vec![0u8; SAVED_DEVICE_CONFIG];
+        let device = self.lock_device();
+        device.read_config(0, &mut device_config);
+        let device_type = device.device_type();
+        drop(device);
+        Ok(VirtioPciState {
+            device_type,
+            config: (0..CONFIG_REGS)
+                .map(|r| self.config.read_config_register(r))
+                .collect(),
+            msix_table: table
+                .entries()
+                .iter()
+                .map(|e| [e.addr_lo, e.addr_hi, e.data, e.vector_control])
+                .collect(),
+            msix_pba: table.pba_words().to_vec(),
+            device_feature_select: self.common.device_feature_select,
+            driver_feature_select: self.common.driver_feature_select,
+            driver_features: self.common.driver_features,
+            status: self.common.status,
+            config_vector: self.common.config_vector,
+            queue_select: self.common.queue_select,
+            queues,
+            broken: self.broken.load(Ordering::Acquire),
+            device_config,
+        })
+    }
+
+    /// After [`save`](Self::save): the device carries on from where it stopped.
+    pub fn resume_after_save(&mut self, saved: &VirtioPciState) {
+        if std::mem::take(&mut self.paused) {
+            self.activate_at(&saved.positions(), false);
+        }
+    }
+
+    /// A restore, first step, on a device just built from the snapshot's configuration: check
+    /// that it is the device that was saved and put back its MSI-X table. Next the caller
+    /// writes the saved configuration registers through the PCI bus (BARs, command, the
+    /// MSI-X enable bits), then calls [`restore_finish`](Self::restore_finish).
+    pub fn restore_begin(&mut self, saved: &VirtioPciState) -> Result<(), String> {
+        let device = self.lock_device();
+        let (kind, queues) = (device.device_type(), device.queue_max_sizes().len());
+        let mut config = vec![0u8; SAVED_DEVICE_CONFIG];
+        device.read_config(0, &mut config);
+        drop(device);
+        if saved.device_type != kind || saved.queues.len() != queues {
+            return Err(format!(
+                "the snapshot has a virtio device of type {} with {} queues here, the \
+                 configuration a type {kind} device with {queues}",
+                saved.device_type,
+                saved.queues.len()
+            ));
+        }
+        if saved.device_config != config {
+            return Err(format!(
+                "the virtio device of type {kind} differs from the snapshot's in its \
+                 configuration space (e.g. a disk image of another size)"
+            ));
+        }
+        if saved.config.len() != CONFIG_REGS {
+            return Err(format!(
+                "{} PCI configuration registers saved, {CONFIG_REGS} expected",
+                saved.config.len()
+            ));
+        }
+        let entries: Vec<pci::MsixTableEntry> = saved
+            .msix_table
+            .iter()
+            .map(|e| pci::MsixTableEntry {
+                addr_lo: e[0],
+                addr_hi: e[1],
+                data: e[2],
+                vector_control: e[3],
+            })
+            .collect();
+        self.msix
+            .restore_table(&entries, &saved.msix_pba)
+            .map_err(|e| format!("MSI-X: {e}"))
+    }
+
+    /// A restore, last step: the driver's common configuration, and the device activated
+    /// with its queues at the saved places if the driver had started it.
+    pub fn restore_finish(&mut self, saved: &VirtioPciState) {
+        let c = &mut self.common;
+        c.device_feature_select = saved.device_feature_select;
+        c.driver_feature_select = saved.driver_feature_select;
+        c.driver_features = saved.driver_features;
+        c.status = saved.status;
+        c.config_vector = saved.config_vector;
+        c.queue_select = saved.queue_select;
+        for (q, s) in c.queues.iter_mut().zip(&saved.queues) {
+            // A size the device cannot take is its maximum, as a hostile write would leave it.
+            if s.size != 0 && s.size.is_power_of_two() && s.size <= q.max_size {
+                q.size = s.size;
+            }
+            q.vector = s.vector;
+            q.enabled = s.enabled;
+            (q.desc, q.driver, q.device) = (s.desc, s.driver, s.device);
+        }
+        self.broken.store(saved.broken, Ordering::Release);
+        if saved.status & common::STATUS_FEATURES_OK != 0 {
+            self.lock_device().ack_features(saved.driver_features);
+        }
+        if saved.status & STATUS_DRIVER_OK != 0 && !saved.broken {
+            self.activate_at(&saved.positions(), true);
+        }
     }
 
     fn write_common(&mut self, offset: u64, data: &[u8]) {

@@ -256,9 +256,7 @@ impl VirtioDevice for Block {
             .start("virtio-blk", handler, &sources, ctx.worker_init)
     }
 
-    fn pause(
-        &mut self,
-    ) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
+    fn pause(&mut self) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
         self.state.pause()
     }
 

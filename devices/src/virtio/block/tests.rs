@@ -611,7 +611,10 @@ fn a_paused_device_reports_its_place_and_carries_on_from_it() {
     // The image stays this device's, and the acked features stay acked: activated again
     // with the same rings at the saved place, the next request is the third.
     assert!(Block::new(&DiskConfig::new(tmp.as_path())).is_err());
-    assert!(h.dev.pause().unwrap().is_none(), "not active: nothing to save");
+    assert!(
+        h.dev.pause().unwrap().is_none(),
+        "not active: nothing to save"
+    );
     let mut queue = h.queues[0].queue();
     queue.set_next_avail(positions[0].next_avail);
     queue.set_next_used(positions[0].next_used);

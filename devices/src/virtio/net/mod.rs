@@ -306,9 +306,7 @@ impl VirtioDevice for Net {
             .start("virtio-net", handler, &sources, ctx.worker_init)
     }
 
-    fn pause(
-        &mut self,
-    ) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
+    fn pause(&mut self) -> Result<Option<Vec<crate::virtio::QueuePosition>>, ActivateError> {
         self.state.pause()
     }
 
