@@ -226,8 +226,6 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         for id in [
             "memory",
             "cpus",
-            "disk",
-            "net",
             "rng",
             "device",
             "initramfs",
@@ -237,14 +235,24 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             if given(id) {
                 return Err(ConfigError::Option(format!(
                     "--restore and --{id}: a restored VM's configuration is its snapshot's \
-                     (only --serial may differ)"
+                     (only --serial, and disk images and taps by id, may differ)"
                 )));
             }
         }
         if given("serial") {
-            r.serial = Some(SerialConfig::parse(
+            r.overrides.serial = Some(SerialConfig::parse(
                 get(m, "serial").map_or("tty", String::as_str),
             )?);
+        }
+        for d in m.get_many::<String>("disk").into_iter().flatten() {
+            r.overrides
+                .disks
+                .push(config::restore::parse_disk_override(d)?);
+        }
+        for n in m.get_many::<String>("net").into_iter().flatten() {
+            r.overrides
+                .nets
+                .push(config::restore::parse_net_override(n)?);
         }
     }
     if restore.is_some() && boot {

@@ -60,7 +60,7 @@ fn run() -> u8 {
                 prefault: r.prefault,
                 resume: r.resume.unwrap_or(false),
                 seccomp,
-                serial: r.serial,
+                overrides: r.overrides,
             })),
             None => cli.boot.then(|| Start::Boot(Box::new(cli.vm))),
         };
@@ -107,7 +107,7 @@ fn restore_and_run(
     let restoring = |e: String| format!("cannot restore {}: {e}", r.source_url);
     let vmm::snapshot::Loaded {
         dir, state, cfg, ..
-    } = vmm::snapshot::load(&r.source_url, seccomp, r.serial.clone()).map_err(|e| match e {
+    } = vmm::snapshot::load(&r.source_url, seccomp, &r.overrides).map_err(|e| match e {
         vmm::snapshot::LoadError::Snapshot(e) => e.to_string(),
         other => restoring(other.to_string()),
     })?;

@@ -36,6 +36,21 @@ pub enum VirtioSetupError {
     Transport(#[from] VirtioPciError),
 }
 
+impl VirtioSetupError {
+    /// A device the configuration names cannot be opened as asked (a missing or locked
+    /// image, a tap that cannot be had, an entropy source or console file): the request's
+    /// fault (4xx), not the VMM's.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            VirtioSetupError::Disk { .. }
+                | VirtioSetupError::Net(_)
+                | VirtioSetupError::Rng(_)
+                | VirtioSetupError::Console(_)
+        )
+    }
+}
+
 /// What the event loop keeps of the virtio devices.
 pub struct VirtioDevices {
     /// Serves DRIVER_OK on its own thread; kept so the devices' transports outlive setup.

@@ -311,6 +311,34 @@ fn a_vm_with_virtio_devices_is_snapshotted_and_restored_with_them() {
         counted.len() as u8,
         "counts on from the snapshot"
     );
+
+    // A clone beside it needs its own image (the running one holds the disk's lock): given by
+    // the disk's id, it is what the clone opens. An id the snapshot lacks is refused.
+    let copy = d.join("clone.img");
+    std::fs::copy(&image, &copy).unwrap();
+    let third = spawn_vmm(&d, "virtio-third");
+    let (code, body) = put(&third.sock, "vm.restore", Some(&restore));
+    assert_eq!(code, 400, "the image is the running VM's: {body}");
+    assert!(body.contains("lock"), "{body}");
+    let with = |id: &str| {
+        format!(
+            r#"{{"source_url":"file://{}","disks":[{{"id":"{id}","path":"{}"}}]}}"#,
+            snap.display(),
+            copy.display()
+        )
+    };
+    let (code, body) = put(&third.sock, "vm.restore", Some(&with("nope")));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("no disk with id 'nope'") && body.contains("root"),
+        "{body}"
+    );
+    let (code, body) = put(&third.sock, "vm.restore", Some(&with("root")));
+    assert_eq!(code, 204, "{body}");
+    let (_, info) = call(&third.sock, "GET", "vm.info", None);
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["config"]["disks"][0]["path"].as_str(), copy.to_str());
+    assert_eq!(put(&third.sock, "vmm.shutdown", None).0, 204);
     assert_eq!(put(&second.sock, "vmm.shutdown", None).0, 204);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -108,8 +108,9 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
 }
 
 /// `vm.snapshot {"destination_url"}` and `vm.restore {"source_url", "prefault", "resume"}`
-/// (Cloud Hypervisor's VmSnapshotConfig and RestoreConfig). Fields this VMM cannot honour
-/// (restoring with new tap fds, memory zone updates) are refused by name.
+/// (Cloud Hypervisor's VmSnapshotConfig and RestoreConfig), the restore with this VMM's
+/// `"disks": [{"id", "path"}]` and `"net": [{"id", "tap"}]` for clones. Fields this VMM cannot
+/// honour (restoring with new tap fds, memory zone updates) are refused by name.
 fn snapshot_request(
     endpoint: &str,
     body: &[u8],
@@ -134,6 +135,24 @@ fn snapshot_request(
         net_fds: Option<serde_json::Value>,
         #[serde(default)]
         zone_updates: Option<serde_json::Value>,
+        /// This VMM's: disk images (by disk id) the restored VM opens instead.
+        #[serde(default)]
+        disks: Vec<DiskOverride>,
+        /// This VMM's: taps (by net id) the restored VM opens instead.
+        #[serde(default)]
+        net: Vec<NetOverride>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct DiskOverride {
+        id: String,
+        path: std::path::PathBuf,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NetOverride {
+        id: String,
+        tap: String,
     }
     let bad = |m: String| ApiError::new(Status::BadRequest, format!("{endpoint}: {m}"));
     if body.is_empty() {
@@ -175,7 +194,11 @@ fn snapshot_request(
         prefault: r.prefault,
         resume: r.resume,
         seccomp,
-        serial: None,
+        overrides: crate::config::restore::Overrides {
+            serial: None,
+            disks: r.disks.into_iter().map(|d| (d.id, d.path)).collect(),
+            nets: r.net.into_iter().map(|n| (n.id, n.tap)).collect(),
+        },
     }))
 }
 

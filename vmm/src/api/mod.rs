@@ -48,8 +48,9 @@ pub struct RestoreRequest {
     /// Run the VM at once instead of leaving it paused.
     pub resume: bool,
     pub seccomp: crate::config::SeccompMode,
-    /// Where COM1's output goes instead of the snapshot's (`--restore … --serial …`).
-    pub serial: Option<crate::config::SerialConfig>,
+    /// What the VM has instead of the snapshot's: COM1's output (`--restore … --serial …`),
+    /// disk images and taps by device id.
+    pub overrides: crate::config::restore::Overrides,
 }
 
 /// A successful answer.

@@ -244,7 +244,7 @@ impl<L: Launcher> Controller<L> {
             state,
             api,
             cfg,
-        } = crate::snapshot::load(&r.source_url, r.seccomp, r.serial).map_err(|e| {
+        } = crate::snapshot::load(&r.source_url, r.seccomp, &r.overrides).map_err(|e| {
             ApiError::new(Status::BadRequest, e.to_string()).context("cannot restore")
         })?;
         self.events.emit("vm", "restoring", &[]);
@@ -529,7 +529,7 @@ impl Launcher for KvmLauncher {
                 matches!(
                     e,
                     E::OpenFile { .. } | E::Preflight(_) | E::Layout(_) | E::Boot(_)
-                )
+                ) || matches!(e, E::Virtio(v) if v.is_configuration())
             },
         )
     }
@@ -549,7 +549,7 @@ impl Launcher for KvmLauncher {
                 matches!(
                     e,
                     E::OpenFile { .. } | E::Snapshot(_) | E::Hypervisor(_) | E::Layout(_)
-                )
+                ) || matches!(e, E::Virtio(v) if v.is_configuration())
             },
         )
     }
