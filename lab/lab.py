@@ -594,6 +594,9 @@ def build_run_cpio(bins, scenarios, vfio, env):
                               ["run", sc["name"], sc["exit"], sc["timeout"], ",".join(sc.get("needs", [])) or "-",
                                sc["cmd"], *marks]))
     cpio.file("lab/scenarios.sh", "\n".join(lines) + "\n")
+    # Longer scenario commands live in lab/l1/scenarios/NAME.sh, run in L1 as /lab/l1/NAME.sh.
+    for p in sorted((LAB / "l1/scenarios").glob("*.sh")):
+        cpio.file(f"lab/l1/{p.name}", p, 0o755)
     cpio.file("lab/vfio.list", "".join(f"{v}\n" for v in vfio))
     cpio.file("lab/env.sh", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     return cpio.bytes()

@@ -97,12 +97,29 @@ pub fn wait_for_exit(
         None
     };
     let mut events = vec![EpollEvent::default(); 4];
+    // Input the guest's receive FIFO had no room for yet. While some waits, stdin is not
+    // read (out of the epoll set) and the FIFO is offered it again every few milliseconds.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut stdin_open = stdin_target.is_some();
+    let stdin_event = || EpollEvent::new(EventSet::IN, STDIN_TOKEN);
     loop {
-        let n = match epoll.wait(-1, &mut events) {
+        let timeout = if pending.is_empty() {
+            -1
+        } else {
+            INPUT_RETRY_MS
+        };
+        let n = match epoll.wait(timeout, &mut events) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        if let (Some(target), false) = (stdin_target.as_ref(), pending.is_empty()) {
+            let taken = target.offer(&pending);
+            pending.drain(..taken);
+            if pending.is_empty() && stdin_open {
+                let _ = epoll.ctl(ControlOperation::Add, libc::STDIN_FILENO, stdin_event());
+            }
+        }
         for ev in &events[..n] {
             match ev.data() {
                 EXIT_TOKEN => {
@@ -111,12 +128,16 @@ pub fn wait_for_exit(
                         return Ok(r);
                     }
                 }
-                STDIN_TOKEN if !forward_stdin(stdin_target.as_ref()) => {
-                    let _ = epoll.ctl(
-                        ControlOperation::Delete,
-                        libc::STDIN_FILENO,
-                        EpollEvent::default(),
-                    );
+                STDIN_TOKEN => {
+                    stdin_open =
+                        forward_input(libc::STDIN_FILENO, stdin_target.as_ref(), &mut pending);
+                    if !stdin_open || !pending.is_empty() {
+                        let _ = epoll.ctl(
+                            ControlOperation::Delete,
+                            libc::STDIN_FILENO,
+                            EpollEvent::default(),
+                        );
+                    }
                 }
                 SHUTDOWN_TOKEN => {
                     let Some(shutdown) = shutdown else { continue };
@@ -147,32 +168,120 @@ fn on_shutdown_request(count: u32, power_button: &dyn Interrupt) -> Option<VmExi
     None
 }
 
-/// Move what stdin has to the guest (the serial FIFO or the virtio-console). Returns false
-/// at end of input.
-fn forward_stdin(target: Option<&StdinTarget>) -> bool {
+/// How often input waiting for room in the guest's receive FIFO is offered again.
+const INPUT_RETRY_MS: i32 = 2;
+
+impl StdinTarget {
+    /// Give the guest what it has room for; returns how many bytes it took.
+    fn offer(&self, input: &[u8]) -> usize {
+        match self {
+            StdinTarget::Serial(s) => {
+                let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                s.enqueue_input(input).unwrap_or_else(|e| {
+                    // The byte went in; only raising its interrupt failed.
+                    log::debug!("serial input: {e}");
+                    input.len()
+                })
+            }
+            StdinTarget::Console(c) => c.send(input),
+        }
+    }
+}
+
+/// Move what `fd` (stdin) has to the guest (the serial FIFO or the virtio-console); what the
+/// guest has no room for yet is kept in `pending`, in order, never dropped (a paste or a
+/// script writes faster than a guest reads a 64-byte FIFO). Returns false at end of input.
+fn forward_input(fd: i32, target: Option<&StdinTarget>, pending: &mut Vec<u8>) -> bool {
     let Some(target) = target else { return false };
     let mut buf = [0u8; 256];
     // SAFETY: reads into a local buffer of the given length.
-    let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if n <= 0 {
-        return n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+        let e = std::io::Error::last_os_error().kind();
+        return n < 0
+            && matches!(
+                e,
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+            );
     }
     let input = &buf[..n as usize];
-    let taken = match target {
-        StdinTarget::Serial(s) => {
-            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-            s.enqueue_input(input).unwrap_or_else(|e| {
-                log::debug!("serial input: {e}");
-                input.len()
-            })
-        }
-        StdinTarget::Console(c) => c.send(input),
+    let taken = if pending.is_empty() {
+        target.offer(input)
+    } else {
+        0
     };
-    if taken < input.len() {
-        log::debug!(
-            "guest console input full: dropped {} bytes",
-            input.len() - taken
-        );
-    }
+    pending.extend_from_slice(&input[taken..]);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devices::BusDevice;
+
+    struct NoIrq;
+    impl Interrupt for NoIrq {
+        fn trigger(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn input_faster_than_the_guest_reads_waits_and_arrives_whole_and_in_order() {
+        let serial = Arc::new(Mutex::new(Serial::new(Arc::new(NoIrq), None)));
+        let target = StdinTarget::Serial(serial.clone());
+        let (r, w) = {
+            let mut fds = [0; 2];
+            // SAFETY: a two-int array for pipe(2).
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            (fds[0], fds[1])
+        };
+        let sent: Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
+        // SAFETY: writes a live buffer to the pipe.
+        assert_eq!(unsafe { libc::write(w, sent.as_ptr().cast(), 256) }, 256);
+        let mut pending = Vec::new();
+        assert!(forward_input(r, Some(&target), &mut pending));
+        assert!(!pending.is_empty(), "more than the FIFO holds waits");
+        let mut got = Vec::new();
+        let read_fifo = |got: &mut Vec<u8>| {
+            let mut s = serial.lock().unwrap();
+            loop {
+                let mut lsr = [0u8];
+                s.read(5, &mut lsr);
+                if lsr[0] & 1 == 0 {
+                    break;
+                }
+                let mut b = [0u8];
+                s.read(0, &mut b);
+                got.push(b[0]);
+            }
+        };
+        read_fifo(&mut got);
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::write(w, sent[256..].as_ptr().cast(), 44) },
+            44
+        );
+        // New input queues behind what waits, even when the FIFO has room now.
+        assert!(forward_input(r, Some(&target), &mut pending));
+        while !pending.is_empty() {
+            let taken = target.offer(&pending);
+            pending.drain(..taken);
+            read_fifo(&mut got);
+        }
+        read_fifo(&mut got);
+        assert_eq!(got, sent);
+        // SAFETY: closing the pipe's ends this test opened.
+        unsafe {
+            libc::close(w);
+        }
+        assert!(
+            !forward_input(r, Some(&target), &mut pending),
+            "end of input"
+        );
+        // SAFETY: as above.
+        unsafe {
+            libc::close(r);
+        }
+    }
 }
