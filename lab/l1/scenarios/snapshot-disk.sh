@@ -55,32 +55,44 @@ echo "LAB-SNAPDISK-UPTIMES ready=$ready answer=$answer"
 [ -n "$answer" ] && [ "${answer%.*}" -ge "${ready%.*}" ] && echo "LAB-SNAPDISK-CLOCK-ADVANCES"
 dd if=/tmp/sd.img bs=512 skip=200 count=1 2>/dev/null | grep -q LAB-SNAPDISK-AFTER && echo "LAB-SNAPDISK-HOST-SEES-AFTER"
 
-# Three clones at once from the same snapshot, each with its own copy of the disk as it was.
-for c in 1 2 3; do
+# Clones of the snapshot, each with its own copy of the disk as it was: one alone, then three
+# at once. Each is `vmm --restore` (the command line's path) with its console input a fifo.
+clone() { # N: start clone N in the background, its pid in cpidN, its console on fd N+3
+    c=$1
     cp /tmp/sd-base.img /tmp/sdc$c.img
     mkfifo /tmp/sdc$c.in
     : > /tmp/sdc$c.log
     $VMM --restore source_url=file:///tmp/sdsnap --disk path=/tmp/sdc$c.img,id=root --serial tty < /tmp/sdc$c.in > /tmp/sdc$c.log 2>&1 &
     eval "cpid$c=$!"
-done
-exec 4> /tmp/sdc1.in 5> /tmp/sdc2.in 6> /tmp/sdc3.in
-for c in 1 2 3; do
-    fd=$((c + 3))
-    echo "printf LAB-CLONE-$c | dd of=/dev/vda bs=512 seek=300 conv=sync 2>/dev/null; sync; echo LAB-SNAP\"\"DISK-CLONE-$c \$(cat /sys/block/vda/size); poweroff -f" >&$fd
-done
-ok=0
-for c in 1 2 3; do
-    eval "wait \$cpid$c"
-    rc=$?
-    echo "LAB-SNAPDISK-CLONE-EXIT $c $rc"
+    eval "exec $((c + 3))> /tmp/sdc$c.in"
+    echo "LAB-SNAPDISK-CLONE-STARTED $c $(cut -d' ' -f1 /proc/uptime)"
+}
+type_in() { # N: clone N writes its disk copy, answers and powers off
+    echo "printf LAB-CLONE-$1 | dd of=/dev/vda bs=512 seek=300 conv=sync 2>/dev/null; sync; echo LAB-SNAP\"\"DISK-CLONE-$1 \$(cat /sys/block/vda/size); poweroff -f" >&$(($1 + 3))
+}
+check() { # N: wait for clone N, then what it printed and what its disk copy holds
+    c=$1
+    eval "p=\$cpid$c"
+    i=0; while kill -0 $p 2>/dev/null && [ $i -lt 900 ]; do sleep 0.2; i=$((i+1)); done
+    kill -0 $p 2>/dev/null && { echo "LAB-SNAPDISK-CLONE-HUNG $c: killed"; kill -9 $p; }
+    wait $p
+    crc=$?
+    eval "exec $((c + 3))>&-"
+    echo "LAB-SNAPDISK-CLONE-EXIT $c $crc $(cut -d' ' -f1 /proc/uptime)"
     grep -q "^LAB-SNAPDISK-CLONE-$c 16384" /tmp/sdc$c.log && grep -q "reboot: Power down" /tmp/sdc$c.log \
         && dd if=/tmp/sdc$c.img bs=512 skip=300 count=1 2>/dev/null | grep -q "LAB-CLONE-$c" \
         && dd if=/tmp/sdc$c.img bs=512 skip=100 count=1 2>/dev/null | grep -q "LAB-SNAPDISK-BEFORE" \
-        && [ "$rc" = 0 ] && ok=$((ok + 1))
-done
-exec 4>&- 5>&- 6>&-
+        && [ "$crc" = 0 ] && ok=$((ok + 1))
+    echo "== clone $c"; cat /tmp/sdc$c.log
+}
+ok=0
+clone 1; type_in 1; check 1
+echo "LAB-SNAPDISK-CLONE-ALONE-OK $ok"
+ok=0
+for c in 2 3 4; do clone $c; done
+for c in 2 3 4; do type_in $c; done
+for c in 2 3 4; do check $c; done
 echo "LAB-SNAPDISK-CLONES-OK $ok"
 echo "== first vmm"; cat /tmp/sd1.log
 echo "== restored vmm"; cat /tmp/sd2.log
-for c in 1 2 3; do echo "== clone $c"; cat /tmp/sdc$c.log; done
 exit $rrc
