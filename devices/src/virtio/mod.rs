@@ -16,6 +16,7 @@ pub mod device;
 pub mod net;
 pub mod queue;
 pub mod rng;
+pub mod vsock;
 pub mod worker;
 
 #[cfg(test)]
@@ -31,3 +32,4 @@ pub use block::{Block, BlockError, DiskConfig};
 pub use console::{Console, ConsoleError, ConsoleInput};
 pub use net::{MacAddr, Net, NetConfig, NetError};
 pub use rng::{Rng, RngConfig, RngError};
+pub use vsock::{Vsock, VsockConfig, VsockError};
