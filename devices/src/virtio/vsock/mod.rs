@@ -6,6 +6,7 @@ pub mod muxer;
 pub mod packet;
 
 use std::io;
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
@@ -31,6 +32,8 @@ pub struct VsockConfig {
     /// The unix socket host clients connect to; guest connections to host port P go to
     /// `<socket>_P`.
     pub socket: PathBuf,
+    /// The device id (`vm.info`), when given.
+    pub id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +55,19 @@ pub struct Vsock {
 }
 
 impl Vsock {
-    /// Checks the CID and listens on the socket (a stale socket file left by a VMM that is
-    /// gone is replaced; a path that is something else is an error).
+    /// Checks the CID and listens on the socket. A socket file already there is replaced, as
+    /// one a VMM that is gone left behind would be; any other file there is an error.
     pub fn new(cfg: &VsockConfig) -> Result<Self, VsockError> {
         if cfg.cid < 3 || cfg.cid >= u64::from(u32::MAX) {
             return Err(VsockError::Cid(cfg.cid));
         }
-        let listen = |p: &PathBuf| UnixListener::bind(p);
+        let listen = |p: &PathBuf| -> io::Result<UnixListener> {
+            let l = UnixListener::bind(p)?;
+            muxer::set_nonblocking(l.as_raw_fd())?;
+            Ok(l)
+        };
         let listener = match listen(&cfg.socket) {
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(&cfg.socket) => {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_socket(&cfg.socket) => {
                 let _ = std::fs::remove_file(&cfg.socket);
                 listen(&cfg.socket)
             }
@@ -78,6 +85,7 @@ impl Vsock {
                 cid: cfg.cid,
                 path: cfg.socket.clone(),
                 listener,
+                streams: None,
             }),
         })
     }
@@ -87,15 +95,9 @@ impl Vsock {
     }
 }
 
-/// A unix socket file nobody listens on any more.
-fn is_stale_socket(path: &std::path::Path) -> bool {
+fn is_socket(path: &std::path::Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    is_socket
-        && matches!(
-            std::os::unix::net::UnixStream::connect(path),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
-        )
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
 impl VirtioDevice for Vsock {
@@ -170,9 +172,14 @@ impl VirtioDevice for Vsock {
         self.state.pause()
     }
 
+    /// Every stream is closed (the driver starts over).
     fn reset(&mut self) -> bool {
         self.acked_features = 0;
-        self.state.reset()
+        let ok = self.state.reset();
+        if let Lifecycle::Ready(backend) = &mut self.state {
+            backend.streams = None;
+        }
+        ok
     }
 }
 

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,11 +53,98 @@ pub const SOCKETS_TOKEN: u64 = 3;
 /// The listener's token in the handler's epoll (streams have 1, 2, ...).
 const LISTENER: u64 = 0;
 
-/// What the device keeps between activations: the guest's CID and the listening socket.
+/// What the device keeps between activations: the guest's CID, the listening socket and,
+/// across a pause (a snapshot of a VM that goes on), its open streams.
 pub struct VsockBackend {
     pub cid: u64,
     pub path: PathBuf,
     pub listener: UnixListener,
+    pub(crate) streams: Option<Streams>,
+}
+
+/// The streams of a paused device, as its worker left them.
+pub(crate) struct Streams {
+    sockets: Epoll,
+    conns: HashMap<u64, Conn>,
+    by_ports: HashMap<(u32, u32), u64>,
+    handshakes: HashMap<u64, Handshake>,
+    control: VecDeque<Header>,
+    readable: BTreeSet<u64>,
+    next_token: u64,
+    next_port: u32,
+}
+
+/// `O_NONBLOCK` on `fd` with fcntl (std's `set_nonblocking` is an ioctl, which the device
+/// threads' seccomp filters do not allow).
+pub fn set_nonblocking(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on an fd the caller owns; no pointers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The next connection on `listener`, non-blocking from the start (accept4).
+fn accept_nonblocking(listener: &UnixListener) -> io::Result<UnixStream> {
+    // SAFETY: accept4 with null address pointers; the fd returned is owned below.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd this function owns.
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+}
+
+/// A non-blocking connection to the unix socket at `path` (refused when its backlog is full).
+fn connect_nonblocking(path: &str) -> io::Result<UnixStream> {
+    // SAFETY: zeroed sockaddr_un is a valid value; filled below within its bounds.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd this function owns.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // SAFETY: addr is a valid sockaddr_un of at least `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stream)
 }
 
 /// Credit bookkeeping of one stream (virtio 1.2 section 5.10.6.3).
@@ -164,24 +251,38 @@ pub(crate) struct VsockHandler {
 
 impl VsockHandler {
     pub(crate) fn new(
-        backend: VsockBackend,
+        mut backend: VsockBackend,
         mem: GuestMemoryMmap,
         rx: DeviceQueue,
         tx: DeviceQueue,
         event: Option<DeviceQueue>,
         irq: Arc<dyn VirtioInterrupt>,
     ) -> Result<Self, (VsockBackend, io::Error)> {
-        let sockets = match Epoll::new().and_then(|e| {
-            backend.listener.set_nonblocking(true)?;
-            e.ctl(
-                ControlOperation::Add,
-                backend.listener.as_raw_fd(),
-                EpollEvent::new(EventSet::IN, LISTENER),
-            )?;
-            Ok(e)
-        }) {
-            Ok(e) => e,
-            Err(e) => return Err((backend, e)),
+        let streams = match backend.streams.take() {
+            Some(s) => s,
+            None => {
+                let sockets = match Epoll::new().and_then(|e| {
+                    e.ctl(
+                        ControlOperation::Add,
+                        backend.listener.as_raw_fd(),
+                        EpollEvent::new(EventSet::IN, LISTENER),
+                    )?;
+                    Ok(e)
+                }) {
+                    Ok(e) => e,
+                    Err(e) => return Err((backend, e)),
+                };
+                Streams {
+                    sockets,
+                    conns: HashMap::new(),
+                    by_ports: HashMap::new(),
+                    handshakes: HashMap::new(),
+                    control: VecDeque::new(),
+                    readable: BTreeSet::new(),
+                    next_token: 1,
+                    next_port: FIRST_HOST_PORT,
+                }
+            }
         };
         Ok(VsockHandler {
             backend,
@@ -190,15 +291,16 @@ impl VsockHandler {
             tx,
             event,
             irq,
-            sockets,
-            conns: HashMap::new(),
-            by_ports: HashMap::new(),
-            handshakes: HashMap::new(),
-            control: VecDeque::new(),
-            readable: BTreeSet::new(),
+            sockets: streams.sockets,
+            conns: streams.conns,
+            by_ports: streams.by_ports,
+            handshakes: streams.handshakes,
+            control: streams.control,
+            // Data may have arrived while no worker ran.
+            readable: streams.readable,
             stash: None,
-            next_token: 1,
-            next_port: FIRST_HOST_PORT,
+            next_token: streams.next_token,
+            next_port: streams.next_port,
             buf: vec![0u8; HDR_LEN + MAX_PAYLOAD as usize],
         })
     }
@@ -230,7 +332,6 @@ impl VsockHandler {
     }
 
     fn watch(&mut self, stream: UnixStream, token: u64) -> io::Result<UnixStream> {
-        stream.set_nonblocking(true)?;
         let events =
             EventSet::IN | EventSet::OUT | EventSet::READ_HANG_UP | EventSet::EDGE_TRIGGERED;
         self.sockets.ctl(
@@ -395,7 +496,7 @@ impl VsockHandler {
         let (host_port, guest_port) = (h.dst_port, h.src_port);
         let path = format!("{}_{host_port}", self.backend.path.display());
         let token = self.next_token;
-        let stream = UnixStream::connect(&path).and_then(|s| self.watch(s, token));
+        let stream = connect_nonblocking(&path).and_then(|s| self.watch(s, token));
         match stream {
             Ok(stream) => {
                 self.next_token += 1;
@@ -499,16 +600,14 @@ impl VsockHandler {
 
     fn accept_all(&mut self) {
         loop {
-            match self.backend.listener.accept() {
-                Ok((stream, _)) => {
+            match accept_nonblocking(&self.backend.listener) {
+                Ok(stream) => {
                     let token = self.next_token;
-                    let ok = stream.set_nonblocking(true).and_then(|()| {
-                        self.sockets.ctl(
-                            ControlOperation::Add,
-                            stream.as_raw_fd(),
-                            EpollEvent::new(EventSet::IN, token),
-                        )
-                    });
+                    let ok = self.sockets.ctl(
+                        ControlOperation::Add,
+                        stream.as_raw_fd(),
+                        EpollEvent::new(EventSet::IN, token),
+                    );
                     if let Err(e) = ok {
                         warn!("virtio-vsock: cannot watch a new host connection: {e}");
                         continue;
@@ -767,8 +866,22 @@ impl EventHandler for VsockHandler {
 impl BackendHandler for VsockHandler {
     type Backend = VsockBackend;
 
-    /// The streams end with the worker (a device reset closes every connection).
-    fn into_backend(self) -> VsockBackend {
+    /// The streams stay with the backend (a pause for a snapshot keeps them open; a device
+    /// reset drops them, see `Vsock::reset`).
+    fn into_backend(mut self) -> VsockBackend {
+        // Every open stream is looked at again by the next worker: the host may have written
+        // meanwhile, and its edge-triggered readiness will not be reported twice.
+        let readable = self.conns.keys().copied().collect();
+        self.backend.streams = Some(Streams {
+            sockets: self.sockets,
+            conns: self.conns,
+            by_ports: self.by_ports,
+            handshakes: self.handshakes,
+            control: self.control,
+            readable,
+            next_token: self.next_token,
+            next_port: self.next_port,
+        });
         self.backend
     }
 

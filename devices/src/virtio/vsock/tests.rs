@@ -42,6 +42,7 @@ impl Guest {
         let cfg = VsockConfig {
             cid: CID,
             socket: dir.join("v.sock"),
+            id: None,
         };
         let mut dev = Vsock::new(&cfg).unwrap();
         dev.ack_features(u64::MAX);
@@ -82,6 +83,34 @@ impl Guest {
         };
         g.dev.activate(ctx).unwrap();
         g
+    }
+
+    /// Pause the device (a snapshot) and start it again at the positions it reported.
+    fn pause_and_resume(&mut self) {
+        use virtio_queue::QueueT;
+        let positions = self.dev.pause().unwrap().expect("it was active");
+        let mut activated = Vec::new();
+        self.kicks.clear();
+        for (i, tq) in [&self.rx, &self.tx, &self._ev].into_iter().enumerate() {
+            let p = positions.iter().find(|p| usize::from(p.index) == i).unwrap();
+            let mut queue = tq.queue();
+            queue.set_next_avail(p.next_avail);
+            queue.set_next_used(p.next_used);
+            let notifier = EventFd::new(EFD_NONBLOCK).unwrap();
+            self.kicks.push(notifier.try_clone().unwrap());
+            activated.push(ActivatedQueue {
+                index: i as u16,
+                queue,
+                notifier,
+            });
+        }
+        let ctx = ActivateContext {
+            mem: self.mem.clone(),
+            queues: activated,
+            interrupt: Arc::new(RecordingInterrupt::default()),
+            worker_init: None,
+        };
+        self.dev.activate(ctx).unwrap();
     }
 
     fn socket(&self) -> std::path::PathBuf {
@@ -349,7 +378,7 @@ fn a_guest_sending_past_its_credit_to_a_host_that_never_reads_is_reset() {
 }
 
 #[test]
-fn a_bad_cid_or_a_busy_socket_path_is_refused() {
+fn a_bad_cid_or_a_path_that_is_not_a_socket_is_refused() {
     let dir = std::env::temp_dir().join(format!("vsock-test-{}-cfg", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("s");
@@ -357,26 +386,45 @@ fn a_bad_cid_or_a_busy_socket_path_is_refused() {
         let e = Vsock::new(&VsockConfig {
             cid,
             socket: socket.clone(),
+            id: None,
         })
         .err()
         .unwrap();
         assert!(matches!(e, VsockError::Cid(c) if c == cid));
     }
-    let live = Vsock::new(&VsockConfig {
-        cid: 3,
+    let cfg = |cid| VsockConfig {
+        cid,
         socket: socket.clone(),
-    })
-    .unwrap();
-    // Someone listens there: not taken over.
+        id: None,
+    };
+    let first = Vsock::new(&cfg(3)).unwrap();
+    drop(first);
+    // The socket file left behind is replaced; a regular file there is not.
+    Vsock::new(&cfg(4)).unwrap();
+    let _ = std::fs::remove_file(&socket);
+    std::fs::write(&socket, b"not a socket").unwrap();
     assert!(matches!(
-        Vsock::new(&VsockConfig {
-            cid: 4,
-            socket: socket.clone()
-        }),
+        Vsock::new(&cfg(5)),
         Err(VsockError::Listen { .. })
     ));
-    drop(live);
-    // A stale socket file (its listener gone) is replaced.
-    Vsock::new(&VsockConfig { cid: 4, socket }).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn streams_stay_open_across_a_pause_and_close_on_a_reset() {
+    let mut g = Guest::new("pause");
+    let (mut s, hp) = connect_from_host(&mut g, 5005, 64 * 1024);
+    g.pause_and_resume();
+    // Written while paused or after: it reaches the guest on the same stream.
+    s.write_all(b"after the snapshot").unwrap();
+    let (h, data) = g.recv();
+    assert_eq!((h.op, h.src_port), (Op::Rw, hp));
+    assert_eq!(data, b"after the snapshot");
+    g.send(Op::Rw, 5005, hp, 0, 64 * 1024, 18, b"back");
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"back");
+    // A driver reset ends every stream.
+    assert!(g.dev.reset());
+    assert_eq!(s.read(&mut b).unwrap(), 0);
 }
