@@ -154,7 +154,8 @@ impl VirtioDevice for Vsock {
         // The handler's epoll is created with it; its fd is the last source.
         let handler = match VsockHandler::new(backend, ctx.mem, rx, tx, event, ctx.interrupt) {
             Ok(h) => h,
-            Err((backend, e)) => {
+            Err(b) => {
+                let (backend, e) = *b;
                 self.state.restore(backend);
                 return Err(ActivateError::Backend(format!("vsock sockets: {e}")));
             }

@@ -257,7 +257,7 @@ impl VsockHandler {
         tx: DeviceQueue,
         event: Option<DeviceQueue>,
         irq: Arc<dyn VirtioInterrupt>,
-    ) -> Result<Self, (VsockBackend, io::Error)> {
+    ) -> Result<Self, Box<(VsockBackend, io::Error)>> {
         let streams = match backend.streams.take() {
             Some(s) => s,
             None => {
@@ -270,7 +270,7 @@ impl VsockHandler {
                     Ok(e)
                 }) {
                     Ok(e) => e,
-                    Err(e) => return Err((backend, e)),
+                    Err(e) => return Err(Box::new((backend, e))),
                 };
                 Streams {
                     sockets,
@@ -386,7 +386,7 @@ impl VsockHandler {
                 self.tx.add_used(&self.mem, head, 0);
                 done += 1;
                 let packet = self.buf[..n].to_vec();
-                self.from_guest(&packet);
+                self.on_guest_packet(&packet);
             }
             if !self.tx.enable_notification(&self.mem) {
                 break;
@@ -398,7 +398,7 @@ impl VsockHandler {
     }
 
     /// One packet the guest sent (header and payload as read from its chain).
-    pub fn from_guest(&mut self, bytes: &[u8]) {
+    pub fn on_guest_packet(&mut self, bytes: &[u8]) {
         let h = match Header::parse(bytes) {
             Ok(h) => h,
             Err(e) => {
@@ -920,8 +920,10 @@ mod tests {
 
     #[test]
     fn an_update_is_due_once_half_the_buffer_went_out_unannounced() {
-        let mut c = Credit::default();
-        c.fwd_cnt = BUF_ALLOC / 2 - 1;
+        let mut c = Credit {
+            fwd_cnt: BUF_ALLOC / 2 - 1,
+            ..Default::default()
+        };
         assert!(!c.update_due());
         c.fwd_cnt += 1;
         assert!(c.update_due());

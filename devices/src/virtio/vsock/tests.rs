@@ -92,7 +92,10 @@ impl Guest {
         let mut activated = Vec::new();
         self.kicks.clear();
         for (i, tq) in [&self.rx, &self.tx, &self._ev].into_iter().enumerate() {
-            let p = positions.iter().find(|p| usize::from(p.index) == i).unwrap();
+            let p = positions
+                .iter()
+                .find(|p| usize::from(p.index) == i)
+                .unwrap();
             let mut queue = tq.queue();
             queue.set_next_avail(p.next_avail);
             queue.set_next_used(p.next_used);
@@ -208,7 +211,7 @@ fn read_line(s: &mut UnixStream) -> String {
 fn connect_from_host(g: &mut Guest, guest_port: u32, guest_buf: u32) -> (UnixStream, u32) {
     let mut s = UnixStream::connect(g.socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "CONNECT {guest_port}\n").unwrap();
+    writeln!(s, "CONNECT {guest_port}").unwrap();
     let (h, _) = g.recv();
     assert_eq!(h.op, Op::Request);
     assert_eq!(
