@@ -124,6 +124,16 @@ pub fn command() -> Command {
                 .help("virtio-rng: src=PATH (default /dev/urandom)"),
         )
         .arg(
+            Arg::new("vsock")
+                .long("vsock")
+                .value_name("cid=N,socket=PATH[,id=ID]")
+                .help(
+                    "virtio-vsock: the guest's CID; host clients connect to the unix socket \
+                     PATH and write \"CONNECT <port>\\n\", guest connections to host port P \
+                     reach PATH_P",
+                ),
+        )
+        .arg(
             Arg::new("device")
                 .long("device")
                 .value_name("path=SYSFS_PATH")
@@ -202,6 +212,9 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         .map(config::net::parse)
         .collect::<Result<Vec<_>, _>>()?;
     let rng = get(m, "rng").map(|s| config::rng::parse(s)).transpose()?;
+    let vsock = get(m, "vsock")
+        .map(|s| config::vsock::parse(s))
+        .transpose()?;
     check_duplicate_disks(&disks)?;
     let devices = all("device")
         .map(config::device::parse)
@@ -227,6 +240,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             "memory",
             "cpus",
             "rng",
+            "vsock",
             "device",
             "initramfs",
             "cmdline",
@@ -289,6 +303,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         disks,
         nets,
         rng,
+        vsock,
         devices,
         device_ids: Default::default(),
     };

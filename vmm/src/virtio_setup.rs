@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use devices::virtio::{Block, Console, ConsoleInput, Net, Rng, VirtioDevice, WorkerInit};
+use devices::virtio::{Block, Console, ConsoleInput, Net, Rng, VirtioDevice, Vsock, WorkerInit};
 use hypervisor::Vm;
 use vm_memory::GuestMemoryMmap;
 
@@ -26,6 +26,8 @@ pub enum VirtioSetupError {
     Net(#[from] devices::virtio::NetError),
     #[error("--rng: {0}")]
     Rng(#[from] devices::virtio::RngError),
+    #[error("--vsock: {0}")]
+    Vsock(#[from] devices::virtio::VsockError),
     #[error("--console: {0}")]
     Console(String),
     #[error(transparent)]
@@ -46,6 +48,7 @@ impl VirtioSetupError {
             VirtioSetupError::Disk { .. }
                 | VirtioSetupError::Net(_)
                 | VirtioSetupError::Rng(_)
+                | VirtioSetupError::Vsock(_)
                 | VirtioSetupError::Console(_)
         )
     }
@@ -59,7 +62,7 @@ pub struct VirtioDevices {
     /// Host input for the virtio-console, when it is the interactive console.
     pub console_input: Option<ConsoleInput>,
     /// Where each device is on the PCI bus, in the order of `DeviceIds::virtio`: disks, nets,
-    /// rng, console.
+    /// rng, vsock, console.
     pub addresses: Vec<pci::PciAddress>,
     /// The counters of the devices that keep some (disks, nets), with their ids.
     pub counters: Vec<(String, Arc<devices::virtio::counters::Counters>)>,
@@ -147,6 +150,7 @@ pub fn setup(
     let any = !cfg.disks.is_empty()
         || !cfg.nets.is_empty()
         || cfg.rng.is_some()
+        || cfg.vsock.is_some()
         || cfg.console != ConsoleConfig::Off;
     if !any {
         return Ok(VirtioDevices {
@@ -189,6 +193,9 @@ pub fn setup(
     }
     if let Some(rng) = &cfg.rng {
         addresses.push(b.add(Box::new(Rng::new(rng)?), DeviceKind::Rng)?);
+    }
+    if let Some(vsock) = &cfg.vsock {
+        addresses.push(b.add(Box::new(Vsock::new(vsock)?), DeviceKind::Vsock)?);
     }
     let mut console_input = None;
     if let Some(sink) = console_sink(&cfg.console)? {

@@ -1,6 +1,6 @@
 //! Device ids: what `vm.info` reports and `vm.remove-device` names. A user-given id is kept;
-//! the others are generated as Cloud Hypervisor does (`_disk0`, `_net1`, `_vfio2`: one counter
-//! shared by every generated name, skipping ids already taken; `__rng` and `__console` are
+//! the others are generated as Cloud Hypervisor does (`_disk0`, `_net1`, `_vfio2` (one counter
+//! shared by every generated name, skipping ids already taken; also `_vsock3`); `__rng` and `__console` are
 //! fixed). Ids are unique in a VM: a duplicate is refused when the VM is created.
 
 use super::{ConfigError, ConsoleConfig, VmConfig};
@@ -11,6 +11,7 @@ pub struct DeviceIds {
     pub disks: Vec<String>,
     pub nets: Vec<String>,
     pub rng: Option<String>,
+    pub vsock: Option<String>,
     pub console: Option<String>,
     pub devices: Vec<String>,
 }
@@ -25,6 +26,7 @@ impl DeviceIds {
             .iter()
             .chain(&self.nets)
             .chain(&self.rng)
+            .chain(&self.vsock)
             .chain(&self.console)
     }
 }
@@ -45,6 +47,7 @@ pub fn assign_given(cfg: &VmConfig, disk_ids: &[Option<&str>]) -> Result<DeviceI
         .copied()
         .chain(cfg.nets.iter().filter_map(|n| n.id.as_deref()))
         .chain(cfg.devices.iter().filter_map(|d| d.id.as_deref()))
+        .chain(cfg.vsock.iter().filter_map(|v| v.id.as_deref()))
         .collect();
     let mut taken: Vec<String> = Vec::new();
     for id in &given {
@@ -82,10 +85,15 @@ pub fn assign_given(cfg: &VmConfig, disk_ids: &[Option<&str>]) -> Result<DeviceI
         .iter()
         .map(|d| next("_vfio", d.id.as_deref(), &mut taken))
         .collect();
+    let vsock = cfg
+        .vsock
+        .as_ref()
+        .map(|v| next("_vsock", v.id.as_deref(), &mut taken));
     Ok(DeviceIds {
         disks,
         nets,
         rng: cfg.rng.as_ref().map(|_| RNG_ID.to_string()),
+        vsock,
         console: (cfg.console != ConsoleConfig::Off).then(|| CONSOLE_ID.to_string()),
         devices,
     })

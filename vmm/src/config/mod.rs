@@ -13,6 +13,7 @@ pub mod restore;
 pub mod rng;
 mod serial;
 pub mod size;
+pub mod vsock;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,8 @@ pub struct VmConfig {
     pub nets: Vec<devices::virtio::NetConfig>,
     /// virtio-rng (`--rng`).
     pub rng: Option<devices::virtio::RngConfig>,
+    /// virtio-vsock (`--vsock`).
+    pub vsock: Option<devices::virtio::VsockConfig>,
     /// Host PCI devices passed through with VFIO (`--device`, repeatable).
     pub devices: Vec<DeviceConfig>,
     /// Every device's id (`vm.info`, its device tree), set once the devices are parsed.

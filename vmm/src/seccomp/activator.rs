@@ -43,6 +43,7 @@ pub fn allowlist() -> Allowlist {
         DeviceKind::Net,
         DeviceKind::Rng,
         DeviceKind::Console,
+        DeviceKind::Vsock,
     ] {
         a.extend(&device::allowlist(kind));
     }

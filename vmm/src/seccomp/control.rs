@@ -5,8 +5,10 @@
 //! because a thread starts under its creator's filter as well as its own (filters stack).
 //!
 //! What it still may not do is what a compromised VMM would want beyond the VMs it runs: exec
-//! another program, trace or write into other processes, connect or listen on sockets, mount,
-//! load BPF or kernel modules, or send signals to other processes.
+//! another program, trace or write into other processes, open network sockets other than the
+//! AF_INET datagram socket tap setup uses (unix sockets, for vsock devices, are allowed: their
+//! listener, and the connects and accepts of the vsock worker it starts), mount, load BPF or
+//! kernel modules, or send signals to other processes.
 
 use super::allowlist::{arg_eq, arg_masked_eq, ioctl, Allowlist};
 use super::ioctls::{TCGETS, TCSETS, TUNSETOFFLOAD};
@@ -31,6 +33,7 @@ pub fn allowlist() -> Allowlist {
         ThreadKind::Device(DeviceKind::Net),
         ThreadKind::Device(DeviceKind::Rng),
         ThreadKind::Device(DeviceKind::Console),
+        ThreadKind::Device(DeviceKind::Vsock),
     ] {
         a.extend(&kind_list(kind));
     }
@@ -99,6 +102,11 @@ pub fn allowlist() -> Allowlist {
         a.allow_if(libc::SYS_ioctl, ioctl(req));
     }
     a.allow_if(libc::SYS_socket, arg_eq(0, libc::AF_INET as u64));
+    // A vsock device listens on its unix socket (one left behind by a VMM that is gone is
+    // replaced: unlink, above).
+    a.allow_if(libc::SYS_socket, arg_eq(0, libc::AF_UNIX as u64));
+    a.allow(libc::SYS_bind);
+    a.allow(libc::SYS_listen);
     // Guest RAM: transparent huge pages (MADV_HUGEPAGE) beside the runtime's MADV_DONTNEED;
     // glibc grows large allocations with mremap (never executable: mremap cannot change
     // protections).

@@ -3,11 +3,11 @@
 //! through an irqfd. One list for every device for now; `DeviceKind` lets a device get a
 //! narrower one (the RNG needs no pwritev, the disk no readv on a tap) without a new API.
 
-use super::allowlist::Allowlist;
+use super::allowlist::{arg_eq, Allowlist};
 use super::common;
 use super::DeviceKind;
 
-pub fn allowlist(_kind: DeviceKind) -> Allowlist {
+pub fn allowlist(kind: DeviceKind) -> Allowlist {
     let mut a = common::runtime();
     // The worker's event loop: queue-notify and kill eventfds, the backend fd; epoll_ctl to
     // pause/resume a backend under backpressure (a tap whose RX queue is full).
@@ -31,5 +31,13 @@ pub fn allowlist(_kind: DeviceKind) -> Allowlist {
     // virtio-rng fills guest buffers from the kernel's CSPRNG.
     a.allow(libc::SYS_getrandom);
     // No ioctl at all: tap offloads and queue setup happen at activation, on the VMM thread.
+    if kind == DeviceKind::Vsock {
+        // Unix stream sockets only: host clients accepted on the device's socket, guest
+        // connections to PATH_<port> (non-blocking by their creation flags), half-closes.
+        a.allow(libc::SYS_accept4);
+        a.allow_if(libc::SYS_socket, arg_eq(0, libc::AF_UNIX as u64));
+        a.allow(libc::SYS_connect);
+        a.allow(libc::SYS_shutdown);
+    }
     a
 }

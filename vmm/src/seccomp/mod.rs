@@ -60,6 +60,7 @@ pub enum DeviceKind {
     Net,
     Rng,
     Console,
+    Vsock,
 }
 
 /// Which filter a thread runs under.
@@ -91,6 +92,7 @@ impl ThreadKind {
             ThreadKind::Device(DeviceKind::Net) => "device/net",
             ThreadKind::Device(DeviceKind::Rng) => "device/rng",
             ThreadKind::Device(DeviceKind::Console) => "device/console",
+            ThreadKind::Device(DeviceKind::Vsock) => "device/vsock",
             ThreadKind::Activator => "virtio-activator",
             ThreadKind::Vfio => "vfio",
             ThreadKind::Api => "api",

@@ -55,6 +55,7 @@ const NAMES: &[(i64, &str)] = &[
     (libc::SYS_recvfrom, "recvfrom"),
     (libc::SYS_sendmsg, "sendmsg"),
     (libc::SYS_recvmsg, "recvmsg"),
+    (libc::SYS_shutdown, "shutdown"),
     (libc::SYS_bind, "bind"),
     (libc::SYS_listen, "listen"),
     (libc::SYS_socketpair, "socketpair"),

@@ -117,6 +117,12 @@ impl ApiVmConfig {
                 src: s(&r.source),
                 ..Default::default()
             }),
+            vsock: cfg.vsock.as_ref().map(|v| ApiVsock {
+                cid: v.cid,
+                socket: s(&v.socket),
+                id: v.id.clone(),
+                ..Default::default()
+            }),
             devices: Some(
                 cfg.devices
                     .iter()
@@ -161,7 +167,6 @@ impl ApiVmConfig {
                 ("debug_console", &self.debug_console),
                 ("user_devices", &self.user_devices),
                 ("vdpa", &self.vdpa),
-                ("vsock", &self.vsock),
                 ("numa", &self.numa),
                 ("iommu", &self.iommu),
                 ("watchdog", &self.watchdog),
@@ -280,6 +285,33 @@ impl ApiVmConfig {
                 })
             }
         };
+        let vsock = match &self.vsock {
+            None => None,
+            Some(v) => {
+                require_all_unset("vsock", &[("pci_segment", &v.pci_segment)])?;
+                if v.iommu
+                    .as_ref()
+                    .is_some_and(|i| i.as_bool() != Some(false) && !i.is_null())
+                {
+                    return Err("vsock.iommu: no virtual IOMMU in this VMM".into());
+                }
+                if !(3..u64::from(u32::MAX)).contains(&v.cid) {
+                    return Err(format!(
+                        "vsock.cid: {} is not a guest CID (3 or more: 0-2 are reserved, 2 is \
+                         the host; below 2^32-1)",
+                        v.cid
+                    ));
+                }
+                if v.socket.is_empty() {
+                    return Err("vsock.socket: empty path".into());
+                }
+                Some(devices::virtio::VsockConfig {
+                    cid: v.cid,
+                    socket: PathBuf::from(&v.socket),
+                    id: v.id.clone().filter(|i| !i.is_empty()),
+                })
+            }
+        };
         let mut passthrough = Vec::new();
         for (i, d) in self.devices.iter().flatten().enumerate() {
             passthrough.push(device(&format!("devices[{i}]"), d)?);
@@ -307,6 +339,7 @@ impl ApiVmConfig {
             disks,
             nets,
             rng,
+            vsock,
             devices: passthrough,
             device_ids: Default::default(),
         };
@@ -359,6 +392,9 @@ impl ApiVmConfig {
                 for (d, id) in devices.iter_mut().zip(&ids.devices) {
                     d.id = Some(id.clone());
                 }
+            }
+            if let (Some(v), Some(id)) = (out.vsock.as_mut(), &ids.vsock) {
+                v.id = Some(id.clone());
             }
         }
         let mode = |m: &str, file: Option<&PathBuf>| ApiConsole {

@@ -44,8 +44,8 @@ pub struct ApiVmConfig {
     pub user_devices: Option<Value>,
     #[serde(default, skip_serializing)]
     pub vdpa: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub vsock: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vsock: Option<ApiVsock>,
     #[serde(default, skip_serializing)]
     pub numa: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -226,6 +226,20 @@ pub struct ApiNet {
     /// Tap fds passed with SCM_RIGHTS (`vm.add-net`): not supported yet.
     #[serde(default, skip_serializing)]
     pub fds: Option<Value>,
+}
+
+/// Cloud Hypervisor's VsockConfig.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiVsock {
+    pub cid: u64,
+    pub socket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub iommu: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_segment: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

@@ -109,7 +109,6 @@ fn invalid_values_are_refused_with_the_field_named() {
 #[test]
 fn features_not_supported_yet_are_refused_unless_unset() {
     for (json, field) in [
-        (r#""vsock":{"cid":3,"socket":"/v"}"#, "vsock"),
         (
             r#""fs":[{"tag":"t","socket":"/s","num_queues":1,"queue_size":1024}]"#,
             "fs",
@@ -160,4 +159,31 @@ fn info_reports_the_config_with_defaults_filled_in() {
     assert_eq!(v["payload"]["kernel"], "/k");
     assert_eq!(v["serial"]["mode"], "Null");
     assert!(v.get("iommu").is_none());
+}
+
+#[test]
+fn vsock_is_cloud_hypervisors_vsockconfig() {
+    let (api, cfg) = super::parse(
+        br#"{"payload":{"kernel":"/k"},"vsock":{"cid":7,"socket":"/run/v.sock","iommu":false}}"#,
+        SeccompMode::Off,
+    )
+    .unwrap();
+    let v = cfg.vsock.as_ref().unwrap();
+    assert_eq!((v.cid, v.socket.to_str()), (7, Some("/run/v.sock")));
+    assert_eq!(cfg.device_ids.vsock.as_deref(), Some("_vsock0"));
+    let info = serde_json::to_value(&api).unwrap();
+    assert_eq!(info["vsock"]["id"], "_vsock0");
+    assert_eq!(info["vsock"]["cid"], 7);
+    for (body, field) in [
+        (r#""vsock":{"cid":2,"socket":"/v"}"#, "vsock.cid"),
+        (r#""vsock":{"cid":3,"socket":""}"#, "vsock.socket"),
+        (
+            r#""vsock":{"cid":3,"socket":"/v","iommu":true}"#,
+            "vsock.iommu",
+        ),
+        (r#""vsock":{"cid":3}"#, "socket"),
+    ] {
+        let e = parse_err(&format!(r#"{{"payload":{{"kernel":"/k"}},{body}}}"#));
+        assert!(e.contains(field), "{body}: {e}");
+    }
 }
