@@ -540,6 +540,26 @@ def gen_snapshot_state():
     write(t, "other-version", u64(0) + b'{"format_version":2}')
 
 
+def gen_vsock_packet():
+    """parse_packet seeds: a 44-byte virtio_vsock_hdr and its payload, one per op."""
+    t = "vsock_packet"
+    import struct
+
+    def hdr(op, length=0, kind=1, flags=0):
+        return struct.pack("<QQIIIHHIII", 3, 2, 1234, 5000, length, kind, op, flags, 262144, 0)
+
+    write(t, "request", hdr(1))
+    write(t, "response", hdr(2))
+    write(t, "rst", hdr(3))
+    write(t, "shutdown-both", hdr(4, flags=3))
+    write(t, "rw-hello", hdr(5, 5) + b"hello")
+    write(t, "credit-update", hdr(6))
+    write(t, "credit-request", hdr(7))
+    write(t, "rw-truncated", hdr(5, 100) + b"short")
+    write(t, "seqpacket", hdr(1, kind=2))
+    write(t, "short-header", hdr(5)[:30])
+
+
 def main():
     gen_virtio_queue_chain()
     gen_virtio_blk_request()
@@ -549,6 +569,7 @@ def main():
     gen_cli_options()
     gen_kernel_loader()
     gen_snapshot_state()
+    gen_vsock_packet()
 
 
 if __name__ == "__main__":

@@ -477,7 +477,8 @@ def add_modules(cpio, names, autoload=True):
 
 # Modules every L2 initramfs carries but does not load: scenarios insmod what they need
 # (loading costs boot time, so the plain boot scenarios load nothing).
-L2_AVAILABLE_MODULES = ["button", "evdev", "virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "virtio_console"]
+L2_AVAILABLE_MODULES = ["button", "evdev", "virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "virtio_console",
+                        "vmw_vsock_virtio_transport"]
 
 
 # ---------------------------------------------------------------- L2 initramfs
@@ -486,8 +487,10 @@ def build_l2_initrd(modules=()):
     out = L2OUT / "initramfs.cpio.gz"
     barpoke = build_static_tool("bar-poke")
     hostile = build_static_tool("hostile")
+    vsockg = build_static_tool("vsock-guest")
     kmods = [k for k in (build_l2_kmod(n) for n in L2_LOCAL_MODULES) if k]
-    inputs = [LAB / "l2/init", *sorted((LAB / "l2/scenarios").glob("*")), LAB / "lab.py", barpoke, hostile, *kmods]
+    inputs = [LAB / "l2/init", *sorted((LAB / "l2/scenarios").glob("*")), LAB / "lab.py", barpoke, hostile,
+              vsockg, *kmods]
     if modules:
         out = L2OUT / f"initramfs-{'-'.join(modules)}.cpio.gz"
     if newer(out, *inputs) and (CACHE / "busybox/.extracted").exists():
@@ -498,6 +501,7 @@ def build_l2_initrd(modules=()):
         cpio.file(f"lab/scenarios/{p.name}", p)
     cpio.file("bin/bar-poke", barpoke, 0o755)
     cpio.file("bin/hostile", hostile, 0o755)
+    cpio.file("bin/vsock-guest", vsockg, 0o755)
     if modules:
         add_modules(cpio, list(modules))
     else:
@@ -523,8 +527,9 @@ def build_l1_base():
     l2init = build_l2_initrd()
     labrun = build_labrun()
     api = build_static_tool("api")
+    vsockh = build_static_tool("vsock-host")
     out = L1OUT / "base.cpio"
-    inputs = [LAB / "l1/init", LAB / "lab.py", labrun, api, l2init, L2OUT / "vmlinux", L2OUT / "bzImage"]
+    inputs = [LAB / "l1/init", LAB / "lab.py", labrun, api, vsockh, l2init, L2OUT / "vmlinux", L2OUT / "bzImage"]
     if newer(out, *inputs):
         return out
     cpio = Cpio()
@@ -532,6 +537,8 @@ def build_l1_base():
     cpio.file("bin/labrun", labrun, 0o755)
     # The REST API client for the api-* scenarios (lab/tools/api.c).
     cpio.file("bin/api", api, 0o755)
+    # The host end of the vsock scenario (lab/tools/vsock-host.c).
+    cpio.file("bin/vsock-host", vsockh, 0o755)
     mods = add_modules(cpio, L1_MODULES)
     for f in ("vmlinux", "bzImage", "initramfs.cpio.gz", "initramfs.cpio", "kernel.version"):
         cpio.file(f"lab/l2/{f}", L2OUT / f)
