@@ -240,7 +240,6 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             "memory",
             "cpus",
             "rng",
-            "vsock",
             "device",
             "initramfs",
             "cmdline",
@@ -249,7 +248,8 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             if given(id) {
                 return Err(ConfigError::Option(format!(
                     "--restore and --{id}: a restored VM's configuration is its snapshot's \
-                     (only --serial, and disk images and taps by id, may differ)"
+                     (only --serial, disk images and taps by id, and the vsock's cid and \
+                     socket may differ)"
                 )));
             }
         }
@@ -267,6 +267,10 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             r.overrides
                 .nets
                 .push(config::restore::parse_net_override(n)?);
+        }
+        if let Some(v) = get(m, "vsock") {
+            let v = config::vsock::parse(v)?;
+            r.overrides.vsock = Some((v.cid, v.socket));
         }
     }
     if restore.is_some() && boot {

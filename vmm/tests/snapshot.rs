@@ -580,3 +580,55 @@ fn a_snapshot_needing_cpu_features_this_host_lacks_is_refused() {
     assert_eq!(put(&vmm.sock, "vmm.shutdown", None).0, 204);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_clone_of_a_vm_with_a_vsock_gets_its_own_cid_and_socket() {
+    let d = dir("vsock");
+    let kernel = counter_guest("snapshot-counter-vsock", 1_000_000);
+    let serial = d.join("serial");
+    let snap = d.join("snap");
+    let sock = d.join("v.sock");
+    let vsock = format!(r#","vsock":{{"cid":3,"socket":"{}"}}"#, sock.display());
+    let vmm = spawn_vmm(&d, "vsock-first");
+    create_and_boot(&vmm.sock, &create_body(&kernel, &serial, &vsock));
+    assert!(
+        std::fs::symlink_metadata(&sock).is_ok(),
+        "the vsock listens"
+    );
+    assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    let (code, body) = put(&vmm.sock, "vm.snapshot", Some(&url));
+    assert_eq!(code, 204, "{body}");
+    // A clone beside the running VM, with its own CID and socket.
+    let clone_sock = d.join("clone.sock");
+    let clone = spawn_vmm(&d, "vsock-clone");
+    let restore = format!(
+        r#"{{"source_url":"file://{}","vsock":{{"cid":4,"socket":"{}"}}}}"#,
+        snap.display(),
+        clone_sock.display()
+    );
+    let (code, body) = put(&clone.sock, "vm.restore", Some(&restore));
+    assert_eq!(code, 204, "{body}");
+    let (_, info) = call(&clone.sock, "GET", "vm.info", None);
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["config"]["vsock"]["cid"], 4);
+    assert_eq!(
+        info["config"]["vsock"]["socket"].as_str(),
+        clone_sock.to_str()
+    );
+    assert!(std::os::unix::net::UnixStream::connect(&clone_sock).is_ok());
+    assert!(
+        std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+        "the first still listens"
+    );
+    // A CID that is not a guest's is refused, and so is a vsock for a VM without one.
+    let third = spawn_vmm(&d, "vsock-third");
+    let bad = restore.replace(r#""cid":4"#, r#""cid":2"#);
+    let (code, body) = put(&third.sock, "vm.restore", Some(&bad));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("vsock.cid"), "{body}");
+    for v in [vmm, clone, third] {
+        let _ = put(&v.sock, "vmm.shutdown", None);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

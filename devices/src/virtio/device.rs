@@ -214,6 +214,18 @@ pub trait VirtioDevice: Send {
         )))
     }
 
+    /// The device was just built from a snapshot and is about to be activated at the saved
+    /// queue places, in a new process: what it had on the host side (open connections) is
+    /// gone. A device that must tell the guest (vsock: a transport reset) does it here.
+    fn restored(&mut self) {}
+
+    /// Whether a restore must find this device's configuration space as it was saved (a
+    /// disk's capacity). A vsock's guest CID may differ: a clone gets its own, and the
+    /// transport reset it sends makes the guest read it again.
+    fn config_fixed_across_restore(&self) -> bool {
+        true
+    }
+
     /// Stops processing: the worker thread is told to exit and joined, and the
     /// device returns to its pre-activation state with no features acked.
     /// Returns `false` when the device cannot be activated again (its backend

@@ -141,6 +141,15 @@ fn snapshot_request(
         /// This VMM's: taps (by net id) the restored VM opens instead.
         #[serde(default)]
         net: Vec<NetOverride>,
+        /// This VMM's: the vsock's guest CID and socket instead (a clone's own).
+        #[serde(default)]
+        vsock: Option<VsockOverride>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct VsockOverride {
+        cid: u64,
+        socket: std::path::PathBuf,
     }
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -198,6 +207,7 @@ fn snapshot_request(
             serial: None,
             disks: r.disks.into_iter().map(|d| (d.id, d.path)).collect(),
             nets: r.net.into_iter().map(|n| (n.id, n.tap)).collect(),
+            vsock: r.vsock.map(|v| (v.cid, v.socket)),
         },
     }))
 }

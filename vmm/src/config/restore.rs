@@ -26,6 +26,8 @@ pub struct Overrides {
     pub disks: Vec<(String, std::path::PathBuf)>,
     /// (net id, tap name): the tap this NIC opens instead (its MAC stays the snapshot's).
     pub nets: Vec<(String, String)>,
+    /// The vsock's guest CID and socket instead (each clone needs its own).
+    pub vsock: Option<(u64, std::path::PathBuf)>,
 }
 
 /// `--disk path=IMAGE,id=ID` with `--restore`: disk ID opens IMAGE instead.

@@ -91,5 +91,14 @@ fn apply(config: &mut serde_json::Value, o: &Overrides) -> Result<(), LoadError>
     for (id, tap) in &o.nets {
         set("net", "tap", id, tap)?;
     }
+    if let Some((cid, socket)) = &o.vsock {
+        let Some(v) = config.get_mut("vsock").filter(|v| v.is_object()) else {
+            return Err(LoadError::Config(
+                "it has no vsock to give a cid and socket".into(),
+            ));
+        };
+        v["cid"] = serde_json::json!(cid);
+        v["socket"] = serde_json::Value::String(socket.display().to_string());
+    }
     Ok(())
 }

@@ -375,6 +375,7 @@ impl VirtioPciDevice {
         let (kind, queues) = (device.device_type(), device.queue_max_sizes().len());
         let mut config = vec![0u8; SAVED_DEVICE_CONFIG];
         device.read_config(0, &mut config);
+        let fixed = device.config_fixed_across_restore();
         drop(device);
         if saved.device_type != kind || saved.queues.len() != queues {
             return Err(format!(
@@ -384,7 +385,7 @@ impl VirtioPciDevice {
                 saved.queues.len()
             ));
         }
-        if saved.device_config != config {
+        if fixed && saved.device_config != config {
             return Err(format!(
                 "the virtio device of type {kind} differs from the snapshot's in its \
                  configuration space (e.g. a disk image of another size)"
@@ -431,6 +432,7 @@ impl VirtioPciDevice {
             (q.desc, q.driver, q.device) = (s.desc, s.driver, s.device);
         }
         self.broken.store(saved.broken, Ordering::Release);
+        self.lock_device().restored();
         if saved.status & common::STATUS_FEATURES_OK != 0 {
             self.lock_device().ack_features(saved.driver_features);
         }

@@ -86,6 +86,7 @@ impl Vsock {
                 path: cfg.socket.clone(),
                 listener,
                 streams: None,
+                reset_event: false,
             }),
         })
     }
@@ -171,6 +172,19 @@ impl VirtioDevice for Vsock {
 
     fn pause(&mut self) -> Result<Option<Vec<QueuePosition>>, ActivateError> {
         self.state.pause()
+    }
+
+    /// The guest's streams are gone with the VMM that had them: its driver is told with a
+    /// transport reset event (and reads its CID again, which a clone may have changed).
+    fn restored(&mut self) {
+        if let Lifecycle::Ready(backend) = &mut self.state {
+            backend.streams = None;
+            backend.reset_event = true;
+        }
+    }
+
+    fn config_fixed_across_restore(&self) -> bool {
+        false
     }
 
     /// Every stream is closed (the driver starts over).

@@ -60,7 +60,12 @@ pub struct VsockBackend {
     pub path: PathBuf,
     pub listener: UnixListener,
     pub(crate) streams: Option<Streams>,
+    /// A transport reset event is owed to the guest (the device was restored).
+    pub(crate) reset_event: bool,
 }
+
+/// `VIRTIO_VSOCK_EVENT_TRANSPORT_RESET`: `struct virtio_vsock_event { le32 id; }`.
+const EVENT_TRANSPORT_RESET: u32 = 0;
 
 /// The streams of a paused device, as its worker left them.
 pub(crate) struct Streams {
@@ -284,7 +289,7 @@ impl VsockHandler {
                 }
             }
         };
-        Ok(VsockHandler {
+        let mut h = VsockHandler {
             backend,
             mem,
             rx,
@@ -302,7 +307,9 @@ impl VsockHandler {
             next_token: streams.next_token,
             next_port: streams.next_port,
             buf: vec![0u8; HDR_LEN + MAX_PAYLOAD as usize],
-        })
+        };
+        h.send_reset_event();
+        Ok(h)
     }
 
     /// The fd the worker waits on for the unix sockets' events.
@@ -833,6 +840,31 @@ impl VsockHandler {
         None
     }
 
+    /// Post the transport reset event owed, if the guest gave an event buffer.
+    fn send_reset_event(&mut self) {
+        if !self.backend.reset_event {
+            return;
+        }
+        let Some(q) = self.event.as_mut() else {
+            return;
+        };
+        let Some(chain) = q.pop(&self.mem) else {
+            return;
+        };
+        let head = chain.head_index();
+        let n = match ChainBuffers::parse(&self.mem, chain) {
+            Ok(b) => {
+                scatter(&self.mem, &b.writable, &EVENT_TRANSPORT_RESET.to_le_bytes()).unwrap_or(0)
+            }
+            Err(_) => 0,
+        };
+        q.add_used(&self.mem, head, n as u32);
+        q.signal_used(&self.mem, &self.irq);
+        if n == 4 {
+            self.backend.reset_event = false;
+        }
+    }
+
     /// Where the queues stand; a stashed receive chain goes back to the ring.
     pub fn positions(&self) -> Vec<QueuePosition> {
         let mut out = vec![self.rx.position(u16::from(self.stash.is_some()))];
@@ -854,6 +886,7 @@ impl EventHandler for VsockHandler {
                 if let Some(q) = &self.event {
                     q.ack_notification();
                 }
+                self.send_reset_event();
             }
             SOCKETS_TOKEN => self.process_sockets(),
             _ => return,

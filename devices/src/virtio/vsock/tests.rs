@@ -20,6 +20,7 @@ const QSIZE: u16 = 64;
 const RX_BUFS: u64 = 0x20_0000;
 const RX_BUF_LEN: u32 = HDR_LEN as u32 + 4096;
 const TX_BUFS: u64 = 0x60_0000;
+const EVENT_BUF: u64 = 0x1f_0000;
 
 struct Guest {
     mem: GuestMemoryMmap,
@@ -36,6 +37,11 @@ struct Guest {
 
 impl Guest {
     fn new(name: &str) -> Guest {
+        Self::build(name, false)
+    }
+
+    /// A device restored from a snapshot: it owes the guest a transport reset event.
+    fn build(name: &str, restored: bool) -> Guest {
         let dir = std::env::temp_dir().join(format!("vsock-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -45,6 +51,9 @@ impl Guest {
             id: None,
         };
         let mut dev = Vsock::new(&cfg).unwrap();
+        if restored {
+            dev.restored();
+        }
         dev.ack_features(u64::MAX);
         let mem = guest_memory();
         let queues: Vec<TestQueue> = (0..3).map(|i| TestQueue::at(&mem, i, QSIZE)).collect();
@@ -75,6 +84,7 @@ impl Guest {
         for _ in 0..32 {
             g.add_rx_buffer();
         }
+        g._ev.add_chain(&[(EVENT_BUF, 8, F_WRITE)]);
         let ctx = ActivateContext {
             mem,
             queues: activated,
@@ -430,4 +440,20 @@ fn streams_stay_open_across_a_pause_and_close_on_a_reset() {
     // A driver reset ends every stream.
     assert!(g.dev.reset());
     assert_eq!(s.read(&mut b).unwrap(), 0);
+}
+
+#[test]
+fn a_restored_device_tells_the_guest_its_transport_was_reset_and_a_booted_one_does_not() {
+    let booted = Guest::new("booted-no-event");
+    assert!(booted.no_packet_for(Duration::from_millis(50)));
+    assert_eq!(booted._ev.used_idx(), 0, "no event on a plain activation");
+    let g = Guest::build("restored-event", true);
+    assert!(
+        wait_until(|| g._ev.used_idx() == 1),
+        "no transport reset event"
+    );
+    assert_eq!(g._ev.used_elem(0).1, 4);
+    let id: u32 = g.mem.read_obj(GuestAddress(EVENT_BUF)).unwrap();
+    assert_eq!(id, 0, "VIRTIO_VSOCK_EVENT_TRANSPORT_RESET");
+    assert!(!g.dev.config_fixed_across_restore());
 }
