@@ -195,10 +195,10 @@ impl ApiVmConfig {
         let cpus = match &self.cpus {
             None => CpusConfig::default(),
             Some(c) => {
+                topology(c.topology.as_ref(), c.boot_vcpus)?;
                 require_all_unset(
                     "cpus",
                     &[
-                        ("topology", &c.topology),
                         ("kvm_hyperv", &c.kvm_hyperv),
                         ("max_phys_bits", &c.max_phys_bits),
                         ("affinity", &c.affinity),
@@ -225,10 +225,16 @@ impl ApiVmConfig {
         let memory = match &self.memory {
             None => MemoryConfig::default(),
             Some(m) => {
+                // The most memory may be hot-added later: what Kata always sends. No memory
+                // hotplug here: accepted as a ceiling never reached (vm.resize answers 501).
+                if let Some(h) = m.hotplug_size.as_ref().filter(|h| !h.is_null()) {
+                    if h.as_u64().is_none() {
+                        return Err("memory.hotplug_size: not a size in bytes".into());
+                    }
+                }
                 require_all_unset(
                     "memory",
                     &[
-                        ("hotplug_size", &m.hotplug_size),
                         ("hotplugged_size", &m.hotplugged_size),
                         ("mergeable", &m.mergeable),
                         ("hugepage_size", &m.hugepage_size),
@@ -599,12 +605,49 @@ fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
     config::device::parse(&kv).map_err(|e| api_message(field, e))
 }
 
-fn platform(p: &ApiPlatform) -> Result<(), String> {
-    if p.num_pci_segments.is_some_and(|n| n > 1) {
-        return Err(unsupported(
-            "platform.num_pci_segments",
-            "more than one PCI segment",
+/// `cpus.topology`: the guest here sees every vCPU as a single-thread core of one die in one
+/// package (CPUID leaves 0xB/0x1F); a topology saying that (Kata's: 1 thread per core,
+/// max_vcpus cores, 1 die, 1 package) is accepted, any other refused.
+fn topology(t: Option<&Value>, boot: u32) -> Result<(), String> {
+    let Some(t) = t.filter(|t| !t.is_null()) else {
+        return Ok(());
+    };
+    let field = |name: &str| t.get(name).and_then(Value::as_u64);
+    let known = [
+        "threads_per_core",
+        "cores_per_die",
+        "dies_per_package",
+        "packages",
+    ];
+    if let Some(other) = t
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+    {
+        return Err(format!("cpus.topology.{other}: unknown field"));
+    }
+    let (threads, cores, dies, packages) = (
+        field("threads_per_core").unwrap_or(1),
+        field("cores_per_die").unwrap_or(u64::from(boot)),
+        field("dies_per_package").unwrap_or(1),
+        field("packages").unwrap_or(1),
+    );
+    if threads != 1 || dies != 1 || packages != 1 || cores < u64::from(boot) {
+        return Err(format!(
+            "cpus.topology: {threads} thread(s) per core, {cores} core(s) per die, {dies} \
+             die(s), {packages} package(s) is not supported: the guest sees every vCPU as a \
+             single-thread core of one die in one package (threads_per_core 1, cores_per_die \
+             >= boot_vcpus, dies_per_package 1, packages 1)"
         ));
+    }
+    Ok(())
+}
+
+fn platform(p: &ApiPlatform) -> Result<(), String> {
+    // More segments than the one this VMM has: every device still goes on segment 0 (a
+    // device asking for another is refused by its own pci_segment field); Kata always asks
+    // for 2 and puts only virtio-fs on segment 1.
+    if p.num_pci_segments.is_some_and(|n| n == 0 || n > 16) {
+        return Err("platform.num_pci_segments: 1 to 16".into());
     }
     if p.vfio_p2p_dma == Some(false) {
         return Err(unsupported("platform.vfio_p2p_dma", "false"));

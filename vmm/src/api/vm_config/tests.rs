@@ -120,12 +120,8 @@ fn features_not_supported_yet_are_refused_unless_unset() {
         ),
         (r#""serial":{"mode":"Pty"}"#, "serial.mode"),
         (
-            r#""memory":{"size":1073741824,"hotplug_size":1073741824}"#,
-            "memory.hotplug_size",
-        ),
-        (
-            r#""platform":{"num_pci_segments":2}"#,
-            "platform.num_pci_segments",
+            r#""memory":{"size":1073741824,"hotplugged_size":1073741824}"#,
+            "memory.hotplugged_size",
         ),
     ] {
         let body = if json.starts_with(r#""payload""#) {
@@ -182,6 +178,50 @@ fn vsock_is_cloud_hypervisors_vsockconfig() {
             "vsock.iommu",
         ),
         (r#""vsock":{"cid":3}"#, "socket"),
+    ] {
+        let e = parse_err(&format!(r#"{{"payload":{{"kernel":"/k"}},{body}}}"#));
+        assert!(e.contains(field), "{body}: {e}");
+    }
+}
+
+#[test]
+fn what_kata_always_sends_is_accepted() {
+    // clh.go's CreateVM: a flat topology, a hotplug ceiling, two PCI segments.
+    let c = parse_ok(
+        r#"{"payload":{"kernel":"/k"},
+            "cpus":{"boot_vcpus":1,"max_vcpus":4,"kvm_hyperv":false,"nested":true,
+                    "topology":{"threads_per_core":1,"cores_per_die":4,"dies_per_package":1,"packages":1}},
+            "memory":{"size":2147483648,"shared":true,"hotplug_size":8589934592,
+                      "mergeable":false,"hotplug_method":"Acpi","prefault":false,"thp":true},
+            "platform":{"num_pci_segments":2,"tdx":false,"sev_snp":false}}"#,
+    );
+    assert_eq!(c.cpus.boot, 1);
+    assert_eq!(c.memory.size, 2 << 30);
+    for (body, field) in [
+        (
+            r#""cpus":{"boot_vcpus":2,"max_vcpus":2,"topology":{"threads_per_core":2,"cores_per_die":1}}"#,
+            "cpus.topology",
+        ),
+        (
+            r#""cpus":{"boot_vcpus":2,"max_vcpus":2,"topology":{"packages":2,"cores_per_die":1}}"#,
+            "cpus.topology",
+        ),
+        (
+            r#""cpus":{"boot_vcpus":2,"max_vcpus":2,"topology":{"cores_per_die":1}}"#,
+            "cpus.topology",
+        ),
+        (
+            r#""cpus":{"boot_vcpus":1,"max_vcpus":1,"topology":{"sockets":1}}"#,
+            "cpus.topology.sockets",
+        ),
+        (
+            r#""memory":{"size":1073741824,"hotplug_size":"lots"}"#,
+            "memory.hotplug_size",
+        ),
+        (
+            r#""platform":{"num_pci_segments":0}"#,
+            "platform.num_pci_segments",
+        ),
     ] {
         let e = parse_err(&format!(r#"{{"payload":{{"kernel":"/k"}},{body}}}"#));
         assert!(e.contains(field), "{body}: {e}");
