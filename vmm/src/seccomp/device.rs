@@ -35,6 +35,8 @@ pub fn allowlist(kind: DeviceKind) -> Allowlist {
         // Unix stream sockets only: host clients accepted on the device's socket, guest
         // connections to PATH_<port> (non-blocking by their creation flags), half-closes.
         a.allow(libc::SYS_accept4);
+        // std reads a socket with recv(2), which is recvfrom on x86_64.
+        a.allow(libc::SYS_recvfrom);
         a.allow_if(libc::SYS_socket, arg_eq(0, libc::AF_UNIX as u64));
         a.allow(libc::SYS_connect);
         a.allow(libc::SYS_shutdown);
