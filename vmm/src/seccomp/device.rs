@@ -35,8 +35,10 @@ pub fn allowlist(kind: DeviceKind) -> Allowlist {
         // Unix stream sockets only: host clients accepted on the device's socket, guest
         // connections to PATH_<port> (non-blocking by their creation flags), half-closes.
         a.allow(libc::SYS_accept4);
-        // std reads a socket with recv(2), which is recvfrom on x86_64.
+        // std reads a socket with recv(2) and writes it with send(2) (MSG_NOSIGNAL): recvfrom
+        // and sendto on x86_64, the latter with no address (a connected stream).
         a.allow(libc::SYS_recvfrom);
+        a.allow_if(libc::SYS_sendto, arg_eq(4, 0));
         a.allow_if(libc::SYS_socket, arg_eq(0, libc::AF_UNIX as u64));
         a.allow(libc::SYS_connect);
         a.allow(libc::SYS_shutdown);
