@@ -39,6 +39,9 @@ pub fn allowlist(kind: DeviceKind) -> Allowlist {
         // and sendto on x86_64, the latter with no address (a connected stream).
         a.allow(libc::SYS_recvfrom);
         a.allow_if(libc::SYS_sendto, arg_eq(4, 0));
+        // A stream's buffer toward the host grows up to 256 KiB: glibc grows large blocks
+        // with mremap (which cannot make memory executable).
+        a.allow(libc::SYS_mremap);
         a.allow_if(libc::SYS_socket, arg_eq(0, libc::AF_UNIX as u64));
         a.allow(libc::SYS_connect);
         a.allow(libc::SYS_shutdown);
