@@ -12,7 +12,7 @@ $VMM --kernel $VMLINUX --initramfs $INITRD --cmdline "$CMDLINE quiet lab.scenari
     --memory size=256M --serial tty --console off --vsock cid=3,socket=/tmp/v.sock > /tmp/vs.log 2>&1 &
 pid=$!
 i=0; while ! grep -q "LAB-VSOCK-LISTENING" /tmp/vs.log && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
-vsock-host stream /tmp/v.sock 5000 67108864 1
+vsock-host stream /tmp/v.sock 5000 ${LAB_VSOCK_BYTES:-67108864} 1
 vsock-host vanish /tmp/v.sock 5000
 vsock-host stream /tmp/v.sock 5000 1048576 16
 wait $pid

@@ -50,6 +50,8 @@ pub const RX_TOKEN: u64 = 0;
 pub const TX_TOKEN: u64 = 1;
 pub const EVENT_TOKEN: u64 = 2;
 pub const SOCKETS_TOKEN: u64 = 3;
+/// Rounds of socket events handled per turn of the worker.
+const SOCKET_ROUNDS: usize = 8;
 /// The listener's token in the handler's epoll (streams have 1, 2, ...).
 const LISTENER: u64 = 0;
 
@@ -209,6 +211,9 @@ struct Conn {
     guest_done_receiving: bool,
     /// The host stream reached its end (SHUTDOWN sent) or hung up.
     host_eof: bool,
+    /// Its write side is shut (once: every shutdown(2) wakes the socket's waiters, and with
+    /// it this worker's edge-triggered epoll).
+    host_write_shut: bool,
     host_hup: bool,
 }
 
@@ -368,6 +373,7 @@ impl VsockHandler {
             guest_done_receiving: false,
             host_eof: false,
             host_hup: false,
+            host_write_shut: false,
         }
     }
 
@@ -556,7 +562,8 @@ impl VsockHandler {
             self.kill(token, true);
             return;
         }
-        if c.to_host.is_empty() && c.guest_done_sending {
+        if c.to_host.is_empty() && c.guest_done_sending && !c.host_write_shut {
+            c.host_write_shut = true;
             let _ = c.stream.shutdown(std::net::Shutdown::Write);
         }
         if c.credit.update_due() {
@@ -570,7 +577,9 @@ impl VsockHandler {
 
     fn process_sockets(&mut self) {
         let mut events = [EpollEvent::default(); 32];
-        loop {
+        // Bounded: what is still ready after that many rounds waits for the worker's next
+        // turn (its epoll reports this one again), after the queues.
+        for _ in 0..SOCKET_ROUNDS {
             let n = match self.sockets.wait(0, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
