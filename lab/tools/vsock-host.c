@@ -147,9 +147,19 @@ static int cmd_serve(const char *path, int n) {
     return 0;
 }
 
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char msg[] = "LAB-VSOCK-HOST-TIMEOUT\n";
+    write(1, msg, sizeof msg - 1);
+    _exit(3);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
+    /* Never hang a lab run: every mode is done well within this. */
+    signal(SIGALRM, on_alarm);
+    alarm(getenv("VSOCK_HOST_TIMEOUT") ? atoi(getenv("VSOCK_HOST_TIMEOUT")) : 240);
     if (argc == 6 && !strcmp(argv[1], "stream"))
         return cmd_stream(argv[2], atoi(argv[3]), strtoul(argv[4], NULL, 0), atoi(argv[5]));
     if (argc == 4 && !strcmp(argv[1], "vanish")) return cmd_vanish(argv[2], atoi(argv[3]));

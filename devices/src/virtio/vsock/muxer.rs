@@ -203,6 +203,10 @@ struct Conn {
     credit: Credit,
     /// Guest data not yet written to the host stream.
     to_host: VecDeque<u8>,
+    /// Bytes at the front of `to_host` that are ours (the `OK <port>` line), not the
+    /// guest's: they do not count in `fwd_cnt` (a guest told it was forwarded more than it
+    /// sent sees no room at all and stops sending).
+    ours: usize,
     /// Host bytes read with the CONNECT line, sent to the guest first.
     early: Vec<u8>,
     /// The guest will send no more: shut the host stream's write side once `to_host` is out.
@@ -368,6 +372,7 @@ impl VsockHandler {
             state,
             credit: Credit::default(),
             to_host: VecDeque::new(),
+            ours: 0,
             early: Vec::new(),
             guest_done_sending: false,
             guest_done_receiving: false,
@@ -443,6 +448,16 @@ impl VsockHandler {
             return;
         }
         let payload = &bytes[HDR_LEN..HDR_LEN + h.len as usize];
+        log::trace!(
+            "virtio-vsock: {:?} {}:{} len {} flags {:#x} buf_alloc {} fwd_cnt {}",
+            h.op,
+            host_port,
+            guest_port,
+            h.len,
+            h.flags,
+            h.buf_alloc,
+            h.fwd_cnt
+        );
         let Some(&token) = self.by_ports.get(&(host_port, guest_port)) else {
             match h.op {
                 Op::Request => self.guest_connects(&h),
@@ -462,6 +477,7 @@ impl VsockHandler {
                 c.state = State::Established;
                 let ok = format!("OK {}\n", c.host_port);
                 c.to_host.extend(ok.as_bytes());
+                c.ours = ok.len();
                 // Host bytes that came with the CONNECT line go to the guest first.
                 self.readable.insert(token);
                 self.flush(token);
@@ -541,10 +557,9 @@ impl VsockHandler {
                 Ok(0) => break,
                 Ok(n) => {
                     c.to_host.drain(..n);
-                    // The OK line is ours, not guest data: it does not count.
-                    if c.state == State::Established {
-                        c.credit.fwd_cnt = c.credit.fwd_cnt.wrapping_add(n as u32);
-                    }
+                    let ours = n.min(c.ours);
+                    c.ours -= ours;
+                    c.credit.fwd_cnt = c.credit.fwd_cnt.wrapping_add((n - ours) as u32);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -700,6 +715,9 @@ impl VsockHandler {
         let mut c = self.new_conn(stream, host_port, guest_port, State::Connecting);
         c.early = early;
         let req = hdr(cid, &c, Op::Request, 0, 0);
+        debug!(
+            "virtio-vsock: host client asks for guest port {guest_port} (host port {host_port})"
+        );
         self.control.push_back(req);
         self.by_ports.insert((host_port, guest_port), token);
         self.conns.insert(token, c);

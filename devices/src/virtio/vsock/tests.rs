@@ -246,6 +246,11 @@ fn a_host_client_connects_to_a_guest_port_and_bytes_flow_both_ways_until_the_gue
     let mut buf = [0u8; 10];
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"hello host");
+    // What the guest is told was forwarded is its 10 bytes, not the OK line too (a fwd_cnt
+    // ahead of what it sent leaves a Linux guest no room to send at all).
+    g.send(Op::CreditRequest, 5000, hp, 0, 64 * 1024, 11, &[]);
+    let (h, _) = g.recv();
+    assert_eq!((h.op, h.fwd_cnt), (Op::CreditUpdate, 10));
     // The guest closes: the host reads the end, the guest gets the RST that confirms it.
     g.send(
         Op::Shutdown,
