@@ -55,8 +55,9 @@ pub struct Vsock {
 }
 
 impl Vsock {
-    /// Checks the CID and listens on the socket. A socket file already there is replaced, as
-    /// one a VMM that is gone left behind would be; any other file there is an error.
+    /// Checks the CID and listens on the socket. A socket file already there that nobody
+    /// listens on any more (left by a VMM that is gone) is replaced; one something listens on
+    /// is refused (another VM's: two VMs cannot share a socket), and so is any other file.
     pub fn new(cfg: &VsockConfig) -> Result<Self, VsockError> {
         if cfg.cid < 3 || cfg.cid >= u64::from(u32::MAX) {
             return Err(VsockError::Cid(cfg.cid));
@@ -67,7 +68,7 @@ impl Vsock {
             Ok(l)
         };
         let listener = match listen(&cfg.socket) {
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_socket(&cfg.socket) => {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(&cfg.socket) => {
                 let _ = std::fs::remove_file(&cfg.socket);
                 listen(&cfg.socket)
             }
@@ -96,9 +97,15 @@ impl Vsock {
     }
 }
 
-fn is_socket(path: &std::path::Path) -> bool {
+/// A unix socket file nobody listens on any more.
+fn is_stale_socket(path: &std::path::Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+    let socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    socket
+        && matches!(
+            std::os::unix::net::UnixStream::connect(path),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+        )
 }
 
 impl VirtioDevice for Vsock {

@@ -416,6 +416,9 @@ fn a_bad_cid_or_a_path_that_is_not_a_socket_is_refused() {
         id: None,
     };
     let first = Vsock::new(&cfg(3)).unwrap();
+    // Another VM's live socket is not taken over.
+    let e = Vsock::new(&cfg(4)).err().unwrap();
+    assert!(matches!(e, VsockError::Listen { .. }), "{e}");
     drop(first);
     // The socket file left behind is replaced; a regular file there is not.
     Vsock::new(&cfg(4)).unwrap();
