@@ -50,6 +50,14 @@ pub const RX_TOKEN: u64 = 0;
 pub const TX_TOKEN: u64 = 1;
 pub const EVENT_TOKEN: u64 = 2;
 pub const SOCKETS_TOKEN: u64 = 3;
+/// Packets without payload (RST, RESPONSE, credit updates...) waiting for receive buffers at
+/// most: past that the worker stops taking transmit chains until the guest gives buffers (a
+/// guest flooding packets that each want an answer, with no buffer to answer in, cannot make
+/// the queue grow without bound).
+pub const MAX_CONTROL: usize = 1024;
+/// Open streams (and host clients not yet through their CONNECT line) at most: a guest or a
+/// host client opening more is refused (RST / closed), so neither can exhaust the VMM's fds.
+pub const MAX_STREAMS: usize = 4096;
 /// Rounds of socket events handled per turn of the worker.
 const SOCKET_ROUNDS: usize = 8;
 /// The listener's token in the handler's epoll (streams have 1, 2, ...).
@@ -261,6 +269,8 @@ pub(crate) struct VsockHandler {
     next_token: u64,
     next_port: u32,
     buf: Vec<u8>,
+    /// Transmit chains wait because `control` is full.
+    tx_backlogged: bool,
 }
 
 impl VsockHandler {
@@ -316,6 +326,7 @@ impl VsockHandler {
             next_token: streams.next_token,
             next_port: streams.next_port,
             buf: vec![0u8; HDR_LEN + MAX_PAYLOAD as usize],
+            tx_backlogged: false,
         };
         h.send_reset_event();
         Ok(h)
@@ -389,7 +400,10 @@ impl VsockHandler {
         let mut done = 0;
         loop {
             self.tx.disable_notification(&self.mem);
-            while let Some(chain) = self.tx.pop(&self.mem) {
+            while self.control.len() < MAX_CONTROL {
+                let Some(chain) = self.tx.pop(&self.mem) else {
+                    break;
+                };
                 let head = chain.head_index();
                 let n = match ChainBuffers::parse(&self.mem, chain) {
                     Ok(bufs) => {
@@ -405,6 +419,11 @@ impl VsockHandler {
                 done += 1;
                 let packet = self.buf[..n].to_vec();
                 self.on_guest_packet(&packet);
+            }
+            if self.control.len() >= MAX_CONTROL {
+                // Backlogged: taken up again once the guest's receive buffers drain it.
+                self.tx_backlogged = true;
+                break;
             }
             if !self.tx.enable_notification(&self.mem) {
                 break;
@@ -523,6 +542,11 @@ impl VsockHandler {
     fn guest_connects(&mut self, h: &Header) {
         let cid = self.backend.cid;
         let (host_port, guest_port) = (h.dst_port, h.src_port);
+        if self.conns.len() + self.handshakes.len() >= MAX_STREAMS {
+            warn!("virtio-vsock: {MAX_STREAMS} streams open; refusing the guest's connection to host port {host_port}");
+            self.rst_to(host_port, guest_port);
+            return;
+        }
         let path = format!("{}_{host_port}", self.backend.path.display());
         let token = self.next_token;
         let stream = connect_nonblocking(&path).and_then(|s| self.watch(s, token));
@@ -632,6 +656,10 @@ impl VsockHandler {
     fn accept_all(&mut self) {
         loop {
             match accept_nonblocking(&self.backend.listener) {
+                Ok(stream) if self.conns.len() + self.handshakes.len() >= MAX_STREAMS => {
+                    warn!("virtio-vsock: {MAX_STREAMS} streams open; closing a new host client");
+                    drop(stream);
+                }
                 Ok(stream) => {
                     let token = self.next_token;
                     let ok = self.sockets.ctl(
@@ -920,6 +948,11 @@ impl EventHandler for VsockHandler {
         }
         // Whatever happened may have made packets for the guest, or room for them.
         self.pump_rx();
+        if self.tx_backlogged && self.control.len() < MAX_CONTROL / 2 {
+            self.tx_backlogged = false;
+            self.process_tx();
+            self.pump_rx();
+        }
     }
 }
 

@@ -161,6 +161,25 @@ impl Guest {
         self.rx.used_idx() == self.rx_seen
     }
 
+    /// As [`send_raw`], giving up after 200 ms: whether the device took the chain.
+    fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        let slot = u64::from(self.tx_added % 8);
+        let addr = TX_BUFS + slot * 0x1_1000;
+        self.mem.write_slice(bytes, GuestAddress(addr)).unwrap();
+        self.tx.add_chain(&[(addr, bytes.len() as u32, 0)]);
+        self.tx_added = self.tx_added.wrapping_add(1);
+        self.kicks[1].write(1).unwrap();
+        let want = self.tx_added;
+        let deadline = std::time::Instant::now() + Duration::from_millis(200);
+        while std::time::Instant::now() < deadline {
+            if self.tx.used_idx() == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
     /// The guest sends raw bytes as one transmit chain and waits until the device took it.
     fn send_raw(&mut self, bytes: &[u8]) {
         let slot = u64::from(self.tx_added % 8);
@@ -557,4 +576,51 @@ fn a_guest_streaming_through_an_echoing_host_finishes_and_the_worker_never_spins
         "{idle:.3} s of CPU in 300 ms idle: a thread spins"
     );
     eprintln!("2 MiB each way: {busy:.3} s of CPU");
+}
+
+#[test]
+fn a_guest_flooding_packets_without_receive_buffers_is_held_back_not_buffered_without_bound() {
+    let mut g = Guest::new("flood");
+    // Data for streams that do not exist: each wants an RST back. The guest's 32 receive
+    // buffers take the first answers; then the device keeps at most MAX_CONTROL waiting and
+    // stops taking transmit chains.
+    let rw = |port: u32| {
+        let mut b = Header {
+            src_cid: CID,
+            dst_cid: HOST_CID,
+            src_port: port,
+            dst_port: 9,
+            len: 1,
+            kind: packet::TYPE_STREAM,
+            op: Op::Rw,
+            flags: 0,
+            buf_alloc: 0,
+            fwd_cnt: 0,
+        }
+        .to_bytes()
+        .to_vec();
+        b.push(b'x');
+        b
+    };
+    let mut taken = 0usize;
+    for port in 0..2000u32 {
+        if !g.try_send_raw(&rw(port)) {
+            break;
+        }
+        taken += 1;
+    }
+    assert!(
+        taken < 2000 && taken <= 32 + muxer::MAX_CONTROL + 1,
+        "{taken} chains taken with no receive buffer to answer in"
+    );
+    // Receive buffers drain the answers, and the held chain and the rest go through.
+    let mut rsts = 0;
+    while rsts < taken + 1 {
+        let (h, _) = g.recv();
+        assert_eq!(h.op, Op::Rst);
+        rsts += 1;
+    }
+    for port in 5000..5010u32 {
+        g.send_raw(&rw(port));
+    }
 }
