@@ -610,7 +610,7 @@ fn a_guest_flooding_packets_without_receive_buffers_is_held_back_not_buffered_wi
         taken += 1;
     }
     assert!(
-        taken < 2000 && taken <= 32 + muxer::MAX_CONTROL + 1,
+        taken <= 32 + muxer::MAX_CONTROL + 1,
         "{taken} chains taken with no receive buffer to answer in"
     );
     // Receive buffers drain the answers, and the held chain and the rest go through.
