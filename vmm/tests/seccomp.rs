@@ -152,14 +152,22 @@ fn control_thread_builds_and_starts_threads_but_is_killed_by_execve() {
 }
 
 #[test]
-fn control_thread_may_not_connect_or_open_a_unix_socket() {
-    let case = "control_thread_may_not_connect_or_open_a_unix_socket";
+fn control_thread_may_open_unix_sockets_for_vsock_but_no_other_kind() {
+    let case = "control_thread_may_open_unix_sockets_for_vsock_but_no_other_kind";
     if child_case(case, || {
         confine(ThreadKind::Control, SeccompMode::Enforce);
+        // A vsock device listens on a unix socket: created, bound and listening.
+        let dir = std::env::temp_dir().join(format!("vmm-seccomp-ctl-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("v.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
         eprintln!("allowed ok");
         // SAFETY: a plain syscall; the filter ends the process here.
-        unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
-        unreachable!("an AF_UNIX socket was created under the control filter");
+        unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0) };
+        unreachable!("an AF_INET6 socket was created under the control filter");
     }) {
         return;
     }
