@@ -4,7 +4,7 @@
 //! arithmetic on the header's counters never underflows.
 #![no_main]
 
-use devices::virtio::vsock::muxer::Credit;
+use devices::virtio::vsock::credit::Credit;
 use devices::virtio::vsock::packet::{parse_packet, Header, HDR_LEN, MAX_PAYLOAD, TYPE_STREAM};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,8 +2,10 @@
 //! streams reach the host as unix socket connections (see [`muxer`]). Three queues: receive,
 //! transmit and event (kept, never used: it carries transport resets for live migration).
 
+pub mod credit;
 pub mod muxer;
 pub mod packet;
+mod unix;
 
 use std::io;
 use std::os::unix::io::AsRawFd;
@@ -64,7 +66,7 @@ impl Vsock {
         }
         let listen = |p: &PathBuf| -> io::Result<UnixListener> {
             let l = UnixListener::bind(p)?;
-            muxer::set_nonblocking(l.as_raw_fd())?;
+            unix::set_nonblocking(l.as_raw_fd())?;
             Ok(l)
         };
         let listener = match listen(&cfg.socket) {

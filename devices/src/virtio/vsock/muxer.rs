@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,9 +30,11 @@ use log::{debug, warn};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
+use super::credit::Credit;
 use super::packet::{
     Header, Op, HDR_LEN, HOST_CID, MAX_PAYLOAD, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM,
 };
+use super::unix::{accept_nonblocking, connect_nonblocking};
 use crate::virtio::chain::{gather, scatter, ChainBuffers};
 use crate::virtio::device::{QueuePosition, VirtioInterrupt};
 use crate::virtio::queue::DeviceQueue;
@@ -77,122 +79,39 @@ pub struct VsockBackend {
 /// `VIRTIO_VSOCK_EVENT_TRANSPORT_RESET`: `struct virtio_vsock_event { le32 id; }`.
 const EVENT_TRANSPORT_RESET: u32 = 0;
 
-/// The streams of a paused device, as its worker left them.
+/// A device's streams: kept by its worker, and by the backend while the device is paused.
 pub(crate) struct Streams {
+    /// The unix sockets' epoll (the worker waits on it as one more source).
     sockets: Epoll,
     conns: HashMap<u64, Conn>,
     by_ports: HashMap<(u32, u32), u64>,
     handshakes: HashMap<u64, Handshake>,
+    /// Packets without payload waiting for a receive buffer.
     control: VecDeque<Header>,
+    /// Streams whose host side may have data (edge-triggered: until a read would block).
     readable: BTreeSet<u64>,
     next_token: u64,
     next_port: u32,
 }
 
-/// `O_NONBLOCK` on `fd` with fcntl (std's `set_nonblocking` is an ioctl, which the device
-/// threads' seccomp filters do not allow).
-pub fn set_nonblocking(fd: i32) -> io::Result<()> {
-    // SAFETY: fcntl on an fd the caller owns; no pointers.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The next connection on `listener`, non-blocking from the start (accept4).
-fn accept_nonblocking(listener: &UnixListener) -> io::Result<UnixStream> {
-    // SAFETY: accept4 with null address pointers; the fd returned is owned below.
-    let fd = unsafe {
-        libc::accept4(
+impl Streams {
+    fn new(listener: &UnixListener) -> io::Result<Self> {
+        let sockets = Epoll::new()?;
+        sockets.ctl(
+            ControlOperation::Add,
             listener.as_raw_fd(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd this function owns.
-    Ok(unsafe { UnixStream::from_raw_fd(fd) })
-}
-
-/// A non-blocking connection to the unix socket at `path` (refused when its backlog is full).
-fn connect_nonblocking(path: &str) -> io::Result<UnixStream> {
-    // SAFETY: zeroed sockaddr_un is a valid value; filled below within its bounds.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.as_bytes();
-    if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path too long",
-        ));
-    }
-    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: plain socket(2).
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd this function owns.
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    // SAFETY: addr is a valid sockaddr_un of at least `len` bytes.
-    let r = unsafe {
-        libc::connect(
-            fd,
-            (&addr as *const libc::sockaddr_un).cast(),
-            len as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(stream)
-}
-
-/// Credit bookkeeping of one stream (virtio 1.2 section 5.10.6.3).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Credit {
-    /// Bytes of guest data written to the host stream.
-    pub fwd_cnt: u32,
-    /// The `fwd_cnt` the guest last heard from us.
-    pub fwd_cnt_sent: u32,
-    /// Bytes sent to the guest.
-    pub tx_cnt: u32,
-    /// The guest's receive buffer and what it consumed, from its latest packet.
-    pub peer_buf_alloc: u32,
-    pub peer_fwd_cnt: u32,
-}
-
-impl Credit {
-    /// How many more bytes the guest can take now (0 when a hostile guest's counters say it
-    /// has less than nothing).
-    pub fn peer_free(&self) -> u32 {
-        let in_flight = self.tx_cnt.wrapping_sub(self.peer_fwd_cnt);
-        self.peer_buf_alloc.saturating_sub(in_flight)
-    }
-
-    /// From the header of a packet the guest sent on this stream.
-    pub fn update_from(&mut self, h: &Header) {
-        self.peer_buf_alloc = h.buf_alloc;
-        self.peer_fwd_cnt = h.fwd_cnt;
-    }
-
-    /// Whether the guest should be told of our progress (half our buffer freed unannounced).
-    pub fn update_due(&self) -> bool {
-        self.fwd_cnt.wrapping_sub(self.fwd_cnt_sent) >= BUF_ALLOC / 2
+            EpollEvent::new(EventSet::IN, LISTENER),
+        )?;
+        Ok(Streams {
+            sockets,
+            conns: HashMap::new(),
+            by_ports: HashMap::new(),
+            handshakes: HashMap::new(),
+            control: VecDeque::new(),
+            readable: BTreeSet::new(),
+            next_token: 1,
+            next_port: FIRST_HOST_PORT,
+        })
     }
 }
 
@@ -256,20 +175,13 @@ pub(crate) struct VsockHandler {
     tx: DeviceQueue,
     event: Option<DeviceQueue>,
     irq: Arc<dyn VirtioInterrupt>,
-    sockets: Epoll,
-    conns: HashMap<u64, Conn>,
-    by_ports: HashMap<(u32, u32), u64>,
-    handshakes: HashMap<u64, Handshake>,
-    /// Packets without payload waiting for a receive buffer.
-    control: VecDeque<Header>,
-    /// Streams whose host side may have data (edge-triggered: until a read would block).
-    readable: BTreeSet<u64>,
+    /// The streams and their sockets: handed to the backend when the worker stops, so a
+    /// pause keeps them.
+    s: Streams,
     /// A receive chain taken from the ring and not used yet (head, buffers).
     stash: Option<(u16, ChainBuffers)>,
-    next_token: u64,
-    next_port: u32,
     buf: Vec<u8>,
-    /// Transmit chains wait because `control` is full.
+    /// Transmit chains wait because `s.control` is full.
     tx_backlogged: bool,
 }
 
@@ -284,29 +196,10 @@ impl VsockHandler {
     ) -> Result<Self, Box<(VsockBackend, io::Error)>> {
         let streams = match backend.streams.take() {
             Some(s) => s,
-            None => {
-                let sockets = match Epoll::new().and_then(|e| {
-                    e.ctl(
-                        ControlOperation::Add,
-                        backend.listener.as_raw_fd(),
-                        EpollEvent::new(EventSet::IN, LISTENER),
-                    )?;
-                    Ok(e)
-                }) {
-                    Ok(e) => e,
-                    Err(e) => return Err(Box::new((backend, e))),
-                };
-                Streams {
-                    sockets,
-                    conns: HashMap::new(),
-                    by_ports: HashMap::new(),
-                    handshakes: HashMap::new(),
-                    control: VecDeque::new(),
-                    readable: BTreeSet::new(),
-                    next_token: 1,
-                    next_port: FIRST_HOST_PORT,
-                }
-            }
+            None => match Streams::new(&backend.listener) {
+                Ok(s) => s,
+                Err(e) => return Err(Box::new((backend, e))),
+            },
         };
         let mut h = VsockHandler {
             backend,
@@ -315,16 +208,8 @@ impl VsockHandler {
             tx,
             event,
             irq,
-            sockets: streams.sockets,
-            conns: streams.conns,
-            by_ports: streams.by_ports,
-            handshakes: streams.handshakes,
-            control: streams.control,
-            // Data may have arrived while no worker ran.
-            readable: streams.readable,
+            s: streams,
             stash: None,
-            next_token: streams.next_token,
-            next_port: streams.next_port,
             buf: vec![0u8; HDR_LEN + MAX_PAYLOAD as usize],
             tx_backlogged: false,
         };
@@ -334,20 +219,20 @@ impl VsockHandler {
 
     /// The fd the worker waits on for the unix sockets' events.
     pub fn sockets_fd(&self) -> i32 {
-        self.sockets.as_raw_fd()
+        self.s.sockets.as_raw_fd()
     }
 
     fn rst_to(&mut self, host_port: u32, guest_port: u32) {
         let h = Header::to_guest(self.backend.cid, host_port, guest_port, Op::Rst, 0, 0, 0, 0);
-        self.control.push_back(h);
+        self.s.control.push_back(h);
     }
 
     /// Close a stream and tell the guest (RST) unless it is the one that reset it.
     fn kill(&mut self, token: u64, tell_guest: bool) {
-        if let Some(c) = self.conns.remove(&token) {
-            self.by_ports.remove(&(c.host_port, c.guest_port));
-            self.readable.remove(&token);
-            let _ = self.sockets.ctl(
+        if let Some(c) = self.s.conns.remove(&token) {
+            self.s.by_ports.remove(&(c.host_port, c.guest_port));
+            self.s.readable.remove(&token);
+            let _ = self.s.sockets.ctl(
                 ControlOperation::Delete,
                 c.stream.as_raw_fd(),
                 EpollEvent::default(),
@@ -361,7 +246,7 @@ impl VsockHandler {
     fn watch(&mut self, stream: UnixStream, token: u64) -> io::Result<UnixStream> {
         let events =
             EventSet::IN | EventSet::OUT | EventSet::READ_HANG_UP | EventSet::EDGE_TRIGGERED;
-        self.sockets.ctl(
+        self.s.sockets.ctl(
             ControlOperation::Add,
             stream.as_raw_fd(),
             EpollEvent::new(events, token),
@@ -400,7 +285,7 @@ impl VsockHandler {
         let mut done = 0;
         loop {
             self.tx.disable_notification(&self.mem);
-            while self.control.len() < MAX_CONTROL {
+            while self.s.control.len() < MAX_CONTROL {
                 let Some(chain) = self.tx.pop(&self.mem) else {
                     break;
                 };
@@ -420,7 +305,7 @@ impl VsockHandler {
                 let packet = self.buf[..n].to_vec();
                 self.on_guest_packet(&packet);
             }
-            if self.control.len() >= MAX_CONTROL {
+            if self.s.control.len() >= MAX_CONTROL {
                 // Backlogged: taken up again once the guest's receive buffers drain it.
                 self.tx_backlogged = true;
                 break;
@@ -459,7 +344,7 @@ impl VsockHandler {
         }
         if let Err(e) = h.check_payload(bytes.len() - HDR_LEN) {
             debug!("virtio-vsock: resetting {host_port}:{guest_port}: {e}");
-            if let Some(&t) = self.by_ports.get(&(host_port, guest_port)) {
+            if let Some(&t) = self.s.by_ports.get(&(host_port, guest_port)) {
                 self.kill(t, true);
             } else if h.op != Op::Rst {
                 self.rst_to(host_port, guest_port);
@@ -477,7 +362,7 @@ impl VsockHandler {
             h.buf_alloc,
             h.fwd_cnt
         );
-        let Some(&token) = self.by_ports.get(&(host_port, guest_port)) else {
+        let Some(&token) = self.s.by_ports.get(&(host_port, guest_port)) else {
             match h.op {
                 Op::Request => self.guest_connects(&h),
                 Op::Rst => {}
@@ -486,7 +371,7 @@ impl VsockHandler {
             return;
         };
         let cid = self.backend.cid;
-        let Some(c) = self.conns.get_mut(&token) else {
+        let Some(c) = self.s.conns.get_mut(&token) else {
             return;
         };
         c.credit.update_from(&h);
@@ -498,7 +383,7 @@ impl VsockHandler {
                 c.to_host.extend(ok.as_bytes());
                 c.ours = ok.len();
                 // Host bytes that came with the CONNECT line go to the guest first.
-                self.readable.insert(token);
+                self.s.readable.insert(token);
                 self.flush(token);
             }
             Op::Response => self.kill(token, true),
@@ -533,7 +418,7 @@ impl VsockHandler {
             Op::CreditRequest => {
                 c.credit.fwd_cnt_sent = c.credit.fwd_cnt;
                 let h = hdr(cid, c, Op::CreditUpdate, 0, 0);
-                self.control.push_back(h);
+                self.s.control.push_back(h);
             }
         }
     }
@@ -542,24 +427,24 @@ impl VsockHandler {
     fn guest_connects(&mut self, h: &Header) {
         let cid = self.backend.cid;
         let (host_port, guest_port) = (h.dst_port, h.src_port);
-        if self.conns.len() + self.handshakes.len() >= MAX_STREAMS {
+        if self.s.conns.len() + self.s.handshakes.len() >= MAX_STREAMS {
             warn!("virtio-vsock: {MAX_STREAMS} streams open; refusing the guest's connection to host port {host_port}");
             self.rst_to(host_port, guest_port);
             return;
         }
         let path = format!("{}_{host_port}", self.backend.path.display());
-        let token = self.next_token;
+        let token = self.s.next_token;
         let stream = connect_nonblocking(&path).and_then(|s| self.watch(s, token));
         match stream {
             Ok(stream) => {
-                self.next_token += 1;
+                self.s.next_token += 1;
                 let mut c = self.new_conn(stream, host_port, guest_port, State::Established);
                 c.credit.update_from(h);
                 let resp = hdr(cid, &c, Op::Response, 0, 0);
-                self.control.push_back(resp);
-                self.by_ports.insert((host_port, guest_port), token);
-                self.conns.insert(token, c);
-                self.readable.insert(token);
+                self.s.control.push_back(resp);
+                self.s.by_ports.insert((host_port, guest_port), token);
+                self.s.conns.insert(token, c);
+                self.s.readable.insert(token);
             }
             Err(e) => {
                 debug!("virtio-vsock: guest connection to {path}: {e}");
@@ -571,7 +456,7 @@ impl VsockHandler {
     /// Write what the guest sent to the host stream, as far as it takes it.
     fn flush(&mut self, token: u64) {
         let cid = self.backend.cid;
-        let Some(c) = self.conns.get_mut(&token) else {
+        let Some(c) = self.s.conns.get_mut(&token) else {
             return;
         };
         let mut failed = false;
@@ -608,7 +493,7 @@ impl VsockHandler {
         if c.credit.update_due() {
             c.credit.fwd_cnt_sent = c.credit.fwd_cnt;
             let h = hdr(cid, c, Op::CreditUpdate, 0, 0);
-            self.control.push_back(h);
+            self.s.control.push_back(h);
         }
     }
 
@@ -619,7 +504,7 @@ impl VsockHandler {
         // Bounded: what is still ready after that many rounds waits for the worker's next
         // turn (its epoll reports this one again), after the queues.
         for _ in 0..SOCKET_ROUNDS {
-            let n = match self.sockets.wait(0, &mut events) {
+            let n = match self.s.sockets.wait(0, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -634,16 +519,16 @@ impl VsockHandler {
                 let (token, set) = (ev.data(), ev.event_set());
                 if token == LISTENER {
                     self.accept_all();
-                } else if self.handshakes.contains_key(&token) {
+                } else if self.s.handshakes.contains_key(&token) {
                     self.read_connect_line(token);
-                } else if let Some(c) = self.conns.get_mut(&token) {
+                } else if let Some(c) = self.s.conns.get_mut(&token) {
                     if set.intersects(EventSet::HANG_UP | EventSet::ERROR) {
                         c.host_hup = true;
                     }
                     if set.intersects(
                         EventSet::IN | EventSet::READ_HANG_UP | EventSet::HANG_UP | EventSet::ERROR,
                     ) {
-                        self.readable.insert(token);
+                        self.s.readable.insert(token);
                     }
                     if set.contains(EventSet::OUT) {
                         self.flush(token);
@@ -656,13 +541,13 @@ impl VsockHandler {
     fn accept_all(&mut self) {
         loop {
             match accept_nonblocking(&self.backend.listener) {
-                Ok(stream) if self.conns.len() + self.handshakes.len() >= MAX_STREAMS => {
+                Ok(stream) if self.s.conns.len() + self.s.handshakes.len() >= MAX_STREAMS => {
                     warn!("virtio-vsock: {MAX_STREAMS} streams open; closing a new host client");
                     drop(stream);
                 }
                 Ok(stream) => {
-                    let token = self.next_token;
-                    let ok = self.sockets.ctl(
+                    let token = self.s.next_token;
+                    let ok = self.s.sockets.ctl(
                         ControlOperation::Add,
                         stream.as_raw_fd(),
                         EpollEvent::new(EventSet::IN, token),
@@ -671,8 +556,8 @@ impl VsockHandler {
                         warn!("virtio-vsock: cannot watch a new host connection: {e}");
                         continue;
                     }
-                    self.next_token += 1;
-                    self.handshakes.insert(
+                    self.s.next_token += 1;
+                    self.s.handshakes.insert(
                         token,
                         Handshake {
                             stream,
@@ -696,7 +581,7 @@ impl VsockHandler {
     /// A host client's `CONNECT <port>\n`; on a whole line, the REQUEST to the guest.
     fn read_connect_line(&mut self, token: u64) {
         let cid = self.backend.cid;
-        let Some(hs) = self.handshakes.get_mut(&token) else {
+        let Some(hs) = self.s.handshakes.get_mut(&token) else {
             return;
         };
         let mut chunk = [0u8; MAX_CONNECT_LINE];
@@ -714,8 +599,8 @@ impl VsockHandler {
                 Err(_) => break true,
             }
         };
-        let hs = self.handshakes.remove(&token).expect("looked up above");
-        let _ = self.sockets.ctl(
+        let hs = self.s.handshakes.remove(&token).expect("looked up above");
+        let _ = self.s.sockets.ctl(
             ControlOperation::Delete,
             hs.stream.as_raw_fd(),
             EpollEvent::default(),
@@ -746,16 +631,16 @@ impl VsockHandler {
         debug!(
             "virtio-vsock: host client asks for guest port {guest_port} (host port {host_port})"
         );
-        self.control.push_back(req);
-        self.by_ports.insert((host_port, guest_port), token);
-        self.conns.insert(token, c);
+        self.s.control.push_back(req);
+        self.s.by_ports.insert((host_port, guest_port), token);
+        self.s.conns.insert(token, c);
     }
 
     fn free_host_port(&mut self, guest_port: u32) -> u32 {
         loop {
-            let p = self.next_port;
-            self.next_port = self.next_port.wrapping_add(1).max(FIRST_HOST_PORT);
-            if !self.by_ports.contains_key(&(p, guest_port)) {
+            let p = self.s.next_port;
+            self.s.next_port = self.s.next_port.wrapping_add(1).max(FIRST_HOST_PORT);
+            if !self.s.by_ports.contains_key(&(p, guest_port)) {
                 return p;
             }
         }
@@ -797,7 +682,7 @@ impl VsockHandler {
     fn pump_rx(&mut self) {
         let mut used = 0;
         loop {
-            if self.control.is_empty() && !self.has_rx_work() {
+            if self.s.control.is_empty() && !self.has_rx_work() {
                 break;
             }
             let Some((head, bufs)) = self.take_rx_chain() else {
@@ -806,7 +691,7 @@ impl VsockHandler {
                 }
                 break;
             };
-            if let Some(h) = self.control.pop_front() {
+            if let Some(h) = self.s.control.pop_front() {
                 self.put(head, &bufs, &h, &[]);
                 used += 1;
                 continue;
@@ -826,8 +711,8 @@ impl VsockHandler {
     }
 
     fn has_rx_work(&self) -> bool {
-        self.readable.iter().any(|t| {
-            self.conns.get(t).is_some_and(|c| {
+        self.s.readable.iter().any(|t| {
+            self.s.conns.get(t).is_some_and(|c| {
                 c.state == State::Established
                     && !c.guest_done_receiving
                     && (c.credit.peer_free() > 0 || c.host_eof)
@@ -839,14 +724,14 @@ impl VsockHandler {
     /// that says the host stream ended. None when no stream has anything now.
     fn read_for_guest(&mut self, room: usize) -> Option<(Header, Vec<u8>)> {
         let cid = self.backend.cid;
-        let tokens: Vec<u64> = self.readable.iter().copied().collect();
+        let tokens: Vec<u64> = self.s.readable.iter().copied().collect();
         for token in tokens {
-            let Some(c) = self.conns.get_mut(&token) else {
-                self.readable.remove(&token);
+            let Some(c) = self.s.conns.get_mut(&token) else {
+                self.s.readable.remove(&token);
                 continue;
             };
             if c.state != State::Established || c.guest_done_receiving || c.host_eof {
-                self.readable.remove(&token);
+                self.s.readable.remove(&token);
                 continue;
             }
             let want = room.min(c.credit.peer_free() as usize);
@@ -866,7 +751,7 @@ impl VsockHandler {
             match got {
                 Ok(0) => {
                     c.host_eof = true;
-                    self.readable.remove(&token);
+                    self.s.readable.remove(&token);
                     let flags = if c.host_hup {
                         SHUTDOWN_SEND | SHUTDOWN_RCV
                     } else {
@@ -883,7 +768,7 @@ impl VsockHandler {
                     return Some((h, data));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable.remove(&token);
+                    self.s.readable.remove(&token);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -948,7 +833,7 @@ impl EventHandler for VsockHandler {
         }
         // Whatever happened may have made packets for the guest, or room for them.
         self.pump_rx();
-        if self.tx_backlogged && self.control.len() < MAX_CONTROL / 2 {
+        if self.tx_backlogged && self.s.control.len() < MAX_CONTROL / 2 {
             self.tx_backlogged = false;
             self.process_tx();
             self.pump_rx();
@@ -964,63 +849,12 @@ impl BackendHandler for VsockHandler {
     fn into_backend(mut self) -> VsockBackend {
         // Every open stream is looked at again by the next worker: the host may have written
         // meanwhile, and its edge-triggered readiness will not be reported twice.
-        let readable = self.conns.keys().copied().collect();
-        self.backend.streams = Some(Streams {
-            sockets: self.sockets,
-            conns: self.conns,
-            by_ports: self.by_ports,
-            handshakes: self.handshakes,
-            control: self.control,
-            readable,
-            next_token: self.next_token,
-            next_port: self.next_port,
-        });
+        self.s.readable = self.s.conns.keys().copied().collect();
+        self.backend.streams = Some(self.s);
         self.backend
     }
 
     fn queue_positions(&self) -> Vec<QueuePosition> {
         self.positions()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credit_never_goes_below_nothing() {
-        let mut c = Credit {
-            peer_buf_alloc: 1000,
-            ..Default::default()
-        };
-        assert_eq!(c.peer_free(), 1000);
-        c.tx_cnt = 600;
-        assert_eq!(c.peer_free(), 400);
-        c.peer_fwd_cnt = 500;
-        assert_eq!(c.peer_free(), 900);
-        // A guest claiming to have consumed more than was sent, or a tiny buffer.
-        c.peer_fwd_cnt = 700;
-        assert_eq!(c.peer_free(), 0);
-        c.peer_fwd_cnt = 0;
-        c.peer_buf_alloc = 10;
-        assert_eq!(c.peer_free(), 0);
-        // Counters wrap.
-        c.tx_cnt = 5;
-        c.peer_fwd_cnt = u32::MAX - 4;
-        c.peer_buf_alloc = 100;
-        assert_eq!(c.peer_free(), 90);
-    }
-
-    #[test]
-    fn an_update_is_due_once_half_the_buffer_went_out_unannounced() {
-        let mut c = Credit {
-            fwd_cnt: BUF_ALLOC / 2 - 1,
-            ..Default::default()
-        };
-        assert!(!c.update_due());
-        c.fwd_cnt += 1;
-        assert!(c.update_due());
-        c.fwd_cnt_sent = c.fwd_cnt;
-        assert!(!c.update_due());
     }
 }

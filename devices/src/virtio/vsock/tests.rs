@@ -22,6 +22,26 @@ const RX_BUF_LEN: u32 = HDR_LEN as u32 + 4096;
 const TX_BUFS: u64 = 0x60_0000;
 const EVENT_BUF: u64 = 0x1f_0000;
 
+/// The queues as a transport hands them to `activate` (index = position), each with its
+/// notifier, and a clone of each notifier for the test to kick with.
+fn hand_over(
+    queues: impl Iterator<Item = virtio_queue::Queue>,
+) -> (Vec<ActivatedQueue>, Vec<EventFd>) {
+    queues
+        .enumerate()
+        .map(|(i, queue)| {
+            let notifier = EventFd::new(EFD_NONBLOCK).unwrap();
+            let kick = notifier.try_clone().unwrap();
+            let q = ActivatedQueue {
+                index: i as u16,
+                queue,
+                notifier,
+            };
+            (q, kick)
+        })
+        .unzip()
+}
+
 struct Guest {
     mem: GuestMemoryMmap,
     rx: TestQueue,
@@ -57,17 +77,7 @@ impl Guest {
         dev.ack_features(u64::MAX);
         let mem = guest_memory();
         let queues: Vec<TestQueue> = (0..3).map(|i| TestQueue::at(&mem, i, QSIZE)).collect();
-        let mut kicks = Vec::new();
-        let mut activated = Vec::new();
-        for (i, tq) in queues.iter().enumerate() {
-            let notifier = EventFd::new(EFD_NONBLOCK).unwrap();
-            kicks.push(notifier.try_clone().unwrap());
-            activated.push(ActivatedQueue {
-                index: i as u16,
-                queue: tq.queue(),
-                notifier,
-            });
-        }
+        let (activated, kicks) = hand_over(queues.iter().map(TestQueue::queue));
         let mut queues = queues.into_iter();
         let mut g = Guest {
             mem: mem.clone(),
@@ -99,24 +109,21 @@ impl Guest {
     fn pause_and_resume(&mut self) {
         use virtio_queue::QueueT;
         let positions = self.dev.pause().unwrap().expect("it was active");
-        let mut activated = Vec::new();
-        self.kicks.clear();
-        for (i, tq) in [&self.rx, &self.tx, &self._ev].into_iter().enumerate() {
-            let p = positions
-                .iter()
-                .find(|p| usize::from(p.index) == i)
-                .unwrap();
-            let mut queue = tq.queue();
-            queue.set_next_avail(p.next_avail);
-            queue.set_next_used(p.next_used);
-            let notifier = EventFd::new(EFD_NONBLOCK).unwrap();
-            self.kicks.push(notifier.try_clone().unwrap());
-            activated.push(ActivatedQueue {
-                index: i as u16,
-                queue,
-                notifier,
+        let queues = [&self.rx, &self.tx, &self._ev]
+            .into_iter()
+            .enumerate()
+            .map(|(i, tq)| {
+                let p = positions
+                    .iter()
+                    .find(|p| usize::from(p.index) == i)
+                    .unwrap();
+                let mut queue = tq.queue();
+                queue.set_next_avail(p.next_avail);
+                queue.set_next_used(p.next_used);
+                queue
             });
-        }
+        let (activated, kicks) = hand_over(queues);
+        self.kicks = kicks;
         let ctx = ActivateContext {
             mem: self.mem.clone(),
             queues: activated,
@@ -161,8 +168,8 @@ impl Guest {
         self.rx.used_idx() == self.rx_seen
     }
 
-    /// As [`send_raw`], giving up after 200 ms: whether the device took the chain.
-    fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+    /// The guest sends raw bytes as one transmit chain; whether the device took it within `d`.
+    fn send_raw_within(&mut self, bytes: &[u8], d: Duration) -> bool {
         let slot = u64::from(self.tx_added % 8);
         let addr = TX_BUFS + slot * 0x1_1000;
         self.mem.write_slice(bytes, GuestAddress(addr)).unwrap();
@@ -170,26 +177,27 @@ impl Guest {
         self.tx_added = self.tx_added.wrapping_add(1);
         self.kicks[1].write(1).unwrap();
         let want = self.tx_added;
-        let deadline = std::time::Instant::now() + Duration::from_millis(200);
-        while std::time::Instant::now() < deadline {
-            if self.tx.used_idx() == want {
-                return true;
+        let deadline = std::time::Instant::now() + d;
+        while self.tx.used_idx() != want {
+            if std::time::Instant::now() >= deadline {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        false
+        true
+    }
+
+    /// As [`send_raw_within`], giving up after 200 ms.
+    fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.send_raw_within(bytes, Duration::from_millis(200))
     }
 
     /// The guest sends raw bytes as one transmit chain and waits until the device took it.
     fn send_raw(&mut self, bytes: &[u8]) {
-        let slot = u64::from(self.tx_added % 8);
-        let addr = TX_BUFS + slot * 0x1_1000;
-        self.mem.write_slice(bytes, GuestAddress(addr)).unwrap();
-        self.tx.add_chain(&[(addr, bytes.len() as u32, 0)]);
-        self.tx_added = self.tx_added.wrapping_add(1);
-        self.kicks[1].write(1).unwrap();
-        let want = self.tx_added;
-        assert!(wait_until(|| self.tx.used_idx() == want), "chain not taken");
+        assert!(
+            self.send_raw_within(bytes, Duration::from_secs(5)),
+            "chain not taken"
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
