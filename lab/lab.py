@@ -237,7 +237,7 @@ def build_labrun():
 def build_static_tool(name):
     """lab/out/tools/NAME from lab/tools/NAME.c, static (for the L1/L2 initramfs)."""
     src, exe = LAB / f"tools/{name}.c", OUT / f"tools/{name}"
-    if not newer(exe, src):
+    if not newer(exe, src, *sorted((LAB / "tools").glob("*.h"))):
         exe.parent.mkdir(parents=True, exist_ok=True)
         sh(["gcc", "-O2", "-Wall", "-static", "-o", str(exe), str(src)])
     return exe

@@ -16,7 +16,8 @@
 #include <unistd.h>
 #include <linux/vm_sockets.h>
 
-static unsigned char pat(unsigned long i) { return (unsigned char)(i * 7 + (i >> 9)); }
+#include "echo-check.h"
+
 
 static int echo(int fd) {
     char buf[65536];
@@ -62,33 +63,9 @@ static int cmd_send(unsigned cid, unsigned port, unsigned long bytes) {
         printf("LAB-VSOCK-GUEST-ERROR connect %u:%u: %s\n", cid, port, strerror(errno));
         return 1;
     }
-    pid_t w = fork();
-    if (w == 0) {
-        unsigned char buf[16384];
-        for (unsigned long off = 0; off < bytes;) {
-            unsigned long n = bytes - off < sizeof buf ? bytes - off : sizeof buf;
-            for (unsigned long i = 0; i < n; i++) buf[i] = pat(off + i);
-            ssize_t k = write(s, buf, n);
-            if (k < 0) { if (errno == EINTR) continue; _exit(1); }
-            off += k;
-        }
-        shutdown(s, SHUT_WR);
-        _exit(0);
-    }
-    unsigned char buf[16384];
-    unsigned long got = 0;
-    int bad = 0;
-    for (;;) {
-        ssize_t n = read(s, buf, sizeof buf);
-        if (n == 0) break;
-        if (n < 0) { if (errno == EINTR) continue; bad = 1; break; }
-        for (ssize_t i = 0; i < n; i++)
-            if (buf[i] != pat(got + i)) bad = 1;
-        got += n;
-    }
-    int st;
-    waitpid(w, &st, 0);
-    if (!bad && got == bytes && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+    unsigned long got;
+    int bad;
+    if (!echo_check(s, bytes, &got, &bad)) {
         printf("LAB-VSOCK-GUEST-SEND-OK %lu\n", got);
         return 0;
     }

@@ -20,7 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static unsigned char pat(unsigned long i) { return (unsigned char)(i * 13 + (i >> 11)); }
+#include "echo-check.h"
+
 
 static double now(void) {
     struct timespec t;
@@ -57,33 +58,9 @@ static int vsock_open(const char *sock, unsigned port) {
 static int one_stream(const char *sock, unsigned port, unsigned long bytes) {
     int s = vsock_open(sock, port);
     if (s < 0) return 1;
-    pid_t w = fork();
-    if (w == 0) {
-        unsigned char buf[16384];
-        for (unsigned long off = 0; off < bytes;) {
-            unsigned long n = bytes - off < sizeof buf ? bytes - off : sizeof buf;
-            for (unsigned long i = 0; i < n; i++) buf[i] = pat(off + i);
-            ssize_t k = write(s, buf, n);
-            if (k < 0) { if (errno == EINTR) continue; _exit(1); }
-            off += k;
-        }
-        shutdown(s, SHUT_WR);
-        _exit(0);
-    }
-    unsigned char buf[16384];
-    unsigned long got = 0;
-    int bad = 0;
-    for (;;) {
-        ssize_t n = read(s, buf, sizeof buf);
-        if (n == 0) break;
-        if (n < 0) { if (errno == EINTR) continue; bad = 1; break; }
-        for (ssize_t i = 0; i < n; i++)
-            if (buf[i] != pat(got + i)) bad = 1;
-        got += n;
-    }
-    int st;
-    waitpid(w, &st, 0);
-    if (bad || got != bytes || !WIFEXITED(st) || WEXITSTATUS(st)) {
+    unsigned long got;
+    int bad;
+    if (echo_check(s, bytes, &got, &bad)) {
         fprintf(stderr, "stream: got %lu of %lu, bad=%d\n", got, bytes, bad);
         return 1;
     }
