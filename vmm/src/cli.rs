@@ -311,7 +311,9 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         devices,
         device_ids: Default::default(),
     };
-    vm.device_ids = config::ids::assign(&vm)?;
+    // A duplicate id is the command line's: the error names the options that give ids.
+    vm.device_ids = config::ids::assign(&vm)
+        .map_err(|e| ConfigError::Option(format!("--disk, --net, --device, --vsock: {e}")))?;
     Ok(Cli {
         vm,
         boot,
