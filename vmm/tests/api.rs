@@ -266,6 +266,23 @@ fn thread_names(pid: u32) -> Vec<String> {
     v
 }
 
+/// The idle VMM's thread names once they have settled: at least three threads, and no name
+/// changing across 100 ms (a new thread names itself after it starts, so a sample taken too
+/// early sees "vmm" where "vmm-api" will be).
+fn settled_thread_names(pid: u32) -> Vec<String> {
+    let mut last = Vec::new();
+    wait_until("the idle VMM's threads", Duration::from_secs(10), || {
+        let now = thread_names(pid);
+        let settled = now.len() >= 3 && now == last;
+        last = now;
+        if !settled {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        settled
+    });
+    last
+}
+
 /// Try to take the exclusive lock a read-write disk holds (as another VMM would).
 fn can_lock(path: &Path) -> bool {
     use std::os::fd::AsRawFd;
@@ -290,10 +307,7 @@ fn a_vm_with_devices_reboots_and_leaves_nothing_behind_when_stopped() {
         .unwrap();
     let serial = sock.with_file_name("serial");
     // Before any VM: what an idle VMM holds (the next VM's KVM VM and thread are made ahead).
-    wait_until("the idle VMM's threads", Duration::from_secs(10), || {
-        thread_names(pid).len() >= 3
-    });
-    let idle = (open_files(pid), thread_names(pid));
+    let idle = (open_files(pid), settled_thread_names(pid));
     let body = create_body(&ticker, 32, &serial).replacen(
         "\"iommu\"",
         &format!(
