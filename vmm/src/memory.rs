@@ -1,4 +1,4 @@
-//! Guest RAM: anonymous mappings created lazily (nothing is touched until the guest touches it),
+//! Guest RAM: anonymous mappings (or, shared with a vhost-user backend, one memfd) created lazily (nothing is touched until the guest touches it),
 //! then registered with the hypervisor as memory slots.
 
 use std::sync::{Arc, Mutex};
@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use hypervisor::{MemoryRegion, Vm};
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{
-    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+    FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    GuestRegionMmap,
 };
 
 use crate::config::MemoryConfig;
@@ -20,10 +21,30 @@ pub enum MemoryError {
         hint: &'static str,
         source: vm_memory::mmap::MmapRegionError,
     },
+    #[error("cannot create the shared guest memory file (memfd): {0}")]
+    SharedFile(#[source] std::io::Error),
     #[error("guest memory regions overlap or are invalid: {0}")]
     Regions(String),
     #[error("registering guest memory with the hypervisor: {0}")]
     Register(#[from] hypervisor::HypervisorError),
+}
+
+/// A memory file of `size` bytes for shared guest RAM (hugetlb-backed with `hugepages`).
+fn memfd(size: u64, hugepages: bool) -> Result<std::fs::File, MemoryError> {
+    use std::os::fd::FromRawFd;
+    let mut flags = libc::MFD_CLOEXEC;
+    if hugepages {
+        flags |= libc::MFD_HUGETLB;
+    }
+    // SAFETY: a NUL-terminated name; the fd returned is new and owned by the File.
+    let fd = unsafe { libc::memfd_create(c"vmm-guest-ram".as_ptr(), flags) };
+    if fd < 0 {
+        return Err(MemoryError::SharedFile(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just created and is owned by nothing else.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.set_len(size).map_err(MemoryError::SharedFile)?;
+    Ok(file)
 }
 
 /// Map the RAM ranges. With hugepages the mapping uses MAP_HUGETLB (pages must be reserved in
@@ -36,18 +57,26 @@ pub fn create(
     // huge pages: a hugetlb mapping without its reservation gets SIGBUS at the first fault
     // once the pool is short, killing the VMM mid-boot; reserved at mmap, a short pool is an
     // mmap error that says what to fix.
-    let mut flags = libc::MAP_ANONYMOUS;
+    //
+    // Shared memory (`shared=on`, which a vhost-user device needs) is one memfd the regions map
+    // at their offsets: the backend is given the file, not an address. Private memory stays
+    // anonymous (no file, nothing to pay for it at first light).
+    let mut flags = 0;
     if !cfg.hugepages {
         flags |= libc::MAP_NORESERVE;
     }
-    flags |= if cfg.shared {
-        libc::MAP_SHARED
+    let file = if cfg.shared {
+        flags |= libc::MAP_SHARED;
+        let total = ranges.iter().map(|r| r.1 as u64).sum();
+        Some(Arc::new(memfd(total, cfg.hugepages)?))
     } else {
-        libc::MAP_PRIVATE
+        flags |= libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        if cfg.hugepages {
+            flags |= libc::MAP_HUGETLB;
+        }
+        None
     };
-    if cfg.hugepages {
-        flags |= libc::MAP_HUGETLB;
-    }
+    let mut offset = 0u64;
     if cfg.prefault {
         flags |= libc::MAP_POPULATE;
     }
@@ -58,17 +87,20 @@ pub fn create(
         } else {
             ""
         };
-        let mapping = MmapRegionBuilder::new(size)
+        let mut builder = MmapRegionBuilder::new(size)
             .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
             .with_mmap_flags(flags)
-            .with_hugetlbfs(cfg.hugepages)
-            .build()
-            .map_err(|source| MemoryError::Mmap {
-                addr: addr.0,
-                size: (size >> 20) as u64,
-                hint,
-                source,
-            })?;
+            .with_hugetlbfs(cfg.hugepages);
+        if let Some(f) = &file {
+            builder = builder.with_file_offset(FileOffset::from_arc(f.clone(), offset));
+            offset += size as u64;
+        }
+        let mapping = builder.build().map_err(|source| MemoryError::Mmap {
+            addr: addr.0,
+            size: (size >> 20) as u64,
+            hint,
+            source,
+        })?;
         if !cfg.hugepages {
             advise_thp(mapping.as_ptr(), addr.0, size);
         }

@@ -6,13 +6,15 @@
 //! * [`worker`]: the per-device worker thread (and why it is per device);
 //! * [`queue`] / [`chain`]: queue handling and descriptor-chain checks shared
 //!   by the devices, written for a hostile driver;
-//! * the devices: [`block`], [`net`], [`rng`], [`console`].
+//! * the devices: [`block`], [`net`], [`rng`], [`console`], [`vsock`], [`fs`] (a vhost-user
+//!   frontend).
 
 pub mod block;
 pub mod chain;
 pub mod console;
 pub mod counters;
 pub mod device;
+pub mod fs;
 pub mod net;
 pub mod queue;
 pub mod rng;
@@ -30,6 +32,7 @@ pub use device::{
 
 pub use block::{Block, BlockError, DiskConfig};
 pub use console::{Console, ConsoleError, ConsoleInput};
+pub use fs::{Fs, FsConfig, FsError};
 pub use net::{MacAddr, Net, NetConfig, NetError};
 pub use rng::{Rng, RngConfig, RngError};
 pub use vsock::{Vsock, VsockConfig, VsockError};

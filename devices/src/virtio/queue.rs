@@ -24,6 +24,14 @@ use super::device::{
 /// A chain borrowed from the guest memory the worker holds.
 pub(crate) type Chain<'a> = DescriptorChain<&'a GuestMemoryMmap>;
 
+/// Where a queue's rings are in guest memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rings {
+    pub desc: u64,
+    pub avail: u64,
+    pub used: u64,
+}
+
 /// A queue owned by a device worker.
 #[derive(Debug)]
 pub(crate) struct DeviceQueue {
@@ -135,6 +143,35 @@ impl DeviceQueue {
         if needed {
             if let Err(e) = irq.trigger(VirtioInterruptType::Queue(self.index)) {
                 error!("queue {}: cannot raise the interrupt: {e}", self.index);
+            }
+        }
+    }
+
+    /// The guest addresses of the descriptor table, available ring and used ring (a
+    /// vhost-user backend is given them to serve the queue itself).
+    pub fn rings(&self) -> Rings {
+        Rings {
+            desc: self.queue.desc_table(),
+            avail: self.queue.avail_ring(),
+            used: self.queue.used_ring(),
+        }
+    }
+
+    /// Takes the queue back from a backend that served it and is gone: the next chain to
+    /// take and the next used entry are where the used ring's index stands (what the backend
+    /// completed, in order). A used index that cannot be read breaks the queue.
+    pub fn resume_at_used(&mut self, mem: &GuestMemoryMmap) {
+        match self
+            .queue
+            .used_idx(mem, std::sync::atomic::Ordering::Acquire)
+        {
+            Ok(idx) => {
+                self.queue.set_next_avail(idx.0);
+                self.queue.set_next_used(idx.0);
+            }
+            Err(e) => {
+                error!("queue {}: cannot read the used index: {e}", self.index);
+                self.broken = true;
             }
         }
     }

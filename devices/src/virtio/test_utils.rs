@@ -29,6 +29,28 @@ pub fn guest_memory() -> GuestMemoryMmap {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap()
 }
 
+/// The test guest memory backed by a file (a memfd), as `--memory shared=on` makes it: what a
+/// vhost-user backend can be given.
+pub fn shared_guest_memory() -> GuestMemoryMmap {
+    use std::os::fd::FromRawFd;
+    use vm_memory::mmap::MmapRegionBuilder;
+    use vm_memory::{FileOffset, GuestRegionMmap};
+    // SAFETY: a NUL-terminated name; the new fd is owned by the File.
+    let fd = unsafe { libc::memfd_create(c"test-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just created.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.set_len(MEM_SIZE).unwrap();
+    let mapping = MmapRegionBuilder::new(MEM_SIZE as usize)
+        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+        .with_mmap_flags(libc::MAP_SHARED)
+        .with_file_offset(FileOffset::new(file, 0))
+        .build()
+        .unwrap();
+    let region = GuestRegionMmap::new(mapping, GuestAddress(0)).unwrap();
+    GuestMemoryMmap::from_regions(vec![region]).unwrap()
+}
+
 /// The driver's view of a split queue in guest memory, plus (for tests that
 /// want chains directly) a device-side `Queue` over the same rings.
 pub struct TestQueue {
