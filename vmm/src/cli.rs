@@ -134,6 +134,17 @@ pub fn command() -> Command {
                 ),
         )
         .arg(
+            Arg::new("fs")
+                .long("fs")
+                .value_name("tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID]")
+                .action(ArgAction::Append)
+                .help(
+                    "virtio-fs served by a vhost-user backend listening on PATH (e.g. \
+                     virtiofsd --socket-path PATH --shared-dir DIR); the guest mounts TAG \
+                     (mount -t virtiofs TAG /mnt). Needs --memory shared=on. Repeatable",
+                ),
+        )
+        .arg(
             Arg::new("device")
                 .long("device")
                 .value_name("path=SYSFS_PATH")
@@ -215,6 +226,9 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
     let vsock = get(m, "vsock")
         .map(|s| config::vsock::parse(s))
         .transpose()?;
+    let fs = all("fs")
+        .map(config::fs::parse)
+        .collect::<Result<Vec<_>, _>>()?;
     check_duplicate_disks(&disks)?;
     let devices = all("device")
         .map(config::device::parse)
@@ -244,6 +258,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             "initramfs",
             "cmdline",
             "console",
+            "fs",
         ] {
             if given(id) {
                 return Err(ConfigError::Option(format!(
@@ -308,12 +323,15 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         nets,
         rng,
         vsock,
+        fs,
         devices,
         device_ids: Default::default(),
     };
+    config::fs::check_memory(&vm.fs, vm.memory.shared)
+        .map_err(|e| ConfigError::Option(format!("--fs: {e}")))?;
     // A duplicate id is the command line's: the error names the options that give ids.
     vm.device_ids = config::ids::assign(&vm)
-        .map_err(|e| ConfigError::Option(format!("--disk, --net, --device, --vsock: {e}")))?;
+        .map_err(|e| ConfigError::Option(format!("--disk, --net, --device, --vsock, --fs: {e}")))?;
     Ok(Cli {
         vm,
         boot,

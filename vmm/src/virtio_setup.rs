@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use devices::virtio::{Block, Console, ConsoleInput, Net, Rng, VirtioDevice, Vsock, WorkerInit};
+use devices::virtio::{
+    Block, Console, ConsoleInput, Fs, Net, Rng, VirtioDevice, Vsock, WorkerInit,
+};
 use hypervisor::Vm;
 use vm_memory::GuestMemoryMmap;
 
@@ -28,6 +30,8 @@ pub enum VirtioSetupError {
     Rng(#[from] devices::virtio::RngError),
     #[error("--vsock: {0}")]
     Vsock(#[from] devices::virtio::VsockError),
+    #[error("--fs: {0}")]
+    Fs(#[from] devices::virtio::FsError),
     #[error("--console: {0}")]
     Console(String),
     #[error(transparent)]
@@ -49,6 +53,7 @@ impl VirtioSetupError {
                 | VirtioSetupError::Net(_)
                 | VirtioSetupError::Rng(_)
                 | VirtioSetupError::Vsock(_)
+                | VirtioSetupError::Fs(_)
                 | VirtioSetupError::Console(_)
         )
     }
@@ -62,7 +67,7 @@ pub struct VirtioDevices {
     /// Host input for the virtio-console, when it is the interactive console.
     pub console_input: Option<ConsoleInput>,
     /// Where each device is on the PCI bus, in the order of `DeviceIds::virtio`: disks, nets,
-    /// rng, vsock, console.
+    /// rng, vsock, fs, console.
     pub addresses: Vec<pci::PciAddress>,
     /// The counters of the devices that keep some (disks, nets), with their ids.
     pub counters: Vec<(String, Arc<devices::virtio::counters::Counters>)>,
@@ -151,6 +156,7 @@ pub fn setup(
         || !cfg.nets.is_empty()
         || cfg.rng.is_some()
         || cfg.vsock.is_some()
+        || !cfg.fs.is_empty()
         || cfg.console != ConsoleConfig::Off;
     if !any {
         return Ok(VirtioDevices {
@@ -196,6 +202,9 @@ pub fn setup(
     }
     if let Some(vsock) = &cfg.vsock {
         addresses.push(b.add(Box::new(Vsock::new(vsock)?), DeviceKind::Vsock)?);
+    }
+    for fs in &cfg.fs {
+        addresses.push(b.add(Box::new(Fs::new(fs)?), DeviceKind::Fs)?);
     }
     let mut console_input = None;
     if let Some(sink) = console_sink(&cfg.console)? {

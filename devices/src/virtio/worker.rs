@@ -44,6 +44,10 @@ const MAX_EVENTS: usize = 32;
 pub(crate) trait EventHandler: Send + 'static {
     /// `token` is the one given in the [`Source`]; `events` what is ready.
     fn handle_event(&mut self, token: u64, events: EventSet);
+
+    /// The worker was told to stop: the last thing run on the worker thread (under its
+    /// seccomp filter), before the handler goes back to the thread that stopped it.
+    fn stopping(&mut self) {}
 }
 
 /// An fd the worker waits on, with the token passed back to the handler.
@@ -299,6 +303,7 @@ fn run<H: EventHandler>(epoll: Epoll, mut handler: H) -> H {
             }
         };
         if events[..n].iter().any(|ev| ev.data() == KILL_TOKEN) {
+            handler.stopping();
             return handler;
         }
         for ev in &events[..n] {

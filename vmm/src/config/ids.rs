@@ -1,6 +1,6 @@
 //! Device ids: what `vm.info` reports and `vm.remove-device` names. A user-given id is kept;
 //! the others are generated as Cloud Hypervisor does (`_disk0`, `_net1`, `_vfio2` (one counter
-//! shared by every generated name, skipping ids already taken; also `_vsock3`); `__rng` and `__console` are
+//! shared by every generated name, skipping ids already taken; also `_vsock3`, `_fs4`); `__rng` and `__console` are
 //! fixed). Ids are unique in a VM: a duplicate is refused when the VM is created.
 
 use super::{ConfigError, ConsoleConfig, VmConfig};
@@ -12,6 +12,7 @@ pub struct DeviceIds {
     pub nets: Vec<String>,
     pub rng: Option<String>,
     pub vsock: Option<String>,
+    pub fs: Vec<String>,
     pub console: Option<String>,
     pub devices: Vec<String>,
 }
@@ -27,6 +28,7 @@ impl DeviceIds {
             .chain(&self.nets)
             .chain(&self.rng)
             .chain(&self.vsock)
+            .chain(&self.fs)
             .chain(&self.console)
     }
 }
@@ -48,12 +50,13 @@ pub fn assign_given(cfg: &VmConfig, disk_ids: &[Option<&str>]) -> Result<DeviceI
         .chain(cfg.nets.iter().filter_map(|n| n.id.as_deref()))
         .chain(cfg.devices.iter().filter_map(|d| d.id.as_deref()))
         .chain(cfg.vsock.iter().filter_map(|v| v.id.as_deref()))
+        .chain(cfg.fs.iter().filter_map(|f| f.id.as_deref()))
         .collect();
     let mut taken: Vec<String> = Vec::new();
     for id in &given {
         if taken.iter().any(|t| t == id) || *id == RNG_ID || *id == CONSOLE_ID {
             return Err(ConfigError::Option(format!(
-                "device id '{id}' is used twice: every disk, net and device needs its own id"
+                "device id '{id}' is used twice: every disk, net, vsock, fs and device needs its own id"
             )));
         }
         taken.push(id.to_string());
@@ -89,11 +92,17 @@ pub fn assign_given(cfg: &VmConfig, disk_ids: &[Option<&str>]) -> Result<DeviceI
         .vsock
         .as_ref()
         .map(|v| next("_vsock", v.id.as_deref(), &mut taken));
+    let fs = cfg
+        .fs
+        .iter()
+        .map(|f| next("_fs", f.id.as_deref(), &mut taken))
+        .collect();
     Ok(DeviceIds {
         disks,
         nets,
         rng: cfg.rng.as_ref().map(|_| RNG_ID.to_string()),
         vsock,
+        fs,
         console: (cfg.console != ConsoleConfig::Off).then(|| CONSOLE_ID.to_string()),
         devices,
     })

@@ -4,6 +4,7 @@
 mod cpus;
 pub mod device;
 pub mod disk;
+pub mod fs;
 pub mod ids;
 mod kv;
 mod memory;
@@ -75,6 +76,8 @@ pub struct VmConfig {
     pub rng: Option<devices::virtio::RngConfig>,
     /// virtio-vsock (`--vsock`).
     pub vsock: Option<devices::virtio::VsockConfig>,
+    /// virtio-fs devices served by vhost-user backends (`--fs`, repeatable).
+    pub fs: Vec<devices::virtio::FsConfig>,
     /// Host PCI devices passed through with VFIO (`--device`, repeatable).
     pub devices: Vec<DeviceConfig>,
     /// Every device's id (`vm.info`, its device tree), set once the devices are parsed.

@@ -225,6 +225,13 @@ impl<L: Launcher> Controller<L> {
                 ids.devices.join(", ")
             )));
         }
+        if !ids.fs.is_empty() {
+            return Err(bad(format!(
+                "cannot snapshot the VM: its virtio-fs device(s) {} are served by vhost-user \
+                 backends whose state this VMM cannot save; the VM is left as it was",
+                ids.fs.join(", ")
+            )));
+        }
         let config = serde_json::to_value(&vm.api)
             .map_err(|e| internal("cannot snapshot the VM", e.to_string()))?;
         let machine = vm.machine.as_deref().expect("a paused VM has a machine");

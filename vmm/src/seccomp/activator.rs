@@ -1,6 +1,7 @@
 //! The virtio activator thread (virtio_pci/activator.rs): when a driver sets DRIVER_OK it
 //! duplicates the queue eventfds, registers them as ioeventfds, gives a tap the negotiated
-//! offloads and creates the device's worker thread. It is the only thread allowed to create
+//! offloads, hands a vhost-user backend its rings (virtio-fs: sendmsg/recvmsg on its socket, in
+//! the fs device's list) and creates the device's worker thread. It is the only thread allowed to create
 //! threads; its one input is activation jobs queued by the virtio-pci transports.
 
 use super::allowlist::{arg_eq, ioctl, Allowlist};
@@ -44,6 +45,7 @@ pub fn allowlist() -> Allowlist {
         DeviceKind::Rng,
         DeviceKind::Console,
         DeviceKind::Vsock,
+        DeviceKind::Fs,
     ] {
         a.extend(&device::allowlist(kind));
     }

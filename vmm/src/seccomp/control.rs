@@ -34,6 +34,7 @@ pub fn allowlist() -> Allowlist {
         ThreadKind::Device(DeviceKind::Rng),
         ThreadKind::Device(DeviceKind::Console),
         ThreadKind::Device(DeviceKind::Vsock),
+        ThreadKind::Device(DeviceKind::Fs),
     ] {
         a.extend(&kind_list(kind));
     }
@@ -107,6 +108,10 @@ pub fn allowlist() -> Allowlist {
     a.allow_if(libc::SYS_socket, arg_eq(0, libc::AF_UNIX as u64));
     a.allow(libc::SYS_bind);
     a.allow(libc::SYS_listen);
+    // A virtio-fs device connects to its vhost-user backend (connect, in the vsock list) with
+    // reply timeouts on the socket; shared guest RAM is a memfd (sized with ftruncate).
+    a.allow_if(libc::SYS_setsockopt, arg_eq(1, libc::SOL_SOCKET as u64));
+    a.allow(libc::SYS_memfd_create);
     // Guest RAM: transparent huge pages (MADV_HUGEPAGE) beside the runtime's MADV_DONTNEED;
     // glibc grows large allocations with mremap (never executable: mremap cannot change
     // protections).

@@ -46,5 +46,12 @@ pub fn allowlist(kind: DeviceKind) -> Allowlist {
         a.allow(libc::SYS_connect);
         a.allow(libc::SYS_shutdown);
     }
+    if kind == DeviceKind::Fs {
+        // virtio-fs: the worker relays the backend's call eventfds (read, then the irqfd
+        // write) and, when the driver resets the device, stops the backend's rings over the
+        // vhost-user socket (messages with fds: sendmsg and recvmsg).
+        a.allow(libc::SYS_sendmsg);
+        a.allow(libc::SYS_recvmsg);
+    }
     a
 }

@@ -61,6 +61,7 @@ pub enum DeviceKind {
     Rng,
     Console,
     Vsock,
+    Fs,
 }
 
 /// Which filter a thread runs under.
@@ -93,6 +94,7 @@ impl ThreadKind {
             ThreadKind::Device(DeviceKind::Rng) => "device/rng",
             ThreadKind::Device(DeviceKind::Console) => "device/console",
             ThreadKind::Device(DeviceKind::Vsock) => "device/vsock",
+            ThreadKind::Device(DeviceKind::Fs) => "device/fs",
             ThreadKind::Activator => "virtio-activator",
             ThreadKind::Vfio => "vfio",
             ThreadKind::Api => "api",

@@ -53,6 +53,7 @@ const NAMES: &[(i64, &str)] = &[
     (libc::SYS_accept4, "accept4"),
     (libc::SYS_sendto, "sendto"),
     (libc::SYS_recvfrom, "recvfrom"),
+    (libc::SYS_setsockopt, "setsockopt"),
     (libc::SYS_sendmsg, "sendmsg"),
     (libc::SYS_recvmsg, "recvmsg"),
     (libc::SYS_shutdown, "shutdown"),

@@ -217,7 +217,10 @@ impl Session {
                 }
             }
             if let Err(e) = self.frontend.get_vring_base(i) {
+                // A backend that does not answer in time is not waited for again.
                 log::warn!("virtio-fs {}: GET_VRING_BASE {i}: {e}", self.path.display());
+                self.gone = true;
+                return;
             }
         }
     }

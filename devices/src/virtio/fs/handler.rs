@@ -158,6 +158,12 @@ fn answer_enotconn(mem: &GuestMemoryMmap, chain: crate::virtio::queue::Chain<'_>
 }
 
 impl EventHandler for FsHandler {
+    /// The backend stops its rings now, on this thread (the one allowed to talk to it), not
+    /// on the vCPU thread whose status write reset the device.
+    fn stopping(&mut self) {
+        self.backend.session.stop();
+    }
+
     fn handle_event(&mut self, token: u64, events: EventSet) {
         match token {
             SOCKET_TOKEN => {
@@ -197,8 +203,9 @@ impl EventHandler for FsHandler {
 impl BackendHandler for FsHandler {
     type Backend = FsBackend;
 
-    /// The worker stopped (the driver reset the device): the backend stops its rings.
-    fn into_backend(mut self) -> FsBackend {
+    /// The worker stopped (the driver reset the device; the rings were stopped in
+    /// `stopping`).
+    fn into_backend(self) -> FsBackend {
         if self.failed > 0 {
             log::info!(
                 "virtio-fs {:?}: {} requests were answered ENOTCONN after the backend left",
@@ -206,7 +213,6 @@ impl BackendHandler for FsHandler {
                 self.failed
             );
         }
-        self.backend.session.stop();
         self.backend
     }
 

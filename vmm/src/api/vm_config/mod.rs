@@ -123,6 +123,19 @@ impl ApiVmConfig {
                 id: v.id.clone(),
                 ..Default::default()
             }),
+            fs: (!cfg.fs.is_empty()).then(|| {
+                cfg.fs
+                    .iter()
+                    .map(|f| ApiFs {
+                        tag: f.tag.clone(),
+                        socket: s(&f.socket),
+                        num_queues: f.num_queues.into(),
+                        queue_size: f.queue_size.into(),
+                        id: f.id.clone(),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             devices: Some(
                 cfg.devices
                     .iter()
@@ -161,7 +174,6 @@ impl ApiVmConfig {
             &[
                 ("rate_limit_groups", &self.rate_limit_groups),
                 ("balloon", &self.balloon),
-                ("fs", &self.fs),
                 ("generic_vhost_user", &self.generic_vhost_user),
                 ("pmem", &self.pmem),
                 ("debug_console", &self.debug_console),
@@ -318,6 +330,15 @@ impl ApiVmConfig {
                 })
             }
         };
+        let segments = self
+            .platform
+            .as_ref()
+            .and_then(|p| p.num_pci_segments)
+            .unwrap_or(1);
+        let mut fs = Vec::new();
+        for (i, f) in self.fs.iter().flatten().enumerate() {
+            fs.push(fs_config(&format!("fs[{i}]"), f, segments)?);
+        }
         let mut passthrough = Vec::new();
         for (i, d) in self.devices.iter().flatten().enumerate() {
             passthrough.push(device(&format!("devices[{i}]"), d)?);
@@ -346,6 +367,7 @@ impl ApiVmConfig {
             nets,
             rng,
             vsock,
+            fs,
             devices: passthrough,
             device_ids: Default::default(),
         };
@@ -357,6 +379,7 @@ impl ApiVmConfig {
             .map(|d| d.id.as_deref())
             .collect();
         cfg.device_ids = config::ids::assign_given(&cfg, &disk_ids).map_err(|e| e.to_string())?;
+        config::fs::check_memory(&cfg.fs, cfg.memory.shared).map_err(|e| format!("fs: {e}"))?;
         Ok(cfg)
     }
 
@@ -401,6 +424,11 @@ impl ApiVmConfig {
             }
             if let (Some(v), Some(id)) = (out.vsock.as_mut(), &ids.vsock) {
                 v.id = Some(id.clone());
+            }
+            if let Some(fs) = out.fs.as_mut() {
+                for (f, id) in fs.iter_mut().zip(&ids.fs) {
+                    f.id = Some(id.clone());
+                }
             }
         }
         let mode = |m: &str, file: Option<&PathBuf>| ApiConsole {
@@ -640,6 +668,30 @@ fn topology(t: Option<&Value>, boot: u32) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// One `fs[]` entry: the limits of `--fs`, and a PCI segment below `num_pci_segments`.
+fn fs_config(at: &str, f: &ApiFs, segments: u16) -> Result<devices::virtio::FsConfig, String> {
+    require_unset(&format!("{at}.pci_device_id"), &f.pci_device_id)?;
+    if let Some(s) = f.pci_segment.filter(|&s| s >= segments) {
+        return Err(format!(
+            "{at}.pci_segment: {s} is not below platform.num_pci_segments ({segments})"
+        ));
+    }
+    if f.socket.is_empty() {
+        return Err(format!("{at}.socket: empty path"));
+    }
+    let small =
+        |name: &str, v: u64| u16::try_from(v).map_err(|_| format!("{at}.{name}: {v} is too large"));
+    let cfg = devices::virtio::FsConfig {
+        tag: f.tag.clone(),
+        socket: PathBuf::from(&f.socket),
+        num_queues: small("num_queues", f.num_queues)?,
+        queue_size: small("queue_size", f.queue_size)?,
+        id: f.id.clone().filter(|i| !i.is_empty()),
+    };
+    config::fs::check(&cfg).map_err(|(param, why)| format!("{at}.{param}: {why}"))?;
+    Ok(cfg)
 }
 
 fn platform(p: &ApiPlatform) -> Result<(), String> {

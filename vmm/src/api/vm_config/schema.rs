@@ -33,8 +33,6 @@ pub struct ApiVmConfig {
     #[serde(default, skip_serializing)]
     pub balloon: Option<Value>,
     #[serde(default, skip_serializing)]
-    pub fs: Option<Value>,
-    #[serde(default, skip_serializing)]
     pub generic_vhost_user: Option<Value>,
     #[serde(default, skip_serializing)]
     pub pmem: Option<Value>,
@@ -46,6 +44,8 @@ pub struct ApiVmConfig {
     pub vdpa: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vsock: Option<ApiVsock>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<Vec<ApiFs>>,
     #[serde(default, skip_serializing)]
     pub numa: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -226,6 +226,34 @@ pub struct ApiNet {
     /// Tap fds passed with SCM_RIGHTS (`vm.add-net`): not supported yet.
     #[serde(default, skip_serializing)]
     pub fds: Option<Value>,
+}
+
+/// Cloud Hypervisor's FsConfig.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFs {
+    pub tag: String,
+    pub socket: String,
+    #[serde(default = "default_fs_queues")]
+    pub num_queues: u64,
+    #[serde(default = "default_fs_queue_size")]
+    pub queue_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Accepted below `platform.num_pci_segments` (Kata puts virtio-fs on segment 1); the
+    /// device is on segment 0, the only one this VMM has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_segment: Option<u16>,
+    #[serde(default, skip_serializing)]
+    pub pci_device_id: Option<Value>,
+}
+
+fn default_fs_queues() -> u64 {
+    crate::config::fs::DEFAULT_NUM_QUEUES.into()
+}
+
+fn default_fs_queue_size() -> u64 {
+    crate::config::fs::DEFAULT_QUEUE_SIZE.into()
 }
 
 /// Cloud Hypervisor's VsockConfig.

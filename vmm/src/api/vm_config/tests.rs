@@ -109,10 +109,7 @@ fn invalid_values_are_refused_with_the_field_named() {
 #[test]
 fn features_not_supported_yet_are_refused_unless_unset() {
     for (json, field) in [
-        (
-            r#""fs":[{"tag":"t","socket":"/s","num_queues":1,"queue_size":1024}]"#,
-            "fs",
-        ),
+        (r#""pmem":[{"file":"/f"}]"#, "pmem"),
         (r#""iommu":true"#, "iommu"),
         (
             r#""payload":{"kernel":"/k","firmware":"/fw"}"#,
@@ -178,6 +175,74 @@ fn vsock_is_cloud_hypervisors_vsockconfig() {
             "vsock.iommu",
         ),
         (r#""vsock":{"cid":3}"#, "socket"),
+    ] {
+        let e = parse_err(&format!(r#"{{"payload":{{"kernel":"/k"}},{body}}}"#));
+        assert!(e.contains(field), "{body}: {e}");
+    }
+}
+
+#[test]
+fn fs_is_cloud_hypervisors_fsconfig_as_kata_sends_it() {
+    // clh.go's addVolume: the shared directory's virtiofsd on PCI segment 1 of 2, shared memory.
+    let (api, cfg) = super::parse(
+        br#"{"payload":{"kernel":"/k"},"memory":{"size":1073741824,"shared":true},
+            "platform":{"num_pci_segments":2},
+            "fs":[{"tag":"kataShared","socket":"/run/kata/vfs.sock","num_queues":1,
+                   "queue_size":1024,"pci_segment":1}]}"#,
+        SeccompMode::Off,
+    )
+    .unwrap();
+    let f = &cfg.fs[0];
+    assert_eq!(
+        (
+            f.tag.as_str(),
+            f.socket.to_str(),
+            f.num_queues,
+            f.queue_size
+        ),
+        ("kataShared", Some("/run/kata/vfs.sock"), 1, 1024)
+    );
+    assert_eq!(cfg.device_ids.fs, vec!["_fs0".to_string()]);
+    let info = serde_json::to_value(&api).unwrap();
+    assert_eq!(info["fs"][0]["id"], "_fs0");
+    assert_eq!(info["fs"][0]["tag"], "kataShared");
+    // ch-remote's defaults: num_queues and queue_size may be left out.
+    let c = parse_ok(
+        r#"{"payload":{"kernel":"/k"},"memory":{"size":1073741824,"shared":true},
+            "fs":[{"tag":"t","socket":"/s","id":"myfs"}]}"#,
+    );
+    assert_eq!((c.fs[0].num_queues, c.fs[0].queue_size), (1, 1024));
+    assert_eq!(c.device_ids.fs, vec!["myfs".to_string()]);
+    let shared = r#""memory":{"size":1073741824,"shared":true}"#;
+    for (body, field) in [
+        (r#""fs":[{"tag":"t","socket":"/s"}]"#, "shared=on"),
+        (
+            &*format!(r#"{shared},"fs":[{{"tag":"","socket":"/s"}}]"#),
+            "fs[0].tag",
+        ),
+        (
+            &*format!(r#"{shared},"fs":[{{"tag":"t","socket":""}}]"#),
+            "fs[0].socket",
+        ),
+        (
+            &*format!(r#"{shared},"fs":[{{"tag":"t","socket":"/s","num_queues":0}}]"#),
+            "fs[0].num_queues",
+        ),
+        (
+            &*format!(r#"{shared},"fs":[{{"tag":"t","socket":"/s","queue_size":100}}]"#),
+            "fs[0].queue_size",
+        ),
+        (
+            &*format!(r#"{shared},"fs":[{{"tag":"t","socket":"/s","pci_segment":1}}]"#),
+            "fs[0].pci_segment",
+        ),
+        (&*format!(r#"{shared},"fs":[{{"socket":"/s"}}]"#), "tag"),
+        (
+            &*format!(
+                r#"{shared},"fs":[{{"tag":"a","socket":"/s","id":"x"}},{{"tag":"b","socket":"/t","id":"x"}}]"#
+            ),
+            "used twice",
+        ),
     ] {
         let e = parse_err(&format!(r#"{{"payload":{{"kernel":"/k"}},{body}}}"#));
         assert!(e.contains(field), "{body}: {e}");
