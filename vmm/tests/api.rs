@@ -478,3 +478,95 @@ fn a_live_socket_is_not_taken_over_and_cli_errors_are_clear() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_vm_with_virtio_fs_talks_to_its_vhost_user_backend_and_is_not_snapshotted() {
+    use devices::virtio::fs::fake::FakeBackend;
+    let ticker = ticker("api-ticker-fs");
+    let backend = FakeBackend::start("api-e2e", 2);
+    let vmm = spawn_vmm("fs", &[]);
+    let (sock, pid) = (vmm.sock.clone(), vmm.child.id());
+    let serial = sock.with_file_name("serial");
+    let plain = create_body(&ticker, 32, &serial);
+    // Without shared memory the backend could not map the guest's: refused, naming the fix.
+    let no_shared = plain.replacen(
+        "\"iommu\"",
+        &format!(
+            "\"fs\":[{{\"tag\":\"share\",\"socket\":\"{}\"}}],\"iommu\"",
+            backend.path.display()
+        ),
+        1,
+    );
+    let (code, body) = call(&sock, "PUT", "vm.create", Some(&no_shared));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("shared=on"), "{body}");
+    let with_fs = no_shared
+        .replacen(
+            &format!("\"size\":{}", 32u64 << 20),
+            &format!("\"size\":{},\"shared\":true", 32u64 << 20),
+            1,
+        )
+        .replacen(
+            "\"tag\":\"share\"",
+            "\"tag\":\"share\",\"id\":\"share0\"",
+            1,
+        );
+    let (code, body) = call(&sock, "PUT", "vm.create", Some(&with_fs));
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    wait_until("the guest's ticks", Duration::from_secs(10), || {
+        size(&serial) > 0
+    });
+    // The device was set up with the backend at boot (the guest has no virtio-fs driver, so
+    // the rings are never handed over), under the control thread's seccomp filter.
+    assert_eq!(
+        backend.log()[..3],
+        ["SET_OWNER", "GET_FEATURES", "GET_PROTOCOL_FEATURES"]
+    );
+    // Guest RAM is the shared memory file the backend would be given.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(maps.contains("memfd:vmm-guest-ram"), "{maps}");
+    assert_eq!(info(&sock)["config"]["fs"][0]["id"], "share0");
+    // A snapshot is refused, naming the device; the guest runs on.
+    assert_eq!(put(&sock, "vm.pause"), 204);
+    let dir = sock.with_file_name("snap");
+    let (code, body) = call(
+        &sock,
+        "PUT",
+        "vm.snapshot",
+        Some(&format!(
+            r#"{{"destination_url":"file://{}"}}"#,
+            dir.display()
+        )),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("share0") && body.contains("virtio-fs"),
+        "{body}"
+    );
+    assert!(!dir.exists(), "nothing is written");
+    assert_eq!(put(&sock, "vm.resume"), 204);
+    let before = size(&serial);
+    wait_until(
+        "more ticks after the refusal",
+        Duration::from_secs(10),
+        || size(&serial) > before,
+    );
+    // A backend that is not there: the boot is refused with the socket named.
+    assert_eq!(put(&sock, "vm.shutdown"), 204);
+    assert_eq!(put(&sock, "vm.delete"), 204);
+    let missing = with_fs.replacen(
+        &backend.path.display().to_string(),
+        "/nonexistent/virtiofsd.sock",
+        1,
+    );
+    let (code, body) = call(&sock, "PUT", "vm.create", Some(&missing));
+    assert_eq!(code, 204, "{body}");
+    let (code, body) = call(&sock, "PUT", "vm.boot", None);
+    assert!((400..500).contains(&code), "{code} {body}");
+    assert!(body.contains("/nonexistent/virtiofsd.sock"), "{body}");
+    assert_eq!(put(&sock, "vmm.shutdown"), 204);
+    let (status, err) = vmm.wait();
+    assert_eq!(status, Some(0), "{err}");
+    assert!(!err.contains("seccomp"), "{err}");
+}

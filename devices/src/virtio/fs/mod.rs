@@ -15,6 +15,8 @@
 //! Queues: 0 is the high-priority queue (FORGET, INTERRUPT), 1..=num_queues the request
 //! queues.
 
+#[cfg(any(test, feature = "fake-vhost-user"))]
+pub mod fake;
 pub mod frontend;
 mod handler;
 #[cfg(test)]
