@@ -10,6 +10,8 @@ ensure_host_packages() {
     command -v cargo >/dev/null || { echo "error: cargo not found: install Rust (rustup) first" >&2; exit 1; }
     command -v cc >/dev/null || need+=(gcc libc6-dev)
     command -v python3 >/dev/null || need+=(python3)
+    # ACPICA's iasl: a test disassembles the DSDT with it (arch/src/acpi/dsdt.rs).
+    command -v iasl >/dev/null || need+=(acpica-tools)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" != 0 ]; then
             echo "error: missing packages ${need[*]} and not root: install them with apt-get" >&2

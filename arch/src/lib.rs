@@ -18,7 +18,8 @@ pub mod paging;
 pub mod regs;
 
 pub use acpi::{
-    build_acpi_tables, create_acpi_tables, AcpiConfig, AcpiError, AcpiTables, PmPorts, SerialPort,
+    build_acpi_tables, create_acpi_tables, AcpiConfig, AcpiError, AcpiTables, PciHotplugConfig,
+    PmPorts, SerialPort,
 };
 pub use boot::{load_guest, load_guest_with_rsdp, BootError, BootProtocol, BootSetup, EntryPoint};
 pub use cpuid::{build_cpuid, CpuidConfig};

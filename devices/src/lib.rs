@@ -10,6 +10,7 @@ pub mod bus;
 pub mod interrupt;
 pub mod legacy;
 pub mod output;
+pub mod pci_hotplug;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};

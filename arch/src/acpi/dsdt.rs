@@ -13,6 +13,7 @@
 //! \_SB_.PWRB     PNP0C0C power button (when the VMM has a power-button interrupt)
 //! \_SB_.GED0     ACPI0013 Generic Event Device: its interrupt runs _EVT, which notifies
 //!                PWRB with 0x80 (button pressed) -- how a HW-reduced platform signals it
+//! \_SB_.PHPR, \_SB_.GED1, \_SB_.PCI0.Snnn: ACPI PCI hotplug, when enabled (see hotplug.rs)
 //! ```
 
 use acpi_tables::aml::{
@@ -124,7 +125,11 @@ fn pci_routing_table() -> PackageBuilder {
 
 /// The PCI host bridge: segment 0, buses `0..=PCI_LAST_BUS`, all I/O ports but the
 /// config ports, and the MMIO windows of `layout`.
-fn pci_host_bridge(layout: &MemoryLayout, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
+fn pci_host_bridge(
+    layout: &MemoryLayout,
+    hotplug: bool,
+    sink: &mut Vec<u8>,
+) -> Result<(), AcpiError> {
     let bus = AddressSpace::<u16>::new_bus_number(0, u16::from(PCI_LAST_BUS));
     let config = IO::new(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, PCI_CONFIG_PORT_LEN);
     let io_low = AddressSpace::<u16>::new_io(0, PCI_CONFIG_PORT - 1, None);
@@ -142,6 +147,11 @@ fn pci_host_bridge(layout: &MemoryLayout, sink: &mut Vec<u8>) -> Result<(), Acpi
     if let Some(m) = &mem64 {
         crs.push(m);
     }
+    let mut slots = Vec::new();
+    if hotplug {
+        super::hotplug::slots(&mut slots);
+    }
+    let slots = Raw(slots);
     Device::new(
         "PCI0".into(),
         vec![
@@ -152,6 +162,7 @@ fn pci_host_bridge(layout: &MemoryLayout, sink: &mut Vec<u8>) -> Result<(), Acpi
             &Name::new("_BBN".into(), &ZERO),
             &Name::new("_CRS".into(), &ResourceTemplate::new(crs)),
             &Name::new("_PRT".into(), &pci_routing_table()),
+            &slots,
         ],
     )
     .to_aml_bytes(sink);
@@ -175,12 +186,20 @@ fn serial(port: &SerialPort, sink: &mut Vec<u8>) {
 
 /// Resources no other device claims: the ECAM (Linux only trusts the MCFG when the
 /// ECAM is reserved here or in the E820 map) and the PM registers.
-fn motherboard_resources(pm: &PmPorts, sink: &mut Vec<u8>) {
+fn motherboard_resources(
+    pm: &PmPorts,
+    hotplug: Option<&super::PciHotplugConfig>,
+    sink: &mut Vec<u8>,
+) {
     // Both fit in 32 bits: the ECAM sits below 4 GiB.
     let ecam = Memory32Fixed::new(true, PCI_ECAM_START as u32, PCI_ECAM_SIZE as u32);
     let ports = [pm.sleep_control, pm.sleep_status, pm.reset].map(|p| IO::new(p, p, 1, 1));
+    let hp = hotplug.map(|h| IO::new(h.port, h.port, 1, super::hotplug::PORT_LEN));
     let mut crs: Vec<&dyn Aml> = vec![&ecam];
     crs.extend(ports.iter().map(|p| p as &dyn Aml));
+    if let Some(h) = &hp {
+        crs.push(h);
+    }
     Device::new(
         "MBRD".into(),
         vec![
@@ -224,13 +243,16 @@ fn power_button(gsi: u32, sink: &mut Vec<u8>) {
 pub(super) fn build(cfg: &AcpiConfig) -> Result<Vec<u8>, AcpiError> {
     let mut sb = Vec::with_capacity(64 * cfg.num_vcpus as usize + 512);
     processors(cfg.num_vcpus, &mut sb);
-    pci_host_bridge(cfg.layout, &mut sb)?;
+    pci_host_bridge(cfg.layout, cfg.pci_hotplug.is_some(), &mut sb)?;
     if let Some(port) = &cfg.serial {
         serial(port, &mut sb);
     }
-    motherboard_resources(&cfg.pm, &mut sb);
+    motherboard_resources(&cfg.pm, cfg.pci_hotplug.as_ref(), &mut sb);
     if let Some(gsi) = cfg.power_button_gsi {
         power_button(gsi, &mut sb);
+    }
+    if let Some(h) = &cfg.pci_hotplug {
+        super::hotplug::controller(h, &mut sb);
     }
 
     let mut aml = Vec::with_capacity(sb.len() + 32);
@@ -273,6 +295,7 @@ mod tests {
             pm: PM,
             serial,
             power_button_gsi: None,
+        pci_hotplug: None,
         };
         (build(&cfg).unwrap(), layout)
     }
@@ -452,6 +475,7 @@ mod tests {
             pm: PM,
             serial: None,
             power_button_gsi: Some(5),
+        pci_hotplug: None,
         };
         let t = build(&cfg).unwrap();
         let devices = sb_devices(&t);
@@ -471,6 +495,7 @@ mod tests {
 
         let t = build(&AcpiConfig {
             power_button_gsi: None,
+            pci_hotplug: None,
             ..cfg
         })
         .unwrap();
@@ -509,5 +534,108 @@ mod tests {
         assert_eq!(inclusive((5, 0)), None);
         assert_eq!(inclusive((u64::MAX, 2)), None);
         assert_eq!(inclusive((0x10, 0x10)), Some((0x10, 0x1f)));
+    }
+}
+
+#[cfg(test)]
+mod hotplug_tests {
+    use super::*;
+    use crate::acpi::test_util::find;
+    use crate::acpi::PciHotplugConfig;
+
+    const PM: PmPorts = PmPorts {
+        sleep_control: 0x600,
+        sleep_status: 0x601,
+        reset: 0x602,
+        reset_value: 0x06,
+        s5_sleep_type: 5,
+    };
+
+    fn table(hotplug: Option<PciHotplugConfig>) -> Vec<u8> {
+        let layout = MemoryLayout::new(128 << 20, 40).unwrap();
+        build(&AcpiConfig {
+            num_vcpus: 1,
+            layout: &layout,
+            pm: PM,
+            serial: None,
+            power_button_gsi: Some(5),
+            pci_hotplug: hotplug,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn pci_hotplug_adds_slots_the_register_device_and_its_ged() {
+        let hp = PciHotplugConfig {
+            port: 0x610,
+            gsi: 6,
+        };
+        let t = table(Some(hp));
+        for slot in 1..=31u8 {
+            let name = format!("S{slot:03}");
+            assert!(find(&t, name.as_bytes()).is_some(), "{name}");
+        }
+        assert!(find(&t, b"S000").is_none(), "the host bridge's slot is not ejectable");
+        for name in [b"PHPR", b"GED1", b"PCEJ", b"PSCN", b"DVNT", b"B0EJ", b"PCIU", b"PCID"] {
+            assert!(find(&t, name).is_some(), "{}", String::from_utf8_lossy(name));
+        }
+        // OperationRegion (PCST, SystemIO, 0x610, 12): ExtOpPrefix 0x5b, OpRegionOp 0x80,
+        // the name, space 1, WordPrefix 0x0b 0x0610, BytePrefix 0x0a 12.
+        assert!(
+            find(&t, &[0x5b, 0x80, b'P', b'C', b'S', b'T', 1, 0x0b, 0x10, 0x06, 0x0a, 12]).is_some(),
+            "OperationRegion"
+        );
+        // GED1's interrupt: GSI 6, edge, active high.
+        assert!(find(&t, &[0x89, 6, 0, 0x03, 1, 6, 0, 0, 0]).is_some(), "GSI");
+        // The register ports are reserved as motherboard resources.
+        assert!(find(&t, &[0x47, 1, 0x10, 0x06, 0x10, 0x06, 1, 12]).is_some(), "IO");
+        // Without hotplug: none of it.
+        let t = table(None);
+        for name in [b"PHPR", b"GED1", b"S001", b"DVNT"] {
+            assert!(find(&t, name).is_none());
+        }
+    }
+
+    /// ACPICA's disassembler must read the table back (a malformed term stops it). The test
+    /// scripts install `iasl` (acpica-tools, scripts/common.sh); without it this test says it
+    /// is skipped.
+    #[test]
+    fn the_hotplug_dsdt_disassembles_with_iasl() {
+        let Ok(out) = std::process::Command::new("iasl").arg("-v").output() else {
+            eprintln!("skipped: iasl is not installed");
+            return;
+        };
+        assert!(out.status.success() || !out.stdout.is_empty());
+        let dir = std::env::temp_dir().join(format!("vmm-dsdt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let aml = dir.join("dsdt.aml");
+        std::fs::write(&aml, table(Some(PciHotplugConfig { port: 0x610, gsi: 6 }))).unwrap();
+        let res = std::process::Command::new("iasl")
+            .arg("-d")
+            .arg(&aml)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            res.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&res.stdout),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        for want in [
+            "Device (S031)",
+            "Method (_EJ0, 1, Serialized)",
+            "\\_SB.PHPR.PCEJ (_SUN)",
+            "OperationRegion (PCST, SystemIO, 0x0610, 0x0C)",
+            "B0EJ = (One << Arg0)",
+            "\\_SB.PCI0.DVNT (PCIU, One)",
+            "\\_SB.PCI0.DVNT (PCID, 0x03)",
+            "Notify (S005, Arg1)",
+            "\\_SB.PHPR.PSCN ()",
+        ] {
+            assert!(dsl.contains(want), "{want} not in:\n{dsl}");
+        }
     }
 }

@@ -18,6 +18,8 @@
 
 mod dsdt;
 pub use dsdt::pci_intx_gsi;
+mod hotplug;
+pub use hotplug::PciHotplugConfig;
 mod fadt;
 mod madt;
 mod mcfg;
@@ -104,6 +106,8 @@ pub struct AcpiConfig<'a> {
     /// The GSI of the Generic Event Device that signals the ACPI power button (edge,
     /// active high); `None` leaves both devices out.
     pub power_button_gsi: Option<u32>,
+    /// ACPI PCI hotplug (slots, the register device and its GED); `None` leaves it out.
+    pub pci_hotplug: Option<PciHotplugConfig>,
 }
 
 /// Why the ACPI tables could not be built or written.
