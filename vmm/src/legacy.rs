@@ -250,7 +250,7 @@ mod tests {
             pm: acpi_pm_ports(),
             serial: None,
             power_button_gsi: None,
-        pci_hotplug: None,
+            pci_hotplug: None,
         };
         let rsdp = arch::create_acpi_tables(&mem, &cfg).unwrap();
         let u64_at = |a: u64| mem.read_obj::<u64>(GuestAddress(a)).unwrap();

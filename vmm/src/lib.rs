@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod cpuid_cache;
 pub mod handoff;
+pub mod hotplug;
 pub mod interrupts;
 pub mod legacy;
 pub mod logger;

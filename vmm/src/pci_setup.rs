@@ -116,6 +116,12 @@ impl PciSegment {
         Ok(a.allocate_device(device, bars)?)
     }
 
+    /// Give back every BAR placement of the device at `device` (it left the bus).
+    pub fn free_bars(&self, device: PciAddress) {
+        let mut a = self.allocator.lock().unwrap_or_else(|e| e.into_inner());
+        a.free_device(device);
+    }
+
     /// An MSI/MSI-X vector group for one device.
     pub fn msi_group(&self, vectors: u16) -> Result<Arc<KvmMsiGroup>, PciSetupError> {
         KvmMsiGroup::new(self.router.clone(), self.vm.clone(), vectors)

@@ -114,21 +114,39 @@ struct Builder<'a> {
     transports: std::cell::RefCell<Vec<Arc<Mutex<VirtioPciDevice>>>>,
 }
 
-impl Builder<'_> {
-    fn add(
+/// What it takes to put a virtio device on the bus (at boot, or hot-added).
+pub struct Attach<'a> {
+    pub pci: &'a PciSegment,
+    pub vm: Arc<dyn Vm>,
+    pub mem: &'a GuestMemoryMmap,
+    pub activator: Arc<Activator>,
+    pub seccomp: SeccompMode,
+}
+
+impl Attach<'_> {
+    /// `device` behind a virtio-pci transport in the next free slot: its BAR placed, its
+    /// MSI-X vectors, its worker's seccomp filter.
+    pub fn attach(
         &self,
         device: Box<dyn VirtioDevice>,
         kind: DeviceKind,
-    ) -> Result<pci::PciAddress, VirtioSetupError> {
+    ) -> Result<(pci::PciAddress, Arc<Mutex<VirtioPciDevice>>), VirtioSetupError> {
         let address = self.pci.next_address()?;
         let bar = self
             .pci
             .allocate_bars(address, &[virtio_pci::bar_request()])?
             .remove(0);
-        let msi = self
+        let msi = match self
             .pci
-            .msi_group(virtio_pci::msix_vectors(device.as_ref()))?;
-        let transport = VirtioPciDevice::new(VirtioPciParams {
+            .msi_group(virtio_pci::msix_vectors(device.as_ref()))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                self.pci.free_bars(address);
+                return Err(e.into());
+            }
+        };
+        let transport = match VirtioPciDevice::new(VirtioPciParams {
             device,
             bar,
             msi,
@@ -136,11 +154,37 @@ impl Builder<'_> {
             vm: self.vm.clone(),
             activator: self.activator.clone(),
             worker_init: Some(worker_init(kind, self.seccomp)),
-        })?;
-        let transport = Arc::new(Mutex::new(transport));
-        self.pci.add(address, transport.clone())?;
-        self.transports.borrow_mut().push(transport);
+        }) {
+            Ok(t) => Arc::new(Mutex::new(t)),
+            Err(e) => {
+                self.pci.free_bars(address);
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = self.pci.add(address, transport.clone()) {
+            self.pci.free_bars(address);
+            return Err(e.into());
+        }
         log::info!("virtio {kind:?} at {address}");
+        Ok((address, transport))
+    }
+}
+
+impl Builder<'_> {
+    fn add(
+        &self,
+        device: Box<dyn VirtioDevice>,
+        kind: DeviceKind,
+    ) -> Result<pci::PciAddress, VirtioSetupError> {
+        let (address, transport) = Attach {
+            pci: self.pci,
+            vm: self.vm.clone(),
+            mem: self.mem,
+            activator: self.activator.clone(),
+            seccomp: self.seccomp,
+        }
+        .attach(device, kind)?;
+        self.transports.borrow_mut().push(transport);
         Ok(address)
     }
 }

@@ -71,6 +71,8 @@ pub enum VmError {
     Passthrough(#[from] PassthroughError),
     #[error("snapshot: {0}")]
     Snapshot(String),
+    #[error("PCI hotplug: {0}")]
+    Hotplug(#[from] crate::hotplug::HotplugError),
 }
 
 fn kvm_hint(e: &hypervisor::HypervisorError) -> &'static str {
@@ -228,6 +230,7 @@ enum Vcpu0 {
 /// A VM built and ready to enter the guest: memory, devices and configured vCPUs (whose
 /// threads are started and confined, waiting for their vCPU).
 struct Built {
+    hotplug: Option<crate::hotplug::Hotplug>,
     hv: Arc<KvmHypervisor>,
     vm: Arc<dyn hypervisor::Vm>,
     mem: vm_memory::GuestMemoryMmap,
@@ -315,6 +318,9 @@ fn build(
     restore: Option<Restore<'_>>,
 ) -> Result<Built, VmError> {
     let timer = Arc::new(BootTimer::new(start));
+    // A VM the API runs can have devices added and removed (ACPI PCI hotplug); the command
+    // line's cannot (nothing could ask), so its DSDT and port bus stay as they were.
+    let hotplug = matches!(vcpu0, Vcpu0::Thread);
     if let Some(r) = &restore {
         if r.state.vcpus.len() != cfg.cpus.boot as usize {
             return Err(VmError::Snapshot(format!(
@@ -463,6 +469,7 @@ fn build(
                 pm: legacy::acpi_pm_ports(),
                 serial: legacy::acpi_serial(&serial),
                 power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
+                pci_hotplug: hotplug.then(crate::hotplug::acpi_config),
             })?
             .write(&mem)?;
             timer.phase("kernel_loaded");
@@ -504,6 +511,11 @@ fn build(
             .restore(c.index, &c.data)
             .map_err(VmError::Snapshot)?;
     }
+    let pci_hotplug = if hotplug {
+        Some(crate::hotplug::PciHotplug::setup(vm.as_ref(), &buses)?)
+    } else {
+        None
+    };
     let router = Arc::new(GsiRouter::new(vm.clone()));
     let mapper = passthrough.as_ref().map(Passthrough::bar_mapper);
     let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, mapper)?;
@@ -593,6 +605,13 @@ fn build(
     }
     on_failure.disarm();
     Ok(Built {
+        hotplug: pci_hotplug.map(|controller| crate::hotplug::Hotplug {
+            controller,
+            pci,
+            seccomp: cfg.seccomp,
+            activator: None,
+            changed: false,
+        }),
         hv,
         vm,
         mem,
@@ -649,6 +668,7 @@ impl Built {
     /// The CLI: this thread becomes vCPU 0 and runs the guest to its end.
     fn run_here(self) -> Result<VmExitReason, VmError> {
         let Built {
+            hotplug: _,
             hv: _,
             vm: _vm,
             mem,
@@ -719,6 +739,7 @@ impl Built {
         paused: bool,
     ) -> Result<RunningVm, VmError> {
         let Built {
+            mut hotplug,
             hv,
             vm,
             mem,
@@ -743,6 +764,9 @@ impl Built {
             .collect();
         let counters = virtio.counters.clone();
         let transports = virtio.transports.clone();
+        if let Some(h) = hotplug.as_mut() {
+            h.activator = virtio.activator.clone();
+        }
         let serial_device = devices.serial.clone();
         let cmos = devices.cmos.clone();
         // A restored VM starts paused: its vCPUs park before their first KVM_RUN.
@@ -762,6 +786,7 @@ impl Built {
             })
         };
         Ok(RunningVm {
+            hotplug,
             _vm: vm,
             mem,
             passthrough,
@@ -780,9 +805,15 @@ impl Built {
     }
 }
 
+fn no_hotplug() -> VmError {
+    VmError::Hotplug(crate::hotplug::HotplugError::Unavailable)
+}
+
 /// A VM whose vCPUs run on their own threads, controlled by the thread holding it (the API's
 /// control loop): pause, resume, the power button, stop.
 pub struct RunningVm {
+    /// Adding and removing devices (`vm.add-*`, `vm.remove-device`).
+    hotplug: Option<crate::hotplug::Hotplug>,
     _vm: Arc<dyn hypervisor::Vm>,
     mem: vm_memory::GuestMemoryMmap,
     passthrough: Option<Passthrough>,
@@ -966,6 +997,82 @@ impl RunningVm {
     /// The PCI addresses of the virtio devices, then of the passed-through ones.
     pub fn pci_addresses(&self) -> &[pci::PciAddress] {
         &self.pci_addresses
+    }
+
+    /// Whether devices can be added and removed (a VM the API runs).
+    pub fn can_hotplug(&self) -> bool {
+        self.hotplug.is_some()
+    }
+
+    /// Hot-add a virtio device as the `position`-th virtio device (its place in
+    /// `DeviceIds::virtio` order, which `pci_addresses` and the transports follow), with its
+    /// counters under `id`; the guest is told. Returns where it is on the bus.
+    pub fn hot_add_virtio(
+        &mut self,
+        position: usize,
+        id: &str,
+        device: Box<dyn devices::virtio::VirtioDevice>,
+        kind: seccomp::DeviceKind,
+    ) -> Result<pci::PciAddress, VmError> {
+        let hp = self.hotplug.as_mut().ok_or_else(no_hotplug)?;
+        let activator = hp.activator().map_err(VmError::Thread)?;
+        let counters = device.counters();
+        let (address, transport) = crate::virtio_setup::Attach {
+            pci: &hp.pci,
+            vm: self._vm.clone(),
+            mem: &self.mem,
+            activator,
+            seccomp: hp.seccomp,
+        }
+        .attach(device, kind)?;
+        hp.changed = true;
+        let position = position.min(self.transports.len());
+        self.pci_addresses.insert(position, address);
+        self.transports.insert(position, transport);
+        if let Some(c) = counters {
+            self.counters.push((id.to_string(), c));
+        }
+        hp.controller.announce_add(address.device)?;
+        Ok(address)
+    }
+
+    /// Hot-remove the `position`-th virtio device (as in [`hot_add_virtio`]): the guest is
+    /// asked to release it and given `timeout`; `Ok(false)` when it did not (the device stays
+    /// as it was). Once ejected it leaves the bus, its BARs are freed and it is stopped.
+    ///
+    /// [`hot_add_virtio`]: Self::hot_add_virtio
+    pub fn hot_remove_virtio(
+        &mut self,
+        position: usize,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<bool, VmError> {
+        let hp = self.hotplug.as_mut().ok_or_else(no_hotplug)?;
+        let (Some(&address), Some(transport)) = (
+            self.pci_addresses.get(position),
+            self.transports.get(position).cloned(),
+        ) else {
+            return Err(VmError::Snapshot(format!("no virtio device at {position}")));
+        };
+        if !hp.controller.eject(address.device, timeout)? {
+            return Ok(false);
+        }
+        hp.changed = true;
+        if let Err(e) = hp.pci.bus.remove_device(address.device) {
+            log::warn!("hot-unplug {address}: {e}");
+        }
+        hp.pci.free_bars(address);
+        crate::virtio_setup::lock(&transport).unplug();
+        self.pci_addresses.remove(position);
+        self.transports.remove(position);
+        self.counters.retain(|(i, _)| i != id);
+        log::info!("{id} at {address} removed");
+        Ok(true)
+    }
+
+    /// Whether a device was added or removed since boot.
+    pub fn hotplugged(&self) -> bool {
+        self.hotplug.as_ref().is_some_and(|h| h.changed)
     }
 
     /// Stop the vCPUs, end the VMM thread, stop passed-through devices, free guest memory.

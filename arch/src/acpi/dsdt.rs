@@ -295,7 +295,7 @@ mod tests {
             pm: PM,
             serial,
             power_button_gsi: None,
-        pci_hotplug: None,
+            pci_hotplug: None,
         };
         (build(&cfg).unwrap(), layout)
     }
@@ -475,7 +475,7 @@ mod tests {
             pm: PM,
             serial: None,
             power_button_gsi: Some(5),
-        pci_hotplug: None,
+            pci_hotplug: None,
         };
         let t = build(&cfg).unwrap();
         let devices = sb_devices(&t);
@@ -575,20 +575,39 @@ mod hotplug_tests {
             let name = format!("S{slot:03}");
             assert!(find(&t, name.as_bytes()).is_some(), "{name}");
         }
-        assert!(find(&t, b"S000").is_none(), "the host bridge's slot is not ejectable");
-        for name in [b"PHPR", b"GED1", b"PCEJ", b"PSCN", b"DVNT", b"B0EJ", b"PCIU", b"PCID"] {
-            assert!(find(&t, name).is_some(), "{}", String::from_utf8_lossy(name));
+        assert!(
+            find(&t, b"S000").is_none(),
+            "the host bridge's slot is not ejectable"
+        );
+        for name in [
+            b"PHPR", b"GED1", b"PCEJ", b"PSCN", b"DVNT", b"B0EJ", b"PCIU", b"PCID",
+        ] {
+            assert!(
+                find(&t, name).is_some(),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
         }
         // OperationRegion (PCST, SystemIO, 0x610, 12): ExtOpPrefix 0x5b, OpRegionOp 0x80,
         // the name, space 1, WordPrefix 0x0b 0x0610, BytePrefix 0x0a 12.
         assert!(
-            find(&t, &[0x5b, 0x80, b'P', b'C', b'S', b'T', 1, 0x0b, 0x10, 0x06, 0x0a, 12]).is_some(),
+            find(
+                &t,
+                &[0x5b, 0x80, b'P', b'C', b'S', b'T', 1, 0x0b, 0x10, 0x06, 0x0a, 12]
+            )
+            .is_some(),
             "OperationRegion"
         );
         // GED1's interrupt: GSI 6, edge, active high.
-        assert!(find(&t, &[0x89, 6, 0, 0x03, 1, 6, 0, 0, 0]).is_some(), "GSI");
+        assert!(
+            find(&t, &[0x89, 6, 0, 0x03, 1, 6, 0, 0, 0]).is_some(),
+            "GSI"
+        );
         // The register ports are reserved as motherboard resources.
-        assert!(find(&t, &[0x47, 1, 0x10, 0x06, 0x10, 0x06, 1, 12]).is_some(), "IO");
+        assert!(
+            find(&t, &[0x47, 1, 0x10, 0x06, 0x10, 0x06, 1, 12]).is_some(),
+            "IO"
+        );
         // Without hotplug: none of it.
         let t = table(None);
         for name in [b"PHPR", b"GED1", b"S001", b"DVNT"] {
@@ -609,7 +628,14 @@ mod hotplug_tests {
         let dir = std::env::temp_dir().join(format!("vmm-dsdt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let aml = dir.join("dsdt.aml");
-        std::fs::write(&aml, table(Some(PciHotplugConfig { port: 0x610, gsi: 6 }))).unwrap();
+        std::fs::write(
+            &aml,
+            table(Some(PciHotplugConfig {
+                port: 0x610,
+                gsi: 6,
+            })),
+        )
+        .unwrap();
         let res = std::process::Command::new("iasl")
             .arg("-d")
             .arg(&aml)

@@ -16,10 +16,9 @@
 //! ```
 
 use acpi_tables::aml::{
-    Acquire, And, Arg, Device, EISAName, Equal, Field, FieldAccessType, FieldEntry,
-    FieldLockRule, FieldUpdateRule, If, Interrupt, Local, Method, MethodCall, Mutex, Name,
-    Notify, OpRegion, OpRegionSpace, Path, Release, ResourceTemplate, Return, ShiftLeft, ONE,
-    ZERO,
+    Acquire, And, Arg, Device, EISAName, Equal, Field, FieldAccessType, FieldEntry, FieldLockRule,
+    FieldUpdateRule, If, Interrupt, Local, Method, MethodCall, Mutex, Name, Notify, OpRegion,
+    OpRegionSpace, Path, Release, ResourceTemplate, Return, ShiftLeft, ONE, ZERO,
 };
 use acpi_tables::Aml;
 
@@ -102,7 +101,10 @@ pub(super) fn controller(cfg: &PciHotplugConfig, sink: &mut Vec<u8>) {
         FieldEntry::Named(*b"PCID", 32),
         FieldEntry::Named(*b"B0EJ", 32),
     ];
-    let (lock, unlock) = (Acquire::new("BLCK".into(), 0xffff), Release::new("BLCK".into()));
+    let (lock, unlock) = (
+        Acquire::new("BLCK".into(), 0xffff),
+        Release::new("BLCK".into()),
+    );
     let (b0ej, pciu, pcid) = (Path::new("B0EJ"), Path::new("PCIU"), Path::new("PCID"));
     let eject = ShiftLeft::new(&b0ej, &ONE, &Arg(0));
     let ret = Return::new(&ZERO);

@@ -33,7 +33,7 @@ fn config(layout: &MemoryLayout, num_vcpus: u32) -> AcpiConfig<'_> {
             gsi: 4,
         }),
         power_button_gsi: Some(5),
-    pci_hotplug: None,
+        pci_hotplug: None,
     }
 }
 

@@ -228,7 +228,7 @@ mod tests {
             pm,
             serial: None,
             power_button_gsi: None,
-        pci_hotplug: None,
+            pci_hotplug: None,
         };
         let rsdp = create_acpi_tables(&mem, &cfg).unwrap();
         let mut k = file_with(&pvh_elf(&[0xf4]));

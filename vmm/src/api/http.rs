@@ -14,16 +14,13 @@ pub const MAX_BODY: usize = 64 << 10;
 /// Endpoints of Cloud Hypervisor's API that are routed but not supported yet (hotplug,
 /// resizing, snapshot/restore, migration…): they answer 501 with the reason.
 const NOT_YET: &[(&str, &str)] = &[
-    ("vm.add-device", "PCI hotplug"),
-    ("vm.add-disk", "PCI hotplug"),
-    ("vm.add-net", "PCI hotplug"),
+    ("vm.add-device", "PCI hotplug of passed-through devices"),
     ("vm.add-fs", "virtio-fs"),
     ("vm.add-pmem", "virtio-pmem"),
     ("vm.add-vsock", "virtio-vsock"),
     ("vm.add-vdpa", "vDPA"),
     ("vm.add-user-device", "vfio-user"),
     ("vm.add-generic-vhost-user", "vhost-user"),
-    ("vm.remove-device", "PCI hotplug"),
     ("vm.resize", "CPU and memory hotplug"),
     ("vm.resize-disk", "disk resizing"),
     ("vm.resize-zone", "memory zones"),
@@ -64,6 +61,13 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
         "vm.reboot" => (Method::Put, Some(Request::Reboot)),
         "vm.power-button" => (Method::Put, Some(Request::PowerButton)),
         "vm.delete" => (Method::Put, Some(Request::Delete)),
+        "vm.add-disk" | "vm.add-net" | "vm.remove-device" => {
+            if req.method() != Method::Put {
+                return Err(wrong_method(endpoint, Method::Put, req.method()));
+            }
+            let body = req.body.as_ref().map(|b| b.raw()).unwrap_or_default();
+            return hotplug_request(endpoint, body);
+        }
         "vm.snapshot" | "vm.restore" => {
             if req.method() != Method::Put {
                 return Err(wrong_method(endpoint, Method::Put, req.method()));
@@ -103,6 +107,41 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
             let (api, cfg) = vm_config::parse(body, seccomp)
                 .map_err(|e| ApiError::new(Status::BadRequest, format!("vm.create: {e}")))?;
             Ok(Request::Create(Box::new((api, cfg))))
+        }
+    }
+}
+
+/// `vm.add-disk` (a DiskConfig), `vm.add-net` (a NetConfig, its tap by name), and
+/// `vm.remove-device {"id"}`, as Cloud Hypervisor takes them.
+fn hotplug_request(endpoint: &str, body: &[u8]) -> Result<Request, ApiError> {
+    let bad = |m: String| ApiError::new(Status::BadRequest, format!("{endpoint}: {m}"));
+    if body.is_empty() {
+        return Err(bad("a JSON body is required".into()));
+    }
+    match endpoint {
+        "vm.remove-device" => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Remove {
+                id: String,
+            }
+            let r: Remove = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+            if r.id.is_empty() {
+                return Err(bad("id: empty".into()));
+            }
+            Ok(Request::RemoveDevice(r.id))
+        }
+        "vm.add-disk" => {
+            let d: vm_config::ApiDisk =
+                serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+            let cfg = vm_config::disk_config("disk", &d).map_err(bad)?;
+            Ok(Request::AddDevice(Box::new(super::AddDevice::Disk(d, cfg))))
+        }
+        _ => {
+            let n: vm_config::ApiNet =
+                serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+            let cfg = vm_config::net_config("net", &n).map_err(bad)?;
+            Ok(Request::AddDevice(Box::new(super::AddDevice::Net(n, cfg))))
         }
     }
 }

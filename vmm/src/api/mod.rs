@@ -37,6 +37,17 @@ pub enum Request {
     },
     /// `vm.restore`.
     Restore(RestoreRequest),
+    /// `vm.add-disk`, `vm.add-net`: the device as the API gave it and as the VMM builds it.
+    AddDevice(Box<AddDevice>),
+    /// `vm.remove-device {"id"}`.
+    RemoveDevice(String),
+}
+
+/// A device to add (Cloud Hypervisor's DiskConfig or NetConfig body).
+#[derive(Clone, Debug)]
+pub enum AddDevice {
+    Disk(vm_config::ApiDisk, devices::virtio::DiskConfig),
+    Net(vm_config::ApiNet, devices::virtio::NetConfig),
 }
 
 /// `vm.restore`'s body (Cloud Hypervisor's RestoreConfig), and the VMM's seccomp mode for the

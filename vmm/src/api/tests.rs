@@ -152,15 +152,30 @@ fn every_endpoint_answers_as_cloud_hypervisors_spec_says() {
     let (code, body) = api.call("PUT", "vm.add-device", Some(r#"{"path":"/sys/x"}"#));
     assert_eq!(code, 501);
     assert!(messages(&body).contains("not supported yet"), "{body}");
-    for e in [
-        "vm.add-disk",
-        "vm.add-net",
-        "vm.remove-device",
-        "vm.resize",
-        "vm.coredump",
-    ] {
+    for e in ["vm.resize", "vm.coredump"] {
         assert_eq!(api.call("PUT", e, Some("{}")).0, 501, "{e}");
     }
+    // Hotplug: a body as Cloud Hypervisor's (else 400 naming what is wrong); no VM: 404.
+    for (e, body) in [
+        ("vm.add-disk", "{}"),
+        ("vm.add-disk", r#"{"path":"/x","vhost_user":true}"#),
+        ("vm.add-net", r#"{"mac":"zz"}"#),
+        ("vm.remove-device", "{}"),
+        ("vm.remove-device", r#"{"id":""}"#),
+    ] {
+        let (code, b) = api.call("PUT", e, Some(body));
+        assert_eq!(code, 400, "{e} {body}: {b}");
+    }
+    assert_eq!(
+        api.call("PUT", "vm.add-disk", Some(r#"{"path":"/x.img"}"#))
+            .0,
+        404
+    );
+    assert_eq!(
+        api.call("PUT", "vm.remove-device", Some(r#"{"id":"x"}"#)).0,
+        404
+    );
+    assert_eq!(api.call("GET", "vm.add-disk", None).0, 405);
     // Snapshots: a body is required; restore needs no VM; snapshot a paused one.
     assert_eq!(api.call("PUT", "vm.snapshot", Some("{}")).0, 400);
     let (code, body) = api.call(

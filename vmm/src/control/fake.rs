@@ -20,6 +20,11 @@ pub(crate) struct Log {
     /// The last boot's end callback: the test plays the guest with it.
     pub on_end: Mutex<Option<OnEnd>>,
     pub fail_next_boot: Mutex<Option<ApiError>>,
+    /// Hot-adds and removes: (position, id).
+    pub added: Mutex<Vec<(usize, String)>>,
+    pub removed: Mutex<Vec<(usize, String)>>,
+    /// The guest does not release devices (`hot_remove` answers false).
+    pub refuse_eject: std::sync::atomic::AtomicBool,
 }
 
 /// The log, the guest's RAM size and its disks' ids.
@@ -53,6 +58,30 @@ impl Machine for FakeMachine {
     fn snapshot(&self, dir: &std::path::Path, _config: serde_json::Value) -> Result<(), ApiError> {
         self.0.snapshots.lock().unwrap().push(dir.to_path_buf());
         Ok(())
+    }
+    fn hot_add(
+        &mut self,
+        position: usize,
+        id: &str,
+        _device: &crate::api::AddDevice,
+    ) -> Result<String, ApiError> {
+        let mut added = self.0.added.lock().unwrap();
+        added.push((position, id.to_string()));
+        Ok(format!("0000:00:{:02x}.0", 0x10 + added.len()))
+    }
+    fn hot_remove(&mut self, position: usize, id: &str) -> Result<bool, ApiError> {
+        if self.0.refuse_eject.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.0
+            .removed
+            .lock()
+            .unwrap()
+            .push((position, id.to_string()));
+        Ok(true)
+    }
+    fn hotplugged(&self) -> bool {
+        !self.0.added.lock().unwrap().is_empty() || !self.0.removed.lock().unwrap().is_empty()
     }
     fn stop(self: Box<Self>) {
         self.0.stops.fetch_add(1, Ordering::SeqCst);

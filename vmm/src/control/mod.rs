@@ -50,6 +50,19 @@ pub trait Machine: Send {
     fn pci_addresses(&self) -> Vec<String>;
     /// Each device's I/O counters by device id (`vm.counters`).
     fn counters(&self) -> Counters;
+    /// Hot-add `device` as the `position`-th device in `DeviceIds::virtio` order, with `id`;
+    /// its PCI address ("0000:00:05.0").
+    fn hot_add(
+        &mut self,
+        position: usize,
+        id: &str,
+        device: &crate::api::AddDevice,
+    ) -> Result<String, ApiError>;
+    /// Ask the guest to release the `position`-th device and take it away; `Ok(false)` when
+    /// the guest did not release it in time (it stays).
+    fn hot_remove(&mut self, position: usize, id: &str) -> Result<bool, ApiError>;
+    /// Whether devices were added or removed since boot.
+    fn hotplugged(&self) -> bool;
     /// Write the (paused) VM to the snapshot directory `dir`; `config` is its configuration
     /// as `vm.info` shows it.
     fn snapshot(&self, dir: &std::path::Path, config: serde_json::Value) -> Result<(), ApiError>;
@@ -232,6 +245,13 @@ impl<L: Launcher> Controller<L> {
                 ids.fs.join(", ")
             )));
         }
+        if vm.machine.as_ref().is_some_and(|m| m.hotplugged()) {
+            return Err(bad(
+                "cannot snapshot the VM: devices were added or removed since it booted (a \
+                 restore would lay them out in another order); reboot it first"
+                    .into(),
+            ));
+        }
         let config = serde_json::to_value(&vm.api)
             .map_err(|e| internal("cannot snapshot the VM", e.to_string()))?;
         let machine = vm.machine.as_deref().expect("a paused VM has a machine");
@@ -406,6 +426,8 @@ impl<L: Launcher> Controller<L> {
                         .unwrap_or_default(),
                 })))
             }
+            Request::AddDevice(d) => self.add_device(*d),
+            Request::RemoveDevice(id) => self.remove_device(id),
             Request::Snapshot { destination_url } => self.snapshot(&destination_url),
             Request::Restore(r) => self.restore(r),
             Request::Counters => {
@@ -601,6 +623,45 @@ impl Machine for crate::vm::RunningVm {
             .map(ToString::to_string)
             .collect()
     }
+    fn hot_add(
+        &mut self,
+        position: usize,
+        id: &str,
+        device: &crate::api::AddDevice,
+    ) -> Result<String, ApiError> {
+        use crate::api::AddDevice;
+        use crate::seccomp::DeviceKind;
+        let bad = |m: String| ApiError::new(Status::BadRequest, m);
+        let (dev, kind): (Box<dyn devices::virtio::VirtioDevice>, _) = match device {
+            AddDevice::Disk(_, cfg) => (
+                Box::new(
+                    devices::virtio::Block::new(cfg)
+                        .map_err(|e| bad(format!("disk {}: {e}", cfg.path.display())))?,
+                ),
+                DeviceKind::Block,
+            ),
+            AddDevice::Net(_, cfg) => (
+                Box::new(devices::virtio::Net::new(cfg).map_err(|e| bad(format!("net: {e}")))?),
+                DeviceKind::Net,
+            ),
+        };
+        let address = self
+            .hot_add_virtio(position, id, dev, kind)
+            .map_err(|e| match e {
+                crate::vm::VmError::Hotplug(crate::hotplug::HotplugError::Unavailable) => {
+                    bad(e.to_string())
+                }
+                e => internal("hot-adding the device", e.to_string()),
+            })?;
+        Ok(address.to_string())
+    }
+    fn hot_remove(&mut self, position: usize, id: &str) -> Result<bool, ApiError> {
+        self.hot_remove_virtio(position, id, crate::hotplug::EJECT_TIMEOUT)
+            .map_err(|e| internal("removing the device", e.to_string()))
+    }
+    fn hotplugged(&self) -> bool {
+        crate::vm::RunningVm::hotplugged(self)
+    }
     fn stop(self: Box<Self>) {
         crate::vm::RunningVm::stop(*self)
     }
@@ -608,5 +669,6 @@ impl Machine for crate::vm::RunningVm {
 
 #[cfg(test)]
 pub(crate) mod fake;
+mod hotplug;
 #[cfg(test)]
 mod tests;

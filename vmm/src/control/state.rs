@@ -39,10 +39,13 @@ pub enum Action {
     Snapshot,
     /// `vm.restore`: a VM is built from a snapshot, paused.
     Restore,
+    /// `vm.add-*`, `vm.remove-device`: in any state (a VM not running has its configuration
+    /// changed; a running or paused one gets the device hot-added or removed).
+    Hotplug,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Create,
         Action::Boot,
         Action::Pause,
@@ -54,6 +57,7 @@ impl Action {
         Action::Inspect,
         Action::Snapshot,
         Action::Restore,
+        Action::Hotplug,
     ];
 
     fn verb(self) -> &'static str {
@@ -69,6 +73,7 @@ impl Action {
             Action::Inspect => "inspect",
             Action::Snapshot => "snapshot",
             Action::Restore => "restore",
+            Action::Hotplug => "add or remove devices of",
         }
     }
 }
@@ -114,7 +119,7 @@ pub fn transition(state: Option<VmState>, action: Action) -> Result<Option<VmSta
     let to = match (action, s) {
         (A::Create | A::Restore, _) => return Err(Refusal::AlreadyCreated),
         (A::Delete, _) => return Ok(None),
-        (A::Inspect, s) => s,
+        (A::Inspect | A::Hotplug, s) => s,
         (A::Boot, S::Created | S::Shutdown) => S::Running,
         (A::Pause, S::Running) => S::Paused,
         (A::Resume, S::Paused) => S::Running,
@@ -151,7 +156,7 @@ mod tests {
                 (None, _) => Err("404"),
                 (Some(_), A::Create | A::Restore) => Err("409"),
                 (Some(S::Paused), A::Snapshot) => Ok(Some(S::Paused)),
-                (Some(s), A::Inspect) => Ok(Some(s)),
+                (Some(s), A::Inspect | A::Hotplug) => Ok(Some(s)),
                 (Some(S::Created | S::Shutdown), A::Boot) => Ok(Some(S::Running)),
                 (Some(S::Running), A::Pause) => Ok(Some(S::Paused)),
                 (Some(S::Paused), A::Resume) => Ok(Some(S::Running)),
@@ -173,7 +178,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 55);
+        assert_eq!(checked, 60);
     }
 
     #[test]

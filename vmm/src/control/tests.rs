@@ -285,3 +285,116 @@ fn a_vm_with_a_passed_through_device_refuses_a_snapshot_naming_it_and_stays_paus
     assert_eq!(c.state(), Some(VmState::Paused));
     assert_eq!(status(c.handle(Request::Resume)), Ok(Reply::Empty));
 }
+
+fn add_disk(path: &str, id: Option<&str>) -> Request {
+    let api: vm_config::ApiDisk = serde_json::from_str(&match id {
+        Some(id) => format!(r#"{{"path":"{path}","id":"{id}"}}"#),
+        None => format!(r#"{{"path":"{path}"}}"#),
+    })
+    .unwrap();
+    let cfg = vm_config::disk_config("disk", &api).unwrap();
+    Request::AddDevice(Box::new(crate::api::AddDevice::Disk(api, cfg)))
+}
+
+fn info_json(c: &mut Controller<FakeLauncher>) -> serde_json::Value {
+    match c.handle(Request::Info) {
+        Ok(Reply::Json(s)) => serde_json::from_str(&s).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn devices_are_added_to_a_created_vm_and_hot_added_to_a_running_one() {
+    let (mut c, log, _rx) = controller();
+    assert_eq!(
+        status(c.handle(add_disk("/a.img", None))),
+        Err(Status::NotFound),
+        "no VM"
+    );
+    assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));
+    // Not booted: the configuration gets it (204), and the boot cold-plugs it.
+    assert_eq!(status(c.handle(add_disk("/a.img", None))), Ok(Reply::Empty));
+    assert_eq!(info_json(&mut c)["config"]["disks"][0]["id"], "_disk0");
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    assert!(log.added.lock().unwrap().is_empty());
+    // Running: hot-added after the first disk (position 1), answered with its PciDeviceInfo.
+    let reply = c.handle(add_disk("/b.img", Some("data"))).unwrap();
+    let Reply::Json(body) = reply else {
+        panic!("{reply:?}")
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["id"], "data");
+    assert!(v["bdf"].as_str().unwrap().starts_with("0000:00:"));
+    assert_eq!(*log.added.lock().unwrap(), vec![(1, "data".to_string())]);
+    let info = info_json(&mut c);
+    assert_eq!(info["config"]["disks"][1]["path"], "/b.img");
+    assert_eq!(info["config"]["disks"][1]["id"], "data");
+    // A taken id, and an image already attached, are refused with nothing changed.
+    for req in [add_disk("/c.img", Some("data")), add_disk("/b.img", None)] {
+        assert_eq!(status(c.handle(req)), Err(Status::BadRequest));
+    }
+    assert_eq!(log.added.lock().unwrap().len(), 1);
+    assert_eq!(
+        info_json(&mut c)["config"]["disks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // A generated id never repeats one in use.
+    assert_eq!(status(c.handle(add_disk("/d.img", None))).is_ok(), true);
+    assert_eq!(log.added.lock().unwrap()[1], (2, "_disk1".to_string()));
+    // A snapshot now would lay devices out differently on restore: refused.
+    assert_eq!(status(c.handle(Request::Pause)), Ok(Reply::Empty));
+    let snap = c.handle(Request::Snapshot {
+        destination_url: "file:///tmp/x".into(),
+    });
+    assert_eq!(status(snap), Err(Status::BadRequest));
+    assert!(log.snapshots.lock().unwrap().is_empty());
+}
+
+#[test]
+fn removal_asks_the_guest_and_a_refusal_or_unknown_id_changes_nothing() {
+    let (mut c, log, _rx) = controller();
+    assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));
+    for (p, id) in [("/a.img", "a"), ("/b.img", "b")] {
+        assert_eq!(status(c.handle(add_disk(p, Some(id)))), Ok(Reply::Empty));
+    }
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    let e = c.handle(Request::RemoveDevice("nope".into())).unwrap_err();
+    assert_eq!(e.status, Status::NotFound);
+    assert!(e.to_string().contains("a, b"), "{e}");
+    // The guest does not let go: 409, the device stays.
+    log.refuse_eject.store(true, Ordering::SeqCst);
+    let e = c.handle(Request::RemoveDevice("b".into())).unwrap_err();
+    assert_eq!(e.status, Status::Conflict);
+    assert!(e.to_string().contains("left in place"), "{e}");
+    assert_eq!(
+        info_json(&mut c)["config"]["disks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // It does: gone from the machine (position 1) and from the configuration.
+    log.refuse_eject.store(false, Ordering::SeqCst);
+    assert_eq!(
+        status(c.handle(Request::RemoveDevice("b".into()))),
+        Ok(Reply::Empty)
+    );
+    assert_eq!(*log.removed.lock().unwrap(), vec![(1, "b".to_string())]);
+    let disks = info_json(&mut c)["config"]["disks"].clone();
+    assert_eq!(disks.as_array().unwrap().len(), 1);
+    assert_eq!(disks[0]["id"], "a");
+    // A VM not running: only its configuration changes.
+    assert_eq!(status(c.handle(Request::Shutdown)), Ok(Reply::Empty));
+    assert_eq!(
+        status(c.handle(Request::RemoveDevice("a".into()))),
+        Ok(Reply::Empty)
+    );
+    assert_eq!(log.removed.lock().unwrap().len(), 1);
+    assert!(info_json(&mut c)["config"]["disks"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

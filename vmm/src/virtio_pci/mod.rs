@@ -278,6 +278,17 @@ impl VirtioPciDevice {
         }));
     }
 
+    /// The device left the bus (hot-unplugged): stopped as a reset stops it (its worker
+    /// joined, its ioeventfds unregistered on the activator thread) and its interrupt vectors
+    /// unwired, so nothing of it stays in KVM.
+    pub fn unplug(&mut self) {
+        self.reset();
+        use pci::MsiInterruptGroup;
+        if let Err(e) = self.msi.disable() {
+            log::warn!("virtio-pci: unwiring an unplugged device's vectors: {e}");
+        }
+    }
+
     /// Status 0: stop the device and forget the driver's configuration.
     fn reset(&mut self) {
         if !self.lock_device().reset() {

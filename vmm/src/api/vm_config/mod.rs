@@ -503,6 +503,16 @@ fn console_mode(field: &str, c: &ApiConsole) -> Result<Mode, String> {
     }
 }
 
+/// One DiskConfig (`vm.add-disk`'s body) as the VMM builds it; errors name `field`.
+pub fn disk_config(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String> {
+    disk(field, d)
+}
+
+/// One NetConfig (`vm.add-net`'s body).
+pub fn net_config(field: &str, n: &ApiNet) -> Result<devices::virtio::NetConfig, String> {
+    net(field, n)
+}
+
 fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String> {
     require_all_unset(
         field,

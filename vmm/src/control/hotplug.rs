@@ -1,0 +1,158 @@
+//! `vm.add-disk`, `vm.add-net` and `vm.remove-device` in the control loop: the device's id
+//! (given, or generated as Cloud Hypervisor does), its place among the VM's devices, the
+//! running VM told (hot-added or ejected), and the configuration updated so `vm.info` shows it
+//! and a reboot keeps it. A VM that is not running only has its configuration changed. A
+//! refused request changes nothing.
+
+use serde_json::json;
+
+use super::{json, Controller, Launcher};
+use crate::api::{AddDevice, ApiError, Reply, Status};
+use crate::config::ids::{CONSOLE_ID, RNG_ID};
+use crate::control::state::Action;
+
+fn bad(m: String) -> ApiError {
+    ApiError::new(Status::BadRequest, m)
+}
+
+impl<L: Launcher> Controller<L> {
+    pub(super) fn add_device(&mut self, dev: AddDevice) -> Result<Reply, ApiError> {
+        self.check(Action::Hotplug)?;
+        let vm = self.vm.as_mut().expect("checked: a VM exists");
+        let ids = &vm.cfg.device_ids;
+        let taken: Vec<&String> = ids.virtio().chain(&ids.devices).collect();
+        let (given, prefix) = match &dev {
+            AddDevice::Disk(api, _) => (api.id.clone(), "_disk"),
+            AddDevice::Net(_, cfg) => (cfg.id.clone(), "_net"),
+        };
+        let id = match given.filter(|i| !i.is_empty()) {
+            Some(id) if taken.iter().any(|t| **t == id) || id == RNG_ID || id == CONSOLE_ID => {
+                return Err(bad(format!(
+                    "device id '{id}' is taken: every device needs its own id"
+                )));
+            }
+            Some(id) => id,
+            None => (0..)
+                .map(|n| format!("{prefix}{n}"))
+                .find(|c| !taken.iter().any(|t| *t == c))
+                .expect("an unused id exists"),
+        };
+        if let AddDevice::Disk(_, cfg) = &dev {
+            let mut disks = vm.cfg.disks.clone();
+            disks.push(cfg.clone());
+            crate::cli::check_duplicate_disks(&disks).map_err(|e| bad(format!("disk: {e}")))?;
+        }
+        // Its place in `DeviceIds::virtio` order: disks, then nets.
+        let position = match &dev {
+            AddDevice::Disk(..) => ids.disks.len(),
+            AddDevice::Net(..) => ids.disks.len() + ids.nets.len(),
+        };
+        let bdf = match vm.machine.as_mut() {
+            Some(m) => Some(
+                m.hot_add(position, &id, &dev)
+                    .map_err(|e| e.context(&format!("cannot add device '{id}'")))?,
+            ),
+            None => None,
+        };
+        let ids = &mut vm.cfg.device_ids;
+        match dev {
+            AddDevice::Disk(mut api, cfg) => {
+                api.id = Some(id.clone());
+                vm.api.disks.get_or_insert_with(Vec::new).push(api);
+                vm.cfg.disks.push(cfg);
+                ids.disks.push(id.clone());
+            }
+            AddDevice::Net(mut api, mut cfg) => {
+                api.id = Some(id.clone());
+                cfg.id = Some(id.clone());
+                vm.api.net.get_or_insert_with(Vec::new).push(api);
+                vm.cfg.nets.push(cfg);
+                ids.nets.push(id.clone());
+            }
+        }
+        self.events
+            .emit("vm", "device-added", &[("id", id.clone())]);
+        Ok(match bdf {
+            // Cloud Hypervisor's PciDeviceInfo.
+            Some(bdf) => Reply::Json(json(&json!({"id": id, "bdf": bdf}))),
+            None => Reply::Empty,
+        })
+    }
+
+    pub(super) fn remove_device(&mut self, id: String) -> Result<Reply, ApiError> {
+        self.check(Action::Hotplug)?;
+        let vm = self.vm.as_mut().expect("checked: a VM exists");
+        let ids = &vm.cfg.device_ids;
+        if ids.devices.contains(&id) {
+            return Err(ApiError::new(
+                Status::NotImplemented,
+                format!(
+                    "cannot remove '{id}': removing a passed-through (VFIO) device is not \
+                     supported yet"
+                ),
+            ));
+        }
+        if ids.console.as_ref() == Some(&id) {
+            return Err(bad(format!("cannot remove '{id}': the console stays")));
+        }
+        let Some(position) = ids.virtio().position(|i| *i == id) else {
+            let all: Vec<&String> = ids.virtio().chain(&ids.devices).collect();
+            return Err(ApiError::new(
+                Status::NotFound,
+                format!(
+                    "no device with id '{id}' (the VM has: {})",
+                    if all.is_empty() {
+                        "none".to_string()
+                    } else {
+                        all.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            ));
+        };
+        if let Some(m) = vm.machine.as_mut() {
+            if !m.hot_remove(position, &id)? {
+                return Err(ApiError::new(
+                    Status::Conflict,
+                    format!(
+                        "the guest did not release device '{id}' within {} s (no ACPI PCI \
+                         hotplug driver, or the device is in use); it is left in place",
+                        crate::hotplug::EJECT_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+        }
+        let ids = &mut vm.cfg.device_ids;
+        if let Some(i) = ids.disks.iter().position(|d| *d == id) {
+            ids.disks.remove(i);
+            vm.cfg.disks.remove(i);
+            if let Some(d) = vm.api.disks.as_mut().filter(|d| i < d.len()) {
+                d.remove(i);
+            }
+        } else if let Some(i) = ids.nets.iter().position(|d| *d == id) {
+            ids.nets.remove(i);
+            vm.cfg.nets.remove(i);
+            if let Some(n) = vm.api.net.as_mut().filter(|n| i < n.len()) {
+                n.remove(i);
+            }
+        } else if let Some(i) = ids.fs.iter().position(|d| *d == id) {
+            ids.fs.remove(i);
+            vm.cfg.fs.remove(i);
+            if let Some(f) = vm.api.fs.as_mut().filter(|f| i < f.len()) {
+                f.remove(i);
+            }
+        } else if ids.vsock.as_ref() == Some(&id) {
+            ids.vsock = None;
+            vm.cfg.vsock = None;
+            vm.api.vsock = None;
+        } else if ids.rng.as_ref() == Some(&id) {
+            ids.rng = None;
+            vm.cfg.rng = None;
+            vm.api.rng = None;
+        }
+        self.events.emit("vm", "device-removed", &[("id", id)]);
+        Ok(Reply::Empty)
+    }
+}
