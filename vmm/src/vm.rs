@@ -129,12 +129,10 @@ fn supported_cpuid(hv: &KvmHypervisor) -> Result<Vec<hypervisor::CpuidEntry>, Vm
 pub struct Warm {
     hv: Arc<KvmHypervisor>,
     supported: Vec<hypervisor::CpuidEntry>,
+    /// The vCPU filter, with passthrough's rules: a VM the API runs may get a passed-through
+    /// device hot-added, and a filter cannot be widened once a thread runs under it.
     vcpu: seccomp::Compiled,
-    /// The vCPU filter with passthrough's rules: compiled for the first VM that has a
-    /// passed-through device (most never do).
-    vcpu_vfio: std::sync::OnceLock<seccomp::Compiled>,
     vmm: seccomp::Compiled,
-    mode: seccomp::SeccompMode,
     spare: Option<(Arc<dyn hypervisor::Vm>, crate::handoff::WorkerThread)>,
 }
 
@@ -142,16 +140,14 @@ impl Warm {
     pub fn prepare(mode: seccomp::SeccompMode) -> Result<Self, VmError> {
         let hv = Arc::new(KvmHypervisor::open(KVM_PATH)?);
         let supported = supported_cpuid(&hv)?;
-        let vcpu = vcpu_filter(mode, true, false)?;
+        let vcpu = vcpu_filter(mode, true, true)?;
         let vmm = seccomp::Confinement::new(mode).compile(ThreadKind::Vmm)?;
         vcpu::install_kick_handler().map_err(VmError::Thread)?;
         let mut warm = Warm {
             hv,
             supported,
             vcpu,
-            vcpu_vfio: std::sync::OnceLock::new(),
             vmm,
-            mode,
             spare: None,
         };
         warm.prepare_next();
@@ -426,15 +422,7 @@ fn build(
     let filters: std::sync::mpsc::Receiver<Result<Filters, VmError>> = match warm {
         Some(w) => {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let vcpu = if cfg.devices.is_empty() {
-                &w.vcpu
-            } else {
-                if w.vcpu_vfio.get().is_none() {
-                    let _ = w.vcpu_vfio.set(vcpu_filter(w.mode, true, true)?);
-                }
-                w.vcpu_vfio.get().expect("set above")
-            };
-            let _ = tx.send(Ok((vcpu.clone(), w.vmm.clone(), w.supported.clone())));
+            let _ = tx.send(Ok((w.vcpu.clone(), w.vmm.clone(), w.supported.clone())));
             rx
         }
         None => {
@@ -517,7 +505,17 @@ fn build(
         None
     };
     let router = Arc::new(GsiRouter::new(vm.clone()));
-    let mapper = passthrough.as_ref().map(Passthrough::bar_mapper);
+    // A VM that can have devices hot-added maps passed-through BARs through one mapper from
+    // the start (its memory slots come after guest RAM's).
+    let mapper = match (&passthrough, hotplug) {
+        (Some(p), _) => Some(p.bar_mapper()),
+        (None, true) => Some(Arc::new(crate::vfio::BarMapper::new(
+            vm.clone(),
+            Arc::new(memory::SlotAllocator::new(ram_slots)),
+        ))),
+        (None, false) => None,
+    };
+    let hot_mapper = mapper.clone();
     let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, mapper)?;
     let virtio = virtio_setup::setup(cfg, &pci, vm.clone(), &mem)?;
     if let Some(r) = &restore {
@@ -611,6 +609,8 @@ fn build(
             seccomp: cfg.seccomp,
             activator: None,
             changed: false,
+            mapper: hot_mapper,
+            passthrough: Vec::new(),
         }),
         hv,
         vm,
@@ -1070,6 +1070,79 @@ impl RunningVm {
         Ok(true)
     }
 
+    /// Hot-add the passed-through device `cfg` (checked as `--device` is, then opened in a
+    /// container of its own); guest RAM is DMA-mapped for it on its `vfio` thread while the
+    /// guest runs, and its driver's first bus-master enable waits for that, as at boot. It
+    /// comes after every other device in `pci_addresses`.
+    pub fn hot_add_vfio(
+        &mut self,
+        id: &str,
+        cfg: &crate::config::DeviceConfig,
+    ) -> Result<pci::PciAddress, VmError> {
+        let ram = self.memory_size();
+        let hp = self.hotplug.as_mut().ok_or_else(no_hotplug)?;
+        let checked = crate::vfio::preflight::check(
+            std::slice::from_ref(cfg),
+            ram,
+            &crate::vfio::preflight::HostFacts::probe(),
+        )?;
+        let mapper = hp.mapper.clone().ok_or_else(no_hotplug)?;
+        let mut p = Passthrough::open_with_mapper(
+            &self._vm,
+            &checked,
+            std::slice::from_ref(cfg),
+            &self.mem,
+            mapper,
+            crate::vfio::VfioThreadContext {
+                timer: Arc::new(BootTimer::new(Instant::now())),
+                exit: self.shared.exit.clone(),
+                seccomp: hp.seccomp,
+            },
+        )?
+        .ok_or_else(no_hotplug)?;
+        p.attach_all(&hp.pci)?;
+        let address = p.addresses()[0];
+        hp.changed = true;
+        hp.passthrough.push((id.to_string(), address, p));
+        self.pci_addresses.push(address);
+        hp.controller.announce_add(address.device)?;
+        Ok(address)
+    }
+
+    /// Hot-remove a passed-through device added with [`hot_add_vfio`]: the guest is asked to
+    /// release it (`Ok(false)`: it did not within `timeout`, the device stays); then it leaves
+    /// the bus and its `vfio` thread tears it down (interrupts off, reset, BAR slots removed,
+    /// DMA unmapped, device and container closed: its group is free again).
+    ///
+    /// [`hot_add_vfio`]: Self::hot_add_vfio
+    pub fn hot_remove_vfio(&mut self, id: &str, timeout: Duration) -> Result<bool, VmError> {
+        let hp = self.hotplug.as_mut().ok_or_else(no_hotplug)?;
+        let Some(i) = hp.passthrough.iter().position(|(d, _, _)| d == id) else {
+            return Err(VmError::Hotplug(crate::hotplug::HotplugError::BootDevice(
+                id.to_string(),
+            )));
+        };
+        let address = hp.passthrough[i].1;
+        if !hp.controller.eject(address.device, timeout)? {
+            return Ok(false);
+        }
+        hp.changed = true;
+        if let Err(e) = hp.pci.bus.remove_device(address.device) {
+            log::warn!("hot-unplug {address}: {e}");
+        }
+        hp.pci.free_bars(address);
+        let (_, _, mut p) = hp.passthrough.remove(i);
+        p.shutdown();
+        self.pci_addresses.retain(|a| *a != address);
+        log::info!("{id} at {address} removed");
+        Ok(true)
+    }
+
+    /// How many virtio devices the VM has (they come first in `pci_addresses`).
+    pub fn virtio_count(&self) -> usize {
+        self.transports.len()
+    }
+
     /// Whether a device was added or removed since boot.
     pub fn hotplugged(&self) -> bool {
         self.hotplug.as_ref().is_some_and(|h| h.changed)
@@ -1093,6 +1166,11 @@ impl RunningVm {
         // Devices stop DMA (reset, unmapped) before guest memory goes away.
         if let Some(p) = self.passthrough.as_mut() {
             p.shutdown();
+        }
+        if let Some(h) = self.hotplug.as_mut() {
+            for (_, _, p) in h.passthrough.iter_mut() {
+                p.shutdown();
+            }
         }
         // The buses hold every device, and the PCI segment on them holds the buses (to move
         // BARs): emptied, the devices go now (device workers joined, disk images unlocked,

@@ -14,7 +14,6 @@ pub const MAX_BODY: usize = 64 << 10;
 /// Endpoints of Cloud Hypervisor's API that are routed but not supported yet (hotplug,
 /// resizing, snapshot/restore, migration…): they answer 501 with the reason.
 const NOT_YET: &[(&str, &str)] = &[
-    ("vm.add-device", "PCI hotplug of passed-through devices"),
     ("vm.add-fs", "virtio-fs"),
     ("vm.add-pmem", "virtio-pmem"),
     ("vm.add-vsock", "virtio-vsock"),
@@ -61,7 +60,7 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
         "vm.reboot" => (Method::Put, Some(Request::Reboot)),
         "vm.power-button" => (Method::Put, Some(Request::PowerButton)),
         "vm.delete" => (Method::Put, Some(Request::Delete)),
-        "vm.add-disk" | "vm.add-net" | "vm.remove-device" => {
+        "vm.add-disk" | "vm.add-net" | "vm.add-device" | "vm.remove-device" => {
             if req.method() != Method::Put {
                 return Err(wrong_method(endpoint, Method::Put, req.method()));
             }
@@ -111,7 +110,8 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
     }
 }
 
-/// `vm.add-disk` (a DiskConfig), `vm.add-net` (a NetConfig, its tap by name), and
+/// `vm.add-disk` (a DiskConfig), `vm.add-net` (a NetConfig, its tap by name), `vm.add-device`
+/// (a DeviceConfig: a host PCI device's sysfs path), and
 /// `vm.remove-device {"id"}`, as Cloud Hypervisor takes them.
 fn hotplug_request(endpoint: &str, body: &[u8]) -> Result<Request, ApiError> {
     let bad = |m: String| ApiError::new(Status::BadRequest, format!("{endpoint}: {m}"));
@@ -130,6 +130,12 @@ fn hotplug_request(endpoint: &str, body: &[u8]) -> Result<Request, ApiError> {
                 return Err(bad("id: empty".into()));
             }
             Ok(Request::RemoveDevice(r.id))
+        }
+        "vm.add-device" => {
+            let d: vm_config::ApiDevice =
+                serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+            let cfg = vm_config::device_config("device", &d).map_err(bad)?;
+            Ok(Request::AddDevice(Box::new(super::AddDevice::Vfio(d, cfg))))
         }
         "vm.add-disk" => {
             let d: vm_config::ApiDisk =

@@ -48,6 +48,8 @@ pub enum Request {
 pub enum AddDevice {
     Disk(vm_config::ApiDisk, devices::virtio::DiskConfig),
     Net(vm_config::ApiNet, devices::virtio::NetConfig),
+    /// `vm.add-device`: a host PCI device passed through with VFIO.
+    Vfio(vm_config::ApiDevice, crate::config::DeviceConfig),
 }
 
 /// `vm.restore`'s body (Cloud Hypervisor's RestoreConfig), and the VMM's seccomp mode for the

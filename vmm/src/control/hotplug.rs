@@ -24,6 +24,7 @@ impl<L: Launcher> Controller<L> {
         let (given, prefix) = match &dev {
             AddDevice::Disk(api, _) => (api.id.clone(), "_disk"),
             AddDevice::Net(_, cfg) => (cfg.id.clone(), "_net"),
+            AddDevice::Vfio(_, cfg) => (cfg.id.clone(), "_vfio"),
         };
         let id = match given.filter(|i| !i.is_empty()) {
             Some(id) if taken.iter().any(|t| **t == id) || id == RNG_ID || id == CONSOLE_ID => {
@@ -42,10 +43,18 @@ impl<L: Launcher> Controller<L> {
             disks.push(cfg.clone());
             crate::cli::check_duplicate_disks(&disks).map_err(|e| bad(format!("disk: {e}")))?;
         }
-        // Its place in `DeviceIds::virtio` order: disks, then nets.
+        if let AddDevice::Vfio(_, cfg) = &dev {
+            let mut devices = vm.cfg.devices.clone();
+            devices.push(cfg.clone());
+            crate::config::device::check_duplicates(&devices)
+                .map_err(|e| bad(format!("device: {e}")))?;
+        }
+        // Its place among the machine's devices: virtio ones in `DeviceIds::virtio` order
+        // (disks, then nets), passed-through ones after them.
         let position = match &dev {
             AddDevice::Disk(..) => ids.disks.len(),
             AddDevice::Net(..) => ids.disks.len() + ids.nets.len(),
+            AddDevice::Vfio(..) => ids.virtio().count() + ids.devices.len(),
         };
         let bdf = match vm.machine.as_mut() {
             Some(m) => Some(
@@ -69,6 +78,13 @@ impl<L: Launcher> Controller<L> {
                 vm.cfg.nets.push(cfg);
                 ids.nets.push(id.clone());
             }
+            AddDevice::Vfio(mut api, mut cfg) => {
+                api.id = Some(id.clone());
+                cfg.id = Some(id.clone());
+                vm.api.devices.get_or_insert_with(Vec::new).push(api);
+                vm.cfg.devices.push(cfg);
+                ids.devices.push(id.clone());
+            }
         }
         self.events
             .emit("vm", "device-added", &[("id", id.clone())]);
@@ -83,19 +99,10 @@ impl<L: Launcher> Controller<L> {
         self.check(Action::Hotplug)?;
         let vm = self.vm.as_mut().expect("checked: a VM exists");
         let ids = &vm.cfg.device_ids;
-        if ids.devices.contains(&id) {
-            return Err(ApiError::new(
-                Status::NotImplemented,
-                format!(
-                    "cannot remove '{id}': removing a passed-through (VFIO) device is not \
-                     supported yet"
-                ),
-            ));
-        }
         if ids.console.as_ref() == Some(&id) {
             return Err(bad(format!("cannot remove '{id}': the console stays")));
         }
-        let Some(position) = ids.virtio().position(|i| *i == id) else {
+        let Some(position) = ids.virtio().chain(&ids.devices).position(|i| *i == id) else {
             let all: Vec<&String> = ids.virtio().chain(&ids.devices).collect();
             return Err(ApiError::new(
                 Status::NotFound,
@@ -142,6 +149,12 @@ impl<L: Launcher> Controller<L> {
             vm.cfg.fs.remove(i);
             if let Some(f) = vm.api.fs.as_mut().filter(|f| i < f.len()) {
                 f.remove(i);
+            }
+        } else if let Some(i) = ids.devices.iter().position(|d| *d == id) {
+            ids.devices.remove(i);
+            vm.cfg.devices.remove(i);
+            if let Some(d) = vm.api.devices.as_mut().filter(|d| i < d.len()) {
+                d.remove(i);
             }
         } else if ids.vsock.as_ref() == Some(&id) {
             ids.vsock = None;

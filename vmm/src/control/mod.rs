@@ -644,6 +644,16 @@ impl Machine for crate::vm::RunningVm {
                 Box::new(devices::virtio::Net::new(cfg).map_err(|e| bad(format!("net: {e}")))?),
                 DeviceKind::Net,
             ),
+            AddDevice::Vfio(_, cfg) => {
+                use crate::vm::VmError as E;
+                let address = self.hot_add_vfio(id, cfg).map_err(|e| match e {
+                    // What preflight finds (not bound to vfio-pci, a missing path, too little
+                    // locked memory) and a device that cannot be opened are the request's.
+                    E::Preflight(_) | E::Passthrough(_) | E::Hotplug(_) => bad(e.to_string()),
+                    e => internal("hot-adding the device", e.to_string()),
+                })?;
+                return Ok(address.to_string());
+            }
         };
         let address = self
             .hot_add_virtio(position, id, dev, kind)
@@ -656,8 +666,18 @@ impl Machine for crate::vm::RunningVm {
         Ok(address.to_string())
     }
     fn hot_remove(&mut self, position: usize, id: &str) -> Result<bool, ApiError> {
-        self.hot_remove_virtio(position, id, crate::hotplug::EJECT_TIMEOUT)
-            .map_err(|e| internal("removing the device", e.to_string()))
+        let timeout = crate::hotplug::EJECT_TIMEOUT;
+        let r = if position < self.virtio_count() {
+            self.hot_remove_virtio(position, id, timeout)
+        } else {
+            self.hot_remove_vfio(id, timeout)
+        };
+        r.map_err(|e| match e {
+            crate::vm::VmError::Hotplug(crate::hotplug::HotplugError::BootDevice(_)) => {
+                ApiError::new(Status::NotImplemented, e.to_string())
+            }
+            e => internal("removing the device", e.to_string()),
+        })
     }
     fn hotplugged(&self) -> bool {
         crate::vm::RunningVm::hotplugged(self)

@@ -136,6 +136,23 @@ impl Passthrough {
         ram_slots: u32,
         ctx: VfioThreadContext,
     ) -> Result<Option<Self>, PassthroughError> {
+        let mapper = Arc::new(BarMapper::new(
+            vm.clone(),
+            Arc::new(SlotAllocator::new(ram_slots)),
+        ));
+        Self::open_with_mapper(vm, checked, cfgs, mem, mapper, ctx)
+    }
+
+    /// As [`open`](Self::open), with the BAR mapper the VM's PCI segment already uses (a
+    /// device hot-added to a running VM: its own container, the VM's memory slots).
+    pub fn open_with_mapper(
+        vm: &Arc<dyn Vm>,
+        checked: &[CheckedDevice],
+        cfgs: &[DeviceConfig],
+        mem: &GuestMemoryMmap,
+        mapper: Arc<BarMapper>,
+        ctx: VfioThreadContext,
+    ) -> Result<Option<Self>, PassthroughError> {
         if checked.is_empty() {
             return Ok(None);
         }
@@ -158,10 +175,6 @@ impl Passthrough {
         }
         timer.phase("vfio_opened");
         let dma = host.dma();
-        let mapper = Arc::new(BarMapper::new(
-            vm.clone(),
-            Arc::new(SlotAllocator::new(ram_slots)),
-        ));
         if devices.len() > 1 {
             // Several devices: each may DMA into the others' BARs (GPU peer-to-peer).
             mapper.enable_peer_dma(dma.clone());

@@ -508,6 +508,11 @@ pub fn disk_config(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConf
     disk(field, d)
 }
 
+/// One DeviceConfig (`vm.add-device`'s body).
+pub fn device_config(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
+    device(field, d)
+}
+
 /// One NetConfig (`vm.add-net`'s body).
 pub fn net_config(field: &str, n: &ApiNet) -> Result<devices::virtio::NetConfig, String> {
     net(field, n)

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Scenario vfio-edu-hotplug (with lab/l2/scenarios/hotplugvfio.sh): L1's edu (bound to vfio-pci)
+# hot-added to a running Debian guest booted through the API with no device, removed, and added
+# again. The guest's edu_test driver runs its self-test each time the device arrives; L1 checks
+# that the device's VFIO group is held while attached and free once removed (another process can
+# open it), and prints add -> self-test done and remove latencies as L1's uptime counts them.
+S=/tmp/hpv.sock
+BDF=0000:00:03.0
+g=$(basename "$(readlink /sys/bus/pci/devices/$BDF/iommu_group)")
+: > /tmp/hpv.log
+up() { cut -d' ' -f1 /proc/uptime; }
+waitfor() { i=0; while ! grep -q "$1" /tmp/hpv.log && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; }
+group_free() { ( exec 5< /dev/vfio/$g ) 2>/dev/null; }
+$VMM --api-socket path=$S > /tmp/hpv.log 2>&1 & pid=$!
+i=0; while ! api $S GET vmm.ping > /dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+api $S PUT vm.create "{\"cpus\":{\"boot_vcpus\":1,\"max_vcpus\":1},\"memory\":{\"size\":268435456},\"payload\":{\"kernel\":\"$VMLINUX\",\"initramfs\":\"$INITRD\",\"cmdline\":\"$CMDLINE quiet lab.scenario=hotplugvfio\"},\"serial\":{\"mode\":\"Tty\"},\"console\":{\"mode\":\"Off\"}}"
+api $S PUT vm.boot
+waitfor "LAB-HPV-READY"
+group_free && echo "LAB-HPV-GROUP-FREE-BEFORE $g"
+t0=$(up)
+api $S PUT vm.add-device "{\"path\":\"/sys/bus/pci/devices/$BDF\",\"id\":\"edu0\"}"
+waitfor "LAB-HPV-FIRST"
+t1=$(up)
+echo "LAB-HPV-ADD-TO-SELFTEST $t0 $t1 (L1 uptime, s)"
+group_free && echo "LAB-HPV-GROUP-FREE-WHILE-ATTACHED"
+t0=$(up)
+api $S PUT vm.remove-device '{"id":"edu0"}'
+t1=$(up)
+echo "LAB-HPV-REMOVE-RETURNED $t0 $t1 (L1 uptime, s)"
+group_free && echo "LAB-HPV-GROUP-FREE-AFTER-REMOVE $g"
+waitfor "LAB-HPV-GONE"
+api $S PUT vm.add-device "{\"path\":\"/sys/bus/pci/devices/$BDF\",\"id\":\"edu0\"}"
+waitfor "LAB-L2-DONE"
+i=0; while ! api $S GET vm.info 2>/dev/null | grep -q '"state":"Shutdown"' && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+api $S PUT vmm.shutdown
+wait $pid
+rc=$?
+echo "LAB-HPV-VMM-EXIT $rc"
+echo "LAB-HPV-DRIVER-AFTER $(basename $(readlink /sys/bus/pci/devices/$BDF/driver))"
+group_free && echo "LAB-HPV-GROUP-FREE-AT-END"
+cat /tmp/hpv.log
+exit $rc
