@@ -35,7 +35,7 @@ impl<L: Launcher> Controller<L> {
             Some(id) => id,
             None => (0..)
                 .map(|n| format!("{prefix}{n}"))
-                .find(|c| !taken.iter().any(|t| *t == c))
+                .find(|c| !taken.contains(&c))
                 .expect("an unused id exists"),
         };
         if let AddDevice::Disk(_, cfg) = &dev {

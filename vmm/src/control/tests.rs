@@ -342,7 +342,7 @@ fn devices_are_added_to_a_created_vm_and_hot_added_to_a_running_one() {
         2
     );
     // A generated id never repeats one in use.
-    assert_eq!(status(c.handle(add_disk("/d.img", None))).is_ok(), true);
+    assert!(status(c.handle(add_disk("/d.img", None))).is_ok());
     assert_eq!(log.added.lock().unwrap()[1], (2, "_disk1".to_string()));
     // A snapshot now would lay devices out differently on restore: refused.
     assert_eq!(status(c.handle(Request::Pause)), Ok(Reply::Empty));
