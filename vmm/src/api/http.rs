@@ -40,6 +40,17 @@ fn method_name(m: Method) -> &'static str {
 
 /// Turn an HTTP request into a control request, or say why not.
 pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiError> {
+    route_with_files(req, Vec::new(), seccomp)
+}
+
+/// As [`route`], with the files the client passed along (SCM_RIGHTS): only `vm.add-net` takes
+/// any (its taps, one per queue pair, as Cloud Hypervisor's `NetConfig.fds`); another request
+/// that carries some is refused.
+pub fn route_with_files(
+    req: &HttpRequest,
+    files: Vec<std::fs::File>,
+    seccomp: SeccompMode,
+) -> Result<Request, ApiError> {
     let path = req.uri().get_abs_path();
     let Some(endpoint) = path.strip_prefix(API_ROOT) else {
         return Err(ApiError::new(
@@ -65,7 +76,13 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
                 return Err(wrong_method(endpoint, Method::Put, req.method()));
             }
             let body = req.body.as_ref().map(|b| b.raw()).unwrap_or_default();
-            return hotplug_request(endpoint, body);
+            return hotplug_request(endpoint, body, files);
+        }
+        _ if !files.is_empty() => {
+            return Err(ApiError::new(
+                Status::BadRequest,
+                format!("{endpoint}: takes no file descriptors (only vm.add-net does, its taps)"),
+            ));
         }
         "vm.snapshot" | "vm.restore" => {
             if req.method() != Method::Put {
@@ -113,10 +130,19 @@ pub fn route(req: &HttpRequest, seccomp: SeccompMode) -> Result<Request, ApiErro
 /// `vm.add-disk` (a DiskConfig), `vm.add-net` (a NetConfig, its tap by name), `vm.add-device`
 /// (a DeviceConfig: a host PCI device's sysfs path), and
 /// `vm.remove-device {"id"}`, as Cloud Hypervisor takes them.
-fn hotplug_request(endpoint: &str, body: &[u8]) -> Result<Request, ApiError> {
+fn hotplug_request(
+    endpoint: &str,
+    body: &[u8],
+    files: Vec<std::fs::File>,
+) -> Result<Request, ApiError> {
     let bad = |m: String| ApiError::new(Status::BadRequest, format!("{endpoint}: {m}"));
     if body.is_empty() {
         return Err(bad("a JSON body is required".into()));
+    }
+    if !files.is_empty() && endpoint != "vm.add-net" {
+        return Err(bad(
+            "takes no file descriptors (only vm.add-net does, its taps)".into(),
+        ));
     }
     match endpoint {
         "vm.remove-device" => {
@@ -144,9 +170,25 @@ fn hotplug_request(endpoint: &str, body: &[u8]) -> Result<Request, ApiError> {
             Ok(Request::AddDevice(Box::new(super::AddDevice::Disk(d, cfg))))
         }
         _ => {
-            let n: vm_config::ApiNet =
+            let mut n: vm_config::ApiNet =
                 serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-            let cfg = vm_config::net_config("net", &n).map_err(bad)?;
+            // The fds ride beside the body; its own `fds` (Cloud Hypervisor's placeholder
+            // numbers) say nothing more.
+            n.fds = None;
+            let mut cfg = vm_config::net_config("net", &n).map_err(bad)?;
+            if !files.is_empty() {
+                let pairs = usize::from(cfg.num_queues / 2);
+                if files.len() != pairs {
+                    return Err(bad(format!(
+                        "{} tap fds passed for {} queue pairs (num_queues {}): one per pair",
+                        files.len(),
+                        pairs,
+                        cfg.num_queues
+                    )));
+                }
+                let fds = files.into_iter().map(std::os::fd::OwnedFd::from).collect();
+                cfg.tap_fds = devices::virtio::net::TapFds(Some(std::sync::Arc::new(fds)));
+            }
             Ok(Request::AddDevice(Box::new(super::AddDevice::Net(n, cfg))))
         }
     }

@@ -210,9 +210,14 @@ fn serve(server: &mut HttpServer, control: &mpsc::Sender<ControlMsg>, seccomp: S
             }
         };
         let mut shutting_down = false;
-        for r in requests {
+        for mut r in requests {
+            // Files the client passed with the request (SCM_RIGHTS: tap fds for vm.add-net)
+            // go with the request to the control loop; unused ones are closed with it.
+            let files = std::mem::take(&mut r.request.files);
+            let mut files = Some(files);
             let response = r.process(|req| {
-                let answer = http::route(req, seccomp).and_then(|request| {
+                let files = files.take().unwrap_or_default();
+                let answer = http::route_with_files(req, files, seccomp).and_then(|request| {
                     let is_shutdown = matches!(request, Request::VmmShutdown);
                     let answer = ask(control, request);
                     shutting_down |= is_shutdown && answer.is_ok();

@@ -33,6 +33,7 @@ pub fn parse(s: &str) -> Result<NetConfig, ConfigError> {
         num_queues: 2,
         queue_size: 256,
         id: None,
+        tap_fds: Default::default(),
     };
     for (k, v) in kv::parse(OPT, s, PARAMS)? {
         match k {

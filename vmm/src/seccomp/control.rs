@@ -11,7 +11,7 @@
 //! kernel modules, or send signals to other processes.
 
 use super::allowlist::{arg_eq, arg_masked_eq, ioctl, Allowlist};
-use super::ioctls::{TCGETS, TCSETS, TUNSETOFFLOAD};
+use super::ioctls::{TCGETS, TCSETS, TUNGETIFF, TUNSETOFFLOAD};
 use super::{allowlist as kind_list, DeviceKind, ThreadKind};
 
 /// The ioctl "type" byte (bits 8..16 of the request) of KVM's and VFIO's (and iommufd's)
@@ -91,6 +91,8 @@ pub fn allowlist() -> Allowlist {
     #[allow(clippy::unnecessary_cast)]
     for req in [
         libc::TUNSETIFF as u64,
+        // A tap handed in over the socket (vm.add-net with fds): its name.
+        TUNGETIFF,
         libc::TUNSETVNETHDRSZ as u64,
         TUNSETOFFLOAD,
         libc::SIOCSIFADDR as u64,

@@ -33,6 +33,8 @@ pub const KVM_IOEVENTFD: u64 =
 /// `_IOW('T', 208, unsigned int)`: a tap's offloads, set to what the virtio-net driver
 /// negotiated when the device is activated (VMM thread).
 pub const TUNSETOFFLOAD: u64 = ioctl_expr(_IOC_WRITE, b'T' as u32, 208, 4) as u64;
+/// `TUNGETIFF`: `_IOR('T', 210, unsigned int)`.
+pub const TUNGETIFF: u64 = ioctl_expr(_IOC_READ, b'T' as u32, 210, 4) as u64;
 
 /// `tcgetattr`/`isatty` on the console's stdin. (An `int` in musl's libc, an `unsigned
 /// long` in glibc's: the same number.)
@@ -57,6 +59,7 @@ mod tests {
         assert_eq!(KVM_SET_GSI_ROUTING, 0x4008_ae6a);
         assert_eq!(KVM_IOEVENTFD, 0x4040_ae79);
         assert_eq!(TUNSETOFFLOAD, 0x4004_54d0);
+        assert_eq!(TUNGETIFF, 0x8004_54d2);
         assert_eq!(TCSETS, 0x5402);
     }
 }

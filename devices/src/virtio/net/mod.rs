@@ -57,7 +57,27 @@ pub struct NetConfig {
     pub queue_size: u16,
     /// The device's id in the VMM's API (`vm.info`, `vm.remove-device`); generated when `None`.
     pub id: Option<String>,
+    /// Taps opened by the caller (one per queue pair), passed over the API socket
+    /// (`vm.add-net` with SCM_RIGHTS, as Kata does): used instead of `tap`, `ip` and `mask`.
+    pub tap_fds: TapFds,
 }
+
+/// Tap fds handed in by a client; every device built from them gets duplicates, so a VM that
+/// reboots gets its NIC back. Equal when they are the same handed-in set.
+#[derive(Clone, Debug, Default)]
+pub struct TapFds(pub Option<std::sync::Arc<Vec<std::os::fd::OwnedFd>>>);
+
+impl PartialEq for TapFds {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for TapFds {}
 
 impl Default for NetConfig {
     fn default() -> Self {
@@ -69,6 +89,7 @@ impl Default for NetConfig {
             num_queues: DEFAULT_NUM_QUEUES,
             queue_size: DEFAULT_QUEUE_SIZE,
             id: None,
+            tap_fds: TapFds::default(),
         }
     }
 }
@@ -118,11 +139,26 @@ pub fn tap_offload_flags(acked: u64) -> u32 {
         .fold(0, |flags, (_, tun)| flags | tun)
 }
 
+/// A handed-in tap's name, for the log (its fd gives it).
+fn tap_name_of(tap: Option<&Box<dyn Tap>>) -> Option<String> {
+    tap.and_then(|t| tap::name_of_fd(t.as_raw_fd()).ok())
+}
+
 impl Net {
     /// Opens (creating if needed) the tap, gives it `ip`/`mask` and brings it
     /// up.
     pub fn new(cfg: &NetConfig) -> Result<Self, NetError> {
         let pairs = check_queues(cfg.num_queues, cfg.queue_size)?;
+        if let Some(fds) = &cfg.tap_fds.0 {
+            let mut taps: Vec<Box<dyn Tap>> = Vec::with_capacity(fds.len());
+            for fd in fds.iter() {
+                taps.push(Box::new(TapDevice::from_fd(fd)?));
+            }
+            let name = tap_name_of(taps.first());
+            let mut net = Self::with_taps(cfg, taps)?;
+            net.tap_name = name;
+            return Ok(net);
+        }
         let taps = TapDevice::open(cfg.tap.as_deref(), usize::from(pairs))?;
         let name = taps[0].name().to_string();
         if cfg.ip.is_some() || cfg.mask.is_some() {

@@ -107,6 +107,37 @@ impl TapDevice {
         Ok(TapDevice { file, name })
     }
 
+    /// A tap the caller opened (`fd`, which stays theirs: this one is a duplicate), made
+    /// non-blocking with the 12-byte vnet header this device uses. It must be a tap opened
+    /// with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`.
+    pub fn from_fd(fd: &impl std::os::fd::AsFd) -> Result<TapDevice, TapError> {
+        let owned = fd.as_fd().try_clone_to_owned().map_err(TapError::OpenTun)?;
+        let file = File::from(owned);
+        let name = name_of_fd(file.as_raw_fd()).map_err(|source| TapError::SetIff {
+            name: format!("fd {}", fd.as_fd().as_raw_fd()),
+            source,
+        })?;
+        // SAFETY: F_GETFL/F_SETFL on an fd this function owns.
+        unsafe {
+            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            if flags < 0
+                || libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+            {
+                return Err(TapError::OpenTun(io::Error::last_os_error()));
+            }
+        }
+        let hdr_len = VNET_HDR_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer we pass.
+        let ret = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &hdr_len) };
+        if ret < 0 {
+            return Err(TapError::VnetHdr {
+                name,
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(TapDevice { file, name })
+    }
+
     /// The interface name (as the kernel resolved it).
     pub fn name(&self) -> &str {
         &self.name
@@ -159,6 +190,21 @@ fn ifreq(name: &str) -> Result<libc::ifreq, TapError> {
     }
     Ok(req)
 }
+
+/// The name of the tap behind `fd` (TUNGETIFF); an error when `fd` is not a tap.
+pub fn name_of_fd(fd: RawFd) -> io::Result<String> {
+    // SAFETY: an all-zero ifreq is valid; TUNGETIFF fills it in.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes into the ifreq we own, which outlives the call.
+    let ret = unsafe { libc::ioctl(fd, TUNGETIFF as _, &mut req) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ifname(&req))
+}
+
+/// `_IOR('T', 210, unsigned int)`.
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 
 fn ifname(req: &libc::ifreq) -> String {
     let bytes: Vec<u8> = req.ifr_name.iter().map(|&c| c as u8).collect();
