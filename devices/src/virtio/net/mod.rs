@@ -140,7 +140,7 @@ pub fn tap_offload_flags(acked: u64) -> u32 {
 }
 
 /// A handed-in tap's name, for the log (its fd gives it).
-fn tap_name_of(tap: Option<&Box<dyn Tap>>) -> Option<String> {
+fn tap_name_of(tap: Option<&dyn Tap>) -> Option<String> {
     tap.and_then(|t| tap::name_of_fd(t.as_raw_fd()).ok())
 }
 
@@ -154,7 +154,7 @@ impl Net {
             for fd in fds.iter() {
                 taps.push(Box::new(TapDevice::from_fd(fd)?));
             }
-            let name = tap_name_of(taps.first());
+            let name = tap_name_of(taps.first().map(|t| t.as_ref()));
             let mut net = Self::with_taps(cfg, taps)?;
             net.tap_name = name;
             return Ok(net);
