@@ -14,9 +14,7 @@ pub const MAX_BODY: usize = 64 << 10;
 /// Endpoints of Cloud Hypervisor's API that are routed but not supported yet (hotplug,
 /// resizing, snapshot/restore, migration…): they answer 501 with the reason.
 const NOT_YET: &[(&str, &str)] = &[
-    ("vm.add-fs", "virtio-fs"),
     ("vm.add-pmem", "virtio-pmem"),
-    ("vm.add-vsock", "virtio-vsock"),
     ("vm.add-vdpa", "vDPA"),
     ("vm.add-user-device", "vfio-user"),
     ("vm.add-generic-vhost-user", "vhost-user"),
@@ -71,7 +69,8 @@ pub fn route_with_files(
         "vm.reboot" => (Method::Put, Some(Request::Reboot)),
         "vm.power-button" => (Method::Put, Some(Request::PowerButton)),
         "vm.delete" => (Method::Put, Some(Request::Delete)),
-        "vm.add-disk" | "vm.add-net" | "vm.add-device" | "vm.remove-device" => {
+        "vm.add-disk" | "vm.add-net" | "vm.add-device" | "vm.add-fs" | "vm.add-vsock"
+        | "vm.remove-device" => {
             if req.method() != Method::Put {
                 return Err(wrong_method(endpoint, Method::Put, req.method()));
             }
@@ -156,6 +155,21 @@ fn hotplug_request(
                 return Err(bad("id: empty".into()));
             }
             Ok(Request::RemoveDevice(r.id))
+        }
+        "vm.add-fs" => {
+            let f: vm_config::ApiFs =
+                serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+            // One segment here; Kata's pci_segment 1 is accepted as at vm.create (of 16 at most).
+            let cfg = vm_config::fs_config("fs", &f, 16).map_err(bad)?;
+            Ok(Request::AddDevice(Box::new(super::AddDevice::Fs(f, cfg))))
+        }
+        "vm.add-vsock" => {
+            let v: vm_config::ApiVsock =
+                serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+            let cfg = vm_config::vsock_config(&v).map_err(bad)?;
+            Ok(Request::AddDevice(Box::new(super::AddDevice::Vsock(
+                v, cfg,
+            ))))
         }
         "vm.add-device" => {
             let d: vm_config::ApiDevice =

@@ -50,6 +50,10 @@ pub enum AddDevice {
     Net(vm_config::ApiNet, devices::virtio::NetConfig),
     /// `vm.add-device`: a host PCI device passed through with VFIO.
     Vfio(vm_config::ApiDevice, crate::config::DeviceConfig),
+    /// `vm.add-fs`: virtio-fs served by a vhost-user backend.
+    Fs(vm_config::ApiFs, devices::virtio::FsConfig),
+    /// `vm.add-vsock`.
+    Vsock(vm_config::ApiVsock, devices::virtio::VsockConfig),
 }
 
 /// `vm.restore`'s body (Cloud Hypervisor's RestoreConfig), and the VMM's seccomp mode for the

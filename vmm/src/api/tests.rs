@@ -149,7 +149,7 @@ fn every_endpoint_answers_as_cloud_hypervisors_spec_says() {
     assert_eq!(api.put("vm.boot"), 204);
     assert_eq!(api.put("vm.delete"), 204);
     assert_eq!(api.call("GET", "vm.info", None).0, 404);
-    let (code, body) = api.call("PUT", "vm.add-device", Some(r#"{"path":"/sys/x"}"#));
+    let (code, body) = api.call("PUT", "vm.resize", Some(r#"{"desired_vcpus":2}"#));
     assert_eq!(code, 501);
     assert!(messages(&body).contains("not supported yet"), "{body}");
     for e in ["vm.resize", "vm.coredump"] {
@@ -162,6 +162,9 @@ fn every_endpoint_answers_as_cloud_hypervisors_spec_says() {
         ("vm.add-net", r#"{"mac":"zz"}"#),
         ("vm.remove-device", "{}"),
         ("vm.remove-device", r#"{"id":""}"#),
+        ("vm.add-device", r#"{"path":""}"#),
+        ("vm.add-fs", r#"{"tag":"","socket":"/s"}"#),
+        ("vm.add-vsock", r#"{"cid":2,"socket":"/v"}"#),
     ] {
         let (code, b) = api.call("PUT", e, Some(body));
         assert_eq!(code, 400, "{e} {body}: {b}");
@@ -175,6 +178,16 @@ fn every_endpoint_answers_as_cloud_hypervisors_spec_says() {
         api.call("PUT", "vm.remove-device", Some(r#"{"id":"x"}"#)).0,
         404
     );
+    for (e, body) in [
+        (
+            "vm.add-device",
+            r#"{"path":"/sys/bus/pci/devices/0000:00:04.0"}"#,
+        ),
+        ("vm.add-fs", r#"{"tag":"t","socket":"/s"}"#),
+        ("vm.add-vsock", r#"{"cid":3,"socket":"/v"}"#),
+    ] {
+        assert_eq!(api.call("PUT", e, Some(body)).0, 404, "{e}: no VM");
+    }
     assert_eq!(api.call("GET", "vm.add-disk", None).0, 405);
     // Snapshots: a body is required; restore needs no VM; snapshot a paused one.
     assert_eq!(api.call("PUT", "vm.snapshot", Some("{}")).0, 400);

@@ -25,6 +25,8 @@ impl<L: Launcher> Controller<L> {
             AddDevice::Disk(api, _) => (api.id.clone(), "_disk"),
             AddDevice::Net(_, cfg) => (cfg.id.clone(), "_net"),
             AddDevice::Vfio(_, cfg) => (cfg.id.clone(), "_vfio"),
+            AddDevice::Fs(_, cfg) => (cfg.id.clone(), "_fs"),
+            AddDevice::Vsock(_, cfg) => (cfg.id.clone(), "_vsock"),
         };
         let id = match given.filter(|i| !i.is_empty()) {
             Some(id) if taken.iter().any(|t| **t == id) || id == RNG_ID || id == CONSOLE_ID => {
@@ -49,12 +51,27 @@ impl<L: Launcher> Controller<L> {
             crate::config::device::check_duplicates(&devices)
                 .map_err(|e| bad(format!("device: {e}")))?;
         }
+        if let AddDevice::Fs(_, cfg) = &dev {
+            crate::config::fs::check_memory(std::slice::from_ref(cfg), vm.cfg.memory.shared)
+                .map_err(|e| bad(format!("fs: {e}")))?;
+        }
+        if matches!(dev, AddDevice::Vsock(..)) && ids.vsock.is_some() {
+            return Err(bad("the VM has a vsock device already (one at most)".into()));
+        }
         // Its place among the machine's devices: virtio ones in `DeviceIds::virtio` order
         // (disks, then nets), passed-through ones after them.
         let position = match &dev {
             AddDevice::Disk(..) => ids.disks.len(),
             AddDevice::Net(..) => ids.disks.len() + ids.nets.len(),
             AddDevice::Vfio(..) => ids.virtio().count() + ids.devices.len(),
+            AddDevice::Vsock(..) => ids.disks.len() + ids.nets.len() + ids.rng.iter().count(),
+            AddDevice::Fs(..) => {
+                ids.disks.len()
+                    + ids.nets.len()
+                    + ids.rng.iter().count()
+                    + ids.vsock.iter().count()
+                    + ids.fs.len()
+            }
         };
         let bdf = match vm.machine.as_mut() {
             Some(m) => Some(
@@ -77,6 +94,20 @@ impl<L: Launcher> Controller<L> {
                 vm.api.net.get_or_insert_with(Vec::new).push(api);
                 vm.cfg.nets.push(cfg);
                 ids.nets.push(id.clone());
+            }
+            AddDevice::Fs(mut api, mut cfg) => {
+                api.id = Some(id.clone());
+                cfg.id = Some(id.clone());
+                vm.api.fs.get_or_insert_with(Vec::new).push(api);
+                vm.cfg.fs.push(cfg);
+                ids.fs.push(id.clone());
+            }
+            AddDevice::Vsock(mut api, mut cfg) => {
+                api.id = Some(id.clone());
+                cfg.id = Some(id.clone());
+                vm.api.vsock = Some(api);
+                vm.cfg.vsock = Some(cfg);
+                ids.vsock = Some(id.clone());
             }
             AddDevice::Vfio(mut api, mut cfg) => {
                 api.id = Some(id.clone());

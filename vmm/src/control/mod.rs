@@ -644,6 +644,14 @@ impl Machine for crate::vm::RunningVm {
                 Box::new(devices::virtio::Net::new(cfg).map_err(|e| bad(format!("net: {e}")))?),
                 DeviceKind::Net,
             ),
+            AddDevice::Fs(_, cfg) => (
+                Box::new(devices::virtio::Fs::new(cfg).map_err(|e| bad(format!("fs: {e}")))?),
+                DeviceKind::Fs,
+            ),
+            AddDevice::Vsock(_, cfg) => (
+                Box::new(devices::virtio::Vsock::new(cfg).map_err(|e| bad(format!("vsock: {e}")))?),
+                DeviceKind::Vsock,
+            ),
             AddDevice::Vfio(_, cfg) => {
                 use crate::vm::VmError as E;
                 let address = self.hot_add_vfio(id, cfg).map_err(|e| match e {

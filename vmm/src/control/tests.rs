@@ -398,3 +398,42 @@ fn removal_asks_the_guest_and_a_refusal_or_unknown_id_changes_nothing() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn fs_and_vsock_are_added_in_their_place_and_checked_like_at_create() {
+    let (mut c, log, _rx) = controller();
+    assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));
+    assert_eq!(
+        status(c.handle(add_disk("/a.img", Some("a")))),
+        Ok(Reply::Empty)
+    );
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    let fs = |tag: &str| {
+        let api: vm_config::ApiFs =
+            serde_json::from_str(&format!(r#"{{"tag":"{tag}","socket":"/s"}}"#)).unwrap();
+        let cfg = vm_config::fs_config("fs", &api, 1).unwrap();
+        Request::AddDevice(Box::new(crate::api::AddDevice::Fs(api, cfg)))
+    };
+    let vsock = |cid: u64| {
+        let api: vm_config::ApiVsock =
+            serde_json::from_str(&format!(r#"{{"cid":{cid},"socket":"/v"}}"#)).unwrap();
+        let cfg = vm_config::vsock_config(&api).unwrap();
+        Request::AddDevice(Box::new(crate::api::AddDevice::Vsock(api, cfg)))
+    };
+    // This VM's memory is private: a vhost-user backend could not map it.
+    let e = c.handle(fs("t")).unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    assert!(e.to_string().contains("shared=on"), "{e}");
+    assert!(log.added.lock().unwrap().is_empty());
+    // A vsock goes after the disk (disks, nets, rng, vsock, fs, console); a second is refused.
+    assert!(status(c.handle(vsock(3))).is_ok());
+    assert_eq!(*log.added.lock().unwrap(), vec![(1, "_vsock0".to_string())]);
+    assert_eq!(status(c.handle(vsock(4))), Err(Status::BadRequest));
+    assert_eq!(info_json(&mut c)["config"]["vsock"]["cid"], 3);
+    // Removed like any device.
+    assert_eq!(
+        status(c.handle(Request::RemoveDevice("_vsock0".into()))),
+        Ok(Reply::Empty)
+    );
+    assert!(info_json(&mut c)["config"]["vsock"].is_null());
+}

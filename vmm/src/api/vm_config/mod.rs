@@ -303,33 +303,7 @@ impl ApiVmConfig {
                 })
             }
         };
-        let vsock = match &self.vsock {
-            None => None,
-            Some(v) => {
-                require_all_unset("vsock", &[("pci_segment", &v.pci_segment)])?;
-                if v.iommu
-                    .as_ref()
-                    .is_some_and(|i| i.as_bool() != Some(false) && !i.is_null())
-                {
-                    return Err("vsock.iommu: no virtual IOMMU in this VMM".into());
-                }
-                if !(3..u64::from(u32::MAX)).contains(&v.cid) {
-                    return Err(format!(
-                        "vsock.cid: {} is not a guest CID (3 or more: 0-2 are reserved, 2 is \
-                         the host; below 2^32-1)",
-                        v.cid
-                    ));
-                }
-                if v.socket.is_empty() {
-                    return Err("vsock.socket: empty path".into());
-                }
-                Some(devices::virtio::VsockConfig {
-                    cid: v.cid,
-                    socket: PathBuf::from(&v.socket),
-                    id: v.id.clone().filter(|i| !i.is_empty()),
-                })
-            }
-        };
+        let vsock = self.vsock.as_ref().map(vsock_config).transpose()?;
         let segments = self
             .platform
             .as_ref()
@@ -685,8 +659,34 @@ fn topology(t: Option<&Value>, boot: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// The `vsock` entry (`vm.create`'s, or `vm.add-vsock`'s body).
+pub fn vsock_config(v: &ApiVsock) -> Result<devices::virtio::VsockConfig, String> {
+    require_all_unset("vsock", &[("pci_segment", &v.pci_segment)])?;
+    if v.iommu
+        .as_ref()
+        .is_some_and(|i| i.as_bool() != Some(false) && !i.is_null())
+    {
+        return Err("vsock.iommu: no virtual IOMMU in this VMM".into());
+    }
+    if !(3..u64::from(u32::MAX)).contains(&v.cid) {
+        return Err(format!(
+            "vsock.cid: {} is not a guest CID (3 or more: 0-2 are reserved, 2 is \
+             the host; below 2^32-1)",
+            v.cid
+        ));
+    }
+    if v.socket.is_empty() {
+        return Err("vsock.socket: empty path".into());
+    }
+    Ok(devices::virtio::VsockConfig {
+        cid: v.cid,
+        socket: PathBuf::from(&v.socket),
+        id: v.id.clone().filter(|i| !i.is_empty()),
+    })
+}
+
 /// One `fs[]` entry: the limits of `--fs`, and a PCI segment below `num_pci_segments`.
-fn fs_config(at: &str, f: &ApiFs, segments: u16) -> Result<devices::virtio::FsConfig, String> {
+pub fn fs_config(at: &str, f: &ApiFs, segments: u16) -> Result<devices::virtio::FsConfig, String> {
     require_unset(&format!("{at}.pci_device_id"), &f.pci_device_id)?;
     if let Some(s) = f.pci_segment.filter(|&s| s >= segments) {
         return Err(format!(
