@@ -34,11 +34,8 @@ pub enum HotplugError {
     Irqfd(#[from] hypervisor::HypervisorError),
     #[error("this VM was started from the command line: devices cannot be added or removed")]
     Unavailable,
-    #[error(
-        "'{0}' was passed through at boot: only a device added with vm.add-device can be \
-         removed for now"
-    )]
-    BootDevice(String),
+    #[error("no passed-through device '{0}' on the bus")]
+    NotFound(String),
 }
 
 /// The VM's side of ACPI PCI hotplug.
@@ -96,9 +93,6 @@ pub struct Hotplug {
     pub changed: bool,
     /// The BAR mapper of the segment (passed-through BARs mapped into the guest).
     pub mapper: Option<Arc<crate::vfio::BarMapper>>,
-    /// Passed-through devices added since boot, each with its own container: (id, address,
-    /// the device).
-    pub passthrough: Vec<(String, pci::PciAddress, crate::vfio::Passthrough)>,
 }
 
 impl Hotplug {

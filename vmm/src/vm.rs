@@ -610,7 +610,6 @@ fn build(
             activator: None,
             changed: false,
             mapper: hot_mapper,
-            passthrough: Vec::new(),
         }),
         hv,
         vm,
@@ -1070,10 +1069,11 @@ impl RunningVm {
         Ok(true)
     }
 
-    /// Hot-add the passed-through device `cfg` (checked as `--device` is, then opened in a
-    /// container of its own); guest RAM is DMA-mapped for it on its `vfio` thread while the
-    /// guest runs, and its driver's first bus-master enable waits for that, as at boot. It
-    /// comes after every other device in `pci_addresses`.
+    /// Hot-add the passed-through device `cfg` (checked as `--device` is). The first one
+    /// opens the VM's VFIO container and its `vfio` thread maps guest RAM for DMA while the
+    /// guest runs (its driver's first bus-master enable waits for that, as at boot); later
+    /// ones join that container and its mappings. It comes after every other device in
+    /// `pci_addresses`.
     pub fn hot_add_vfio(
         &mut self,
         id: &str,
@@ -1086,43 +1086,55 @@ impl RunningVm {
             ram,
             &crate::vfio::preflight::HostFacts::probe(),
         )?;
-        let mapper = hp.mapper.clone().ok_or_else(no_hotplug)?;
-        let mut p = Passthrough::open_with_mapper(
-            &self._vm,
-            &checked,
-            std::slice::from_ref(cfg),
-            &self.mem,
-            mapper,
-            crate::vfio::VfioThreadContext {
-                timer: Arc::new(BootTimer::new(Instant::now())),
-                exit: self.shared.exit.clone(),
-                seccomp: hp.seccomp,
-            },
-        )?
-        .ok_or_else(no_hotplug)?;
-        p.attach_all(&hp.pci)?;
-        let address = p.addresses()[0];
+        let address = match self.passthrough.as_mut() {
+            Some(p) => p.add_device(&checked[0], cfg, &hp.pci)?,
+            None => {
+                let mapper = hp.mapper.clone().ok_or_else(no_hotplug)?;
+                let mut p = Passthrough::open_with_mapper(
+                    &self._vm,
+                    &checked,
+                    std::slice::from_ref(cfg),
+                    &self.mem,
+                    mapper,
+                    crate::vfio::VfioThreadContext {
+                        timer: Arc::new(BootTimer::new(Instant::now())),
+                        exit: self.shared.exit.clone(),
+                        seccomp: hp.seccomp,
+                    },
+                )?
+                .ok_or_else(no_hotplug)?;
+                p.attach_all(&hp.pci)?;
+                let a = p.addresses()[0];
+                self.passthrough = Some(p);
+                a
+            }
+        };
         hp.changed = true;
-        hp.passthrough.push((id.to_string(), address, p));
         self.pci_addresses.push(address);
         hp.controller.announce_add(address.device)?;
+        log::info!("{id} added at {address}");
         Ok(address)
     }
 
-    /// Hot-remove a passed-through device added with [`hot_add_vfio`]: the guest is asked to
-    /// release it (`Ok(false)`: it did not within `timeout`, the device stays); then it leaves
-    /// the bus and its `vfio` thread tears it down (interrupts off, reset, BAR slots removed,
-    /// DMA unmapped, device and container closed: its group is free again).
-    ///
-    /// [`hot_add_vfio`]: Self::hot_add_vfio
-    pub fn hot_remove_vfio(&mut self, id: &str, timeout: Duration) -> Result<bool, VmError> {
+    /// Hot-remove the passed-through device at `position` in `pci_addresses` (one passed
+    /// through at boot, or added since): the guest is asked to release it (`Ok(false)`: it
+    /// did not within `timeout`, the device stays); then it leaves the bus and is torn down
+    /// (interrupts off, reset, BAR slots removed, released from the container: its group is
+    /// free). With the last one gone, guest RAM is unmapped and the container closed.
+    pub fn hot_remove_vfio(
+        &mut self,
+        position: usize,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<bool, VmError> {
         let hp = self.hotplug.as_mut().ok_or_else(no_hotplug)?;
-        let Some(i) = hp.passthrough.iter().position(|(d, _, _)| d == id) else {
-            return Err(VmError::Hotplug(crate::hotplug::HotplugError::BootDevice(
+        let (Some(&address), Some(p)) =
+            (self.pci_addresses.get(position), self.passthrough.as_mut())
+        else {
+            return Err(VmError::Hotplug(crate::hotplug::HotplugError::NotFound(
                 id.to_string(),
             )));
         };
-        let address = hp.passthrough[i].1;
         if !hp.controller.eject(address.device, timeout)? {
             return Ok(false);
         }
@@ -1131,9 +1143,11 @@ impl RunningVm {
             log::warn!("hot-unplug {address}: {e}");
         }
         hp.pci.free_bars(address);
-        let (_, _, mut p) = hp.passthrough.remove(i);
-        p.shutdown();
-        self.pci_addresses.retain(|a| *a != address);
+        if !p.remove_device(address) {
+            p.shutdown();
+            self.passthrough = None;
+        }
+        self.pci_addresses.remove(position);
         log::info!("{id} at {address} removed");
         Ok(true)
     }
@@ -1166,11 +1180,6 @@ impl RunningVm {
         // Devices stop DMA (reset, unmapped) before guest memory goes away.
         if let Some(p) = self.passthrough.as_mut() {
             p.shutdown();
-        }
-        if let Some(h) = self.hotplug.as_mut() {
-            for (_, _, p) in h.passthrough.iter_mut() {
-                p.shutdown();
-            }
         }
         // The buses hold every device, and the PCI segment on them holds the buses (to move
         // BARs): emptied, the devices go now (device workers joined, disk images unlocked,

@@ -678,14 +678,9 @@ impl Machine for crate::vm::RunningVm {
         let r = if position < self.virtio_count() {
             self.hot_remove_virtio(position, id, timeout)
         } else {
-            self.hot_remove_vfio(id, timeout)
+            self.hot_remove_vfio(position, id, timeout)
         };
-        r.map_err(|e| match e {
-            crate::vm::VmError::Hotplug(crate::hotplug::HotplugError::BootDevice(_)) => {
-                ApiError::new(Status::NotImplemented, e.to_string())
-            }
-            e => internal("removing the device", e.to_string()),
-        })
+        r.map_err(|e| internal("removing the device", e.to_string()))
     }
     fn hotplugged(&self) -> bool {
         crate::vm::RunningVm::hotplugged(self)

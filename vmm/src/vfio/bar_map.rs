@@ -56,8 +56,13 @@ pub struct BarMapper {
     peer: Mutex<Option<Arc<dyn DmaMapper>>>,
     /// A slot moved since the last [`BarMapper::sync_peer_dma`].
     peer_stale: AtomicBool,
-    /// What is DMA-mapped now (touched only by the sync and teardown, on the vfio thread).
+    /// What is DMA-mapped now (touched by the sync, on the vfio thread, and by teardown and
+    /// device removal).
     peer_maps: Mutex<HashMap<BarKey, Vec<PeerMap>>>,
+    /// Set while a device is being removed: a peer-to-peer sync in progress (which can take
+    /// long: a 64 GiB BAR is pinned chunk by chunk) stops at its next chunk and leaves the
+    /// rest to a later sync, so the removal does not wait for it.
+    removing: AtomicBool,
 }
 
 impl BarMapper {
@@ -69,6 +74,7 @@ impl BarMapper {
             peer: Mutex::new(None),
             peer_stale: AtomicBool::new(false),
             peer_maps: Mutex::new(HashMap::new()),
+            removing: AtomicBool::new(false),
         }
     }
 
@@ -187,6 +193,7 @@ impl BarMapper {
         let Some(dma) = self.peer() else {
             return;
         };
+        let stop = &|| stop() || self.removing.load(Ordering::Acquire);
         self.peer_stale.store(false, Ordering::Release);
         let wanted = self.wanted_peer_maps();
         let mut current = self.peer_maps.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,7 +231,9 @@ impl BarMapper {
     /// Removes every DMA mapping and slot of `device`, and forgets its areas (teardown).
     pub fn remove_device(&self, device: PciAddress) {
         if let Some(dma) = self.peer() {
+            self.removing.store(true, Ordering::Release);
             let mut current = self.peer_maps.lock().unwrap_or_else(|e| e.into_inner());
+            self.removing.store(false, Ordering::Release);
             for (_, maps) in current.iter_mut().filter(|(k, _)| k.0 == device) {
                 maps.retain(|m| !unmap_peer(dma.as_ref(), m));
             }

@@ -39,7 +39,8 @@ fn io_err(e: vfio_ioctls::VfioError) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// The VM's VFIO container.
+/// The VM's VFIO container (a clone is another handle on the same container).
+#[derive(Clone)]
 pub struct VfioHost {
     container: Arc<VfioContainer>,
 }
@@ -174,6 +175,11 @@ impl HostDevice {
             n if n as usize != len => Err(io::Error::from(short)),
             _ => Ok(()),
         }
+    }
+
+    /// Whether [`close`](Self::close) ran (the device was removed from the VM).
+    pub fn is_closed(&self) -> bool {
+        self.dev.read().unwrap_or_else(|e| e.into_inner()).is_none()
     }
 
     /// Releases the device (its group leaves the container and the KVM device).

@@ -56,6 +56,23 @@ pub struct Passthrough {
     gate: Arc<DmaGate>,
     attached: Vec<PciAddress>,
     worker: Option<(Sender<Vec<PciAddress>>, JoinHandle<()>)>,
+    /// Another handle on the container, for devices added while the VM runs.
+    host: VfioHost,
+    /// Devices added while the VM runs (not in the `vfio` thread's teardown list): torn down
+    /// by [`Passthrough::remove_device`] or [`Passthrough::shutdown`] on the calling thread.
+    added: Vec<(PciAddress, Arc<HostDevice>)>,
+}
+
+/// Stop one device's DMA and interrupts (before its DMA mappings or BAR slots go).
+fn quiesce(d: &HostDevice) {
+    for kind in [VfioIrqKind::Msix, VfioIrqKind::Msi, VfioIrqKind::Intx] {
+        if d.irq_count(kind) > 0 {
+            let _ = d.disable_irqs(kind);
+        }
+    }
+    if let Err(e) = d.reset() {
+        log::warn!("vfio: reset of a removed device failed: {e}");
+    }
 }
 
 fn ram_regions(mem: &GuestMemoryMmap) -> Vec<RamRegion> {
@@ -97,7 +114,8 @@ fn teardown(
     ram: &[RamRegion],
     attached: &[PciAddress],
 ) {
-    for d in devices {
+    // (A device removed while the VM ran was torn down then, and is closed.)
+    for d in devices.iter().filter(|d| !d.is_closed()) {
         for kind in [VfioIrqKind::Msix, VfioIrqKind::Msi, VfioIrqKind::Intx] {
             if d.irq_count(kind) > 0 {
                 let _ = d.disable_irqs(kind);
@@ -165,6 +183,7 @@ impl Passthrough {
             .compile(crate::seccomp::ThreadKind::Vfio)
             .map_err(PassthroughError::Seccomp)?;
         let host = VfioHost::open(vm.as_ref())?;
+        let host_handle = host.clone();
         let mut devices = Vec::with_capacity(checked.len());
         for (c, cfg) in checked.iter().zip(cfgs) {
             devices.push(Device {
@@ -230,7 +249,74 @@ impl Passthrough {
             gate,
             attached: Vec::new(),
             worker: Some((tx, worker)),
+            host: host_handle,
+            added: Vec::new(),
         }))
+    }
+
+    /// Add the checked device `c` to this VM's container while the VM runs: guest RAM is
+    /// mapped there already (or being mapped: its driver's first bus-master enable waits for
+    /// it through the same gate), so nothing more is mapped. Reset, then put on `pci`.
+    pub fn add_device(
+        &mut self,
+        c: &CheckedDevice,
+        cfg: &DeviceConfig,
+        pci: &PciSegment,
+    ) -> Result<PciAddress, PassthroughError> {
+        let host = Arc::new(self.host.open_device(&c.path)?);
+        if let Err(e) = host.reset() {
+            log::warn!("vfio: reset of {} before use failed: {e}", c.bdf);
+        }
+        let name = cfg.id.clone().unwrap_or_else(|| c.bdf.clone());
+        let params = AttachParams {
+            vm: self.vm.as_ref(),
+            mapper: &self.mapper,
+            gate: self.gate.clone(),
+            gpudirect_clique: cfg.gpudirect_clique,
+        };
+        let a = match attach(&name, host.clone(), pci, params) {
+            Ok(a) => a,
+            Err(e) => {
+                host.close();
+                return Err(e.into());
+            }
+        };
+        self.added.push((a.address, host.clone()));
+        self.devices.push(Device {
+            checked: c.clone(),
+            cfg: cfg.clone(),
+            host,
+        });
+        // Several devices in the container: each may DMA into the others' BARs (the vfio
+        // thread maps them once a driver enables bus mastering, as at boot).
+        if self.devices.len() > 1 {
+            self.mapper.enable_peer_dma(self.host.dma());
+        }
+        Ok(a.address)
+    }
+
+    /// Take the device at `address` (already off the PCI bus) out of the VM: interrupts off,
+    /// reset, BAR slots removed, released from the container (its group is free again). The
+    /// container's DMA mappings stay for the others. Returns whether any device is left (none:
+    /// call [`shutdown`](Self::shutdown) to unmap guest RAM and close the container).
+    pub fn remove_device(&mut self, address: PciAddress) -> bool {
+        let host = if let Some(i) = self.added.iter().position(|(a, _)| *a == address) {
+            Some(self.added.remove(i).1)
+        } else if let Some(i) = self.attached.iter().position(|a| *a == address) {
+            self.attached.remove(i);
+            // The attached devices are in `devices` in the same order, after none of the
+            // added ones (those come last).
+            self.devices.get(i).map(|d| d.host.clone())
+        } else {
+            None
+        };
+        if let Some(h) = host {
+            quiesce(&h);
+            self.mapper.remove_device(address);
+            h.close();
+            self.devices.retain(|d| !Arc::ptr_eq(&d.host, &h));
+        }
+        !self.devices.is_empty()
     }
 
     /// The BAR mapper the PCI segment's relocator must use.
@@ -264,9 +350,18 @@ impl Passthrough {
     pub fn shutdown(&mut self) {
         if let Some((tx, handle)) = self.worker.take() {
             self.gate.cancel();
+            // Devices added while the VM ran stop before guest RAM is unmapped.
+            let added = std::mem::take(&mut self.added);
+            for (a, h) in &added {
+                quiesce(h);
+                self.mapper.remove_device(*a);
+            }
             let _ = tx.send(std::mem::take(&mut self.attached));
             if handle.join().is_err() {
                 log::warn!("vfio: the VFIO thread panicked during teardown");
+            }
+            for (_, h) in added {
+                h.close();
             }
         }
     }
