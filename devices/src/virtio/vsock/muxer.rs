@@ -146,6 +146,10 @@ struct Conn {
     /// it this worker's edge-triggered epoll).
     host_write_shut: bool,
     host_hup: bool,
+    /// The guest closed its end (SHUTDOWN both ways) while what it had sent was still on its
+    /// way to the host: the stream is closed (RST to the guest) once `to_host` is out, not
+    /// before (its last bytes would be lost).
+    closing: bool,
 }
 
 /// A packet from the host's end of `c` to the guest `cid`, with our credit.
@@ -275,6 +279,7 @@ impl VsockHandler {
             host_eof: false,
             host_hup: false,
             host_write_shut: false,
+            closing: false,
         }
     }
 
@@ -391,13 +396,11 @@ impl VsockHandler {
             Op::Shutdown => {
                 c.guest_done_sending |= h.flags & SHUTDOWN_SEND != 0;
                 c.guest_done_receiving |= h.flags & SHUTDOWN_RCV != 0;
-                let closed = c.guest_done_sending && c.guest_done_receiving;
-                // What the guest sent goes out if it can now; a guest that closed its end
-                // waits for the RST that confirms the close.
+                // What the guest sent goes out, now or as the host takes it; a guest that
+                // closed its end waits for the RST that confirms the close, which comes once
+                // it is all out (flush).
+                c.closing = c.guest_done_sending && c.guest_done_receiving;
                 self.flush(token);
-                if closed {
-                    self.kill(token, true);
-                }
             }
             Op::Rw => {
                 if c.state != State::Established || c.guest_done_sending {
@@ -489,6 +492,10 @@ impl VsockHandler {
         if c.to_host.is_empty() && c.guest_done_sending && !c.host_write_shut {
             c.host_write_shut = true;
             let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        }
+        if c.closing && c.to_host.is_empty() {
+            self.kill(token, true);
+            return;
         }
         if c.credit.update_due() {
             c.credit.fwd_cnt_sent = c.credit.fwd_cnt;

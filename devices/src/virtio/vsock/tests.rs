@@ -404,6 +404,44 @@ fn hostile_packets_are_dropped_or_reset_only_their_stream() {
 }
 
 #[test]
+fn what_a_guest_sent_before_closing_reaches_a_slow_host_whole() {
+    // Found by the lab: a 64 MiB echo came back 30 KiB short when the host read slowly. The
+    // guest's last bytes were still queued for the host when it closed (SHUTDOWN both ways),
+    // and the stream was dropped with them.
+    let mut g = Guest::new("close-while-queued");
+    let (mut s, hp) = connect_from_host(&mut g, 5006, 64 * 1024);
+    let chunk: Vec<u8> = (0..60 * 1024).map(|i| (i % 251) as u8).collect();
+    // More than the host socket's buffer takes while nobody reads it (within the credit).
+    let chunks = 4;
+    for _ in 0..chunks {
+        g.send(Op::Rw, 5006, hp, 0, 64 * 1024, 0, &chunk);
+    }
+    g.send(
+        Op::Shutdown,
+        5006,
+        hp,
+        SHUTDOWN_RCV | SHUTDOWN_SEND,
+        64 * 1024,
+        0,
+        &[],
+    );
+    // The host now reads: every byte, then the end.
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), chunks * chunk.len());
+    assert!(got.chunks(chunk.len()).all(|c| c == &chunk[..]));
+    // And the guest gets its RST once all is out (after any credit updates).
+    loop {
+        let (h, _) = g.recv();
+        if h.op == Op::Rst {
+            assert_eq!(h.dst_port, 5006);
+            break;
+        }
+        assert_eq!(h.op, Op::CreditUpdate, "{h:?}");
+    }
+}
+
+#[test]
 fn a_guest_sending_past_its_credit_to_a_host_that_never_reads_is_reset() {
     let mut g = Guest::new("never-reads");
     let (_s, hp) = connect_from_host(&mut g, 5004, 64 * 1024);
