@@ -416,12 +416,20 @@ fn bad_requests_leave_the_guest_running() {
         ("PUT", "vm.nothing", None, 404),
         ("PUT", "vm.resume", None, 405),
         ("PUT", "vm.boot", None, 405),
+        // A host device not bound to vfio-pci (or not there at all): checked as --device is.
         (
             "PUT",
             "vm.add-device",
             Some(r#"{"path":"/sys/bus/pci/devices/0000:00:01.0"}"#),
-            501,
+            400,
         ),
+        (
+            "PUT",
+            "vm.add-disk",
+            Some(r#"{"path":"/nonexistent/disk.img"}"#),
+            400,
+        ),
+        ("PUT", "vm.remove-device", Some(r#"{"id":"nope"}"#), 404),
     ] {
         let (code, body) = call(&sock, method, endpoint, body);
         assert_eq!(code, want, "{method} {endpoint}: {body}");
