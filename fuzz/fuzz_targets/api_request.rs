@@ -14,6 +14,18 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(req) = micro_http::Request::try_from(data, Some(MAX_BODY)) {
         match route(&req, SeccompMode::Off) {
             Ok(Request::Create(b)) => check(&b.1),
+            // A device to hot-add passed the same checks as at vm.create.
+            Ok(Request::AddDevice(d)) => match *d {
+                vmm::api::AddDevice::Disk(_, c) => assert!(c.queue_size.is_power_of_two()),
+                vmm::api::AddDevice::Net(_, c) => assert!(c.num_queues >= 2),
+                vmm::api::AddDevice::Fs(_, c) => {
+                    assert!(!c.tag.is_empty() && c.tag.len() <= 36);
+                    assert!(c.queue_size.is_power_of_two() && c.num_queues >= 1);
+                }
+                vmm::api::AddDevice::Vsock(_, c) => assert!(c.cid >= 3),
+                vmm::api::AddDevice::Vfio(_, c) => assert!(!c.path.as_os_str().is_empty()),
+            },
+            Ok(Request::RemoveDevice(id)) => assert!(!id.is_empty()),
             Ok(_) => {}
             Err(e) => {
                 let body: Vec<String> = serde_json::from_str(&e.body()).expect("a JSON list");
