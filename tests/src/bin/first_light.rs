@@ -29,8 +29,8 @@ usage: first_light [--vmm PATH]... [--runs N] [--sizes 128M,4G,32G] [--vmm-arg A
   --vmm-arg ARG    an extra argument for every vmm run (repeatable)
   --no-api         skip the warm-API measurement
   --settle-ms N    sleep N ms before each run (default 0), so that the previous program's exit
-                   has finished its work: without it the vmm run that follows the floor was
-                   ~2.3 ms slower at 128 MiB than the one after it (2026-12-06)
+                   has finished its work (comparing two different builds on 2026-12-06, the
+                   one run right after the floor was ~2.3 ms slower at 128 MiB without it)
   --write-guest P  write the tiny PVH guest the benchmark boots to P, to profile a run by hand
   --write-halt-guest P  the same guest halting instead of resetting (the one the API runs boot)
   -h, --help       this text
