@@ -293,9 +293,20 @@ impl VfioPciDevice {
         let enabling_dma =
             want & COMMAND_BUS_MASTER != 0 && self.device_command & COMMAND_BUS_MASTER == 0;
         if enabling_dma {
-            if let Err(e) = self.gate.wait_dma_ready() {
-                warn!("vfio: bus master enable refused, guest RAM is not DMA-mapped: {e}");
-                want &= !COMMAND_BUS_MASTER;
+            let ready = match self.gate.dma_ready_now() {
+                // Still mapping: the vCPU waits with no lock held and writes again
+                // (deferred.rs); meanwhile Bus Master stays off in the device.
+                None if super::deferred::defer(&self.gate) => Err(None),
+                None => self.gate.wait_dma_ready().map_err(Some),
+                Some(r) => r.map_err(Some),
+            };
+            match ready {
+                Ok(()) => {}
+                Err(None) => want &= !COMMAND_BUS_MASTER,
+                Err(Some(e)) => {
+                    warn!("vfio: bus master enable refused, guest RAM is not DMA-mapped: {e}");
+                    want &= !COMMAND_BUS_MASTER;
+                }
             }
         }
         if want != self.device_command {

@@ -61,11 +61,21 @@ fn fake_gpu() -> Arc<FakeVfioDevice> {
     )
 }
 
-/// A gate that counts waits and can refuse DMA.
+/// A gate that counts waits and can refuse DMA; while `mapping` is set, guest RAM is still
+/// being mapped: `dma_ready_now` says so and `wait_dma_ready` blocks until it is cleared.
 #[derive(Default)]
 struct TestGate {
     dma_waits: AtomicUsize,
     dma_error: Mutex<Option<String>>,
+    mapping: Mutex<bool>,
+    mapped: std::sync::Condvar,
+}
+
+impl TestGate {
+    fn finish_mapping(&self) {
+        *self.mapping.lock().unwrap() = false;
+        self.mapped.notify_all();
+    }
 }
 
 impl DeviceGate for TestGate {
@@ -74,10 +84,20 @@ impl DeviceGate for TestGate {
     }
     fn wait_dma_ready(&self) -> Result<(), String> {
         self.dma_waits.fetch_add(1, Ordering::SeqCst);
+        let mut m = self.mapping.lock().unwrap();
+        while *m {
+            m = self.mapped.wait(m).unwrap();
+        }
         match self.dma_error.lock().unwrap().clone() {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+    fn dma_ready_now(&self) -> Option<Result<(), String>> {
+        if *self.mapping.lock().unwrap() {
+            return None;
+        }
+        Some(self.wait_dma_ready())
     }
 }
 
@@ -350,6 +370,57 @@ fn command_register_forwards_only_what_the_device_was_given_and_waits_for_dma() 
             data: vec![0x80]
         }]
     );
+}
+
+#[test]
+fn a_bus_master_enable_during_the_mapping_waits_outside_the_device_lock() {
+    // The vCPU's path (vmm/src/vcpu/exit.rs): the ECAM write under the device's lock with
+    // deferral allowed, then (lock released) the wait on the gate, then the same write again.
+    let f = fixture();
+    *f.gate.mapping.lock().unwrap() = true;
+    let (fake, gate) = (f.fake.clone(), f.gate.clone());
+    let dev = Arc::new(Mutex::new(f.dev));
+    let vcpu = {
+        let dev = dev.clone();
+        std::thread::spawn(move || {
+            let write = || {
+                dev.lock()
+                    .unwrap()
+                    .write_config_register(1, 0, &[0x07, 0x00])
+            };
+            let (_, deferred) = crate::vfio::deferred::with_deferral(write);
+            let gate = deferred.expect("the wait is deferred, not done under the lock");
+            gate.wait_dma_ready().unwrap();
+            let _ = write();
+        })
+    };
+    // Meanwhile another vCPU reads the device's config space: the lock is free.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = std::time::Instant::now();
+    let id = dev.lock().unwrap().read_config_register(0);
+    assert!(t.elapsed() < std::time::Duration::from_millis(500));
+    assert_eq!(id & 0xffff, 0x10de);
+    // Bus Master is still off in the device; the guest sees what it wrote.
+    let calls = fake.take_calls();
+    assert!(
+        calls.iter().all(
+            |c| !matches!(c, FakeVfioCall::ConfigWrite { offset: 4, data } if data[0] & 0x04 != 0)
+        ),
+        "{calls:?}"
+    );
+    assert_eq!(dev.lock().unwrap().read_config_register(1) & 0x7, 0x7);
+    gate.finish_mapping();
+    vcpu.join().unwrap();
+    assert_eq!(
+        fake.take_calls(),
+        vec![FakeVfioCall::ConfigWrite {
+            offset: 4,
+            data: vec![0x07, 0x00]
+        }],
+        "bus mastering on once the mapping is done"
+    );
+    // Without deferral (a port write, or any other caller) the device waits itself.
+    assert!(crate::vfio::deferred::with_deferral(|| ()).1.is_none());
 }
 
 #[test]

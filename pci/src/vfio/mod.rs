@@ -12,6 +12,7 @@
 
 mod bars;
 pub mod caps;
+pub mod deferred;
 mod device;
 pub mod fake;
 mod interrupts;

@@ -138,6 +138,11 @@ pub trait DeviceGate: Send + Sync {
     fn wait_ready(&self) -> Result<(), String>;
     /// Blocks until guest RAM is DMA-mapped.
     fn wait_dma_ready(&self) -> Result<(), String>;
+    /// Whether guest RAM is DMA-mapped, without waiting: `None` while the mapping runs. (The
+    /// default waits, for gates that are never pending for long.)
+    fn dma_ready_now(&self) -> Option<Result<(), String>> {
+        Some(self.wait_dma_ready())
+    }
 }
 
 /// A gate that is always open.
@@ -150,6 +155,9 @@ impl DeviceGate for OpenGate {
     }
     fn wait_dma_ready(&self) -> Result<(), String> {
         Ok(())
+    }
+    fn dma_ready_now(&self) -> Option<Result<(), String>> {
+        Some(Ok(()))
     }
 }
 

@@ -84,7 +84,15 @@ pub fn dispatch(buses: &Buses, exit: VmExit<'_>) -> ExitAction {
             ExitAction::Continue
         }
         VmExit::MmioWrite { addr, data } => {
-            if !buses.mmio.write(addr, data) {
+            let (claimed, deferred) =
+                pci::vfio::deferred::with_deferral(|| buses.mmio.write(addr, data));
+            if let Some(gate) = deferred {
+                // A Bus Master Enable waiting for guest RAM's DMA mapping: waited for here,
+                // with no bus or device lock held, then the same write again.
+                let _ = gate.wait_dma_ready();
+                buses.mmio.write(addr, data);
+            }
+            if !claimed {
                 log::debug!("unclaimed MMIO write {addr:#x} {data:02x?}");
             }
             ExitAction::Continue

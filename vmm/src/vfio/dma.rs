@@ -137,6 +137,15 @@ impl DeviceGate for DmaGate {
         self.dma_waiters.fetch_sub(1, Ordering::AcqRel);
         r
     }
+
+    fn dma_ready_now(&self) -> Option<Result<(), String>> {
+        self.bus_master_seen.store(true, Ordering::Release);
+        match &self.lock().1 {
+            Phase::Pending => None,
+            Phase::Done => Some(Ok(())),
+            Phase::Failed(e) => Some(Err(e.clone())),
+        }
+    }
 }
 
 /// One guest RAM region: guest physical address, size, host address.
