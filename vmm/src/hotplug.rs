@@ -34,7 +34,7 @@ pub enum HotplugError {
     Irqfd(#[from] hypervisor::HypervisorError),
     #[error("this VM was started from the command line: devices cannot be added or removed")]
     Unavailable,
-    #[error("no passed-through device '{0}' on the bus")]
+    #[error("no device '{0}' on the bus")]
     NotFound(String),
 }
 
@@ -96,6 +96,25 @@ pub struct Hotplug {
 }
 
 impl Hotplug {
+    /// Asks the guest to release the device at `address` and, once it has, takes it off the
+    /// bus (its BARs unmapped) and gives its BAR placements back; `Ok(false)` when the guest
+    /// did not within `timeout` (nothing changed). Stopping the device is the caller's.
+    pub fn eject_and_unplug(
+        &mut self,
+        address: pci::PciAddress,
+        timeout: Duration,
+    ) -> Result<bool, HotplugError> {
+        if !self.controller.eject(address.device, timeout)? {
+            return Ok(false);
+        }
+        self.changed = true;
+        if let Err(e) = self.pci.bus.remove_device(address.device) {
+            log::warn!("hot-unplug {address}: {e}");
+        }
+        self.pci.free_bars(address);
+        Ok(true)
+    }
+
     /// The activator for a hot-added virtio device, started if the VM had none.
     pub fn activator(&mut self) -> std::io::Result<Arc<crate::virtio_pci::activator::Activator>> {
         if let Some(a) = &self.activator {

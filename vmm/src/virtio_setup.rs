@@ -136,35 +136,24 @@ impl Attach<'_> {
             .pci
             .allocate_bars(address, &[virtio_pci::bar_request()])?
             .remove(0);
-        let msi = match self
-            .pci
-            .msi_group(virtio_pci::msix_vectors(device.as_ref()))
-        {
-            Ok(m) => m,
-            Err(e) => {
-                self.pci.free_bars(address);
-                return Err(e.into());
-            }
+        let placed = || -> Result<_, VirtioSetupError> {
+            let msi = self
+                .pci
+                .msi_group(virtio_pci::msix_vectors(device.as_ref()))?;
+            let transport = Arc::new(Mutex::new(VirtioPciDevice::new(VirtioPciParams {
+                device,
+                bar,
+                msi,
+                mem: self.mem.clone(),
+                vm: self.vm.clone(),
+                activator: self.activator.clone(),
+                worker_init: Some(worker_init(kind, self.seccomp)),
+            })?));
+            self.pci.add(address, transport.clone())?;
+            Ok(transport)
         };
-        let transport = match VirtioPciDevice::new(VirtioPciParams {
-            device,
-            bar,
-            msi,
-            mem: self.mem.clone(),
-            vm: self.vm.clone(),
-            activator: self.activator.clone(),
-            worker_init: Some(worker_init(kind, self.seccomp)),
-        }) {
-            Ok(t) => Arc::new(Mutex::new(t)),
-            Err(e) => {
-                self.pci.free_bars(address);
-                return Err(e.into());
-            }
-        };
-        if let Err(e) = self.pci.add(address, transport.clone()) {
-            self.pci.free_bars(address);
-            return Err(e.into());
-        }
+        // A device that did not make it onto the bus gives its BAR placement back.
+        let transport = placed().inspect_err(|_| self.pci.free_bars(address))?;
         log::info!("virtio {kind:?} at {address}");
         Ok((address, transport))
     }

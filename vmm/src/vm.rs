@@ -1051,16 +1051,13 @@ impl RunningVm {
             self.pci_addresses.get(position),
             self.transports.get(position).cloned(),
         ) else {
-            return Err(VmError::Snapshot(format!("no virtio device at {position}")));
+            return Err(VmError::Hotplug(crate::hotplug::HotplugError::NotFound(
+                id.to_string(),
+            )));
         };
-        if !hp.controller.eject(address.device, timeout)? {
+        if !hp.eject_and_unplug(address, timeout)? {
             return Ok(false);
         }
-        hp.changed = true;
-        if let Err(e) = hp.pci.bus.remove_device(address.device) {
-            log::warn!("hot-unplug {address}: {e}");
-        }
-        hp.pci.free_bars(address);
         crate::virtio_setup::lock(&transport).unplug();
         self.pci_addresses.remove(position);
         self.transports.remove(position);
@@ -1135,14 +1132,9 @@ impl RunningVm {
                 id.to_string(),
             )));
         };
-        if !hp.controller.eject(address.device, timeout)? {
+        if !hp.eject_and_unplug(address, timeout)? {
             return Ok(false);
         }
-        hp.changed = true;
-        if let Err(e) = hp.pci.bus.remove_device(address.device) {
-            log::warn!("hot-unplug {address}: {e}");
-        }
-        hp.pci.free_bars(address);
         if !p.remove_device(address) {
             p.shutdown();
             self.passthrough = None;

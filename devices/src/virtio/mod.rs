@@ -24,6 +24,18 @@ pub mod worker;
 #[cfg(test)]
 pub(crate) mod test_utils;
 
+/// `O_NONBLOCK` on `fd` with fcntl (std's `set_nonblocking` is an ioctl, which the device
+/// threads' seccomp filters do not allow).
+pub fn set_nonblocking(fd: std::os::unix::io::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on an fd the caller owns; no pointers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub use device::{
     ActivateContext, ActivateError, ActivatedQueue, QueuePosition, VirtioDevice, VirtioInterrupt,
     VirtioInterruptType, WorkerInit, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC,

@@ -163,35 +163,20 @@ impl<L: Launcher> Controller<L> {
             }
         }
         let ids = &mut vm.cfg.device_ids;
-        if let Some(i) = ids.disks.iter().position(|d| *d == id) {
-            ids.disks.remove(i);
-            vm.cfg.disks.remove(i);
-            if let Some(d) = vm.api.disks.as_mut().filter(|d| i < d.len()) {
-                d.remove(i);
-            }
-        } else if let Some(i) = ids.nets.iter().position(|d| *d == id) {
-            ids.nets.remove(i);
-            vm.cfg.nets.remove(i);
-            if let Some(n) = vm.api.net.as_mut().filter(|n| i < n.len()) {
-                n.remove(i);
-            }
-        } else if let Some(i) = ids.fs.iter().position(|d| *d == id) {
-            ids.fs.remove(i);
-            vm.cfg.fs.remove(i);
-            if let Some(f) = vm.api.fs.as_mut().filter(|f| i < f.len()) {
-                f.remove(i);
-            }
-        } else if let Some(i) = ids.devices.iter().position(|d| *d == id) {
-            ids.devices.remove(i);
-            vm.cfg.devices.remove(i);
-            if let Some(d) = vm.api.devices.as_mut().filter(|d| i < d.len()) {
-                d.remove(i);
-            }
-        } else if ids.vsock.as_ref() == Some(&id) {
+        let removed = drop_entry(&id, &mut ids.disks, &mut vm.cfg.disks, &mut vm.api.disks)
+            || drop_entry(&id, &mut ids.nets, &mut vm.cfg.nets, &mut vm.api.net)
+            || drop_entry(&id, &mut ids.fs, &mut vm.cfg.fs, &mut vm.api.fs)
+            || drop_entry(
+                &id,
+                &mut ids.devices,
+                &mut vm.cfg.devices,
+                &mut vm.api.devices,
+            );
+        if !removed && ids.vsock.as_ref() == Some(&id) {
             ids.vsock = None;
             vm.cfg.vsock = None;
             vm.api.vsock = None;
-        } else if ids.rng.as_ref() == Some(&id) {
+        } else if !removed && ids.rng.as_ref() == Some(&id) {
             ids.rng = None;
             vm.cfg.rng = None;
             vm.api.rng = None;
@@ -199,4 +184,23 @@ impl<L: Launcher> Controller<L> {
         self.events.emit("vm", "device-removed", &[("id", id)]);
         Ok(Reply::Empty)
     }
+}
+
+/// Removes the entry with id `id` (by its place in `ids`) from the ids, the VMM's configuration
+/// and the API's; whether it was one of them.
+fn drop_entry<C, A>(
+    id: &str,
+    ids: &mut Vec<String>,
+    cfg: &mut Vec<C>,
+    api: &mut Option<Vec<A>>,
+) -> bool {
+    let Some(i) = ids.iter().position(|d| d == id) else {
+        return false;
+    };
+    ids.remove(i);
+    cfg.remove(i);
+    if let Some(a) = api.as_mut().filter(|a| i < a.len()) {
+        a.remove(i);
+    }
+    true
 }

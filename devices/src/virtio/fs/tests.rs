@@ -70,6 +70,24 @@ fn activate(backend: &FakeBackend) -> Running {
     }
 }
 
+impl Running {
+    /// The driver starts the device again over the same rings (after a reset).
+    fn reactivate(&mut self) -> Result<(), ActivateError> {
+        let queues = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| activated(q, i as u16))
+            .collect();
+        self.fs.activate(ActivateContext {
+            mem: self.mem.clone(),
+            queues,
+            interrupt: self.irq.clone(),
+            worker_init: None,
+        })
+    }
+}
+
 #[test]
 fn the_frontend_follows_the_vhost_user_sequence() {
     let backend = FakeBackend::start("sequence", 2);
@@ -157,19 +175,7 @@ fn the_frontend_follows_the_vhost_user_sequence() {
         ]
     );
     r.fs.ack_features(r.fs.features());
-    let aq = r
-        .queues
-        .iter()
-        .enumerate()
-        .map(|(i, q)| activated(q, i as u16))
-        .collect();
-    r.fs.activate(ActivateContext {
-        mem: r.mem.clone(),
-        queues: aq,
-        interrupt: r.irq.clone(),
-        worker_init: None,
-    })
-    .unwrap();
+    r.reactivate().unwrap();
     assert!(r.fs.is_active());
 }
 
@@ -222,20 +228,7 @@ fn requests_fail_with_enotconn_once_the_backend_hangs_up() {
     // Resetting a device whose backend is gone sends nothing (and does not hang); it cannot
     // be started again.
     assert!(r.fs.reset());
-    let aq = r
-        .queues
-        .iter()
-        .enumerate()
-        .map(|(i, q)| activated(q, i as u16))
-        .collect();
-    let err =
-        r.fs.activate(ActivateContext {
-            mem: r.mem.clone(),
-            queues: aq,
-            interrupt: r.irq.clone(),
-            worker_init: None,
-        })
-        .unwrap_err();
+    let err = r.reactivate().unwrap_err();
     assert!(err.to_string().contains("gone away"), "{err}");
 }
 

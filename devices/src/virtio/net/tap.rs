@@ -94,7 +94,11 @@ impl TapDevice {
                 source: io::Error::last_os_error(),
             });
         }
-        let name = ifname(&req);
+        Self::with_vnet_hdr(file, ifname(&req))
+    }
+
+    /// The tap `file` (named `name`) with the 12-byte vnet header this device uses.
+    fn with_vnet_hdr(file: File, name: String) -> Result<TapDevice, TapError> {
         let hdr_len = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer we pass.
         let ret = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &hdr_len) };
@@ -117,25 +121,8 @@ impl TapDevice {
             name: format!("fd {}", fd.as_fd().as_raw_fd()),
             source,
         })?;
-        // SAFETY: F_GETFL/F_SETFL on an fd this function owns.
-        unsafe {
-            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-            if flags < 0
-                || libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
-            {
-                return Err(TapError::OpenTun(io::Error::last_os_error()));
-            }
-        }
-        let hdr_len = VNET_HDR_LEN as libc::c_int;
-        // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer we pass.
-        let ret = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &hdr_len) };
-        if ret < 0 {
-            return Err(TapError::VnetHdr {
-                name,
-                source: io::Error::last_os_error(),
-            });
-        }
-        Ok(TapDevice { file, name })
+        crate::virtio::set_nonblocking(file.as_raw_fd()).map_err(TapError::OpenTun)?;
+        Self::with_vnet_hdr(file, name)
     }
 
     /// The interface name (as the kernel resolved it).

@@ -6,17 +6,7 @@ use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-/// `O_NONBLOCK` on `fd` with fcntl (std's `set_nonblocking` is an ioctl, which the device
-/// threads' seccomp filters do not allow).
-pub fn set_nonblocking(fd: i32) -> io::Result<()> {
-    // SAFETY: fcntl on an fd the caller owns; no pointers.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+pub use crate::virtio::set_nonblocking;
 
 /// The next connection on `listener`, non-blocking from the start (accept4).
 pub(crate) fn accept_nonblocking(listener: &UnixListener) -> io::Result<UnixStream> {
