@@ -6,13 +6,10 @@
 # long each step took as L1 saw it (API call -> the guest's line on the console).
 S=/tmp/hp.sock
 dd if=/dev/zero of=/tmp/hp.img bs=1M count=8 2>/dev/null
-: > /tmp/hp.log
 up() { cut -d' ' -f1 /proc/uptime; }
-waitfor() { i=0; while ! grep -q "$1" /tmp/hp.log && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; }
-$VMM --api-socket path=$S > /tmp/hp.log 2>&1 & pid=$!
-i=0; while ! api $S GET vmm.ping > /dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-api $S PUT vm.create "{\"cpus\":{\"boot_vcpus\":1,\"max_vcpus\":1},\"memory\":{\"size\":268435456},\"payload\":{\"kernel\":\"$VMLINUX\",\"initramfs\":\"$INITRD\",\"cmdline\":\"$CMDLINE quiet lab.scenario=hotplug\"},\"serial\":{\"mode\":\"Tty\"},\"console\":{\"mode\":\"Off\"}}"
-api $S PUT vm.boot
+LOG=/tmp/hp.log
+. /lab/l1/lib-api-vm.sh
+api_vm_boot hotplug
 waitfor "LAB-HP-READY"
 t0=$(up)
 api $S PUT vm.add-disk '{"path":"/tmp/hp.img","id":"hp0"}'
@@ -30,11 +27,7 @@ waitfor "LAB-HP-GONE"
 api $S GET vm.info | grep -q '"hp0"' || echo "LAB-HP-INFO-WITHOUT-HP0"
 api $S PUT vm.add-disk '{"path":"/tmp/hp.img","id":"hp0"}'
 waitfor "LAB-HP-READBACK"
-waitfor "LAB-L2-DONE"
-i=0; while ! api $S GET vm.info 2>/dev/null | grep -q '"state":"Shutdown"' && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-api $S PUT vmm.shutdown
-wait $pid
-rc=$?
+api_vm_end
 echo "LAB-HP-VMM-EXIT $rc"
 dd if=/tmp/hp.img bs=512 skip=100 count=1 2>/dev/null | grep -q LAB-HP-PATTERN-42 && echo "LAB-HP-HOST-SEES-PATTERN"
 cat /tmp/hp.log

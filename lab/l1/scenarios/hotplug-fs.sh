@@ -7,22 +7,15 @@ rm -rf /tmp/hpfshare /tmp/hpf-vfs.sock*; mkdir -p /tmp/hpfshare
 echo "hello from L1" > /tmp/hpfshare/from-l1.txt
 virtiofsd --socket-path=/tmp/hpf-vfs.sock --shared-dir=/tmp/hpfshare --cache=never --sandbox=none > /tmp/hpf-vfsd.log 2>&1 &
 i=0; while [ ! -S /tmp/hpf-vfs.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-: > /tmp/hpf.log
-waitfor() { i=0; while ! grep -q "$1" /tmp/hpf.log && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; }
-$VMM --api-socket path=$S > /tmp/hpf.log 2>&1 & pid=$!
-i=0; while ! api $S GET vmm.ping > /dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-api $S PUT vm.create "{\"cpus\":{\"boot_vcpus\":1,\"max_vcpus\":1},\"memory\":{\"size\":268435456,\"shared\":true},\"payload\":{\"kernel\":\"$VMLINUX\",\"initramfs\":\"$INITRD\",\"cmdline\":\"$CMDLINE quiet lab.scenario=hotplugfs\"},\"serial\":{\"mode\":\"Tty\"},\"console\":{\"mode\":\"Off\"}}"
-api $S PUT vm.boot
+LOG=/tmp/hpf.log
+. /lab/l1/lib-api-vm.sh
+api_vm_boot hotplugfs ',"shared":true'
 waitfor "LAB-HPF-READY"
 api $S PUT vm.add-fs '{"tag":"hotfs","socket":"/tmp/hpf-vfs.sock","id":"fs0"}'
 waitfor "LAB-HPF-UNMOUNTED"
 [ "$(cat /tmp/hpfshare/from-l2.txt 2>/dev/null)" = "written by L2 after a hot-add" ] && echo "LAB-HPF-L1-READ-L2-FILE"
 api $S PUT vm.remove-device '{"id":"fs0"}'
-waitfor "LAB-L2-DONE"
-i=0; while ! api $S GET vm.info 2>/dev/null | grep -q '"state":"Shutdown"' && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-api $S PUT vmm.shutdown
-wait $pid
-rc=$?
+api_vm_end
 echo "LAB-HPF-VMM-EXIT $rc"
 cat /tmp/hpf.log
 echo "== virtiofsd"; cat /tmp/hpf-vfsd.log

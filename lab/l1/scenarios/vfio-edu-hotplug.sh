@@ -7,14 +7,11 @@
 S=/tmp/hpv.sock
 BDF=0000:00:03.0
 g=$(basename "$(readlink /sys/bus/pci/devices/$BDF/iommu_group)")
-: > /tmp/hpv.log
 up() { cut -d' ' -f1 /proc/uptime; }
-waitfor() { i=0; while ! grep -q "$1" /tmp/hpv.log && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; }
 group_free() { ( exec 5< /dev/vfio/$g ) 2>/dev/null; }
-$VMM --api-socket path=$S > /tmp/hpv.log 2>&1 & pid=$!
-i=0; while ! api $S GET vmm.ping > /dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-api $S PUT vm.create "{\"cpus\":{\"boot_vcpus\":1,\"max_vcpus\":1},\"memory\":{\"size\":268435456},\"payload\":{\"kernel\":\"$VMLINUX\",\"initramfs\":\"$INITRD\",\"cmdline\":\"$CMDLINE quiet lab.scenario=hotplugvfio\"},\"serial\":{\"mode\":\"Tty\"},\"console\":{\"mode\":\"Off\"}}"
-api $S PUT vm.boot
+LOG=/tmp/hpv.log
+. /lab/l1/lib-api-vm.sh
+api_vm_boot hotplugvfio
 waitfor "LAB-HPV-READY"
 group_free && echo "LAB-HPV-GROUP-FREE-BEFORE $g"
 t0=$(up)
@@ -30,11 +27,7 @@ echo "LAB-HPV-REMOVE-RETURNED $t0 $t1 (L1 uptime, s)"
 group_free && echo "LAB-HPV-GROUP-FREE-AFTER-REMOVE $g"
 waitfor "LAB-HPV-GONE"
 api $S PUT vm.add-device "{\"path\":\"/sys/bus/pci/devices/$BDF\",\"id\":\"edu0\"}"
-waitfor "LAB-L2-DONE"
-i=0; while ! api $S GET vm.info 2>/dev/null | grep -q '"state":"Shutdown"' && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-api $S PUT vmm.shutdown
-wait $pid
-rc=$?
+api_vm_end
 echo "LAB-HPV-VMM-EXIT $rc"
 echo "LAB-HPV-DRIVER-AFTER $(basename $(readlink /sys/bus/pci/devices/$BDF/driver))"
 group_free && echo "LAB-HPV-GROUP-FREE-AT-END"

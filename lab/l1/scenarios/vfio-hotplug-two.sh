@@ -8,13 +8,10 @@ S=/tmp/hp2.sock
 EDU=0000:00:03.0 IVS=0000:00:04.0
 ge=$(basename "$(readlink /sys/bus/pci/devices/$EDU/iommu_group)")
 gi=$(basename "$(readlink /sys/bus/pci/devices/$IVS/iommu_group)")
-: > /tmp/hp2.log
-waitfor() { i=0; while ! grep -q "$1" /tmp/hp2.log && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done; }
 free() { ( exec 5< /dev/vfio/$1 ) 2>/dev/null; }
-$VMM --api-socket path=$S > /tmp/hp2.log 2>&1 & pid=$!
-i=0; while ! api $S GET vmm.ping > /dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-api $S PUT vm.create "{\"cpus\":{\"boot_vcpus\":1,\"max_vcpus\":1},\"memory\":{\"size\":268435456},\"payload\":{\"kernel\":\"$VMLINUX\",\"initramfs\":\"$INITRD\",\"cmdline\":\"$CMDLINE quiet lab.scenario=hotplugtwo\"},\"serial\":{\"mode\":\"Tty\"},\"console\":{\"mode\":\"Off\"},\"devices\":[{\"path\":\"/sys/bus/pci/devices/$IVS\",\"id\":\"vram\"}]}"
-api $S PUT vm.boot
+LOG=/tmp/hp2.log
+. /lab/l1/lib-api-vm.sh
+api_vm_boot hotplugtwo '' ",\"devices\":[{\"path\":\"/sys/bus/pci/devices/$IVS\",\"id\":\"vram\"}]"
 waitfor "LAB-HP2-READY"
 api $S PUT vm.add-device "{\"path\":\"/sys/bus/pci/devices/$EDU\",\"id\":\"edu0\"}"
 waitfor "LAB-HP2-EDU"
@@ -26,11 +23,7 @@ free $ge || echo "LAB-HP2-EDU-GROUP-STILL-HELD"
 waitfor "LAB-HP2-EDU-STAYS"
 api $S PUT vm.remove-device '{"id":"edu0"}'
 free $ge && echo "LAB-HP2-EDU-GROUP-FREE"
-waitfor "LAB-L2-DONE"
-i=0; while ! api $S GET vm.info 2>/dev/null | grep -q '"state":"Shutdown"' && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-api $S PUT vmm.shutdown
-wait $pid
-rc=$?
+api_vm_end
 echo "LAB-HP2-VMM-EXIT $rc"
 cat /tmp/hp2.log
 exit $rc
