@@ -1,10 +1,11 @@
 //! The guest's E820 memory map, shared by the Linux zero page and the PVH memmap.
 
-use crate::acpi::{ACPI_TABLES_END, ACPI_TABLES_START};
+use crate::acpi::ACPI_TABLES_START;
 use crate::layout::{
     MemoryLayout, EBDA_START, HIGH_RAM_START, KVM_IDENTITY_MAP_START, KVM_TSS_SIZE, KVM_TSS_START,
     LOW_RAM_END, PCI_ECAM_SIZE, PCI_ECAM_START, RAM_64BIT_START,
 };
+use crate::smbios::SMBIOS_END;
 
 /// Usable RAM.
 pub const E820_RAM: u32 = 1;
@@ -24,7 +25,8 @@ pub struct E820Entry {
 ///
 /// * RAM `[0, 0x9fc00)`; reserved EBDA `[0x9fc00, 0xa0000)` (MP table);
 ///   `[0xa0000, 0xe0000)` is left out (legacy VGA/option ROM hole, not RAM);
-/// * reserved ACPI area `[0xe0000, 1 MiB)` (RSDP and tables, where the BIOS area was);
+/// * reserved ACPI and SMBIOS area `[0xe0000, 1 MiB)` (RSDP and tables, where the BIOS area
+///   was; SMBIOS from 0xf0000);
 /// * RAM `[1 MiB, ram_below_4g)`;
 /// * reserved ECAM `[0xe000_0000, 0xf000_0000)` (Linux only trusts MCFG when it is);
 /// * reserved KVM identity-map + TSS pages `[0xfffb_c000, 0xfffc_0000)`;
@@ -43,7 +45,7 @@ pub fn e820_map(layout: &MemoryLayout) -> Vec<E820Entry> {
     let mut map = vec![
         ram(0, EBDA_START),
         reserved(EBDA_START, LOW_RAM_END),
-        reserved(ACPI_TABLES_START, ACPI_TABLES_END),
+        reserved(ACPI_TABLES_START, SMBIOS_END),
         ram(HIGH_RAM_START, layout.ram_below_4g),
         reserved(PCI_ECAM_START, PCI_ECAM_START + PCI_ECAM_SIZE),
         reserved(KVM_IDENTITY_MAP_START, KVM_TSS_START + KVM_TSS_SIZE),

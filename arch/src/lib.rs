@@ -16,6 +16,7 @@ pub mod mptable;
 pub mod msrs;
 pub mod paging;
 pub mod regs;
+pub mod smbios;
 
 pub use acpi::{
     build_acpi_tables, create_acpi_tables, AcpiConfig, AcpiError, AcpiTables, PciHotplugConfig,

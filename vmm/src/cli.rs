@@ -116,6 +116,19 @@ pub fn command() -> Command {
                 .help("virtio-net over a TAP (repeatable): tap=NAME[,ip=ADDR,mask=MASK][,mac=MAC][,num_queues=N][,queue_size=N]"),
         )
         .arg(
+            Arg::new("platform")
+                .long("platform")
+                .value_name("system_uuid=UUID,...")
+                .help(
+                    "the VM's SMBIOS identity (guest: /sys/class/dmi/id, dmidecode): \
+                     system_uuid=UUID,system_serial_number=S,oem_strings=[A,B],\
+                     system_manufacturer=M,system_product_name=P,system_version=V,\
+                     system_sku_number=K,system_family=F,chassis_asset_tag=T \
+                     (uuid= and serial_number= are accepted as the older names); \
+                     num_pci_segments=N (1-16; devices all sit on segment 0)",
+                ),
+        )
+        .arg(
             Arg::new("rng")
                 .long("rng")
                 .value_name("src=PATH")
@@ -259,6 +272,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             "cmdline",
             "console",
             "fs",
+            "platform",
         ] {
             if given(id) {
                 return Err(ConfigError::Option(format!(
@@ -326,6 +340,10 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         fs,
         devices,
         device_ids: Default::default(),
+        platform: get(m, "platform")
+            .map(|s| config::PlatformConfig::parse(s))
+            .transpose()?
+            .unwrap_or_default(),
     };
     config::fs::check_memory(&vm.fs, vm.memory.shared)
         .map_err(|e| ConfigError::Option(format!("--fs: {e}")))?;

@@ -49,6 +49,8 @@ pub enum VmError {
     Boot(#[from] arch::BootError),
     #[error("building the ACPI tables: {0}")]
     Acpi(#[from] arch::AcpiError),
+    #[error(transparent)]
+    Smbios(#[from] arch::smbios::SmbiosError),
     #[error("setting up vCPU {id}: {source}")]
     Vcpu { id: u32, source: arch::RegsError },
     #[error("setting up vCPU {id}'s thread: {reason}")]
@@ -439,6 +441,7 @@ fn build(
     let loaded = kernel.take().map(|mut kernel| {
         let (mem, layout, timer) = (mem.clone(), layout.clone(), timer.clone());
         let (num_vcpus, cmdline, serial) = (cfg.cpus.boot, cfg.cmdline.clone(), cfg.serial.clone());
+        let smbios = cfg.platform.smbios(num_vcpus);
         vmm_thread.submit(move || -> Result<arch::EntryPoint, VmError> {
             let entry = arch::load_guest_with_rsdp(
                 &mem,
@@ -460,6 +463,7 @@ fn build(
                 pci_hotplug: hotplug.then(crate::hotplug::acpi_config),
             })?
             .write(&mem)?;
+            arch::smbios::setup_smbios(&mem, &smbios)?;
             timer.phase("kernel_loaded");
             Ok(entry)
         })

@@ -46,6 +46,25 @@ fn zero_vcpus_and_malformed_sizes_are_rejected() {
 }
 
 #[test]
+fn a_bad_smbios_identity_is_refused_naming_the_field() {
+    assert_clean_error(
+        &run(&["--kernel", "k", "--platform", "system_uuid=1234"]),
+        2,
+        "--platform: system_uuid='1234': \"1234\" is not a UUID",
+    );
+    assert_clean_error(
+        &run(&["--kernel", "k", "--platform", "oem_strings=[a,]"]),
+        2,
+        "oem_strings",
+    );
+    assert_clean_error(
+        &run(&["--kernel", "k", "--platform", "tdx=on"]),
+        2,
+        "unknown parameter 'tdx'",
+    );
+}
+
+#[test]
 fn a_directory_is_not_a_kernel() {
     assert_clean_error(&run(&["--kernel", "/tmp"]), 1, "is a directory");
 }

@@ -39,8 +39,9 @@ use crate::layout::MemoryLayout;
 /// First byte of the ACPI area (reserved in the E820 map): the RSDP sits here, on the
 /// 16-byte boundary the legacy RSDP scan of `[0xe0000, 0x100000)` looks at.
 pub const ACPI_TABLES_START: u64 = 0xE_0000;
-/// One past the last byte of the ACPI area (the 1 MiB line).
-pub const ACPI_TABLES_END: u64 = 0x10_0000;
+/// One past the last byte of the ACPI area: 64 KiB, the SMBIOS tables follow
+/// ([`crate::smbios::SMBIOS_START`]).
+pub const ACPI_TABLES_END: u64 = crate::smbios::SMBIOS_START;
 /// Where the RSDP is written.
 pub const RSDP_ADDR: u64 = ACPI_TABLES_START;
 /// Most vCPUs described: xAPIC IDs are 8 bits, 0xff is broadcast and the IOAPIC takes

@@ -4,6 +4,46 @@ use std::sync::Mutex;
 
 use super::ConfigError;
 
+/// `s` split at the commas outside `[...]` lists and `"..."` quotes (Cloud Hypervisor's
+/// `oem_strings=[a,b]`).
+fn split_items(s: &str) -> Vec<&str> {
+    let (mut items, mut start, mut depth, mut quoted) = (Vec::new(), 0, 0u32, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' if !quoted => depth += 1,
+            ']' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                items.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&s[start..]);
+    items
+}
+
+/// A list value, `[a,b,"c,d"]` (or one bare item), into its items, quotes removed.
+pub fn parse_list(v: &str) -> Vec<String> {
+    let inner = v
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(v);
+    if inner.is_empty() {
+        return Vec::new();
+    }
+    split_items(inner)
+        .into_iter()
+        .map(|i| {
+            i.strip_prefix('"')
+                .and_then(|i| i.strip_suffix('"'))
+                .unwrap_or(i)
+                .to_string()
+        })
+        .collect()
+}
+
 /// Split `s` into (key, value) pairs, rejecting unknown and duplicate keys.
 pub fn parse<'a>(
     option: &'static str,
@@ -11,7 +51,7 @@ pub fn parse<'a>(
     accepted: &'static [&'static str],
 ) -> Result<Vec<(&'static str, &'a str)>, ConfigError> {
     let mut out: Vec<(&'static str, &'a str)> = Vec::new();
-    for item in s.split(',').filter(|i| !i.is_empty()) {
+    for item in split_items(s).into_iter().filter(|i| !i.is_empty()) {
         let (k, v) = item
             .split_once('=')
             .ok_or_else(|| ConfigError::NotKeyValue {
@@ -101,6 +141,23 @@ mod tests {
             std::ptr::eq(a, b),
             "a new list was leaked for the second error"
         );
+    }
+
+    #[test]
+    fn lists_and_quotes_keep_their_commas() {
+        assert_eq!(
+            parse(
+                "platform",
+                "oem_strings=[a,b],uuid=x",
+                &["oem_strings", "uuid"]
+            )
+            .unwrap(),
+            vec![("oem_strings", "[a,b]"), ("uuid", "x")]
+        );
+        assert_eq!(parse_list("[a,b]"), ["a", "b"]);
+        assert_eq!(parse_list("[\"a,b\",c]"), ["a,b", "c"]);
+        assert_eq!(parse_list("single"), ["single"]);
+        assert!(parse_list("[]").is_empty());
     }
 
     #[test]

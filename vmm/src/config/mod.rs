@@ -10,6 +10,7 @@ mod kv;
 mod memory;
 pub mod net;
 mod path_or_fd;
+mod platform;
 pub mod restore;
 pub mod rng;
 mod serial;
@@ -22,6 +23,7 @@ pub use cpus::CpusConfig;
 pub use device::DeviceConfig;
 pub use memory::MemoryConfig;
 pub use path_or_fd::PathOrFd;
+pub use platform::{PlatformConfig, MAX_PCI_SEGMENTS};
 pub use serial::{ConsoleConfig, SerialConfig};
 
 pub use crate::seccomp::SeccompMode;
@@ -82,6 +84,8 @@ pub struct VmConfig {
     pub devices: Vec<DeviceConfig>,
     /// Every device's id (`vm.info`, its device tree), set once the devices are parsed.
     pub device_ids: ids::DeviceIds,
+    /// SMBIOS identity and PCI segment count (`--platform`).
+    pub platform: PlatformConfig,
 }
 
 /// The command line used when `--cmdline` is absent: a serial console and a reset that ends the VM.

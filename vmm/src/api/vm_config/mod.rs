@@ -318,9 +318,12 @@ impl ApiVmConfig {
             passthrough.push(device(&format!("devices[{i}]"), d)?);
         }
         config::device::check_duplicates(&passthrough).map_err(|e| api_message("devices", e))?;
-        if let Some(p) = &self.platform {
-            platform(p)?;
-        }
+        let platform = self
+            .platform
+            .as_ref()
+            .map(platform)
+            .transpose()?
+            .unwrap_or_default();
         let mut cfg = VmConfig {
             kernel,
             initramfs: p
@@ -344,6 +347,7 @@ impl ApiVmConfig {
             fs,
             devices: passthrough,
             device_ids: Default::default(),
+            platform,
         };
         crate::cli::check_duplicate_disks(&cfg.disks).map_err(|e| api_message("disks", e))?;
         let disk_ids: Vec<Option<&str>> = self
@@ -422,6 +426,21 @@ impl ApiVmConfig {
             ConsoleConfig::Null => mode("Null", None),
             ConsoleConfig::Off => mode("Off", None),
         });
+        // The identity under its current names (a deprecated `uuid` shows as `system_uuid`).
+        let p = &cfg.platform;
+        if out.platform.is_some() || *p != config::PlatformConfig::default() {
+            let api = out.platform.get_or_insert_with(Default::default);
+            api.num_pci_segments = p.num_pci_segments;
+            api.system_manufacturer = p.system_manufacturer.clone();
+            api.system_product_name = p.system_product_name.clone();
+            api.system_version = p.system_version.clone();
+            api.system_serial_number = p.system_serial_number.clone();
+            api.system_uuid = p.system_uuid.clone();
+            api.system_sku_number = p.system_sku_number.clone();
+            api.system_family = p.system_family.clone();
+            api.chassis_asset_tag = p.chassis_asset_tag.clone();
+            api.oem_strings = (!p.oem_strings.is_empty()).then(|| p.oem_strings.clone());
+        }
         out
     }
 }
@@ -709,13 +728,37 @@ pub fn fs_config(at: &str, f: &ApiFs, segments: u16) -> Result<devices::virtio::
     Ok(cfg)
 }
 
-fn platform(p: &ApiPlatform) -> Result<(), String> {
-    // More segments than the one this VMM has: every device still goes on segment 0 (a
-    // device asking for another is refused by its own pci_segment field); Kata always asks
-    // for 2 and puts only virtio-fs on segment 1.
-    if p.num_pci_segments.is_some_and(|n| n == 0 || n > 16) {
-        return Err("platform.num_pci_segments: 1 to 16".into());
-    }
+/// `platform`: the SMBIOS identity and the segment count. More segments than the one this
+/// VMM has: every device still goes on segment 0 (a device asking for another is refused by
+/// its own pci_segment field); Kata always asks for 2 and puts only virtio-fs on segment 1.
+fn platform(p: &ApiPlatform) -> Result<config::PlatformConfig, String> {
+    // The deprecated names may be given alongside the new ones only with the same value.
+    let either =
+        |new: &Option<String>, old: &Option<String>, name: &str, old_name: &str| match (new, old) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "platform.{old_name} ({b:?}) and platform.{name} ({a:?}) differ"
+            )),
+            _ => Ok(new.clone().or_else(|| old.clone())),
+        };
+    let cfg = config::PlatformConfig {
+        num_pci_segments: p.num_pci_segments,
+        system_manufacturer: p.system_manufacturer.clone(),
+        system_product_name: p.system_product_name.clone(),
+        system_version: p.system_version.clone(),
+        system_serial_number: either(
+            &p.system_serial_number,
+            &p.serial_number,
+            "system_serial_number",
+            "serial_number",
+        )?,
+        system_uuid: either(&p.system_uuid, &p.uuid, "system_uuid", "uuid")?,
+        system_sku_number: p.system_sku_number.clone(),
+        system_family: p.system_family.clone(),
+        chassis_asset_tag: p.chassis_asset_tag.clone(),
+        oem_strings: p.oem_strings.clone().unwrap_or_default(),
+    };
+    cfg.check()
+        .map_err(|(param, why)| format!("platform.{param}: {why}"))?;
     if p.vfio_p2p_dma == Some(false) {
         return Err(unsupported("platform.vfio_p2p_dma", "false"));
     }
@@ -724,23 +767,12 @@ fn platform(p: &ApiPlatform) -> Result<(), String> {
         &[
             ("iommu_segments", &p.iommu_segments),
             ("iommu_address_width_bits", &p.iommu_address_width_bits),
-            ("serial_number", &p.serial_number),
-            ("system_serial_number", &p.system_serial_number),
-            ("uuid", &p.uuid),
-            ("system_uuid", &p.system_uuid),
-            ("oem_strings", &p.oem_strings),
-            ("system_manufacturer", &p.system_manufacturer),
-            ("system_product_name", &p.system_product_name),
-            ("system_version", &p.system_version),
-            ("system_family", &p.system_family),
-            ("system_sku_number", &p.system_sku_number),
-            ("chassis_asset_tag", &p.chassis_asset_tag),
             ("tdx", &p.tdx),
             ("sev_snp", &p.sev_snp),
             ("iommufd", &p.iommufd),
         ],
     )?;
-    Ok(())
+    Ok(cfg)
 }
 
 #[cfg(test)]

@@ -331,28 +331,30 @@ pub struct ApiPlatform {
     pub iommu_segments: Option<Value>,
     #[serde(default, skip_serializing)]
     pub iommu_address_width_bits: Option<Value>,
+    /// SMBIOS identity (`--platform`); `serial_number` and `uuid` are the deprecated names
+    /// of `system_serial_number` and `system_uuid` (vm.info reports the new ones).
     #[serde(default, skip_serializing)]
-    pub serial_number: Option<Value>,
+    pub serial_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_serial_number: Option<String>,
     #[serde(default, skip_serializing)]
-    pub system_serial_number: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub uuid: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub system_uuid: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub oem_strings: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub system_manufacturer: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub system_product_name: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub system_version: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub system_family: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub system_sku_number: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub chassis_asset_tag: Option<Value>,
+    pub uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oem_strings: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_manufacturer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_product_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_sku_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chassis_asset_tag: Option<String>,
     #[serde(default, skip_serializing)]
     pub tdx: Option<Value>,
     #[serde(default, skip_serializing)]

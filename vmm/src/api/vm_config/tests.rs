@@ -292,3 +292,64 @@ fn what_kata_always_sends_is_accepted() {
         assert!(e.contains(field), "{body}: {e}");
     }
 }
+
+#[test]
+fn the_platform_identity_is_taken_reported_under_its_current_names_and_checked() {
+    let (api, c) = parse(
+        br#"{"payload":{"kernel":"/k"},"platform":{"num_pci_segments":2,
+            "uuid":"4b1c0a5e-9f3d-4c2a-8e7b-123456789abc","serial_number":"SN-7",
+            "oem_strings":["io.katacontainers=1","b"],"system_manufacturer":"Acme",
+            "system_product_name":"P","system_version":"V","system_family":"F",
+            "system_sku_number":"K","chassis_asset_tag":"T"}}"#,
+        SeccompMode::Enforce,
+    )
+    .unwrap();
+    let p = &c.platform;
+    assert_eq!(
+        p.system_uuid.as_deref(),
+        Some("4b1c0a5e-9f3d-4c2a-8e7b-123456789abc")
+    );
+    assert_eq!(p.system_serial_number.as_deref(), Some("SN-7"));
+    assert_eq!(p.oem_strings, ["io.katacontainers=1", "b"]);
+    assert_eq!(p.chassis_asset_tag.as_deref(), Some("T"));
+    let info = serde_json::to_value(&api).unwrap();
+    let ip = &info["platform"];
+    assert_eq!(ip["system_uuid"], "4b1c0a5e-9f3d-4c2a-8e7b-123456789abc");
+    assert_eq!(ip["system_serial_number"], "SN-7");
+    assert_eq!(ip["oem_strings"][1], "b");
+    assert_eq!(ip["num_pci_segments"], 2);
+    assert!(ip.get("uuid").is_none() && ip.get("serial_number").is_none());
+    // The same identity from the command line reports the same way.
+    let m = crate::cli::command()
+        .try_get_matches_from([
+            "vmm",
+            "--kernel",
+            "/k",
+            "--platform",
+            "system_uuid=4b1c0a5e-9f3d-4c2a-8e7b-123456789abc,oem_strings=[x,y]",
+        ])
+        .unwrap();
+    let cli = crate::cli::from_matches(&m).unwrap().vm;
+    let info = serde_json::to_value(ApiVmConfig::from_config(&cli)).unwrap();
+    assert_eq!(
+        info["platform"]["system_uuid"],
+        "4b1c0a5e-9f3d-4c2a-8e7b-123456789abc"
+    );
+    assert_eq!(info["platform"]["oem_strings"][0], "x");
+
+    for (body, field) in [
+        (r#"{"uuid":"not-a-uuid"}"#, "platform.system_uuid"),
+        (
+            r#"{"system_uuid":"4b1c0a5e-9f3d-4c2a-8e7b-123456789abc","uuid":"4b1c0a5e-9f3d-4c2a-8e7b-123456789abd"}"#,
+            "platform.uuid",
+        ),
+        (r#"{"oem_strings":["a\u0000b"]}"#, "platform.oem_strings"),
+        (r#"{"system_family":""}"#, "platform.system_family"),
+        (r#"{"oem_strings":"one"}"#, "expected a sequence"),
+    ] {
+        let e = parse_err(&format!(
+            r#"{{"payload":{{"kernel":"/k"}},"platform":{body}}}"#
+        ));
+        assert!(e.contains(field), "{body}: {e}");
+    }
+}
