@@ -31,6 +31,12 @@ pub trait MsiInterruptGroup: Send + Sync {
     fn enable(&self) -> io::Result<()>;
     /// The capability was disabled: stop delivering.
     fn disable(&self) -> io::Result<()>;
+    /// Whether an interrupt of the masked `vector` was raised and waits for the unmask
+    /// (raised outside the table: a passed-through device or a device thread signalled the
+    /// vector's eventfd). The PBA shows it.
+    fn pending(&self, _vector: u16) -> bool {
+        false
+    }
 }
 
 /// One call recorded by [`RecordingMsiGroup`].
@@ -51,6 +57,8 @@ struct Recorded {
     events: Vec<MsiEvent>,
     routes: BTreeMap<u16, (MsiMessage, bool)>,
     enabled: bool,
+    /// Vectors raised from outside the table while masked (see `raise_outside`).
+    waiting: Vec<u16>,
 }
 
 /// An [`MsiInterruptGroup`] that records every call; for tests here and in
@@ -67,6 +75,11 @@ impl RecordingMsiGroup {
 
     fn lock(&self) -> MutexGuard<'_, Recorded> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A device signalled `vector` on its own (not through `trigger`): it waits while masked.
+    pub fn raise_outside(&self, vector: u16) {
+        self.lock().waiting.push(vector);
     }
 
     /// Every call so far, oldest first.
@@ -117,6 +130,10 @@ impl MsiInterruptGroup for RecordingMsiGroup {
     fn trigger(&self, vector: u16) -> io::Result<()> {
         self.lock().events.push(MsiEvent::Trigger(vector));
         Ok(())
+    }
+
+    fn pending(&self, vector: u16) -> bool {
+        self.lock().waiting.contains(&vector)
     }
 
     fn enable(&self) -> io::Result<()> {

@@ -249,10 +249,20 @@ impl MsixTable {
             );
             return;
         };
-        let Some(word) = self.pba.get((first / 2) as usize) else {
+        let index = (first / 2) as usize;
+        let Some(&word) = self.pba.get(index) else {
             debug!("msix: PBA read beyond its end at {offset:#x}");
             return;
         };
+        // With the bits of masked vectors whose interrupt waits in the group (a device that
+        // signalled a masked vector: the hardware's pending bit).
+        let mut word = word;
+        let vectors = index * 64..(index * 64 + 64).min(self.entries.len());
+        for v in vectors {
+            if self.effective_mask(v) && self.group.pending(v as u16) {
+                word |= 1 << (v % 64);
+            }
+        }
         let bytes = word.to_le_bytes();
         let start = ((first % 2) * 4) as usize;
         let len = (count * 4) as usize;

@@ -249,3 +249,26 @@ fn a_restored_table_routes_its_entries_once_enabled() {
     assert!(fresh.route(0).unwrap().1, "vector 0 stays masked");
     assert!(t.restore(&entries, &pba).is_err(), "not once enabled");
 }
+
+#[test]
+fn the_pba_shows_masked_vectors_a_device_signalled_and_only_while_masked() {
+    let (mut t, g) = table(70);
+    t.set_control(true, false);
+    program(&mut t, 3, 0xfee0_0000, 0x41, true);
+    program(&mut t, 65, 0xfee0_0000, 0x42, true);
+    program(&mut t, 4, 0xfee0_0000, 0x43, false);
+    assert_eq!(pba64(&t, 0), 0);
+    // A passed-through device raised vectors 3, 65 (masked) and 4 (unmasked: delivered).
+    g.raise_outside(3);
+    g.raise_outside(65);
+    g.raise_outside(4);
+    assert_eq!(pba64(&t, 0), 1 << 3);
+    assert_eq!(pba64(&t, 8), 1 << 1);
+    // Dword reads of the second word's halves.
+    let mut lo = [0u8; 4];
+    t.read_pba(8, &mut lo);
+    assert_eq!(u32::from_le_bytes(lo), 1 << 1);
+    // The function mask makes every waiting vector pending.
+    t.set_control(true, true);
+    assert_eq!(pba64(&t, 0), 1 << 3 | 1 << 4);
+}

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use hypervisor::{IrqRoute, Vm};
@@ -233,6 +234,39 @@ impl MsiInterruptGroup for KvmMsiGroup {
         let mut vs = self.vectors.lock().unwrap_or_else(|e| e.into_inner());
         self.rewire(&mut vs, false)
     }
+
+    /// A vector not wired to KVM whose eventfd counted an interrupt: asked with a
+    /// zero-timeout ppoll, which reads nothing (the count is delivered on unmask).
+    fn pending(&self, vector: u16) -> bool {
+        let vs = self.vectors.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(v) = vs.get(usize::from(vector)) else {
+            return false;
+        };
+        if v.wired {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: v.evt.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: one pollfd and a timespec that outlive the call; no signal mask.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_ppoll,
+                &mut pfd as *mut libc::pollfd,
+                1 as libc::nfds_t,
+                &zero as *const libc::timespec,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        n == 1 && pfd.revents & libc::POLLIN != 0
+    }
 }
 
 #[cfg(test)]
@@ -308,9 +342,15 @@ mod tests {
             hv.calls().contains(&Call::UnregisterIrqfd { gsi: 24 }),
             "masking unwires"
         );
-        // A trigger while masked stays pending in the eventfd.
+        // A trigger while masked stays pending in the eventfd, and shows as pending without
+        // being consumed.
+        assert!(!g.pending(0));
         g.trigger(0).unwrap();
+        assert!(g.pending(0));
+        assert!(g.pending(0), "asking consumed it");
         assert_eq!(g.eventfd(0).unwrap().read().unwrap(), 1);
+        assert!(!g.pending(0));
+        assert!(!g.pending(7), "no such vector");
         // Out-of-range vectors are ignored.
         g.update(9, msg(1), false).unwrap();
         g.trigger(9).unwrap();

@@ -7,7 +7,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use vmm_sys_util::eventfd::EventFd;
 
-use super::ops::{HostMapping, RegionInfo, VfioDeviceOps, VfioIrqKind, VFIO_PCI_CONFIG_REGION};
+use super::ops::{
+    HostMapping, RegionInfo, ResetDone, VfioDeviceOps, VfioIrqKind, VFIO_PCI_CONFIG_REGION,
+};
 
 /// One call the fake recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,10 +217,14 @@ impl VfioDeviceOps for FakeVfioDevice {
         Ok(())
     }
 
-    fn reset(&self) -> io::Result<bool> {
+    fn reset(&self) -> io::Result<ResetDone> {
         if self.resettable {
             self.lock().calls.push(FakeVfioCall::Reset);
+            Ok(ResetDone::Function)
+        } else {
+            Ok(ResetDone::Unavailable(
+                "the fake device has no reset".into(),
+            ))
         }
-        Ok(self.resettable)
     }
 }

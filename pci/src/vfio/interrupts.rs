@@ -171,6 +171,10 @@ impl MsiInterruptGroup for VfioIrqGroup {
         self.ops.enable_irqs(self.kind, &fds)
     }
 
+    fn pending(&self, vector: u16) -> bool {
+        self.inner.pending(vector)
+    }
+
     fn disable(&self) -> io::Result<()> {
         let vfio = self.ops.disable_irqs(self.kind);
         if let Some(intx) = &self.intx {

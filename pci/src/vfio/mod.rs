@@ -25,7 +25,7 @@ pub use device::{IntxResources, MappableArea, MsiResources, VfioPciDevice, VfioP
 pub use fake::{FakeVfioCall, FakeVfioDevice};
 pub use interrupts::{MsixRegion, VfioIntx, VfioIrqGroup};
 pub use ops::{
-    DeviceGate, HostMapping, OpenGate, RegionInfo, VfioDeviceOps, VfioIrqKind,
+    DeviceGate, HostMapping, OpenGate, RegionInfo, ResetDone, VfioDeviceOps, VfioIrqKind,
     VFIO_PCI_CONFIG_REGION, VFIO_PCI_ROM_REGION,
 };
 pub use probe::{VfioPciError, VfioPciInfo};

@@ -61,8 +61,21 @@ pub trait VfioDeviceOps: Send + Sync {
     /// VFIO_DEVICE_SET_IRQS (INTx, unmask action): a write to `fd` unmasks the INTx line VFIO
     /// masked when it fired (the hypervisor's resample eventfd: the guest's EOI).
     fn set_intx_unmask_fd(&self, fd: &EventFd) -> io::Result<()>;
-    /// VFIO_DEVICE_RESET, when the device supports a reset; `Ok(false)` when it does not.
-    fn reset(&self) -> io::Result<bool>;
+    /// Reset the device the way it allows (a function reset, else a bus reset when every
+    /// function on the bus is this VM's); [`ResetDone::Unavailable`] says why neither was
+    /// possible.
+    fn reset(&self) -> io::Result<ResetDone>;
+}
+
+/// What [`VfioDeviceOps::reset`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResetDone {
+    /// VFIO_DEVICE_RESET: FLR or the kernel's other per-function methods.
+    Function,
+    /// VFIO_DEVICE_PCI_HOT_RESET: the bus or slot, with every function on it.
+    Bus,
+    /// Not reset, and why (for the warning, which names the device).
+    Unavailable(String),
 }
 
 /// A region of a VFIO device (or, in tests, anonymous memory) mapped into this process;

@@ -15,6 +15,7 @@ const NAMES: &[(i64, &str)] = &[
     (libc::SYS_fstat, "fstat"),
     (libc::SYS_lstat, "lstat"),
     (libc::SYS_poll, "poll"),
+    (libc::SYS_ppoll, "ppoll"),
     (libc::SYS_lseek, "lseek"),
     (libc::SYS_mmap, "mmap"),
     (libc::SYS_mprotect, "mprotect"),

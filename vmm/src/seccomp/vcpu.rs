@@ -16,6 +16,9 @@ pub fn allowlist() -> Allowlist {
     // that made it: the vector's GSI route and its irqfd (see interrupts.rs).
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_GSI_ROUTING));
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_IRQFD));
+    // A guest read of an MSI-X PBA asks whether a masked vector's eventfd holds an interrupt
+    // (ppoll with a zero timeout; see interrupts.rs).
+    a.allow(libc::SYS_ppoll);
     // With VFIO passthrough configured, vm.rs adds vfio/seccomp.rs's rules (config space
     // pread64/pwrite64, VFIO_DEVICE_SET_IRQS, BAR moves) through `Confinement::extra`, so a VM
     // without passthrough keeps this narrower list.

@@ -164,8 +164,8 @@ unsafe impl Send for RamRegion {}
 pub struct MappingJob {
     pub mapper: Arc<dyn DmaMapper>,
     pub regions: Vec<RamRegion>,
-    /// Devices to reset before the guest may touch them.
-    pub resets: Vec<Arc<dyn VfioDeviceOps>>,
+    /// Devices to reset before the guest may touch them, by name.
+    pub resets: Vec<(String, Arc<dyn VfioDeviceOps>)>,
     pub gate: Arc<DmaGate>,
     /// Called with how long the mapping took, when it succeeded.
     pub on_done: Box<dyn FnOnce(Duration, u64) + Send>,
@@ -173,13 +173,9 @@ pub struct MappingJob {
     pub on_error: Box<dyn FnOnce(String) + Send>,
 }
 
-fn reset_all(devices: &[Arc<dyn VfioDeviceOps>]) {
-    for d in devices {
-        match d.reset() {
-            Ok(true) => log::debug!("vfio: device reset"),
-            Ok(false) => log::debug!("vfio: device has no reset; the kernel reset it at open"),
-            Err(e) => log::warn!("vfio: device reset failed ({e}); continuing"),
-        }
+fn reset_all(devices: &[(String, Arc<dyn VfioDeviceOps>)]) {
+    for (name, d) in devices {
+        super::reset::report(name, "before use", d.reset());
     }
 }
 
@@ -322,7 +318,7 @@ pub(crate) mod tests {
         let job = MappingJob {
             mapper: dma.clone(),
             regions: regions(),
-            resets: vec![dev.clone()],
+            resets: vec![("0000:00:04.0".into(), dev.clone())],
             gate: gate.clone(),
             on_done: Box::new(move |_, bytes| *d.lock().unwrap() = Some(bytes)),
             on_error: Box::new(|e| panic!("{e}")),

@@ -8,19 +8,17 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use hypervisor::Vm;
-use pci::vfio::{HostMapping, RegionInfo, VfioDeviceOps, VfioIrqKind, VFIO_PCI_CONFIG_REGION};
+use pci::vfio::{
+    HostMapping, RegionInfo, ResetDone, VfioDeviceOps, VfioIrqKind, VFIO_PCI_CONFIG_REGION,
+};
 use vfio_bindings::bindings::vfio::{
-    VFIO_BASE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
-    VFIO_TYPE,
+    VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
 };
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioRegionInfoCap};
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::ioctl::{ioctl_expr, _IOC_NONE};
 
 use super::dma::DmaMapper;
-
-/// `_IO(VFIO_TYPE, VFIO_BASE + 11)`: VFIO_DEVICE_RESET (vfio-ioctls' own `reset` hides errors).
-const VFIO_DEVICE_RESET: u64 = ioctl_expr(_IOC_NONE, VFIO_TYPE as u32, VFIO_BASE + 11, 0) as u64;
+use super::reset::{GroupFds, VFIO_DEVICE_FLAGS_RESET};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -43,6 +41,8 @@ fn io_err(e: vfio_ioctls::VfioError) -> io::Error {
 #[derive(Clone)]
 pub struct VfioHost {
     container: Arc<VfioContainer>,
+    /// Its groups' descriptors, for bus resets (see reset.rs).
+    groups: Arc<GroupFds>,
 }
 
 impl VfioHost {
@@ -53,6 +53,7 @@ impl VfioHost {
             VfioContainer::new(Some(Arc::new(kvm_dev))).map_err(HostError::Container)?;
         Ok(VfioHost {
             container: Arc::new(container),
+            groups: Arc::default(),
         })
     }
 
@@ -63,7 +64,22 @@ impl VfioHost {
                 path: path.display().to_string(),
                 source,
             })?;
-        Ok(HostDevice::new(dev))
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        // The group (for a bus reset, when the device has no reset of its own).
+        let group = std::fs::read_link(path.join("iommu_group"))
+            .ok()
+            .and_then(|g| g.file_name()?.to_str()?.parse::<u32>().ok());
+        let group = group.filter(|&g| match self.groups.acquire(g) {
+            Ok(()) => true,
+            Err(e) => {
+                log::debug!("vfio: {name}: group {g}'s descriptor not found ({e}); no bus reset");
+                false
+            }
+        });
+        Ok(HostDevice::new(dev, name, group, self.groups.clone()))
     }
 
     /// The container as a DMA mapper.
@@ -91,6 +107,13 @@ impl DmaMapper for ContainerDma {
 pub struct HostDevice {
     dev: RwLock<Option<VfioDevice>>,
     regions: Vec<Option<(RegionInfo, u64)>>,
+    /// Its sysfs name (`0000:41:00.0`), for messages.
+    name: String,
+    /// VFIO says VFIO_DEVICE_RESET works (vfio_device_info.flags).
+    reset_works: bool,
+    /// Its IOMMU group, referenced in `groups` while the device is open.
+    group: Option<u32>,
+    groups: Arc<GroupFds>,
 }
 
 fn region_info(dev: &VfioDevice, index: u32) -> Option<(RegionInfo, u64)> {
@@ -119,14 +142,25 @@ fn region_info(dev: &VfioDevice, index: u32) -> Option<(RegionInfo, u64)> {
 }
 
 impl HostDevice {
-    fn new(dev: VfioDevice) -> Self {
+    fn new(dev: VfioDevice, name: String, group: Option<u32>, groups: Arc<GroupFds>) -> Self {
         let regions = (0..=VFIO_PCI_CONFIG_REGION)
             .map(|i| region_info(&dev, i))
             .collect();
+        let reset_works = super::reset::device_flags(dev.as_raw_fd())
+            .is_ok_and(|f| f & VFIO_DEVICE_FLAGS_RESET != 0);
         HostDevice {
             dev: RwLock::new(Some(dev)),
             regions,
+            name,
+            reset_works,
+            group,
+            groups,
         }
+    }
+
+    /// The device's sysfs name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn dev(&self) -> RwLockReadGuard<'_, Option<VfioDevice>> {
@@ -185,7 +219,19 @@ impl HostDevice {
     /// Releases the device (its group leaves the container and the KVM device).
     pub fn close(&self) {
         let dev = self.dev.write().unwrap_or_else(|e| e.into_inner()).take();
-        drop(dev);
+        if dev.is_some() {
+            drop(dev);
+            // After vfio-ioctls let the group go: the last reference closes the duplicate.
+            if let Some(g) = self.group {
+                self.groups.release(g);
+            }
+        }
+    }
+}
+
+impl Drop for HostDevice {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -268,18 +314,12 @@ impl VfioDeviceOps for HostDevice {
             .map_err(io_err)
     }
 
-    fn reset(&self) -> io::Result<bool> {
-        let fd = self.fd()?;
-        // SAFETY: VFIO_DEVICE_RESET takes no argument.
-        let rc = unsafe { libc::ioctl(fd, VFIO_DEVICE_RESET as _) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            // The device has no reset method (vdev->reset_works is false).
-            Some(libc::EINVAL) | Some(libc::ENOTTY) => Ok(false),
-            _ => Err(err),
-        }
+    fn reset(&self) -> io::Result<ResetDone> {
+        let guard = self.dev();
+        let fd = guard
+            .as_ref()
+            .map(|d| d.as_raw_fd())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        super::reset::reset(fd, self.reset_works, &self.groups)
     }
 }

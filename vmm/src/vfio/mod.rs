@@ -9,6 +9,7 @@ mod host;
 mod passthrough;
 pub mod preflight;
 mod relocator;
+mod reset;
 pub mod seccomp;
 
 pub use attach::{attach, AttachError, AttachParams, Attached};

@@ -70,9 +70,7 @@ fn quiesce(d: &HostDevice) {
             let _ = d.disable_irqs(kind);
         }
     }
-    if let Err(e) = d.reset() {
-        log::warn!("vfio: reset of a removed device failed: {e}");
-    }
+    super::reset::report(d.name(), "as it is removed", d.reset());
 }
 
 fn ram_regions(mem: &GuestMemoryMmap) -> Vec<RamRegion> {
@@ -121,9 +119,7 @@ fn teardown(
                 let _ = d.disable_irqs(kind);
             }
         }
-        if let Err(e) = d.reset() {
-            log::warn!("vfio: reset at VM stop failed: {e}");
-        }
+        super::reset::report(d.name(), "at VM stop", d.reset());
     }
     for a in attached {
         mapper.remove_device(*a);
@@ -206,7 +202,7 @@ impl Passthrough {
             regions: ram.clone(),
             resets: hosts
                 .iter()
-                .map(|h| h.clone() as Arc<dyn VfioDeviceOps>)
+                .map(|h| (h.name().to_string(), h.clone() as Arc<dyn VfioDeviceOps>))
                 .collect(),
             gate: gate.clone(),
             on_done: Box::new(move |took, bytes| {
@@ -264,9 +260,7 @@ impl Passthrough {
         pci: &PciSegment,
     ) -> Result<PciAddress, PassthroughError> {
         let host = Arc::new(self.host.open_device(&c.path)?);
-        if let Err(e) = host.reset() {
-            log::warn!("vfio: reset of {} before use failed: {e}", c.bdf);
-        }
+        super::reset::report(host.name(), "before use", host.reset());
         let name = cfg.id.clone().unwrap_or_else(|| c.bdf.clone());
         let params = AttachParams {
             vm: self.vm.as_ref(),

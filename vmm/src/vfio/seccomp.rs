@@ -31,12 +31,18 @@ const fn vfio_io(nr: u32) -> u64 {
 
 /// `_IO(VFIO_TYPE, VFIO_BASE + 5)`
 pub const VFIO_GROUP_UNSET_CONTAINER: u64 = vfio_io(5);
+/// `_IO(VFIO_TYPE, VFIO_BASE + 7)`
+pub const VFIO_DEVICE_GET_INFO: u64 = vfio_io(7);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 10)`
 pub const VFIO_DEVICE_SET_IRQS: u64 = vfio_io(10);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 11)`
 pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
-/// `_IO(VFIO_TYPE, VFIO_BASE + 13)`
+/// `_IO(VFIO_TYPE, VFIO_BASE + 12)`: also the container's VFIO_IOMMU_GET_INFO.
+pub const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: u64 = vfio_io(12);
+/// `_IO(VFIO_TYPE, VFIO_BASE + 13)`: also the device's VFIO_DEVICE_PCI_HOT_RESET.
 pub const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(13);
+/// The device's bus reset: the same number as [`VFIO_IOMMU_MAP_DMA`].
+pub const VFIO_DEVICE_PCI_HOT_RESET: u64 = vfio_io(13);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 14)`
 pub const VFIO_IOMMU_UNMAP_DMA: u64 = vfio_io(14);
 /// `_IOW(KVMIO, 0xe1, struct kvm_device_attr)`
@@ -75,8 +81,12 @@ pub fn add_vcpu_rules(a: &mut Allowlist) {
 /// What the `vfio` thread may do beyond the runtime core (see the module documentation).
 pub fn thread_rules() -> Allowlist {
     let mut a = Allowlist::default();
-    // Resets (before the mapping and at the end), interrupts off at the end.
+    // Resets (before the mapping and at the end), interrupts off at the end. A device without
+    // a reset of its own gets a bus reset: VFIO_DEVICE_GET_PCI_HOT_RESET_INFO and
+    // VFIO_DEVICE_PCI_HOT_RESET share their numbers with VFIO_IOMMU_GET_INFO and
+    // VFIO_IOMMU_MAP_DMA (allowed below).
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_RESET));
+    a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO));
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_SET_IRQS));
     // Guest RAM and peer-to-peer BAR mappings.
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_IOMMU_MAP_DMA));

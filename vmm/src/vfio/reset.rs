@@ -1,0 +1,340 @@
+//! Resetting a passed-through device the way it allows: a function reset (FLR, or whatever
+//! the kernel's `reset_method` offers: VFIO_DEVICE_RESET) when VFIO says the device has one,
+//! else a bus ("hot") reset (VFIO_DEVICE_PCI_HOT_RESET), which resets every function on the
+//! bus or slot and so needs the VFIO group of each of them to be this VM's. A GPU without FLR
+//! and its HDMI audio function usually share a slot and an IOMMU group: passing the GPU gives
+//! the VM that group, so the bus reset works. When neither is possible the device is not
+//! reset, and the warning names it and says what is missing.
+//!
+//! The group file descriptors come from [`GroupFds`]: vfio-ioctls opens each group once and
+//! keeps the file to itself, so the registry holds a duplicate of that descriptor for as long
+//! as a device of the group is open in this VM.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use pci::vfio::ResetDone;
+
+use super::seccomp::{
+    VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_PCI_HOT_RESET,
+    VFIO_DEVICE_RESET,
+};
+
+/// `vfio_device_info.flags`: the device supports VFIO_DEVICE_RESET.
+pub const VFIO_DEVICE_FLAGS_RESET: u32 = 1 << 1;
+
+/// One function a bus reset would reset (`struct vfio_pci_dependent_device`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dependent {
+    pub group: u32,
+    pub segment: u16,
+    pub bus: u8,
+    pub devfn: u8,
+}
+
+impl std::fmt::Display for Dependent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{}",
+            self.segment,
+            self.bus,
+            self.devfn >> 3,
+            self.devfn & 7
+        )
+    }
+}
+
+/// The groups a bus reset needs, in order and once each, or why the VM cannot do it: a
+/// function in a group this VM does not own.
+pub fn hot_reset_groups(affected: &[Dependent], owned: &[u32]) -> Result<Vec<u32>, String> {
+    let mut groups = Vec::new();
+    for d in affected {
+        if !owned.contains(&d.group) {
+            return Err(format!(
+                "a bus reset would also reset {d} (IOMMU group {}), which this VM does not \
+                 have: pass that device through too",
+                d.group
+            ));
+        }
+        if !groups.contains(&d.group) {
+            groups.push(d.group);
+        }
+    }
+    Ok(groups)
+}
+
+/// The VM's VFIO group descriptors, by group number (see the module documentation).
+#[derive(Default)]
+pub struct GroupFds(Mutex<HashMap<u32, (OwnedFd, usize)>>);
+
+impl GroupFds {
+    /// Takes a reference on `group`, whose file vfio-ioctls has open in this process (found
+    /// by its device number among the open descriptors). Without it a bus reset is
+    /// impossible; nothing else depends on it.
+    pub fn acquire(&self, group: u32) -> io::Result<()> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, n)) = map.get_mut(&group) {
+            *n += 1;
+            return Ok(());
+        }
+        let fd = find_open(&Path::new("/dev/vfio").join(group.to_string()))?;
+        // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor this process owns.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `dup` was just created and is owned by nothing else.
+        map.insert(group, (unsafe { OwnedFd::from_raw_fd(dup) }, 1));
+        Ok(())
+    }
+
+    /// Drops a reference taken by [`acquire`](Self::acquire) (the last closes the duplicate,
+    /// after vfio-ioctls let the group go, so the group can be opened again).
+    pub fn release(&self, group: u32) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, n)) = map.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&group);
+            }
+        }
+    }
+
+    /// The descriptors of `groups`, in that order.
+    fn fds(&self, groups: &[u32]) -> Option<Vec<RawFd>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        groups
+            .iter()
+            .map(|g| map.get(g).map(|(fd, _)| fd.as_raw_fd()))
+            .collect()
+    }
+
+    fn owned(&self) -> Vec<u32> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.keys().copied().collect()
+    }
+}
+
+/// The open descriptor of the character device at `path`.
+fn find_open(path: &Path) -> io::Result<RawFd> {
+    let want = std::fs::metadata(path)?;
+    use std::os::unix::fs::MetadataExt;
+    let rdev = want.rdev();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.min(1 << 16) as RawFd
+    } else {
+        1024
+    };
+    for fd in 0..max {
+        // SAFETY: fstat writes only the struct; a closed descriptor is EBADF.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+            && st.st_rdev == rdev
+        {
+            return Ok(fd);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} is not open in this process", path.display()),
+    ))
+}
+
+/// `device`'s reset: VFIO_DEVICE_RESET when `reset_works`, else a bus reset with the groups
+/// in `groups`.
+pub fn reset(device: RawFd, reset_works: bool, groups: &Arc<GroupFds>) -> io::Result<ResetDone> {
+    if reset_works {
+        // SAFETY: VFIO_DEVICE_RESET takes no argument.
+        if unsafe { libc::ioctl(device, VFIO_DEVICE_RESET as _) } == 0 {
+            return Ok(ResetDone::Function);
+        }
+        return Err(io::Error::last_os_error());
+    }
+    let affected = match hot_reset_info(device) {
+        Ok(a) => a,
+        // No bus or slot reset either (a root-bus device, a bridge that cannot).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::EINVAL)) => {
+            return Ok(ResetDone::Unavailable(
+                "it has no function-level reset and no bus or slot reset".into(),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let needed = match hot_reset_groups(&affected, &groups.owned()) {
+        Ok(g) => g,
+        Err(why) => {
+            return Ok(ResetDone::Unavailable(format!(
+                "it has no function-level reset, and {why}"
+            )))
+        }
+    };
+    let Some(fds) = groups.fds(&needed) else {
+        return Ok(ResetDone::Unavailable(
+            "its group's descriptor was not found for a bus reset".into(),
+        ));
+    };
+    // struct vfio_pci_hot_reset { argsz, flags, count, group_fds[] }.
+    let mut buf: Vec<u32> = vec![0; 3 + fds.len()];
+    buf[0] = (buf.len() * 4) as u32;
+    buf[2] = fds.len() as u32;
+    for (slot, fd) in buf[3..].iter_mut().zip(&fds) {
+        *slot = *fd as u32;
+    }
+    // SAFETY: the kernel reads argsz bytes of `buf`, which is that long.
+    if unsafe { libc::ioctl(device, VFIO_DEVICE_PCI_HOT_RESET as _, buf.as_mut_ptr()) } == 0 {
+        Ok(ResetDone::Bus)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: the functions a bus reset of `device` would reset.
+fn hot_reset_info(device: RawFd) -> io::Result<Vec<Dependent>> {
+    // struct vfio_pci_hot_reset_info { argsz, flags, count, devices[] } with 8-byte entries
+    // { u32 group_id; u16 segment; u8 bus; u8 devfn }. Asked with room for 16, then as
+    // many as the kernel says (ENOSPC with count filled in).
+    let mut room = 16usize;
+    loop {
+        let mut buf: Vec<u32> = vec![0; 3 + 2 * room];
+        buf[0] = (buf.len() * 4) as u32;
+        // SAFETY: the kernel writes at most argsz bytes into `buf`.
+        let rc = unsafe {
+            libc::ioctl(
+                device,
+                VFIO_DEVICE_GET_PCI_HOT_RESET_INFO as _,
+                buf.as_mut_ptr(),
+            )
+        };
+        let count = buf[2] as usize;
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOSPC) && count > room && count <= 4096 {
+                room = count;
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok((0..count.min(room))
+            .map(|i| {
+                let (g, rest) = (buf[3 + 2 * i], buf[4 + 2 * i]);
+                Dependent {
+                    group: g,
+                    segment: rest as u16,
+                    bus: (rest >> 16) as u8,
+                    devfn: (rest >> 24) as u8,
+                }
+            })
+            .collect());
+    }
+}
+
+/// Says what a reset of the device `name` did (`when`: "before use", "at VM stop", ...): a
+/// device left without one is a warning that says why, a failed reset is a warning too, and
+/// the VM goes on either way (the kernel reset the device when vfio-pci first opened it).
+pub fn report(name: &str, when: &str, r: io::Result<ResetDone>) {
+    match r {
+        Ok(ResetDone::Function) => log::debug!("vfio: {name} reset (function reset) {when}"),
+        Ok(ResetDone::Bus) => log::debug!("vfio: {name} reset (bus reset) {when}"),
+        Ok(ResetDone::Unavailable(why)) => {
+            log::warn!("vfio: {name} is not reset {when}: {why}")
+        }
+        Err(e) => log::warn!("vfio: reset of {name} {when} failed: {e}; continuing"),
+    }
+}
+
+/// VFIO_DEVICE_GET_INFO's flags.
+pub fn device_flags(device: RawFd) -> io::Result<u32> {
+    // struct vfio_device_info { argsz, flags, num_regions, num_irqs, cap_offset, pad }.
+    let mut info = [0u32; 6];
+    info[0] = std::mem::size_of_val(&info) as u32;
+    // SAFETY: the kernel writes at most argsz bytes into `info`.
+    if unsafe { libc::ioctl(device, VFIO_DEVICE_GET_INFO as _, info.as_mut_ptr()) } == 0 {
+        Ok(info[1])
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(group: u32, bus: u8, dev: u8, func: u8) -> Dependent {
+        Dependent {
+            group,
+            segment: 0,
+            bus,
+            devfn: dev << 3 | func,
+        }
+    }
+
+    #[test]
+    fn numbers_match_the_linux_uapi_headers() {
+        assert_eq!(VFIO_DEVICE_GET_INFO, 0x3b6b);
+        assert_eq!(VFIO_DEVICE_RESET, 0x3b6f);
+        assert_eq!(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, 0x3b70);
+        assert_eq!(VFIO_DEVICE_PCI_HOT_RESET, 0x3b71);
+    }
+
+    #[test]
+    fn a_gpu_and_its_audio_function_in_one_group_need_only_that_group() {
+        // 0000:41:00.0 (GPU) and 0000:41:00.1 (HDMI audio) in IOMMU group 27.
+        let affected = [dep(27, 0x41, 0, 0), dep(27, 0x41, 0, 1)];
+        assert_eq!(hot_reset_groups(&affected, &[27]).unwrap(), [27]);
+    }
+
+    #[test]
+    fn several_groups_are_each_needed_once_in_order() {
+        let affected = [dep(30, 1, 0, 0), dep(31, 1, 0, 1), dep(30, 1, 0, 2)];
+        assert_eq!(hot_reset_groups(&affected, &[31, 30]).unwrap(), [30, 31]);
+    }
+
+    #[test]
+    fn a_function_in_a_group_the_vm_lacks_is_named_with_the_fix() {
+        let affected = [dep(27, 0x41, 0, 0), dep(28, 0x41, 0, 1)];
+        let e = hot_reset_groups(&affected, &[27]).unwrap_err();
+        assert!(e.contains("0000:41:00.1"), "{e}");
+        assert!(e.contains("IOMMU group 28"), "{e}");
+        assert!(e.contains("pass that device through too"), "{e}");
+    }
+
+    #[test]
+    fn group_references_close_the_duplicate_with_the_last() {
+        // /dev/null stands in for a group file this process has open.
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fd = find_open(Path::new("/dev/null")).unwrap();
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+        let g = GroupFds::default();
+        {
+            let dup = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+            g.0.lock()
+                .unwrap()
+                .insert(7, (unsafe { OwnedFd::from_raw_fd(dup) }, 1));
+        }
+        g.acquire(7).unwrap();
+        assert_eq!(g.fds(&[7]).unwrap().len(), 1);
+        let dup = g.fds(&[7]).unwrap()[0];
+        g.release(7);
+        assert!(g.fds(&[7]).is_some(), "one reference left");
+        g.release(7);
+        assert!(g.fds(&[7]).is_none());
+        // The duplicate is closed; the original is not.
+        assert!(unsafe { libc::fcntl(dup, libc::F_GETFD) } < 0 || dup == null.as_raw_fd());
+        assert!(unsafe { libc::fcntl(null.as_raw_fd(), libc::F_GETFD) } >= 0);
+        assert!(matches!(
+            find_open(Path::new("/nonexistent/vfio/9")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound
+        ));
+    }
+}
