@@ -45,8 +45,24 @@ enum Phase {
 
 const CANCELLED: &str = "the VM ended before guest RAM was DMA-mapped";
 
-/// Guest RAM is DMA-mapped this much at a time.
+/// Guest RAM is DMA-mapped at least this much at a time.
 pub const DMA_CHUNK: u64 = 64 << 20;
+/// The most mappings guest RAM takes. Each VFIO_IOMMU_MAP_DMA call is one entry of the
+/// container, and type1 allows 65535 by default (`dma_entry_limit`), shared with the
+/// peer-to-peer BAR mappings; 64 MiB chunks would cap a VM at ~4 TiB.
+pub const RAM_MAP_ENTRIES: u64 = 4096;
+/// The largest single mapping call (how long a cancelled VM may wait for the one under way).
+pub const DMA_CHUNK_MAX: u64 = 64 << 30;
+
+/// How much guest RAM one mapping call covers for a VM with `total` bytes of it: 64 MiB, or
+/// the power of two that keeps the count at [`RAM_MAP_ENTRIES`] (plus one per region) for a
+/// larger VM (512 MiB at 2 TiB).
+pub fn dma_chunk(total: u64) -> u64 {
+    total
+        .div_ceil(RAM_MAP_ENTRIES)
+        .next_power_of_two()
+        .clamp(DMA_CHUNK, DMA_CHUNK_MAX)
+}
 
 /// The device reset and RAM mapping progress, waited on by the device models.
 pub struct DmaGate {
@@ -198,7 +214,8 @@ fn set_policy(policy: libc::c_int) -> bool {
 }
 
 fn map_all(mapper: &dyn DmaMapper, regions: &[RamRegion], gate: &DmaGate) -> Result<u64, String> {
-    let mut done = 0;
+    let chunk = dma_chunk(regions.iter().map(|r| r.size).sum());
+    let (mut done, mut entries) = (0u64, 0u64);
     let mut idle = set_policy(libc::SCHED_IDLE);
     for r in regions {
         let mut off = 0;
@@ -210,19 +227,33 @@ fn map_all(mapper: &dyn DmaMapper, regions: &[RamRegion], gate: &DmaGate) -> Res
                 idle = !set_policy(libc::SCHED_OTHER);
                 log::debug!("vfio: a device waits for DMA; mapping at normal priority");
             }
-            let len = DMA_CHUNK.min(r.size - off);
+            let len = chunk.min(r.size - off);
             // SAFETY: guest RAM stays mapped until the VFIO teardown has unmapped it; the
             // chunk lies inside the region.
             let host = r.host.wrapping_add(off as usize);
             unsafe { mapper.map(r.gpa + off, len, host) }.map_err(|e| {
+                let hint = match e.raw_os_error() {
+                    Some(libc::ENOSPC) => {
+                        " (the container's mapping limit, vfio_iommu_type1's dma_entry_limit, \
+                         is reached)"
+                    }
+                    Some(libc::ENOMEM) => {
+                        " (the host is out of memory, or the locked-memory limit \
+                         (RLIMIT_MEMLOCK) is below guest RAM)"
+                    }
+                    _ => "",
+                };
                 format!(
-                    "VFIO DMA mapping of guest RAM at {:#x} (+{}) failed: {e}",
+                    "VFIO DMA mapping of guest RAM at {:#x} (+{}) failed after {} in {entries} \
+                     mappings: {e}{hint}; the VM ends and what was mapped is unmapped",
                     r.gpa + off,
-                    pci::format_size(len)
+                    pci::format_size(len),
+                    pci::format_size(done),
                 )
             })?;
             off += len;
             done += len;
+            entries += 1;
         }
     }
     Ok(done)
@@ -331,6 +362,7 @@ pub(crate) mod tests {
         job.spawn().unwrap().join().unwrap();
         assert_eq!(waiter.join().unwrap(), (Ok(()), Ok(())));
         let maps = dma.maps.lock().unwrap().clone();
+        assert_eq!(dma_chunk(4 << 30), DMA_CHUNK);
         assert_eq!(maps.len(), 64, "64 MiB chunks");
         assert_eq!(maps[0], (0, DMA_CHUNK));
         assert_eq!(maps[48], (1 << 32, DMA_CHUNK));
@@ -339,6 +371,34 @@ pub(crate) mod tests {
         assert_eq!(dev.take_calls(), vec![FakeVfioCall::Reset]);
         unmap_ram(dma.as_ref(), &regions());
         assert_eq!(dma.unmaps.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn large_guests_stay_far_below_the_containers_entry_limit() {
+        let entries = |total: u64| total.div_ceil(dma_chunk(total));
+        assert_eq!(dma_chunk(256 << 30), DMA_CHUNK);
+        assert_eq!(dma_chunk(2 << 40), 512 << 20);
+        assert_eq!(entries(2 << 40), 4096);
+        assert!(entries(8 << 40) <= RAM_MAP_ENTRIES);
+        assert_eq!(dma_chunk(1 << 50), DMA_CHUNK_MAX);
+        // 2 TiB in two regions (below 3 GiB, above 4 GiB), each a multiple of the chunk.
+        let dma = FakeDma::default();
+        let ram = [
+            RamRegion {
+                gpa: 0,
+                size: 3 << 30,
+                host: std::ptr::null_mut(),
+            },
+            RamRegion {
+                gpa: 1 << 32,
+                size: (2 << 40) - (3 << 30),
+                host: std::ptr::null_mut(),
+            },
+        ];
+        map_all(&dma, &ram, &DmaGate::default()).unwrap();
+        let maps = dma.maps.lock().unwrap();
+        assert_eq!(maps.len(), 4096);
+        assert_eq!(maps.iter().map(|m| m.1).sum::<u64>(), 2 << 40);
     }
 
     #[test]
@@ -364,6 +424,8 @@ pub(crate) mod tests {
             msg.contains("0x100000000") && msg.contains("64 MiB"),
             "{msg}"
         );
+        assert!(msg.contains("after 3 GiB in 48 mappings"), "{msg}");
+        assert!(msg.contains("RLIMIT_MEMLOCK"), "ENOMEM's hint: {msg}");
         assert!(gate.wait_ready().is_ok(), "the device itself is usable");
         assert_eq!(gate.wait_dma_ready(), Err(msg));
         assert!(gate.dma_settled());

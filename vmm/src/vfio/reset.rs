@@ -23,8 +23,9 @@ use super::seccomp::{
     VFIO_DEVICE_RESET,
 };
 
-/// `vfio_device_info.flags`: the device supports VFIO_DEVICE_RESET.
-pub const VFIO_DEVICE_FLAGS_RESET: u32 = 1 << 1;
+/// `vfio_device_info.flags`: the device supports VFIO_DEVICE_RESET (bit 0; bit 1 says
+/// "a vfio-pci device").
+pub use vfio_bindings::bindings::vfio::VFIO_DEVICE_FLAGS_RESET;
 
 /// One function a bus reset would reset (`struct vfio_pci_dependent_device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,6 +285,8 @@ mod tests {
         assert_eq!(VFIO_DEVICE_RESET, 0x3b6f);
         assert_eq!(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, 0x3b70);
         assert_eq!(VFIO_DEVICE_PCI_HOT_RESET, 0x3b71);
+        // include/uapi/linux/vfio.h: VFIO_DEVICE_FLAGS_RESET (1 << 0), _PCI (1 << 1).
+        assert_eq!(VFIO_DEVICE_FLAGS_RESET, 1);
     }
 
     #[test]
