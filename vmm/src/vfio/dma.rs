@@ -191,7 +191,7 @@ pub struct MappingJob {
 
 fn reset_all(devices: &[(String, Arc<dyn VfioDeviceOps>)]) {
     for (name, d) in devices {
-        super::reset::report(name, "before use", d.reset());
+        super::reset::report(name, super::reset::BEFORE_USE, d.reset());
     }
 }
 

@@ -82,6 +82,12 @@ impl VfioHost {
         Ok(HostDevice::new(dev, name, group, self.groups.clone()))
     }
 
+    /// The IOVA ranges the host IOMMU lets this container map (None: the kernel does not
+    /// say). Ask after a device is open (its group set the container's IOMMU).
+    pub fn usable_iova(&self) -> io::Result<Option<Vec<(u64, u64)>>> {
+        super::iova::usable_ranges(self.container.as_raw_fd())
+    }
+
     /// The container as a DMA mapper.
     pub fn dma(&self) -> Arc<ContainerDma> {
         Arc::new(ContainerDma(self.container.clone()))

@@ -6,6 +6,7 @@ mod attach;
 mod bar_map;
 pub mod dma;
 mod host;
+mod iova;
 mod passthrough;
 pub mod preflight;
 mod relocator;

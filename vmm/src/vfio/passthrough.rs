@@ -40,6 +40,8 @@ pub enum PassthroughError {
     Thread(std::io::Error),
     #[error(transparent)]
     Seccomp(crate::seccomp::SeccompError),
+    #[error("VFIO: {0}")]
+    Iova(String),
 }
 
 struct Device {
@@ -189,6 +191,17 @@ impl Passthrough {
             });
         }
         timer.phase("vfio_opened");
+        // Guest RAM is mapped at IOVA = GPA: it must lie where the host IOMMU allows.
+        match host.usable_iova() {
+            Ok(Some(usable)) => {
+                let ram: Vec<(u64, u64)> =
+                    mem.iter().map(|r| (r.start_addr().0, r.len())).collect();
+                super::iova::check_ram(&ram, &usable).map_err(PassthroughError::Iova)?;
+                log::debug!("vfio: usable IOVA ranges {usable:x?}");
+            }
+            Ok(None) => log::debug!("vfio: the kernel reports no IOVA ranges; not checked"),
+            Err(e) => log::debug!("vfio: VFIO_IOMMU_GET_INFO failed ({e}); IOVA not checked"),
+        }
         let dma = host.dma();
         if devices.len() > 1 {
             // Several devices: each may DMA into the others' BARs (GPU peer-to-peer).
@@ -260,7 +273,7 @@ impl Passthrough {
         pci: &PciSegment,
     ) -> Result<PciAddress, PassthroughError> {
         let host = Arc::new(self.host.open_device(&c.path)?);
-        super::reset::report(host.name(), "before use", host.reset());
+        super::reset::report(host.name(), super::reset::BEFORE_USE, host.reset());
         let name = cfg.id.clone().unwrap_or_else(|| c.bdf.clone());
         let params = AttachParams {
             vm: self.vm.as_ref(),

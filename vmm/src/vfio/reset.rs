@@ -239,6 +239,9 @@ fn hot_reset_info(device: RawFd) -> io::Result<Vec<Dependent>> {
     }
 }
 
+/// [`report`]'s `when` for the reset before a device's first use.
+pub const BEFORE_USE: &str = "before use";
+
 /// Says what a reset of the device `name` did (`when`: "before use", "at VM stop", ...): a
 /// device left without one is a warning that says why, a failed reset is a warning too, and
 /// the VM goes on either way (the kernel reset the device when vfio-pci first opened it).
@@ -246,9 +249,11 @@ pub fn report(name: &str, when: &str, r: io::Result<ResetDone>) {
     match r {
         Ok(ResetDone::Function) => log::debug!("vfio: {name} reset (function reset) {when}"),
         Ok(ResetDone::Bus) => log::debug!("vfio: {name} reset (bus reset) {when}"),
-        Ok(ResetDone::Unavailable(why)) => {
+        // Said once per device, before its first use; again only in the debug log.
+        Ok(ResetDone::Unavailable(why)) if when == BEFORE_USE => {
             log::warn!("vfio: {name} is not reset {when}: {why}")
         }
+        Ok(ResetDone::Unavailable(why)) => log::debug!("vfio: {name} is not reset {when}: {why}"),
         Err(e) => log::warn!("vfio: reset of {name} {when} failed: {e}; continuing"),
     }
 }

@@ -39,6 +39,8 @@ pub const VFIO_DEVICE_SET_IRQS: u64 = vfio_io(10);
 pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 12)`: also the container's VFIO_IOMMU_GET_INFO.
 pub const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: u64 = vfio_io(12);
+/// The container's usable IOVA ranges (iova.rs): the same number as the above.
+pub const VFIO_IOMMU_GET_INFO: u64 = vfio_io(12);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 13)`: also the device's VFIO_DEVICE_PCI_HOT_RESET.
 pub const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(13);
 /// The device's bus reset: the same number as [`VFIO_IOMMU_MAP_DMA`].
