@@ -29,6 +29,7 @@ pub fn allowlist() -> Allowlist {
         ThreadKind::Activator,
         ThreadKind::Api,
         ThreadKind::Vfio,
+        ThreadKind::Prefault,
         ThreadKind::Device(DeviceKind::Block),
         ThreadKind::Device(DeviceKind::Net),
         ThreadKind::Device(DeviceKind::Rng),

@@ -77,6 +77,8 @@ pub enum ThreadKind {
     Activator,
     /// The VFIO thread of a VM with passthrough: DMA mapping, device resets, teardown.
     Vfio,
+    /// A helper faulting guest RAM in ahead of the VFIO DMA mapping (vfio/prefault.rs).
+    Prefault,
     /// The API thread: HTTP on the API socket (`--api-socket`).
     Api,
     /// The control loop (the main thread under `--api-socket`): builds and tears down VMs.
@@ -97,6 +99,7 @@ impl ThreadKind {
             ThreadKind::Device(DeviceKind::Fs) => "device/fs",
             ThreadKind::Activator => "virtio-activator",
             ThreadKind::Vfio => "vfio",
+            ThreadKind::Prefault => "vfio-prefault",
             ThreadKind::Api => "api",
             ThreadKind::Control => "control",
         }
@@ -131,6 +134,11 @@ pub fn allowlist(kind: ThreadKind) -> Allowlist {
         ThreadKind::Vfio => {
             let mut a = common::runtime();
             a.extend(&crate::vfio::seccomp::thread_rules());
+            a
+        }
+        ThreadKind::Prefault => {
+            let mut a = common::runtime();
+            a.extend(&crate::vfio::seccomp::prefault_rules());
             a
         }
     }

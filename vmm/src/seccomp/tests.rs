@@ -3,10 +3,11 @@
 
 use super::*;
 
-const ALL_KINDS: [ThreadKind; 12] = [
+const ALL_KINDS: [ThreadKind; 13] = [
     ThreadKind::Control,
     ThreadKind::Api,
     ThreadKind::Vfio,
+    ThreadKind::Prefault,
     ThreadKind::Vmm,
     ThreadKind::Activator,
     ThreadKind::Vcpu,
@@ -45,8 +46,9 @@ fn allowed_syscall_counts_match_the_readme() {
     vcpu.extend(&passthrough.extra);
     assert_eq!((vcpu.len(), vcpu.rule_entries()), (23, 27));
     assert_eq!(counts(ThreadKind::Vfio), (24, 31));
+    assert_eq!(counts(ThreadKind::Prefault), (20, 21));
     assert_eq!(counts(ThreadKind::Api), (26, 26));
-    assert_eq!(counts(ThreadKind::Control), (88, 134));
+    assert_eq!(counts(ThreadKind::Control), (88, 135));
     assert_eq!(counts(ThreadKind::Activator), (52, 55));
     for d in [
         DeviceKind::Block,

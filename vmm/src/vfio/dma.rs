@@ -8,11 +8,14 @@
 //! accesses to the device itself wait only for its start-of-VM reset, which the same thread
 //! does first. A mapping error ends the VM with a message saying so.
 //!
-//! The thread runs at idle priority (SCHED_IDLE): on a host with a spare core it runs there
-//! at full speed; on a busy or single-core host it takes only time the vCPUs leave idle, so it
-//! never slows the boot itself. RAM is mapped in 64 MiB chunks, and once a device is waiting
-//! on the gate (the guest driver set Bus Master Enable before the mapping finished) the
-//! thread goes back to normal priority for the rest.
+//! The thread runs at idle priority (SCHED_IDLE) where it can come back from it (CAP_SYS_NICE
+//! or RLIMIT_NICE: [`can_leave_idle`]): on a host with a spare core it runs there at full
+//! speed; on a busy or single-core host it takes only time the vCPUs leave idle, so it never
+//! slows the boot itself, and once a device is waiting on the gate (the guest driver set Bus
+//! Master Enable before the mapping finished) it goes back to normal priority for the rest.
+//! A process that could not come back maps at normal priority from the start, so a waiting
+//! guest is never starved. Helper threads fault RAM in ahead of it (prefault.rs). RAM is
+//! mapped in 64 MiB chunks (more for very large guests: [`dma_chunk`]).
 //!
 //! With `--memory hugepages=on` the pages come from the hugetlb pool and are pinned 2 MiB at
 //! a time (512 times fewer faults and page-table entries to walk), which cuts the cost to a
@@ -187,6 +190,36 @@ pub struct MappingJob {
     pub on_done: Box<dyn FnOnce(Duration, u64) + Send>,
     /// Called with the error message when it failed (ends the VM).
     pub on_error: Box<dyn FnOnce(String) + Send>,
+    /// Map at idle priority (only where the thread can come back: [`can_leave_idle`]).
+    pub idle: bool,
+    /// Threads faulting RAM in ahead of the mapper, on `plan` (prefault.rs).
+    pub helpers: Option<(Arc<super::prefault::Plan>, super::prefault::Helpers)>,
+}
+
+/// Whether a thread of this process that went to SCHED_IDLE may come back to SCHED_OTHER:
+/// with CAP_SYS_NICE, or an RLIMIT_NICE of 20 or more. Without, a mapper at idle priority on
+/// a busy host would stay starved while the guest waits for its DMA; it maps at normal
+/// priority from the start instead. (Asked before the threads are confined.)
+pub fn can_leave_idle() -> bool {
+    const CAP_SYS_NICE: u32 = 23;
+    let cap = std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_NICE) != 0);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct.
+    let nice = unsafe { libc::getrlimit(libc::RLIMIT_NICE, &mut lim) } == 0 && lim.rlim_cur >= 20;
+    cap || nice
 }
 
 fn reset_all(devices: &[(String, Arc<dyn VfioDeviceOps>)]) {
@@ -198,7 +231,7 @@ fn reset_all(devices: &[(String, Arc<dyn VfioDeviceOps>)]) {
 /// Sets the calling thread's scheduling policy (SCHED_IDLE or SCHED_OTHER); false when the
 /// kernel refuses (going back from SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE).
 /// (The raw system call: musl's `sched_setscheduler` wrapper only returns ENOSYS.)
-fn set_policy(policy: libc::c_int) -> bool {
+pub(crate) fn set_policy(policy: libc::c_int) -> bool {
     // SAFETY: sched_param is plain data; all-zero is priority 0 (what SCHED_IDLE and
     // SCHED_OTHER require).
     let param: libc::sched_param = unsafe { std::mem::zeroed() };
@@ -213,10 +246,16 @@ fn set_policy(policy: libc::c_int) -> bool {
     }
 }
 
-fn map_all(mapper: &dyn DmaMapper, regions: &[RamRegion], gate: &DmaGate) -> Result<u64, String> {
+fn map_all(
+    mapper: &dyn DmaMapper,
+    regions: &[RamRegion],
+    gate: &DmaGate,
+    idle: bool,
+    plan: Option<&super::prefault::Plan>,
+) -> Result<u64, String> {
     let chunk = dma_chunk(regions.iter().map(|r| r.size).sum());
     let (mut done, mut entries) = (0u64, 0u64);
-    let mut idle = set_policy(libc::SCHED_IDLE);
+    let mut idle = idle && set_policy(libc::SCHED_IDLE);
     for r in regions {
         let mut off = 0;
         while off < r.size {
@@ -228,6 +267,9 @@ fn map_all(mapper: &dyn DmaMapper, regions: &[RamRegion], gate: &DmaGate) -> Res
                 log::debug!("vfio: a device waits for DMA; mapping at normal priority");
             }
             let len = chunk.min(r.size - off);
+            if let Some(p) = plan {
+                p.mapper_at(entries as usize);
+            }
             // SAFETY: guest RAM stays mapped until the VFIO teardown has unmapped it; the
             // chunk lies inside the region.
             let host = r.host.wrapping_add(off as usize);
@@ -272,7 +314,23 @@ impl MappingJob {
         reset_all(&self.resets);
         self.gate.set(Some(Phase::Done), None);
         let start = Instant::now();
-        match map_all(self.mapper.as_ref(), &self.regions, &self.gate) {
+        let plan = self.helpers.as_ref().map(|(p, _)| p.as_ref());
+        let result = map_all(
+            self.mapper.as_ref(),
+            &self.regions,
+            &self.gate,
+            self.idle,
+            plan,
+        );
+        // The helpers are done (or stop now): nothing touches guest RAM behind the VMM's back.
+        if let Some((plan, helpers)) = self.helpers {
+            let n = helpers.join();
+            log::debug!(
+                "vfio: prefault helpers populated {n} of {} chunks",
+                plan.len()
+            );
+        }
+        match result {
             Ok(bytes) => {
                 self.gate.set(None, Some(Phase::Done));
                 (self.on_done)(start.elapsed(), bytes);
@@ -353,6 +411,8 @@ pub(crate) mod tests {
             gate: gate.clone(),
             on_done: Box::new(move |_, bytes| *d.lock().unwrap() = Some(bytes)),
             on_error: Box::new(|e| panic!("{e}")),
+            idle: false,
+            helpers: None,
         };
         assert!(!gate.dma_settled());
         let waiter = {
@@ -395,7 +455,7 @@ pub(crate) mod tests {
                 host: std::ptr::null_mut(),
             },
         ];
-        map_all(&dma, &ram, &DmaGate::default()).unwrap();
+        map_all(&dma, &ram, &DmaGate::default(), false, None).unwrap();
         let maps = dma.maps.lock().unwrap();
         assert_eq!(maps.len(), 4096);
         assert_eq!(maps.iter().map(|m| m.1).sum::<u64>(), 2 << 40);
@@ -417,6 +477,8 @@ pub(crate) mod tests {
             gate: gate.clone(),
             on_done: Box::new(|_, _| panic!("must fail")),
             on_error: Box::new(move |e| *e2.lock().unwrap() = e),
+            idle: false,
+            helpers: None,
         }
         .run();
         let msg = err.lock().unwrap().clone();
@@ -442,6 +504,8 @@ pub(crate) mod tests {
             gate: gate.clone(),
             on_done: Box::new(|_, _| panic!("must not finish")),
             on_error: Box::new(|e| panic!("must not report: {e}")),
+            idle: false,
+            helpers: None,
         }
         .run();
         assert!(gate.wait_dma_ready().is_err());

@@ -8,6 +8,7 @@ pub mod dma;
 mod host;
 mod iova;
 mod passthrough;
+pub mod prefault;
 pub mod preflight;
 mod relocator;
 mod reset;

@@ -210,6 +210,24 @@ impl Passthrough {
         let gate = Arc::new(DmaGate::default());
         let ram = ram_regions(mem);
         let hosts: Vec<Arc<HostDevice>> = devices.iter().map(|d| d.host.clone()).collect();
+        // Idle priority only where the mapper can come back from it; helper threads fault
+        // RAM in ahead of it (prefault.rs), each under its own filter.
+        let idle = super::dma::can_leave_idle();
+        let total = ram.iter().map(|r| r.size).sum();
+        let count = super::prefault::helper_count();
+        let helpers = if count > 0 {
+            let plan = Arc::new(super::prefault::Plan::new(
+                &ram,
+                super::dma::dma_chunk(total),
+            ));
+            let filter = crate::seccomp::Confinement::new(seccomp)
+                .compile(crate::seccomp::ThreadKind::Prefault)
+                .map_err(PassthroughError::Seccomp)?;
+            let helpers = super::prefault::Helpers::spawn(count, plan.clone(), filter, idle);
+            Some((plan, helpers))
+        } else {
+            None
+        };
         let job = MappingJob {
             mapper: dma.clone(),
             regions: ram.clone(),
@@ -232,6 +250,8 @@ impl Passthrough {
                 let exit = exit.clone();
                 Box::new(move |e| exit.report(VmExitReason::Fatal(e)))
             },
+            idle,
+            helpers,
         };
         let (tx, rx) = channel::<Vec<PciAddress>>();
         let m = mapper.clone();

@@ -109,6 +109,18 @@ pub fn thread_rules() -> Allowlist {
     a
 }
 
+/// What a prefault helper may do beyond the runtime core: populate guest RAM
+/// (madvise MADV_POPULATE_WRITE and nothing else) and lower its own priority.
+pub fn prefault_rules() -> Allowlist {
+    let mut a = Allowlist::default();
+    a.allow_if(
+        libc::SYS_madvise,
+        arg_eq(2, super::prefault::MADV_POPULATE_WRITE as u64),
+    );
+    a.allow_if(libc::SYS_sched_setscheduler, arg_eq(0, 0));
+    a
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

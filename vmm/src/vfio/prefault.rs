@@ -1,0 +1,301 @@
+//! Faulting guest RAM in ahead of the DMA mapper, on several threads.
+//!
+//! Most of what pinning guest RAM for DMA costs is the kernel faulting in and zeroing each
+//! page; the pinning itself, on present pages, is a walk of the page tables. Type1 maps one
+//! call at a time per container (its lock is held while it pins), so the mapper cannot be
+//! parallel, but the faulting-in can: helper threads claim chunks ahead of the mapper and
+//! populate them with `madvise(MADV_POPULATE_WRITE)` (Linux 5.14), which faults the pages in
+//! for writing without touching what they hold; the mapper then pins pages that are there.
+//! A helper skips chunks the mapper has reached (the pin faults them in itself), so nothing
+//! waits on a helper, and without helpers (one CPU, an old kernel) the mapper works alone as
+//! before. Helpers run under their own seccomp filter (`ThreadKind::Prefault`) and, like the
+//! mapper, at idle priority where the process may come back from it.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::dma::RamRegion;
+
+/// `MADV_POPULATE_WRITE` (include/uapi/asm-generic/mman-common.h).
+pub const MADV_POPULATE_WRITE: i32 = 23;
+
+/// The most helper threads.
+pub const MAX_HELPERS: usize = 8;
+
+/// One chunk of guest RAM, in the order the mapper maps them.
+#[derive(Clone, Copy, Debug)]
+struct Chunk {
+    host: *mut u8,
+    len: u64,
+}
+
+/// Chunks shared by the mapper and the helpers.
+pub struct Plan {
+    chunks: Vec<Chunk>,
+    /// The next chunk a helper takes.
+    next: AtomicUsize,
+    /// The chunk the mapper is on (helpers skip it and those before).
+    mapper_at: AtomicUsize,
+    /// Chunks populated by helpers (for the log line and tests).
+    populated: AtomicUsize,
+    stop: AtomicBool,
+}
+
+// SAFETY: the chunks are addresses of guest RAM, which the VMM keeps mapped until the helpers
+// have been joined (see `Helpers::join`); they are only handed to madvise.
+unsafe impl Send for Plan {}
+// SAFETY: as above; the shared state is atomics.
+unsafe impl Sync for Plan {}
+
+impl Plan {
+    /// `regions` cut into `chunk`-byte pieces, the mapper's order.
+    pub fn new(regions: &[RamRegion], chunk: u64) -> Self {
+        let mut chunks = Vec::new();
+        for r in regions {
+            let mut off = 0;
+            while off < r.size {
+                let len = chunk.min(r.size - off);
+                chunks.push(Chunk {
+                    host: r.host.wrapping_add(off as usize),
+                    len,
+                });
+                off += len;
+            }
+        }
+        Plan {
+            chunks,
+            next: AtomicUsize::new(0),
+            mapper_at: AtomicUsize::new(0),
+            populated: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// The mapper starts on chunk `i`.
+    pub fn mapper_at(&self, i: usize) {
+        self.mapper_at.store(i, Ordering::Release);
+    }
+
+    /// Helpers stop after their current chunk.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// How many chunks helpers populated.
+    pub fn populated(&self) -> usize {
+        self.populated.load(Ordering::Acquire)
+    }
+
+    /// One helper's work: claim chunks ahead of the mapper and populate them with `populate`
+    /// (madvise in the VMM; a recorder in tests) until none are left, the mapper overtook
+    /// them all, or [`stop`](Self::stop). Stops early when `populate` fails (an old kernel).
+    pub fn help(&self, populate: &dyn Fn(*mut u8, u64) -> bool) {
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            let Some(c) = self.chunks.get(i) else {
+                return;
+            };
+            // The mapper is on it or past it (it starts on chunk 0): go on from past it.
+            let at = self.mapper_at.load(Ordering::Acquire);
+            if i <= at {
+                let _ = self.next.fetch_max(at + 1, Ordering::AcqRel);
+                continue;
+            }
+            if !populate(c.host, c.len) {
+                return;
+            }
+            self.populated.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// `madvise(MADV_POPULATE_WRITE)` on `len` bytes at `host`; false when the kernel has no
+/// such advice (before 5.14: EINVAL) or refuses.
+pub fn populate_write(host: *mut u8, len: u64) -> bool {
+    // SAFETY: `host..host+len` is guest RAM, mapped for the VM's life; populating faults pages
+    // in and leaves their contents as they are.
+    unsafe { libc::madvise(host.cast(), len as usize, MADV_POPULATE_WRITE) == 0 }
+}
+
+/// How many helpers a VM's mapping gets: one per CPU this process may use beyond the
+/// mapper's, at most [`MAX_HELPERS`]; none on one CPU.
+pub fn helper_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .min(MAX_HELPERS)
+}
+
+/// The helper threads of one mapping.
+pub struct Helpers {
+    threads: Vec<JoinHandle<()>>,
+    plan: Arc<Plan>,
+}
+
+impl Helpers {
+    /// Starts `count` helpers on `plan`, each confined by `filter` before its first chunk and
+    /// at idle priority when `idle` (see dma.rs's `can_leave_idle`).
+    pub fn spawn(
+        count: usize,
+        plan: Arc<Plan>,
+        filter: crate::seccomp::Compiled,
+        idle: bool,
+    ) -> Helpers {
+        let mut threads = Vec::new();
+        for i in 0..count {
+            let (plan, filter) = (plan.clone(), filter.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("vfio-prefault{i}"))
+                .spawn(move || {
+                    if let Err(e) = filter.install() {
+                        log::warn!("vfio: prefault helper not started: {e}");
+                        return;
+                    }
+                    if idle {
+                        super::dma::set_policy(libc::SCHED_IDLE);
+                    }
+                    plan.help(&populate_write);
+                });
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    log::debug!("vfio: prefault helper {i} not started: {e}");
+                    break;
+                }
+            }
+        }
+        Helpers { threads, plan }
+    }
+
+    /// Stops the helpers and waits for them: guest RAM may go only after this (dropping
+    /// them does the same).
+    pub fn join(mut self) -> usize {
+        self.finish();
+        self.plan.populated()
+    }
+
+    fn finish(&mut self) {
+        self.plan.stop();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn regions() -> Vec<RamRegion> {
+        vec![
+            RamRegion {
+                gpa: 0,
+                size: 3 << 20,
+                host: 0x1000_0000 as *mut u8,
+            },
+            RamRegion {
+                gpa: 1 << 32,
+                size: 2 << 20,
+                host: 0x4000_0000 as *mut u8,
+            },
+        ]
+    }
+
+    #[test]
+    fn chunks_follow_the_regions_in_the_mappers_order() {
+        let p = Plan::new(&regions(), 1 << 20);
+        assert_eq!(p.len(), 5);
+        assert_eq!(p.chunks[3].host as usize, 0x4000_0000);
+        assert_eq!(p.chunks[4].host as usize, 0x4010_0000);
+    }
+
+    #[test]
+    fn helpers_populate_every_chunk_ahead_of_the_mapper_once() {
+        let p = Plan::new(&regions(), 1 << 20);
+        let seen = Mutex::new(Vec::new());
+        p.help(&|h, l| {
+            seen.lock().unwrap().push((h as usize, l));
+            true
+        });
+        // Chunk 0 is the mapper's first: left to it.
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[0], (0x1010_0000, 1 << 20));
+        assert_eq!(p.populated(), 4);
+    }
+
+    #[test]
+    fn chunks_the_mapper_reached_are_skipped_and_a_stop_ends_the_helper() {
+        let p = Plan::new(&regions(), 1 << 20);
+        p.mapper_at(3);
+        let seen = Mutex::new(Vec::new());
+        p.help(&|h, _| {
+            seen.lock().unwrap().push(h as usize);
+            true
+        });
+        assert_eq!(seen.into_inner().unwrap(), [0x4010_0000]);
+
+        let p = Plan::new(&regions(), 1 << 20);
+        p.stop();
+        p.help(&|_, _| panic!("stopped"));
+        // A kernel without the advice: the helper gives up at once.
+        let p = Plan::new(&regions(), 1 << 20);
+        let calls = AtomicUsize::new(0);
+        p.help(&|_, _| {
+            calls.fetch_add(1, Ordering::AcqRel);
+            false
+        });
+        assert_eq!(calls.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn populating_real_memory_faults_it_in_without_changing_it() {
+        let len = 4 << 20;
+        // SAFETY: a fresh anonymous mapping, unmapped below.
+        let m = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(m, libc::MAP_FAILED);
+        let p = m as *mut u8;
+        // SAFETY: inside the mapping.
+        unsafe { *p.add(5000) = 42 };
+        if !populate_write(p, len as u64) {
+            eprintln!("skipped: MADV_POPULATE_WRITE not supported by this kernel");
+        } else {
+            let mut vec = vec![0u8; len / 4096];
+            // SAFETY: mincore fills one byte per page of the mapping.
+            assert_eq!(unsafe { libc::mincore(m, len, vec.as_mut_ptr()) }, 0);
+            assert!(vec.iter().all(|&b| b & 1 == 1), "every page is resident");
+            // SAFETY: inside the mapping.
+            assert_eq!(unsafe { *p.add(5000) }, 42);
+        }
+        // SAFETY: unmapping what we mapped.
+        unsafe { libc::munmap(m, len) };
+    }
+}
