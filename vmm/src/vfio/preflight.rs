@@ -22,9 +22,15 @@ const CAP_IPC_LOCK: u32 = 14;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PreflightError {
     #[error(
-        "--device path={path}: no such device (PCI devices are listed in /sys/bus/pci/devices)"
+        "--device path={path}: no such device (PCI devices are listed in /sys/bus/pci/devices, \
+         mediated devices such as vGPUs in /sys/bus/mdev/devices)"
     )]
     NotFound { path: String },
+    #[error(
+        "mediated device {uuid} is not bound to a driver: its parent's vendor driver (for an \
+         NVIDIA vGPU, nvidia-vgpu-vfio) must be loaded; see /sys/bus/mdev/drivers"
+    )]
+    MdevNoDriver { uuid: String },
     #[error("--device path={path}: not a PCI device ({why})")]
     NotPci { path: String, why: String },
     #[error("{bdf} is bound to driver {driver}, not vfio-pci; rebind it as root: {fix}")]
@@ -142,8 +148,20 @@ fn rebind_commands(bdf: &str, bound: bool) -> String {
     )
 }
 
-/// The device's BDF and sysfs directory, checking it is a PCI device.
-fn pci_device(cfg: &DeviceConfig) -> Result<(String, PathBuf), PreflightError> {
+/// What kind of device a `--device` path is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bus {
+    /// A PCI function (physical, or an SR-IOV virtual function) bound to vfio-pci.
+    Pci,
+    /// A mediated device (an NVIDIA vGPU, say): `/sys/bus/mdev/devices/UUID`, made by its
+    /// parent's vendor driver, which also serves it through VFIO (no vfio-pci binding, an
+    /// IOMMU group of its own).
+    Mdev,
+}
+
+/// The device's name (BDF, or an mdev's UUID), sysfs directory and bus, checking it is a
+/// PCI device or a mediated device.
+fn pci_device(cfg: &DeviceConfig) -> Result<(String, PathBuf, Bus), PreflightError> {
     let path = cfg.path.display().to_string();
     let dir =
         fs::canonicalize(&cfg.path).map_err(|_| PreflightError::NotFound { path: path.clone() })?;
@@ -157,19 +175,27 @@ fn pci_device(cfg: &DeviceConfig) -> Result<(String, PathBuf), PreflightError> {
     let subsystem = fs::read_link(dir.join("subsystem")).map_err(|_| {
         not_pci("no subsystem link: point path= at /sys/bus/pci/devices/BDF".into())
     })?;
-    let is_pci = subsystem.file_name().is_some_and(|n| n == "pci")
-        && subsystem
-            .parent()
-            .and_then(Path::file_name)
-            .is_some_and(|n| n == "bus");
-    if !is_pci {
-        return Err(not_pci(format!("its subsystem is {}", subsystem.display())));
-    }
+    let on_bus = subsystem
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == "bus");
+    let bus = match subsystem.file_name().and_then(|n| n.to_str()) {
+        Some("pci") if on_bus => Bus::Pci,
+        Some("mdev") if on_bus => Bus::Mdev,
+        _ => return Err(not_pci(format!("its subsystem is {}", subsystem.display()))),
+    };
     let bdf = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok((bdf, dir))
+    Ok((bdf, dir, bus))
+}
+
+fn check_mdev_driver(uuid: &str, dir: &Path) -> Result<(), PreflightError> {
+    match link_name(&dir.join("driver")) {
+        Some(_) => Ok(()),
+        None => Err(PreflightError::MdevNoDriver { uuid: uuid.into() }),
+    }
 }
 
 fn check_driver(bdf: &str, dir: &Path) -> Result<(), PreflightError> {
@@ -279,15 +305,25 @@ pub fn check(
 ) -> Result<Vec<CheckedDevice>, PreflightError> {
     let mut found = Vec::with_capacity(devices.len());
     for cfg in devices {
-        let (bdf, dir) = pci_device(cfg)?;
-        found.push((cfg, bdf, dir));
+        let (bdf, dir, bus) = pci_device(cfg)?;
+        found.push((cfg, bdf, dir, bus));
     }
-    let passed: Vec<String> = found.iter().map(|(_, bdf, _)| bdf.clone()).collect();
+    let passed: Vec<String> = found.iter().map(|(_, bdf, _, _)| bdf.clone()).collect();
     let mut checked = Vec::with_capacity(found.len());
-    for (cfg, bdf, dir) in found {
-        check_driver(&bdf, &dir)?;
-        let group = iommu_group(&bdf, &dir)?;
-        check_group_peers(&bdf, &dir, group, &passed)?;
+    for (cfg, bdf, dir, bus) in found {
+        let group = match bus {
+            Bus::Pci => {
+                check_driver(&bdf, &dir)?;
+                let group = iommu_group(&bdf, &dir)?;
+                check_group_peers(&bdf, &dir, group, &passed)?;
+                group
+            }
+            // An mdev's group holds only itself.
+            Bus::Mdev => {
+                check_mdev_driver(&bdf, &dir)?;
+                iommu_group(&bdf, &dir)?
+            }
+        };
         check_dev_node(
             &host.dev_vfio.join("vfio"),
             "the VFIO container device is missing; load the driver: modprobe vfio-pci",

@@ -64,6 +64,42 @@ impl FakeHost {
         self
     }
 
+    /// A mediated device `uuid` (a vGPU), bound to `driver`, in its own group `group`.
+    fn mdev(&self, uuid: &str, driver: Option<&str>, group: u32) -> PathBuf {
+        let dir = self
+            .root
+            .join("sys/devices/pci0000:00/0000:41:00.0")
+            .join(uuid);
+        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(self.root.join("sys/bus/mdev/devices")).unwrap();
+        fs::create_dir_all(self.root.join("sys/bus/mdev/drivers/nvidia-vgpu-vfio")).unwrap();
+        symlink("../../../../bus/mdev", dir.join("subsystem")).unwrap();
+        if let Some(d) = driver {
+            symlink(
+                format!("../../../../bus/mdev/drivers/{d}"),
+                dir.join("driver"),
+            )
+            .unwrap();
+        }
+        let gdir = self
+            .root
+            .join(format!("sys/kernel/iommu_groups/{group}/devices"));
+        fs::create_dir_all(&gdir).unwrap();
+        symlink(
+            format!("../../../../kernel/iommu_groups/{group}"),
+            dir.join("iommu_group"),
+        )
+        .unwrap();
+        fs::write(self.root.join(format!("dev/vfio/{group}")), "").unwrap();
+        let link = self.root.join("sys/bus/mdev/devices").join(uuid);
+        symlink(
+            format!("../../../devices/pci0000:00/0000:41:00.0/{uuid}"),
+            &link,
+        )
+        .unwrap();
+        link
+    }
+
     fn cfg(&self, bdf: &str) -> DeviceConfig {
         DeviceConfig {
             path: self.root.join("sys/bus/pci/devices").join(bdf),
@@ -248,4 +284,41 @@ fn memlock_must_cover_guest_ram_unless_cap_ipc_lock() {
     assert!(check(&cfg, 4 << 30, &privileged).is_ok());
     // The real probe answers without failing.
     let _ = HostFacts::probe();
+}
+
+#[test]
+fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
+    let h = FakeHost::new("mdev");
+    let uuid = "c2a2e5e4-7a9b-4f6c-8a5e-1f2d3c4b5a69";
+    let path = h.mdev(uuid, Some("nvidia-vgpu-vfio"), 51);
+    let cfg = DeviceConfig {
+        path,
+        id: None,
+        gpudirect_clique: None,
+    };
+    let ok = check(std::slice::from_ref(&cfg), 1 << 30, &h.facts()).unwrap();
+    assert_eq!(ok[0].bdf, uuid);
+    assert_eq!(ok[0].group, 51);
+
+    let h = FakeHost::new("mdev-nodrv");
+    let cfg = DeviceConfig {
+        path: h.mdev(uuid, None, 52),
+        id: None,
+        gpudirect_clique: None,
+    };
+    let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
+    assert!(
+        e.contains("not bound to a driver") && e.contains(uuid),
+        "{e}"
+    );
+    // A missing mdev names where mdevs live.
+    let cfg = DeviceConfig {
+        path: h
+            .root
+            .join("sys/bus/mdev/devices/00000000-0000-0000-0000-000000000000"),
+        id: None,
+        gpudirect_clique: None,
+    };
+    let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
+    assert!(e.contains("/sys/bus/mdev/devices"), "{e}");
 }
