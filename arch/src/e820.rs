@@ -2,8 +2,8 @@
 
 use crate::acpi::ACPI_TABLES_START;
 use crate::layout::{
-    MemoryLayout, EBDA_START, HIGH_RAM_START, KVM_IDENTITY_MAP_START, KVM_TSS_SIZE, KVM_TSS_START,
-    LOW_RAM_END, PCI_ECAM_SIZE, PCI_ECAM_START, RAM_64BIT_START,
+    MemoryLayout, EBDA_START, HIGH_RAM_START, HT_HOLE_END, HT_HOLE_START, KVM_IDENTITY_MAP_START,
+    KVM_TSS_SIZE, KVM_TSS_START, LOW_RAM_END, PCI_ECAM_SIZE, PCI_ECAM_START, RAM_64BIT_START,
 };
 use crate::smbios::SMBIOS_END;
 
@@ -30,7 +30,9 @@ pub struct E820Entry {
 /// * RAM `[1 MiB, ram_below_4g)`;
 /// * reserved ECAM `[0xe000_0000, 0xf000_0000)` (Linux only trusts MCFG when it is);
 /// * reserved KVM identity-map + TSS pages `[0xfffb_c000, 0xfffc_0000)`;
-/// * RAM `[4 GiB, 4 GiB + ram_above_4g)` when there is any.
+/// * RAM `[4 GiB, 4 GiB + ram_above_4g)` when there is any;
+/// * for guests over 1011 GiB, reserved `[0xfd_0000_0000, 1 TiB)` (AMD's HyperTransport
+///   range) and RAM `[1 TiB, 1 TiB + ram_above_1t)`.
 pub fn e820_map(layout: &MemoryLayout) -> Vec<E820Entry> {
     let ram = |addr, end: u64| E820Entry {
         addr,
@@ -52,6 +54,11 @@ pub fn e820_map(layout: &MemoryLayout) -> Vec<E820Entry> {
     ];
     if layout.ram_above_4g > 0 {
         map.push(ram(RAM_64BIT_START, RAM_64BIT_START + layout.ram_above_4g));
+    }
+    if layout.ram_above_1t > 0 {
+        // RAM goes on past AMD's HyperTransport range, which is marked reserved.
+        map.push(reserved(HT_HOLE_START, HT_HOLE_END));
+        map.push(ram(HT_HOLE_END, HT_HOLE_END + layout.ram_above_1t));
     }
     map
 }
@@ -137,6 +144,30 @@ mod tests {
             .sum();
         // Everything but the legacy hole [0x9fc00, 1 MiB) is RAM.
         assert_eq!(ram, 8 * GIB - (HIGH_RAM_START - EBDA_START));
+    }
+
+    #[test]
+    fn a_guest_past_1011_gib_has_the_hypertransport_range_reserved_and_ram_above_1_tib() {
+        let l = MemoryLayout::new(1100 << 30, 48).unwrap();
+        let map = e820_map(&l);
+        assert_sorted_disjoint(&map);
+        let ht = map.iter().find(|e| e.addr == HT_HOLE_START).unwrap();
+        assert_eq!(
+            (ht.size, ht.kind),
+            (HT_HOLE_END - HT_HOLE_START, E820_RESERVED)
+        );
+        let last = map.last().unwrap();
+        assert_eq!(
+            (last.addr, last.size, last.kind),
+            (HT_HOLE_END, 89 << 30, E820_RAM)
+        );
+        let ram: u64 = map
+            .iter()
+            .filter(|e| e.kind == E820_RAM)
+            .map(|e| e.size)
+            .sum();
+        // All RAM but the legacy hole [0x9fc00, 1 MiB).
+        assert_eq!(ram, (1100 << 30) - (HIGH_RAM_START - EBDA_START));
     }
 
     #[test]

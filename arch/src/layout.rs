@@ -30,6 +30,12 @@ pub const HIGH_RAM_START: u64 = 0x10_0000;
 pub const MEM_32BIT_GAP_START: u64 = 0xC000_0000;
 /// First address above the 32-bit hole.
 pub const RAM_64BIT_START: u64 = 0x1_0000_0000;
+/// AMD hosts reserve `[0xfd_0000_0000, 1 TiB)` (HyperTransport): their IOMMU cannot map it,
+/// so guest RAM (DMA-mapped at IOVA = GPA for passthrough) and the 64-bit PCI window stay out
+/// of it on every host, and RAM past it continues at 1 TiB, as QEMU lays it out.
+pub const HT_HOLE_START: u64 = 0xfd_0000_0000;
+/// One past the HyperTransport range (1 TiB).
+pub const HT_HOLE_END: u64 = 0x100_0000_0000;
 /// PCI Express enhanced configuration space (ECAM): 256 buses, 1 MiB each.
 pub const PCI_ECAM_START: u64 = 0xE000_0000;
 /// Size of the ECAM window.
@@ -129,11 +135,15 @@ pub struct MemoryLayout {
     pub ram_size: u64,
     /// RAM mapped at `[0, ram_below_4g)`.
     pub ram_below_4g: u64,
-    /// RAM mapped at `[4 GiB, 4 GiB + ram_above_4g)`.
+    /// RAM mapped at `[4 GiB, 4 GiB + ram_above_4g)`, at most up to [`HT_HOLE_START`].
     pub ram_above_4g: u64,
+    /// RAM mapped at `[1 TiB, 1 TiB + ram_above_1t)`: what did not fit below the
+    /// HyperTransport range (guests over 1011 GiB).
+    pub ram_above_1t: u64,
     /// 32-bit MMIO window `(start, len)`: from the end of low RAM up to the ECAM.
     pub mmio32: (u64, u64),
-    /// 64-bit MMIO window `(start, len)`: 1 GiB-aligned above RAM, up to `2^phys_bits`.
+    /// 64-bit MMIO window `(start, len)`: 1 GiB-aligned above RAM, up to `2^phys_bits`,
+    /// never across the HyperTransport range (the larger side of it).
     pub mmio64: (u64, u64),
     /// Guest physical address width.
     pub phys_bits: u8,
@@ -160,18 +170,32 @@ impl MemoryLayout {
             return Err(LayoutError::InvalidPhysBits { bits: phys_bits });
         }
         let ram_below_4g = ram_size.min(MEM_32BIT_GAP_START);
-        let ram_above_4g = ram_size - ram_below_4g;
+        let high = ram_size - ram_below_4g;
+        let ram_above_4g = high.min(HT_HOLE_START - RAM_64BIT_START);
+        let ram_above_1t = high - ram_above_4g;
         // u128 so that absurd sizes report an error instead of overflowing.
-        let ram_end = if ram_above_4g == 0 {
-            u128::from(RAM_64BIT_START)
+        let ram_end = if ram_above_1t > 0 {
+            u128::from(HT_HOLE_END) + u128::from(ram_above_1t)
         } else {
             u128::from(RAM_64BIT_START) + u128::from(ram_above_4g)
         };
         let align = u128::from(MMIO64_ALIGN);
-        let mmio64_start = ram_end.div_ceil(align) * align;
+        let mut mmio64_start = ram_end.div_ceil(align) * align;
         let top = 1u128 << phys_bits;
+        // The window may not cross the HyperTransport range: it takes the larger side.
+        let (hole, hole_end) = (u128::from(HT_HOLE_START), u128::from(HT_HOLE_END));
+        let mut mmio64_end = top;
+        if mmio64_start < hole_end && top > hole {
+            let below = hole.saturating_sub(mmio64_start);
+            let above = top.saturating_sub(hole_end);
+            if above > below {
+                mmio64_start = hole_end;
+            } else {
+                mmio64_end = hole;
+            }
+        }
         let needed_end = mmio64_start + u128::from(MIN_MMIO64_SIZE);
-        if needed_end > top {
+        if needed_end > mmio64_end {
             return Err(LayoutError::AddressSpaceTooSmall {
                 ram_size,
                 min_mmio64: MIN_MMIO64_SIZE,
@@ -180,12 +204,13 @@ impl MemoryLayout {
             });
         }
         // Both fit in u64: top <= 2^52.
-        let mmio64 = (mmio64_start as u64, (top - mmio64_start) as u64);
+        let mmio64 = (mmio64_start as u64, (mmio64_end - mmio64_start) as u64);
         let mmio32 = (ram_below_4g, PCI_ECAM_START - ram_below_4g);
         Ok(MemoryLayout {
             ram_size,
             ram_below_4g,
             ram_above_4g,
+            ram_above_1t,
             mmio32,
             mmio64,
             phys_bits,
@@ -199,12 +224,17 @@ impl MemoryLayout {
         if self.ram_above_4g > 0 {
             ranges.push((GuestAddress(RAM_64BIT_START), self.ram_above_4g as usize));
         }
+        if self.ram_above_1t > 0 {
+            ranges.push((GuestAddress(HT_HOLE_END), self.ram_above_1t as usize));
+        }
         ranges
     }
 
     /// One past the last guest-physical RAM address.
     pub fn ram_end(&self) -> u64 {
-        if self.ram_above_4g == 0 {
+        if self.ram_above_1t > 0 {
+            HT_HOLE_END + self.ram_above_1t
+        } else if self.ram_above_4g == 0 {
             self.ram_below_4g
         } else {
             RAM_64BIT_START + self.ram_above_4g
@@ -246,12 +276,59 @@ mod tests {
         assert_eq!(l.ram_below_4g, 128 * MIB);
         assert_eq!(l.ram_above_4g, 0);
         assert_eq!(l.mmio32, (128 * MIB, PCI_ECAM_START - 128 * MIB));
-        assert_eq!(l.mmio64, (4 * GIB, (1 << 40) - 4 * GIB));
+        // 40 bits: the window stops at the HyperTransport range (the larger side).
+        assert_eq!(l.mmio64, (4 * GIB, HT_HOLE_START - 4 * GIB));
         assert_eq!(
             l.ram_ranges(),
             vec![(GuestAddress(0), (128 * MIB) as usize)]
         );
         assert_eq!(l.ram_end(), 128 * MIB);
+        // 48 bits: the side above 1 TiB is larger.
+        let l = MemoryLayout::new(128 * MIB, 48).unwrap();
+        assert_eq!(l.mmio64, (HT_HOLE_END, (1 << 48) - HT_HOLE_END));
+        // 39 bits: the range is beyond the address space and changes nothing.
+        let l = MemoryLayout::new(128 * MIB, 39).unwrap();
+        assert_eq!(l.mmio64, (4 * GIB, (1 << 39) - 4 * GIB));
+    }
+
+    #[test]
+    fn ram_past_1011_gib_continues_above_1_tib_around_the_hypertransport_range() {
+        let l = MemoryLayout::new(1100 * GIB, 48).unwrap();
+        assert_eq!(l.ram_below_4g, 3 * GIB);
+        assert_eq!(l.ram_above_4g, HT_HOLE_START - 4 * GIB);
+        assert_eq!(
+            l.ram_above_1t,
+            1100 * GIB - 3 * GIB - (HT_HOLE_START - 4 * GIB)
+        );
+        assert_eq!(l.ram_above_1t, 89 * GIB);
+        assert_eq!(
+            l.ram_ranges(),
+            vec![
+                (GuestAddress(0), (3 * GIB) as usize),
+                (GuestAddress(4 * GIB), (HT_HOLE_START - 4 * GIB) as usize),
+                (GuestAddress(HT_HOLE_END), (89 * GIB) as usize),
+            ]
+        );
+        assert_eq!(l.ram_end(), HT_HOLE_END + 89 * GIB);
+        assert_eq!(l.mmio64.0, HT_HOLE_END + 89 * GIB);
+        assert_eq!(l.mmio64.0 + l.mmio64.1, 1 << 48);
+        // No RAM range and no window touches the range.
+        for (a, len) in l.ram_ranges() {
+            assert!(a.0 + len as u64 <= HT_HOLE_START || a.0 >= HT_HOLE_END);
+        }
+        // 1011 GiB exactly still fits below it.
+        let l = MemoryLayout::new(1011 * GIB, 48).unwrap();
+        assert_eq!(l.ram_above_1t, 0);
+        assert_eq!(l.ram_end(), HT_HOLE_START);
+        assert_eq!(l.mmio64.0, HT_HOLE_END);
+        // 2 TiB with 8 GPUs' 128 GiB BARs: room above RAM in a 46-bit space.
+        let l = MemoryLayout::new(2048 * GIB, 46).unwrap();
+        assert!(l.mmio64.1 >= 8 * 128 * GIB);
+        // A guest past 1 TiB needs more than 40 address bits.
+        assert!(matches!(
+            MemoryLayout::new(1100 * GIB, 40),
+            Err(LayoutError::AddressSpaceTooSmall { .. })
+        ));
     }
 
     #[test]
