@@ -17,6 +17,7 @@ use crate::configuration::{dword_access, ConfigWriteResult};
 use crate::device::PciDevice;
 use crate::host_bridge::PciHostBridge;
 use crate::relocate::{BarMove, BarRelocator};
+use crate::root_port::{PciRootPort, PcieLink};
 
 /// The host bridge's slot.
 pub const HOST_BRIDGE_SLOT: u8 = 0;
@@ -33,6 +34,14 @@ pub enum PciBusError {
     Full(u8),
     #[error("PCI slot {0} is empty")]
     EmptySlot(u8),
+    #[error("no PCI bus number is left for another root port")]
+    NoBusNumber,
+}
+
+/// A root port on this bus and the device behind it.
+struct Port {
+    port: Arc<Mutex<PciRootPort>>,
+    device: SharedDevice,
 }
 
 /// Bus 0 of segment 0 with its devices.
@@ -40,6 +49,8 @@ pub struct PciBus {
     segment: u16,
     number: u8,
     devices: RwLock<BTreeMap<u8, SharedDevice>>,
+    /// Root ports by their slot here, each with its one device (bus N, device 0).
+    ports: RwLock<BTreeMap<u8, Port>>,
     relocator: Arc<dyn BarRelocator>,
 }
 
@@ -52,8 +63,53 @@ impl PciBus {
             segment: 0,
             number: 0,
             devices: RwLock::new(devices),
+            ports: RwLock::new(BTreeMap::new()),
             relocator,
         }
+    }
+
+    /// Puts `device` behind a new PCI Express root port (with `link`) in the lowest empty
+    /// slot; the port's secondary bus is the next unused bus number. Returns the port's
+    /// address and the device's (secondary bus, device 0). BARs the device already decodes
+    /// are handed to the relocator (a device behind a port normally starts with none: the
+    /// guest assigns them within the port's windows).
+    pub fn add_root_port(
+        &self,
+        link: PcieLink,
+        device: SharedDevice,
+    ) -> Result<(PciAddress, PciAddress), PciBusError> {
+        // Bus numbers in use, read with no map lock held.
+        let used: Vec<u8> = self
+            .port_list()
+            .iter()
+            .map(|(p, _)| p.lock().unwrap_or_else(|e| e.into_inner()).secondary_bus())
+            .collect();
+        let (slot, bus) = {
+            let mut map = self.map_mut();
+            let mut ports = self.ports.write().unwrap_or_else(|p| p.into_inner());
+            let slot = (0..=PCI_MAX_DEVICE)
+                .find(|slot| !map.contains_key(slot))
+                .ok_or(PciBusError::Full(self.number))?;
+            let bus = (1..=255u8)
+                .find(|b| !used.contains(b))
+                .ok_or(PciBusError::NoBusNumber)?;
+            let port = Arc::new(Mutex::new(PciRootPort::new(slot, bus, link)));
+            map.insert(slot, port.clone());
+            ports.insert(
+                slot,
+                Port {
+                    port,
+                    device: device.clone(),
+                },
+            );
+            (slot, bus)
+        };
+        let address = PciAddress {
+            segment: self.segment,
+            ..PciAddress::new(bus, 0, 0)
+        };
+        self.map_decoded_bars_at(address, &device, true);
+        Ok((self.address(slot), address))
     }
 
     fn map(&self) -> RwLockReadGuard<'_, BTreeMap<u8, SharedDevice>> {
@@ -117,6 +173,24 @@ impl PciBus {
             .remove(&slot)
             .ok_or(PciBusError::EmptySlot(slot))?;
         self.map_decoded_bars(slot, &device, false);
+        // A root port goes with the device behind it.
+        let port = self
+            .ports
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&slot);
+        if let Some(p) = port {
+            let bus = p
+                .port
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .secondary_bus();
+            let address = PciAddress {
+                segment: self.segment,
+                ..PciAddress::new(bus, 0, 0)
+            };
+            self.map_decoded_bars_at(address, &p.device, false);
+        }
         Ok(device)
     }
 
@@ -126,6 +200,10 @@ impl PciBus {
     }
 
     fn map_decoded_bars(&self, slot: u8, device: &SharedDevice, insert: bool) {
+        self.map_decoded_bars_at(self.address(slot), device, insert)
+    }
+
+    fn map_decoded_bars_at(&self, address: PciAddress, device: &SharedDevice, insert: bool) {
         let bars = device.lock().unwrap_or_else(|p| p.into_inner()).bars();
         let moves = bars.iter().filter(|b| b.decoded).map(|b| BarReprogram {
             index: b.index,
@@ -135,13 +213,13 @@ impl PciBus {
             size: b.size,
         });
         for reprogram in moves {
-            self.relocate(slot, device, reprogram);
+            self.relocate(address, device, reprogram);
         }
     }
 
-    fn relocate(&self, slot: u8, device: &SharedDevice, reprogram: BarReprogram) {
+    fn relocate(&self, address: PciAddress, device: &SharedDevice, reprogram: BarReprogram) {
         let mv = BarMove {
-            address: self.address(slot),
+            address,
             device,
             reprogram,
         };
@@ -153,18 +231,47 @@ impl PciBus {
         }
     }
 
-    /// The device a config access to `addr` reaches: this bus, function 0.
-    fn target(&self, addr: PciAddress) -> Option<(u8, SharedDevice)> {
-        if addr.segment != self.segment || addr.bus != self.number || addr.function != 0 {
+    /// The device a config access to `addr` reaches: this bus, function 0, or device 0 of
+    /// a root port's secondary bus.
+    fn target(&self, addr: PciAddress) -> Option<SharedDevice> {
+        if addr.segment != self.segment || addr.function != 0 {
             return None;
         }
-        Some((addr.device, self.device(addr.device)?))
+        if addr.bus == self.number {
+            return self.device(addr.device);
+        }
+        if addr.device != 0 {
+            return None;
+        }
+        self.port_list().into_iter().find_map(|(port, device)| {
+            let bus = port
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .secondary_bus();
+            (bus == addr.bus).then_some(device)
+        })
+    }
+
+    /// The root ports and their devices (the ports' map lock is not held while a port is
+    /// locked).
+    fn port_list(&self) -> Vec<(Arc<Mutex<PciRootPort>>, SharedDevice)> {
+        self.ports
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|p| (p.port.clone(), p.device.clone()))
+            .collect()
+    }
+
+    /// The device at `addr` (on this bus or behind one of its root ports).
+    pub fn device_at(&self, addr: PciAddress) -> Option<SharedDevice> {
+        self.target(addr)
     }
 
     /// Config register `reg` of `addr`; all-ones where no function answers.
     pub fn read_config(&self, addr: PciAddress, reg: usize) -> u32 {
         match self.target(addr) {
-            Some((_, device)) => device
+            Some(device) => device
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .read_config_register(reg),
@@ -205,7 +312,7 @@ impl PciBus {
             );
             return ConfigWriteResult::default();
         }
-        let Some((slot, device)) = self.target(addr) else {
+        let Some(device) = self.target(addr) else {
             debug!("pci: config write to {addr}, where no function answers");
             return ConfigWriteResult::default();
         };
@@ -214,7 +321,7 @@ impl PciBus {
             .unwrap_or_else(|p| p.into_inner())
             .write_config_register(reg, offset, data);
         for reprogram in &result.bar_moves {
-            self.relocate(slot, &device, *reprogram);
+            self.relocate(addr, &device, *reprogram);
         }
         result
     }
@@ -354,5 +461,51 @@ mod tests {
             .all(|(_, r)| r.old_addr.is_some() && r.new_addr.is_none()));
         assert!(bus.device(5).is_none());
         assert_eq!(bus.remove_device(5).err(), Some(PciBusError::EmptySlot(5)));
+    }
+
+    #[test]
+    fn a_device_behind_a_root_port_answers_on_the_ports_secondary_bus() {
+        let (bus, _) = bus();
+        bus.add_device(test_device()).unwrap();
+        let (port, dev) = bus
+            .add_root_port(PcieLink::default(), test_device())
+            .unwrap();
+        assert_eq!(port, PciAddress::new(0, 2, 0));
+        assert_eq!(dev, PciAddress::new(1, 0, 0));
+        assert_eq!(bus.read_config(port, 0), 0x000c_1b36);
+        let vendor = bus.read_config(PciAddress::new(0, 1, 0), 0);
+        assert_eq!(bus.read_config(dev, 0), vendor);
+        // Only device 0 function 0 of the secondary bus, and no other bus.
+        assert_eq!(bus.read_config(PciAddress::new(1, 1, 0), 0), 0xffff_ffff);
+        assert_eq!(bus.read_config(PciAddress::new(1, 0, 1), 0), 0xffff_ffff);
+        assert_eq!(bus.read_config(PciAddress::new(2, 0, 0), 0), 0xffff_ffff);
+        // A second port takes the next bus.
+        let (_, dev2) = bus
+            .add_root_port(PcieLink::default(), test_device())
+            .unwrap();
+        assert_eq!(dev2, PciAddress::new(2, 0, 0));
+        // The guest renumbers the first port's secondary bus: routing follows.
+        let _ = bus.write_config(port, 0x18 / 4, 1, &[9]);
+        assert_eq!(bus.read_config(PciAddress::new(9, 0, 0), 0), vendor);
+        assert_eq!(bus.read_config(dev, 0), 0xffff_ffff);
+        assert!(bus.device_at(PciAddress::new(9, 0, 0)).is_some());
+        // Removing the port removes what is behind it.
+        bus.remove_device(port.device).unwrap();
+        assert_eq!(bus.read_config(PciAddress::new(9, 0, 0), 0), 0xffff_ffff);
+    }
+
+    #[test]
+    fn bar_moves_behind_a_root_port_carry_the_devices_own_address() {
+        let (bus, relocator) = bus();
+        let (_, dev) = bus
+            .add_root_port(PcieLink::default(), test_device())
+            .unwrap();
+        relocator.take_moves();
+        // The guest moves the test device's BAR 1 and turns memory decoding on.
+        let _ = bus.write_config(dev, 5, 0, &0xd000_0000u32.to_le_bytes());
+        let _ = bus.write_config(dev, 1, 0, &[COMMAND_MEMORY_SPACE as u8]);
+        let moves = relocator.take_moves();
+        assert!(!moves.is_empty(), "the BAR was mapped");
+        assert!(moves.iter().all(|m| m.0 == dev), "{moves:?}");
     }
 }

@@ -34,6 +34,7 @@ pub mod msi;
 pub mod msix;
 pub mod msix_table;
 pub mod relocate;
+pub mod root_port;
 pub mod vfio;
 
 #[cfg(test)]
@@ -64,3 +65,4 @@ pub use msix_table::{MsixTable, MsixTableEntry};
 pub use relocate::{
     overlaps, BarMove, BarRelocator, BusBarRelocator, RecordingRelocator, RelocationError,
 };
+pub use root_port::{PciRootPort, PcieLink};

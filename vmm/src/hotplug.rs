@@ -36,6 +36,11 @@ pub enum HotplugError {
     Unavailable,
     #[error("no device '{0}' on the bus")]
     NotFound(String),
+    #[error(
+        "'{0}' sits behind a PCI Express root port, which has no hotplug slot: it stays until \
+         the VM stops"
+    )]
+    BehindRootPort(String),
 }
 
 /// The VM's side of ACPI PCI hotplug.

@@ -129,6 +129,16 @@ impl PciSegment {
             .map_err(PciSetupError::Msi)
     }
 
+    /// Put `device` behind a new PCI Express root port in bus 0's next slot; returns the
+    /// port's address and the device's.
+    pub fn add_behind_root_port(
+        &self,
+        link: pci::PcieLink,
+        device: Arc<Mutex<dyn PciDevice>>,
+    ) -> Result<(PciAddress, PciAddress), PciSetupError> {
+        Ok(self.bus.add_root_port(link, device)?)
+    }
+
     /// Put `device` at `address` (from `next_address`).
     pub fn add(
         &self,

@@ -1136,6 +1136,11 @@ impl RunningVm {
                 id.to_string(),
             )));
         };
+        if address.bus != 0 {
+            return Err(VmError::Hotplug(
+                crate::hotplug::HotplugError::BehindRootPort(id.to_string()),
+            ));
+        }
         if !hp.eject_and_unplug(address, timeout)? {
             return Ok(false);
         }

@@ -393,8 +393,8 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
         }
-        // WordBusNumber 0..=0 (producer, min/max fixed), length 1.
-        let bus = [0x88, 0x0d, 0, 2, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        // WordBusNumber 0..=255 (producer, min/max fixed), length 256.
+        let bus = [0x88, 0x0d, 0, 2, 0x0c, 0, 0, 0, 0, 0, 0xff, 0, 0, 0, 0, 1];
         assert!(find(pci, &bus).is_some(), "bus range");
         let cfg_ports = [0x47, 1, 0xf8, 0x0c, 0xf8, 0x0c, 1, 8];
         assert!(find(pci, &cfg_ports).is_some(), "0xcf8..0xcff");

@@ -19,7 +19,7 @@ mod tests {
     use crate::acpi::test_util::{assert_header, u16_at, u64_at};
 
     #[test]
-    fn mcfg_has_one_ecam_entry_for_segment_0_bus_0() {
+    fn mcfg_has_one_ecam_entry_for_segment_0_buses_0_to_255() {
         let m = build();
         assert_header(&m, b"MCFG", 1);
         // Header, 8 reserved bytes, one 16-byte allocation structure.
@@ -27,6 +27,6 @@ mod tests {
         assert_eq!(u64_at(&m, 36), 0, "reserved");
         assert_eq!(u64_at(&m, 44), 0xE000_0000, "ECAM base");
         assert_eq!(u16_at(&m, 52), 0, "segment");
-        assert_eq!((m[54], m[55]), (0, 0), "bus range");
+        assert_eq!((m[54], m[55]), (0, 255), "bus range: the 256 MiB window");
     }
 }

@@ -47,8 +47,9 @@ pub const RSDP_ADDR: u64 = ACPI_TABLES_START;
 /// Most vCPUs described: xAPIC IDs are 8 bits, 0xff is broadcast and the IOAPIC takes
 /// the ID after the last CPU.
 pub const MAX_ACPI_CPUS: u32 = 254;
-/// Last PCI bus behind the host bridge (and in the MCFG): only bus 0 for now.
-pub const PCI_LAST_BUS: u8 = 0;
+/// Last PCI bus behind the host bridge (and in the MCFG): devices sit on bus 0, and behind
+/// PCI Express root ports on their secondary buses (1 and up).
+pub const PCI_LAST_BUS: u8 = 255;
 /// SLP_EN: bit 5 of the sleep control register.
 pub const SLP_EN: u8 = 1 << 5;
 /// SLP_TYP occupies bits 2..=4 of the sleep control register.

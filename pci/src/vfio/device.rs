@@ -57,6 +57,10 @@ pub struct VfioPciParams {
     pub gate: Arc<dyn DeviceGate>,
     /// Add the NVIDIA GPUDirect P2P clique capability with this ID.
     pub gpudirect_clique: Option<u8>,
+    /// The BARs hold addresses the VMM assigned, and decoding starts on (as firmware leaves
+    /// a device). False for a device behind a root port: its BARs are 0 with decoding off,
+    /// for the guest to assign within the port's windows.
+    pub assigned: bool,
 }
 
 /// A part of a BAR to map straight into the guest.
@@ -216,7 +220,11 @@ impl VfioPciDevice {
         });
         // Decoding starts on, as firmware leaves it after assigning the BARs: the guest may use
         // a device no driver enabled (sysfs resource files) and Linux keeps the addresses.
-        let decode = command_mask & (COMMAND_MEMORY_SPACE | COMMAND_IO_SPACE);
+        let decode = if p.assigned {
+            command_mask & (COMMAND_MEMORY_SPACE | COMMAND_IO_SPACE)
+        } else {
+            0
+        };
         let _ = config.write_config_register(COMMAND_STATUS_REG, 0, &decode.to_le_bytes());
         config.set_u8(
             crate::capability::CAPABILITY_POINTER_OFFSET,

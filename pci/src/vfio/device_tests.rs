@@ -159,6 +159,7 @@ fn fixture_full(
             }),
             gate: gate.clone(),
             gpudirect_clique: clique,
+            assigned: true,
         },
         intx,
     )
@@ -649,6 +650,7 @@ fn the_first_access_turns_intx_on_after_the_command_register() {
             msix: None,
             gate: Arc::new(TestGate::default()),
             gpudirect_clique: None,
+            assigned: true,
         },
         Some(IntxResources {
             trigger: EventFd::new(0).unwrap(),

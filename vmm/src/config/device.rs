@@ -1,5 +1,7 @@
-//! `--device path=SYSFS_PATH[,id=NAME][,x_nv_gpudirect_clique=N]` (repeatable): a host PCI
-//! device passed through with VFIO, in Cloud Hypervisor's syntax.
+//! `--device path=SYSFS_PATH[,id=NAME][,x_nv_gpudirect_clique=N][,root_port=on|off]`
+//! (repeatable): a host PCI device passed through with VFIO, in Cloud Hypervisor's syntax.
+//! `root_port` (this VMM's own) puts the device behind a PCI Express root port of its own;
+//! absent, 3D controllers (data-centre GPUs, class 0x0302) get one and others do not.
 
 use std::path::PathBuf;
 
@@ -17,6 +19,8 @@ pub struct DeviceConfig {
     pub id: Option<String>,
     /// NVIDIA GPUDirect P2P clique: GPUs with the same ID may talk to each other directly.
     pub gpudirect_clique: Option<u8>,
+    /// Behind a PCI Express root port of its own (None: by the device's class).
+    pub root_port: Option<bool>,
 }
 
 impl DeviceConfig {
@@ -68,11 +72,17 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
     let mut path = None;
     let mut id = None;
     let mut gpudirect_clique = None;
-    for (k, v) in kv::parse(OPT, s, &["path", "id", "x_nv_gpudirect_clique"])? {
+    let mut root_port = None;
+    for (k, v) in kv::parse(
+        OPT,
+        s,
+        &["path", "id", "x_nv_gpudirect_clique", "root_port"],
+    )? {
         match k {
             "path" if v.is_empty() => return Err(invalid("path", v, "empty path")),
             "path" => path = Some(PathBuf::from(v)),
             "id" => id = Some(parse_id(v)?),
+            "root_port" => root_port = Some(kv::parse_bool(OPT, "root_port", v)?),
             _ => gpudirect_clique = Some(parse_clique(v)?),
         }
     }
@@ -84,6 +94,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
         path,
         id,
         gpudirect_clique,
+        root_port,
     })
 }
 
@@ -125,6 +136,11 @@ mod tests {
         assert_eq!(d.path, PathBuf::from("/sys/bus/pci/devices/0000:41:00.0/"));
         assert_eq!(d.id.as_deref(), Some("gpu0"));
         assert_eq!(d.gpudirect_clique, Some(3));
+        let port = parse("path=/sys/bus/pci/devices/0000:41:00.0,root_port=on").unwrap();
+        assert_eq!(port.root_port, Some(true));
+        let off = parse("path=/sys/bus/pci/devices/0000:41:00.0,root_port=off").unwrap();
+        assert_eq!(off.root_port, Some(false));
+        assert!(parse("path=/x,root_port=maybe").is_err());
         let plain = parse("path=/sys/bus/pci/devices/0000:00:03.0").unwrap();
         assert_eq!(plain.id, None);
         assert_eq!(plain.gpudirect_clique, None);

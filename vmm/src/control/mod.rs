@@ -680,7 +680,12 @@ impl Machine for crate::vm::RunningVm {
         } else {
             self.hot_remove_vfio(position, id, timeout)
         };
-        r.map_err(|e| internal("removing the device", e.to_string()))
+        r.map_err(|e| match e {
+            crate::vm::VmError::Hotplug(crate::hotplug::HotplugError::BehindRootPort(_)) => {
+                ApiError::new(crate::api::Status::BadRequest, e.to_string())
+            }
+            e => internal("removing the device", e.to_string()),
+        })
     }
     fn hotplugged(&self) -> bool {
         crate::vm::RunningVm::hotplugged(self)

@@ -11,7 +11,7 @@ use pci::vfio::{
     DeviceGate, IntxResources, MsiResources, VfioDeviceOps, VfioPciDevice, VfioPciError,
     VfioPciInfo, VfioPciParams,
 };
-use pci::{BarConfig, BarKind, PciAddress};
+use pci::{BarConfig, BarKind, PciAddress, PcieLink};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::bar_map::{BarMapper, DirectArea};
@@ -37,6 +37,11 @@ pub enum AttachError {
         offset: u64,
         source: std::io::Error,
     },
+    #[error(
+        "{name}: root_port=on is for devices the VM boots with; a hot-added device goes in an \
+         ACPI hotplug slot on bus 0 (leave root_port out, or add the device to vm.create)"
+    )]
+    HotRootPort { name: String },
 }
 
 /// A device on the bus.
@@ -51,6 +56,30 @@ pub struct AttachParams<'a> {
     pub mapper: &'a BarMapper,
     pub gate: Arc<dyn DeviceGate>,
     pub gpudirect_clique: Option<u8>,
+    /// Behind a PCI Express root port of its own (None: 3D controllers only).
+    pub root_port: Option<bool>,
+    /// The host device's link, which the root port reports.
+    pub link: PcieLink,
+    /// The device is hot-added to a running VM (it cannot go behind a root port).
+    pub hot: bool,
+}
+
+/// PCI class 0x0302: 3D controller (NVIDIA's and AMD's data-centre GPUs).
+const CLASS_3D_CONTROLLER: u32 = 0x0302;
+
+/// Whether the device goes behind a root port: as asked, else 3D controllers at boot.
+fn behind_root_port(
+    name: &str,
+    info: &VfioPciInfo,
+    p: &AttachParams<'_>,
+) -> Result<bool, AttachError> {
+    let class = u32::from(info.config.get(0x0b).copied().unwrap_or(0)) << 8
+        | u32::from(info.config.get(0x0a).copied().unwrap_or(0));
+    match (p.root_port, p.hot) {
+        (Some(true), true) => Err(AttachError::HotRootPort { name: name.into() }),
+        (Some(b), _) => Ok(b),
+        (None, hot) => Ok(!hot && class == CLASS_3D_CONTROLLER),
+    }
 }
 
 fn resources(
@@ -138,8 +167,25 @@ pub fn attach(
         source,
     };
     let info = VfioPciInfo::probe(ops.as_ref()).map_err(probe_err)?;
+    let port = behind_root_port(name, &info, &p)?;
+    // Bus 0's next slot: the device's, or its root port's (the device is then device 0 of
+    // the port's secondary bus, and its INTx swizzles to the port's slot).
     let address = pci.next_address().map_err(pci_err)?;
-    let bars = pci.allocate_bars(address, &info.bars).map_err(pci_err)?;
+    let bars = if port {
+        // Unassigned: the guest sizes the port's windows and places them.
+        info.bars
+            .iter()
+            .map(|b| BarConfig {
+                index: b.index,
+                size: b.size,
+                kind: b.kind,
+                prefetchable: b.prefetchable,
+                addr: 0,
+            })
+            .collect()
+    } else {
+        pci.allocate_bars(address, &info.bars).map_err(pci_err)?
+    };
     let msi = resources(pci, info.msi_vectors()).map_err(pci_err)?;
     let msix = resources(pci, info.msix_vectors()).map_err(pci_err)?;
     let gsi = arch::acpi::pci_intx_gsi(address.device, info.intx_pin.saturating_sub(1));
@@ -158,25 +204,65 @@ pub fn attach(
         msix,
         gate: p.gate,
         gpudirect_clique: p.gpudirect_clique,
+        assigned: !port,
     };
     let model = VfioPciDevice::with_intx(&info, params, intx).map_err(probe_err)?;
-    let areas = map_areas(name, ops.as_ref(), &model, address, p.mapper)?;
+    let model = Arc::new(Mutex::new(model));
+    let areas = |address| {
+        let m = model.lock().unwrap_or_else(|e| e.into_inner());
+        map_areas(name, ops.as_ref(), &m, address, p.mapper)
+    };
+    let (address, place, areas) = if port {
+        // Its BARs are unassigned: nothing is mapped until the guest places them, so the
+        // areas can be registered once the device has its address behind the port.
+        let (port_at, at) = pci
+            .add_behind_root_port(p.link, model.clone())
+            .map_err(pci_err)?;
+        let n = match areas(at) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = pci.bus.remove_device(port_at.device);
+                return Err(e);
+            }
+        };
+        let place = format!(
+            " behind root port {port_at} (link {} x{})",
+            link_speed(p.link.speed),
+            p.link.width
+        );
+        (at, place, n)
+    } else {
+        // Areas first: adding the device maps the BARs it decodes.
+        let n = areas(address)?;
+        pci.add(address, model.clone()).map_err(pci_err)?;
+        (address, String::new(), n)
+    };
     let pin = match info.intx_pin {
         0 => "none".to_string(),
         n => format!("INT{} on GSI {gsi}", (b'A' + n - 1) as char),
     };
     info!(
-        "vfio: {name} ({:04x}:{:04x}) at {address}: {}; {areas} direct BAR area(s); MSI {:?}, \
-         MSI-X {:?}, INTx {pin}",
+        "vfio: {name} ({:04x}:{:04x}) at {address}{place}: {}; {areas} direct BAR area(s); \
+         MSI {:?}, MSI-X {:?}, INTx {pin}",
         info.vendor_id(),
         info.device_id(),
         describe(&bars),
         info.msi_vectors(),
         info.msix_vectors(),
     );
-    let model = Arc::new(Mutex::new(model));
-    pci.add(address, model.clone()).map_err(pci_err)?;
     Ok(Attached { address, model })
+}
+
+fn link_speed(code: u8) -> &'static str {
+    match code {
+        1 => "2.5 GT/s",
+        2 => "5 GT/s",
+        3 => "8 GT/s",
+        4 => "16 GT/s",
+        5 => "32 GT/s",
+        6 => "64 GT/s",
+        _ => "?",
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +311,9 @@ mod tests {
                 mapper: &self.mapper,
                 gate: Arc::new(OpenGate),
                 gpudirect_clique: None,
+                root_port: None,
+                link: PcieLink::default(),
+                hot: false,
             }
         }
     }
@@ -263,6 +352,106 @@ mod tests {
         let at = PCI_ECAM_START + (u64::from(dev.device) << 15) + reg;
         assert!(w.buses.mmio.read(at, &mut b));
         u32::from_le_bytes(b)
+    }
+
+    /// A data-centre GPU's shape for the root port tests: class 0x0302 (3D controller),
+    /// BAR0 16 MiB, BAR1 128 GiB 64-bit prefetchable.
+    fn gpu() -> Arc<FakeVfioDevice> {
+        let mut cfg = vec![0u8; 256];
+        cfg[..4].copy_from_slice(&[0xde, 0x10, 0x30, 0x23]);
+        cfg[0x0a..0x0c].copy_from_slice(&[0x02, 0x03]);
+        cfg[0x14] = 0x0c;
+        Arc::new(
+            FakeVfioDevice::new(cfg)
+                .with_region(0, region(16 << 20, true))
+                .with_region(1, region(128 << 30, true)),
+        )
+    }
+
+    fn ecam_at(bus: u8, dev: u8) -> u64 {
+        PCI_ECAM_START + (u64::from(bus) << 20) + (u64::from(dev) << 15)
+    }
+
+    fn read_at(w: &World, at: u64) -> u32 {
+        let mut b = [0u8; 4];
+        assert!(w.buses.mmio.read(at, &mut b));
+        u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn a_3d_controller_goes_behind_a_root_port_with_its_bars_left_to_the_guest() {
+        let w = world();
+        let mut params = w.params();
+        params.link = PcieLink {
+            max_speed: 5,
+            max_width: 16,
+            speed: 5,
+            width: 16,
+        };
+        let a = attach("gpu0", gpu(), &w.pci, params).unwrap();
+        assert_eq!(a.address, PciAddress::new(1, 0, 0));
+        // The port at 00:01.0 (ECAM bus 0) is a bridge to bus 1 with the host's link.
+        let port = ecam_at(0, 1);
+        assert_eq!(read_at(&w, port), 0x000c_1b36);
+        assert_eq!(read_at(&w, port + 0x18) >> 8 & 0xff, 1, "secondary bus");
+        assert_eq!(read_at(&w, port + 0x40 + 0x0c) & 0x3ff, 5 | 16 << 4);
+        // The GPU answers at 01:00.0 with its BARs unassigned and decoding off.
+        let dev = ecam_at(1, 0);
+        assert_eq!(read_at(&w, dev), 0x2330_10de);
+        assert_eq!(read_at(&w, dev + 0x10) & !0xf, 0, "BAR0 unassigned");
+        assert_eq!(read_at(&w, dev + 0x04) & 0x3, 0, "no decoding");
+        assert!(w.mapper.slots_of(a.address, 1).is_empty());
+        // The guest assigns BAR1 inside the port's window and enables decoding: BAR1 becomes
+        // a memory slot at the guest's address.
+        let bar1 = 0x200_0000_0000u64;
+        assert!(w
+            .buses
+            .mmio
+            .write(dev + 0x14, &(bar1 as u32 | 0xc).to_le_bytes()));
+        assert!(w
+            .buses
+            .mmio
+            .write(dev + 0x18, &((bar1 >> 32) as u32).to_le_bytes()));
+        assert!(w
+            .buses
+            .mmio
+            .write(dev + 0x10, &0xc000_0000u32.to_le_bytes()));
+        assert!(w.buses.mmio.write(dev + 0x04, &[0x06, 0]));
+        let slots = w.mapper.slots_of(a.address, 1);
+        assert_eq!(slots.len(), 1);
+        assert_eq!((slots[0].guest_phys_addr, slots[0].size), (bar1, 128 << 30));
+    }
+
+    #[test]
+    fn root_port_on_off_and_hot_add_are_as_asked() {
+        // Off: a 3D controller stays on bus 0 with VMM-assigned BARs.
+        let w = world();
+        let mut params = w.params();
+        params.root_port = Some(false);
+        let a = attach("gpu0", gpu(), &w.pci, params).unwrap();
+        assert_eq!(a.address.bus, 0);
+        // On: any device, e.g. ivshmem (class 0x0500), goes behind a port.
+        let w = world();
+        let mut params = w.params();
+        params.root_port = Some(true);
+        let a = attach("ivshmem", ivshmem(), &w.pci, params).unwrap();
+        assert_eq!(a.address, PciAddress::new(1, 0, 0));
+        // Hot-added: no port by default, and asking for one is refused clearly.
+        let w = world();
+        let mut params = w.params();
+        params.hot = true;
+        assert_eq!(
+            attach("gpu0", gpu(), &w.pci, params).unwrap().address.bus,
+            0
+        );
+        let mut params = w.params();
+        params.hot = true;
+        params.root_port = Some(true);
+        let e = attach("gpu1", gpu(), &w.pci, params)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("root_port=on") && e.contains("gpu1"), "{e}");
     }
 
     #[test]
@@ -393,6 +582,9 @@ mod intx_tests {
             mapper: &mapper,
             gate: Arc::new(OpenGate),
             gpudirect_clique: None,
+            root_port: None,
+            link: PcieLink::default(),
+            hot: false,
         };
         let a = attach("legacy", fake, &pci, params).unwrap();
         let gsi = arch::acpi::pci_intx_gsi(a.address.device, 0);

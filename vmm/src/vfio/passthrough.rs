@@ -75,6 +75,30 @@ fn quiesce(d: &HostDevice) {
     super::reset::report(d.name(), "as it is removed", d.reset());
 }
 
+/// The link of the host device at sysfs `path` (its `max_link_*` and `current_link_*`
+/// files), for the root port above it; a Gen4 x16 link where sysfs does not say (a
+/// conventional PCI device, or an emulated one that reports "Unknown").
+pub fn host_link(path: &std::path::Path) -> pci::PcieLink {
+    let read = |f: &str| std::fs::read_to_string(path.join(f)).unwrap_or_default();
+    let speed = |f: &str| pci::PcieLink::speed_code(read(f).trim());
+    let width = |f: &str| {
+        read(f)
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|w| (1..=32).contains(w))
+    };
+    let d = pci::PcieLink::default();
+    let max_speed = speed("max_link_speed").unwrap_or(d.max_speed);
+    let max_width = width("max_link_width").unwrap_or(d.max_width);
+    pci::PcieLink {
+        max_speed,
+        max_width,
+        speed: speed("current_link_speed").unwrap_or(max_speed),
+        width: width("current_link_width").unwrap_or(max_width),
+    }
+}
+
 fn ram_regions(mem: &GuestMemoryMmap) -> Vec<RamRegion> {
     mem.iter()
         .map(|r| RamRegion {
@@ -300,6 +324,9 @@ impl Passthrough {
             mapper: &self.mapper,
             gate: self.gate.clone(),
             gpudirect_clique: cfg.gpudirect_clique,
+            root_port: cfg.root_port,
+            link: host_link(&c.path),
+            hot: true,
         };
         let a = match attach(&name, host.clone(), pci, params) {
             Ok(a) => a,
@@ -360,6 +387,9 @@ impl Passthrough {
                 mapper: &self.mapper,
                 gate: self.gate.clone(),
                 gpudirect_clique: d.cfg.gpudirect_clique,
+                root_port: d.cfg.root_port,
+                link: host_link(&d.checked.path),
+                hot: false,
             };
             let a = attach(&name, d.host.clone(), pci, params)?;
             self.attached.push(a.address);

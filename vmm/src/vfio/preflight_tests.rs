@@ -105,6 +105,7 @@ impl FakeHost {
             path: self.root.join("sys/bus/pci/devices").join(bdf),
             id: None,
             gpudirect_clique: None,
+            root_port: None,
         }
     }
 
@@ -295,6 +296,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         path,
         id: None,
         gpudirect_clique: None,
+        root_port: None,
     };
     let ok = check(std::slice::from_ref(&cfg), 1 << 30, &h.facts()).unwrap();
     assert_eq!(ok[0].bdf, uuid);
@@ -305,6 +307,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         path: h.mdev(uuid, None, 52),
         id: None,
         gpudirect_clique: None,
+        root_port: None,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(
@@ -318,6 +321,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
             .join("sys/bus/mdev/devices/00000000-0000-0000-0000-000000000000"),
         id: None,
         gpudirect_clique: None,
+        root_port: None,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(e.contains("/sys/bus/mdev/devices"), "{e}");

@@ -143,6 +143,7 @@ impl ApiVmConfig {
                         path: Some(s(&d.path)),
                         id: d.id.clone(),
                         x_nv_gpudirect_clique: d.gpudirect_clique,
+                        root_port: d.root_port,
                         ..Default::default()
                     })
                     .collect(),
@@ -637,6 +638,9 @@ fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
     }
     if let Some(c) = d.x_nv_gpudirect_clique {
         kv += &format!(",x_nv_gpudirect_clique={c}");
+    }
+    if let Some(r) = d.root_port {
+        kv += if r { ",root_port=on" } else { ",root_port=off" };
     }
     config::device::parse(&kv).map_err(|e| api_message(field, e))
 }

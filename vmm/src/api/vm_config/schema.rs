@@ -311,6 +311,9 @@ pub struct ApiDevice {
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_nv_gpudirect_clique: Option<u8>,
+    /// This VMM's own: behind a PCI Express root port of its own (absent: by class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_port: Option<bool>,
     #[serde(default, skip_serializing)]
     pub iommu: Option<Value>,
     #[serde(default, skip_serializing)]
