@@ -17,8 +17,9 @@
 //! ```
 
 use acpi_tables::aml::{
-    AddressSpace, AddressSpaceCacheable, Device, EISAName, Interrupt, Memory32Fixed, Method, Name,
-    Notify, Package, PackageBuilder, Path, ResourceTemplate, Return, Scope, IO, ZERO,
+    AddressSpace, AddressSpaceCacheable, And, Arg, CreateDWordField, Device, EISAName, Else,
+    Equal, If, Interrupt, Local, Memory32Fixed, Method, Name, NotEqual, Notify, Or, Package,
+    PackageBuilder, Path, ResourceTemplate, Return, Scope, Store, Uuid, IO, ONE, ZERO,
 };
 use acpi_tables::sdt::Sdt;
 use acpi_tables::{Aml, AmlSink};
@@ -162,11 +163,54 @@ fn pci_host_bridge(
             &Name::new("_BBN".into(), &ZERO),
             &Name::new("_CRS".into(), &ResourceTemplate::new(crs)),
             &Name::new("_PRT".into(), &pci_routing_table()),
+            &Raw(osc()),
             &slots,
         ],
     )
     .to_aml_bytes(sink);
     Ok(())
+}
+
+/// The PCI host bridge's `_OSC` (PCI Firmware Specification 3.3, 4.5.1): the OS gets native
+/// control of what it asks for (PME, AER, the PCI Express capability structure, LTR; so its
+/// pcieport driver serves the root ports) except native PCIe hot-plug (bit 0), which stays
+/// ACPI's (the slots above are hot-plugged through `_EJ0` and the GED). Bits it did not get
+/// are reported with the "capabilities masked" error bit, an unknown revision with its bit,
+/// an unknown UUID with its bit, as QEMU's firmware does.
+fn osc() -> Vec<u8> {
+    let cdw1 = Path::new("CDW1");
+    let cdw3 = Path::new("CDW3");
+    let ctrl = Local(0);
+    let mut out = Vec::new();
+    Method::new(
+        "_OSC".into(),
+        4,
+        false,
+        vec![
+            &CreateDWordField::new(&cdw1, &Arg(3), &ZERO),
+            &If::new(
+                &Equal::new(&Arg(0), &Uuid::new("33DB4D5B-1FF7-401C-9657-7441C03DD766")),
+                vec![
+                    &CreateDWordField::new(&cdw3, &Arg(3), &8u8),
+                    &Store::new(&ctrl, &cdw3),
+                    &And::new(&ctrl, &ctrl, &0x1eu8),
+                    &If::new(
+                        &NotEqual::new(&Arg(1), &ONE),
+                        vec![&Or::new(&cdw1, &cdw1, &0x08u8)],
+                    ),
+                    &If::new(
+                        &NotEqual::new(&cdw3, &ctrl),
+                        vec![&Or::new(&cdw1, &cdw1, &0x10u8)],
+                    ),
+                    &Store::new(&cdw3, &ctrl),
+                ],
+            ),
+            &Else::new(vec![&Or::new(&cdw1, &cdw1, &0x04u8)]),
+            &Return::new(&Arg(3)),
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
 }
 
 /// COM1: its eight ports and its edge-triggered, active-high interrupt.
@@ -643,6 +687,9 @@ mod hotplug_tests {
             .output()
             .unwrap();
         let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
+        if std::env::var_os("VMM_PRINT_DSL").is_some() {
+            eprintln!("{dsl}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
         assert!(
             res.status.success(),
@@ -660,6 +707,10 @@ mod hotplug_tests {
             "\\_SB.PCI0.DVNT (PCID, 0x03)",
             "Notify (S005, Arg1)",
             "\\_SB.PHPR.PSCN ()",
+            "Method (_OSC, 4, NotSerialized)",
+            "ToUUID (\"33db4d5b-1ff7-401c-9657-7441c03dd766\")",
+            "Local0 &= 0x1E",
+            "CDW1 |= 0x10",
         ] {
             assert!(dsl.contains(want), "{want} not in:\n{dsl}");
         }
