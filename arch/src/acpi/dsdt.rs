@@ -172,9 +172,9 @@ fn pci_host_bridge(
 }
 
 /// The PCI host bridge's `_OSC` (PCI Firmware Specification 3.3, 4.5.1): the OS gets native
-/// control of what it asks for (PME, AER, the PCI Express capability structure, LTR; so its
-/// pcieport driver serves the root ports) except native PCIe hot-plug (bit 0), which stays
-/// ACPI's (the slots above are hot-plugged through `_EJ0` and the GED). Bits it did not get
+/// control of PME, AER and the PCI Express capability structure when it asks (so its pcieport
+/// driver serves the root ports), not of hot-plug (PCIe native and SHPC, bits 0 and 1), which
+/// stays ACPI's (the slots above are hot-plugged through `_EJ0` and the GED), nor of LTR. Bits it did not get
 /// are reported with the "capabilities masked" error bit, an unknown revision with its bit,
 /// an unknown UUID with its bit, as QEMU's firmware does.
 fn osc() -> Vec<u8> {
@@ -193,7 +193,7 @@ fn osc() -> Vec<u8> {
                 vec![
                     &CreateDWordField::new(&cdw3, &Arg(3), &8u8),
                     &Store::new(&ctrl, &cdw3),
-                    &And::new(&ctrl, &ctrl, &0x1eu8),
+                    &And::new(&ctrl, &ctrl, &0x1cu8),
                     &If::new(
                         &NotEqual::new(&Arg(1), &ONE),
                         vec![&Or::new(&cdw1, &cdw1, &0x08u8)],
@@ -709,7 +709,7 @@ mod hotplug_tests {
             "\\_SB.PHPR.PSCN ()",
             "Method (_OSC, 4, NotSerialized)",
             "ToUUID (\"33db4d5b-1ff7-401c-9657-7441c03dd766\")",
-            "Local0 &= 0x1E",
+            "Local0 &= 0x1C",
             "CDW1 |= 0x10",
         ] {
             assert!(dsl.contains(want), "{want} not in:\n{dsl}");
