@@ -17,8 +17,8 @@
 //! ```
 
 use acpi_tables::aml::{
-    AddressSpace, AddressSpaceCacheable, And, Arg, CreateDWordField, Device, EISAName, Else,
-    Equal, If, Interrupt, Local, Memory32Fixed, Method, Name, NotEqual, Notify, Or, Package,
+    AddressSpace, AddressSpaceCacheable, And, Arg, CreateDWordField, Device, EISAName, Else, Equal,
+    If, Interrupt, Local, Memory32Fixed, Method, Name, NotEqual, Notify, Or, Package,
     PackageBuilder, Path, ResourceTemplate, Return, Scope, Store, Uuid, IO, ONE, ZERO,
 };
 use acpi_tables::sdt::Sdt;
