@@ -116,6 +116,26 @@ pub fn command() -> Command {
                 .help("virtio-net over a TAP (repeatable): tap=NAME[,ip=ADDR,mask=MASK][,mac=MAC][,num_queues=N][,queue_size=N]"),
         )
         .arg(
+            Arg::new("memory-zone")
+                .long("memory-zone")
+                .value_name("id=ID,size=SIZE[,host_numa_node=N]")
+                .action(ArgAction::Append)
+                .help(
+                    "a zone of guest RAM (repeatable; with --memory size=0): RAM is the zones \
+                     in order; host_numa_node binds the zone's memory to that host node",
+                ),
+        )
+        .arg(
+            Arg::new("numa")
+                .long("numa")
+                .value_name("guest_numa_id=N,cpus=[..],distances=[N@D,..],memory_zones=[..]")
+                .action(ArgAction::Append)
+                .help(
+                    "a guest NUMA node (repeatable): its vCPUs, its memory zones and its \
+                     distances to the other nodes (SRAT/SLIT); every vCPU and zone in exactly one",
+                ),
+        )
+        .arg(
             Arg::new("platform")
                 .long("platform")
                 .value_name("system_uuid=UUID,...")
@@ -273,6 +293,8 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             "console",
             "fs",
             "platform",
+            "memory-zone",
+            "numa",
         ] {
             if given(id) {
                 return Err(ConfigError::Option(format!(
@@ -344,7 +366,21 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             .map(|s| config::PlatformConfig::parse(s))
             .transpose()?
             .unwrap_or_default(),
+        memory_zones: all("memory-zone")
+            .map(config::numa::parse_zone)
+            .collect::<Result<Vec<_>, _>>()?,
+        numa: all("numa")
+            .map(config::numa::parse_node)
+            .collect::<Result<Vec<_>, _>>()?,
     };
+    vm.settle_memory().map_err(|(param, why)| {
+        let option = match param {
+            "size" => "--memory",
+            "numa" | "cpus" | "distances" | "guest_numa_id" => "--numa",
+            _ => "--memory-zone",
+        };
+        ConfigError::Option(format!("{option}: {param}: {why}"))
+    })?;
     config::fs::check_memory(&vm.fs, vm.memory.shared)
         .map_err(|e| ConfigError::Option(format!("--fs: {e}")))?;
     // A duplicate id is the command line's: the error names the options that give ids.

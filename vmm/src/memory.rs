@@ -27,6 +27,66 @@ pub enum MemoryError {
     Regions(String),
     #[error("registering guest memory with the hypervisor: {0}")]
     Register(#[from] hypervisor::HypervisorError),
+    #[error(
+        "binding guest memory at {gpa:#x} (+{len:#x}) to host NUMA node {node}: {source}{hint}"
+    )]
+    Bind {
+        gpa: u64,
+        len: u64,
+        node: u32,
+        hint: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// MPOL_BIND (include/uapi/linux/mempolicy.h).
+const MPOL_BIND: libc::c_int = 2;
+/// MPOL_MF_MOVE: pages already faulted in (prefault=on) move to the node.
+const MPOL_MF_MOVE: libc::c_uint = 1 << 1;
+
+/// Binds `len` bytes of guest memory at `gpa` (inside one region) to host NUMA node `node`.
+pub fn bind_to_host_node(
+    mem: &GuestMemoryMmap,
+    gpa: u64,
+    len: u64,
+    node: u32,
+) -> Result<(), MemoryError> {
+    let err = |hint, source| MemoryError::Bind {
+        gpa,
+        len,
+        node,
+        hint,
+        source,
+    };
+    let host = mem
+        .get_host_address(vm_memory::GuestAddress(gpa))
+        .map_err(|e| err("", std::io::Error::other(e.to_string())))?;
+    let words = node as usize / 64 + 1;
+    let mut mask = vec![0u64; words];
+    mask[node as usize / 64] |= 1 << (node % 64);
+    // SAFETY: mbind changes only the memory policy of our own mapping; the mask outlives the
+    // call and maxnode says how many bits it holds.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            host,
+            len as usize,
+            MPOL_BIND,
+            mask.as_ptr(),
+            (words * 64 + 1) as libc::c_ulong,
+            MPOL_MF_MOVE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    let hint = match e.raw_os_error() {
+        Some(libc::EINVAL) => " (does the host have that node? see /sys/devices/system/node)",
+        Some(libc::ENOSYS) => " (this host kernel has no NUMA support)",
+        _ => "",
+    };
+    Err(err(hint, e))
 }
 
 /// A memory file of `size` bytes for shared guest RAM (hugetlb-backed with `hugepages`).

@@ -395,6 +395,18 @@ fn build(
         None => memory::create(&layout.ram_ranges(), &cfg.memory)?,
         Some(r) => restored_memory(r, &layout)?,
     };
+    // Guest RAM as zones (`--memory-zone`): each on its host NUMA node, before the guest
+    // touches it.
+    let ram: Vec<(u64, u64)> = layout
+        .ram_ranges()
+        .iter()
+        .map(|&(a, l)| (a.0, l as u64))
+        .collect();
+    for (z, gpa, len) in crate::config::numa::zone_pieces(&cfg.memory_zones, &ram) {
+        if let Some(node) = cfg.memory_zones[z].host_numa_node {
+            memory::bind_to_host_node(&mem, gpa, len, node)?;
+        }
+    }
     let ram_slots = memory::register(vm.as_ref(), &mem)?.len() as u32;
     timer.phase("memory_mapped");
 
@@ -442,6 +454,7 @@ fn build(
         let (mem, layout, timer) = (mem.clone(), layout.clone(), timer.clone());
         let (num_vcpus, cmdline, serial) = (cfg.cpus.boot, cfg.cmdline.clone(), cfg.serial.clone());
         let smbios = cfg.platform.smbios(num_vcpus);
+        let numa = crate::config::numa::acpi_nodes(&cfg.memory_zones, &cfg.numa, &ram);
         vmm_thread.submit(move || -> Result<arch::EntryPoint, VmError> {
             let entry = arch::load_guest_with_rsdp(
                 &mem,
@@ -454,14 +467,17 @@ fn build(
                 },
                 Some(arch::AcpiTables::RSDP_ADDR),
             )?;
-            arch::build_acpi_tables(&arch::AcpiConfig {
-                num_vcpus,
-                layout: &layout,
-                pm: legacy::acpi_pm_ports(),
-                serial: legacy::acpi_serial(&serial),
-                power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
-                pci_hotplug: hotplug.then(crate::hotplug::acpi_config),
-            })?
+            arch::acpi::build_acpi_tables_numa(
+                &arch::AcpiConfig {
+                    num_vcpus,
+                    layout: &layout,
+                    pm: legacy::acpi_pm_ports(),
+                    serial: legacy::acpi_serial(&serial),
+                    power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
+                    pci_hotplug: hotplug.then(crate::hotplug::acpi_config),
+                },
+                &numa,
+            )?
             .write(&mem)?;
             arch::smbios::setup_smbios(&mem, &smbios)?;
             timer.phase("kernel_loaded");

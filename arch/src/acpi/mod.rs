@@ -23,6 +23,7 @@ pub use hotplug::PciHotplugConfig;
 mod fadt;
 mod madt;
 mod mcfg;
+pub mod numa;
 mod rsdp;
 mod xsdt;
 
@@ -216,13 +217,26 @@ impl AcpiTables {
 
 /// Builds the tables for `cfg`.
 pub fn build_acpi_tables(cfg: &AcpiConfig) -> Result<AcpiTables, AcpiError> {
+    build_acpi_tables_numa(cfg, &[])
+}
+
+/// Builds the tables for `cfg`, with an SRAT and a SLIT describing `numa` when it has nodes.
+pub fn build_acpi_tables_numa(
+    cfg: &AcpiConfig,
+    numa: &[numa::NumaNode],
+) -> Result<AcpiTables, AcpiError> {
     validate(cfg)?;
     let mut area = TableArea::new();
     let dsdt_addr = area.push(&dsdt::build(cfg)?)?;
     let fadt_addr = area.push(&fadt::build(dsdt_addr, &cfg.pm))?;
     let madt_addr = area.push(&madt::build(cfg.num_vcpus))?;
     let mcfg_addr = area.push(&mcfg::build())?;
-    let xsdt_addr = area.push(&xsdt::build(&[fadt_addr, madt_addr, mcfg_addr]))?;
+    let mut entries = vec![fadt_addr, madt_addr, mcfg_addr];
+    if !numa.is_empty() {
+        entries.push(area.push(&numa::srat(numa))?);
+        entries.push(area.push(&numa::slit(numa))?);
+    }
+    let xsdt_addr = area.push(&xsdt::build(&entries))?;
     area.bytes[..rsdp::RSDP_LEN].copy_from_slice(&rsdp::build(xsdt_addr));
     Ok(AcpiTables { bytes: area.bytes })
 }

@@ -52,14 +52,7 @@ impl MemoryConfig {
                 param: "size",
             });
         }
-        if cfg.size == 0 {
-            return Err(ConfigError::InvalidValue {
-                option: OPT,
-                param: "size",
-                value: "0".into(),
-                reason: "guest memory cannot be empty".into(),
-            });
-        }
+        // size=0 means "the memory zones' sum" (VmConfig::settle_memory checks there are some).
         if cfg.hugepages && cfg.size % (2 << 20) != 0 {
             return Err(ConfigError::InvalidValue {
                 option: OPT,
@@ -86,10 +79,9 @@ mod tests {
 
     #[test]
     fn rejects_zero_missing_and_bad_sizes() {
-        assert!(matches!(
-            MemoryConfig::parse("size=0"),
-            Err(ConfigError::InvalidValue { .. })
-        ));
+        // 0 parses (it means "the zones' sum"); VmConfig::settle_memory refuses it without
+        // zones ("guest memory cannot be empty", tests/bad_input.rs).
+        assert_eq!(MemoryConfig::parse("size=0").unwrap().size, 0);
         assert!(matches!(
             MemoryConfig::parse("prefault=on"),
             Err(ConfigError::Missing { .. })

@@ -9,6 +9,7 @@ pub mod ids;
 mod kv;
 mod memory;
 pub mod net;
+pub mod numa;
 mod path_or_fd;
 mod platform;
 pub mod restore;
@@ -86,6 +87,55 @@ pub struct VmConfig {
     pub device_ids: ids::DeviceIds,
     /// SMBIOS identity and PCI segment count (`--platform`).
     pub platform: PlatformConfig,
+    /// Guest RAM as zones (`--memory-zone`, with `--memory size=0`), in guest-physical order.
+    pub memory_zones: Vec<numa::MemoryZone>,
+    /// Guest NUMA nodes (`--numa`).
+    pub numa: Vec<numa::NumaNodeConfig>,
+}
+
+impl VmConfig {
+    /// Settles guest RAM and NUMA together: with zones, `--memory size` must be 0 and RAM is
+    /// their sum; without, it must not be 0; NUMA nodes need zones (their memory), and every
+    /// vCPU and zone must be in exactly one node. (param, why) of the first problem.
+    pub fn settle_memory(&mut self) -> Result<(), (&'static str, String)> {
+        if self.memory_zones.is_empty() {
+            if self.memory.size == 0 {
+                return Err(("size", "guest memory cannot be empty".into()));
+            }
+            if !self.numa.is_empty() {
+                return Err((
+                    "numa",
+                    "NUMA nodes need their memory as zones: --memory size=0 and \
+                     --memory-zone id=ID,size=SIZE for each, named in memory_zones=[...]"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
+        if self.memory.size != 0 {
+            return Err((
+                "size",
+                "with memory zones guest RAM is their sum: give --memory size=0".into(),
+            ));
+        }
+        if self.memory.hugepages {
+            if let Some(z) = self.memory_zones.iter().find(|z| z.size % (2 << 20) != 0) {
+                return Err((
+                    "memory_zones",
+                    format!(
+                        "zone {:?}: with hugepages=on a zone is a multiple of 2 MiB",
+                        z.id
+                    ),
+                ));
+            }
+        }
+        self.memory.size = self
+            .memory_zones
+            .iter()
+            .try_fold(0u64, |a, z| a.checked_add(z.size))
+            .ok_or(("memory_zones", "the zones' sizes overflow".to_string()))?;
+        numa::check(&self.memory_zones, &self.numa, self.cpus.boot)
+    }
 }
 
 /// The command line used when `--cmdline` is absent: a serial console and a reset that ends the VM.

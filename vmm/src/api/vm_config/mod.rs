@@ -349,7 +349,17 @@ impl ApiVmConfig {
             devices: passthrough,
             device_ids: Default::default(),
             platform,
+            memory_zones: Vec::new(),
+            numa: Vec::new(),
         };
+        cfg.settle_memory().map_err(|(param, why)| {
+            let field = match param {
+                "size" => "memory.size",
+                "numa" | "cpus" | "distances" | "guest_numa_id" => "numa",
+                _ => "memory.zones",
+            };
+            format!("{field}: {why}")
+        })?;
         crate::cli::check_duplicate_disks(&cfg.disks).map_err(|e| api_message("disks", e))?;
         let disk_ids: Vec<Option<&str>> = self
             .disks

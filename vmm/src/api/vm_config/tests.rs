@@ -90,7 +90,10 @@ fn invalid_values_are_refused_with_the_field_named() {
     assert_eq!(c.cpus.boot, 1);
     assert_eq!(api.cpus.unwrap().max_vcpus, 4);
     let e = parse_err(r#"{"payload":{"kernel":"/k"},"memory":{"size":0}}"#);
-    assert!(e.starts_with("memory:"), "{e}");
+    assert!(
+        e.starts_with("memory.size: guest memory cannot be empty"),
+        "{e}"
+    );
     let e = parse_err(r#"{"payload":{"kernel":"/k"},"disks":[{"path":"/a","queue_size":3}]}"#);
     assert!(
         e.starts_with("disks[0]:") && e.contains("power of two"),
