@@ -166,3 +166,46 @@ fn random_msi_traffic_never_panics() {
     }
     assert!(dev.msi_group.triggered().iter().all(|v| *v < 4));
 }
+
+#[test]
+fn random_config_writes_to_a_root_port_and_its_secondary_bus_never_panic() {
+    let (pio, mmio) = (Arc::new(Bus::new()), Arc::new(Bus::new()));
+    let relocator =
+        BusBarRelocator::new(pio, mmio.clone()).with_reserved_mmio(vec![(0, 0x8000_0000)]);
+    let bus = Arc::new(PciBus::new(Arc::new(relocator)));
+    let device = Arc::new(Mutex::new(TestDevice::new()));
+    let (port, dev) = bus
+        .add_root_port(crate::PcieLink::default(), device.clone())
+        .unwrap();
+    let mut ecam = PciConfigMmio::new(bus.clone());
+    let mut rng = Rng::new(0xb1d9e);
+    let port_base = u64::from(port.device) << 15;
+    for _ in 0..4 {
+        for offset in 0..0x1000u64 {
+            for len in SIZES {
+                let data = random_bytes(&mut rng, len);
+                ecam.write(port_base + offset, &data);
+                let mut back = vec![0u8; len];
+                ecam.read(port_base + offset, &mut back);
+            }
+        }
+        // Whatever the guest did to the bus numbers, every bus answers or reads all-ones,
+        // and the port's identity stays.
+        for b in 0..=255u64 {
+            let mut id = [0u8; 4];
+            ecam.read(b << 20, &mut id);
+        }
+        let mut id = [0u8; 4];
+        ecam.read(port_base, &mut id);
+        assert_eq!(u32::from_le_bytes(id), 0x000c_1b36);
+    }
+    // The device is still reachable at the secondary bus the port now names.
+    let mut reg = [0u8; 4];
+    ecam.read(port_base + 0x18, &mut reg);
+    let secondary = u64::from(reg[1]);
+    let mut id = [0u8; 4];
+    ecam.read(secondary << 20, &mut id);
+    if secondary != 0 {
+        assert_eq!(u32::from_le_bytes(id), 0x1041_1af4, "{dev}");
+    }
+}
