@@ -194,6 +194,8 @@ pub struct MappingJob {
     pub idle: bool,
     /// Threads faulting RAM in ahead of the mapper, on `plan` (prefault.rs).
     pub helpers: Option<(Arc<super::prefault::Plan>, super::prefault::Helpers)>,
+    /// Workers resetting several devices at once (reset.rs); `None`: one after the other.
+    pub pool: Option<Arc<super::reset::ResetPool>>,
 }
 
 /// Whether a thread of this process that went to SCHED_IDLE may come back to SCHED_OTHER:
@@ -311,7 +313,10 @@ impl MappingJob {
 
     /// The same, on this thread.
     pub fn run(self) {
-        reset_all(&self.resets);
+        match &self.pool {
+            Some(p) => p.reset_all(&self.resets, super::reset::BEFORE_USE),
+            None => reset_all(&self.resets),
+        }
         self.gate.set(Some(Phase::Done), None);
         let start = Instant::now();
         let plan = self.helpers.as_ref().map(|(p, _)| p.as_ref());
@@ -413,6 +418,7 @@ pub(crate) mod tests {
             on_error: Box::new(|e| panic!("{e}")),
             idle: false,
             helpers: None,
+            pool: None,
         };
         assert!(!gate.dma_settled());
         let waiter = {
@@ -479,6 +485,7 @@ pub(crate) mod tests {
             on_error: Box::new(move |e| *e2.lock().unwrap() = e),
             idle: false,
             helpers: None,
+            pool: None,
         }
         .run();
         let msg = err.lock().unwrap().clone();
@@ -506,6 +513,7 @@ pub(crate) mod tests {
             on_error: Box::new(|e| panic!("must not report: {e}")),
             idle: false,
             helpers: None,
+            pool: None,
         }
         .run();
         assert!(gate.wait_dma_ready().is_err());

@@ -137,16 +137,23 @@ fn teardown(
     dma: &dyn DmaMapper,
     ram: &[RamRegion],
     attached: &[PciAddress],
+    resets: &super::reset::ResetPool,
 ) {
-    // (A device removed while the VM ran was torn down then, and is closed.)
-    for d in devices.iter().filter(|d| !d.is_closed()) {
+    // (A device removed while the VM ran was torn down then, and is closed.) Interrupts off
+    // on every device, then the resets, at once.
+    let open: Vec<&Arc<HostDevice>> = devices.iter().filter(|d| !d.is_closed()).collect();
+    for d in &open {
         for kind in [VfioIrqKind::Msix, VfioIrqKind::Msi, VfioIrqKind::Intx] {
             if d.irq_count(kind) > 0 {
                 let _ = d.disable_irqs(kind);
             }
         }
-        super::reset::report(d.name(), "at VM stop", d.reset());
     }
+    let named: Vec<(String, Arc<dyn VfioDeviceOps>)> = open
+        .iter()
+        .map(|d| (d.name().to_string(), (*d).clone() as Arc<dyn VfioDeviceOps>))
+        .collect();
+    resets.reset_all(&named, "at VM stop");
     for a in attached {
         mapper.remove_device(*a);
     }
@@ -204,6 +211,9 @@ impl Passthrough {
         let filter = crate::seccomp::Confinement::new(seccomp)
             .compile(crate::seccomp::ThreadKind::Vfio)
             .map_err(PassthroughError::Seccomp)?;
+        // Several devices are reset at once (reset.rs), by workers under the vfio filter.
+        let workers = if checked.len() > 1 { checked.len() } else { 0 };
+        let resets = Arc::new(super::reset::ResetPool::spawn(workers, filter.clone()));
         let host = VfioHost::open(vm.as_ref())?;
         let host_handle = host.clone();
         let mut devices = Vec::with_capacity(checked.len());
@@ -276,6 +286,7 @@ impl Passthrough {
             },
             idle,
             helpers,
+            pool: Some(resets.clone()),
         };
         let (tx, rx) = channel::<Vec<PciAddress>>();
         let m = mapper.clone();
@@ -290,7 +301,8 @@ impl Passthrough {
                 }
                 job.run();
                 let attached = serve(&rx, &m, &g);
-                teardown(&hosts, &m, dma.as_ref(), &ram, &attached);
+                teardown(&hosts, &m, dma.as_ref(), &ram, &attached, &resets);
+                drop(resets);
                 drop(hosts);
                 drop(host);
             })

@@ -271,6 +271,106 @@ pub fn device_flags(device: RawFd) -> io::Result<u32> {
     }
 }
 
+/// One reset a [`ResetPool`] worker does: the device, its name, when (for the message).
+type ResetJob = (
+    Arc<dyn pci::vfio::VfioDeviceOps>,
+    String,
+    &'static str,
+    std::sync::mpsc::Sender<()>,
+);
+
+/// Threads that reset several devices at once: a function-level reset takes 100 ms or more
+/// (the device has that long to come back), so eight GPUs reset one after the other would
+/// hold a VM's start, and its stop, for seconds. Started with the VM's `vfio` thread, one
+/// per device (at most [`MAX_RESET_WORKERS`]), under the `vfio` thread's own filter (these do a
+/// part of its work); they end when the pool is dropped.
+pub struct ResetPool {
+    workers: Vec<std::sync::mpsc::Sender<ResetJob>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// The most reset workers a VM gets.
+pub const MAX_RESET_WORKERS: usize = 8;
+
+impl ResetPool {
+    /// `count` workers confined by `filter` (none for one device: the caller resets it).
+    pub fn spawn(count: usize, filter: crate::seccomp::Compiled) -> ResetPool {
+        let mut pool = ResetPool {
+            workers: Vec::new(),
+            threads: Vec::new(),
+        };
+        for i in 0..count.min(MAX_RESET_WORKERS) {
+            let (tx, rx) = std::sync::mpsc::channel::<ResetJob>();
+            let filter = filter.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("vfio-reset{i}"))
+                .spawn(move || {
+                    let confined = filter.install();
+                    if let Err(e) = &confined {
+                        log::warn!("vfio: reset worker not confined ({e}); it resets nothing");
+                    }
+                    while let Ok((dev, name, when, done)) = rx.recv() {
+                        if confined.is_ok() {
+                            report(&name, when, dev.reset());
+                        }
+                        let _ = done.send(());
+                    }
+                });
+            match t {
+                Ok(t) => {
+                    pool.workers.push(tx);
+                    pool.threads.push(t);
+                }
+                Err(e) => {
+                    log::debug!("vfio: reset worker {i} not started: {e}");
+                    break;
+                }
+            }
+        }
+        pool
+    }
+
+    /// Resets `devices` (name, device), in parallel on the workers, or here one after the
+    /// other when there are none; returns once every reset is done.
+    pub fn reset_all(
+        &self,
+        devices: &[(String, Arc<dyn pci::vfio::VfioDeviceOps>)],
+        when: &'static str,
+    ) {
+        if self.workers.is_empty() || devices.len() < 2 {
+            for (name, d) in devices {
+                report(name, when, d.reset());
+            }
+            return;
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for (i, (name, d)) in devices.iter().enumerate() {
+            let job = (d.clone(), name.clone(), when, done_tx.clone());
+            match self.workers[i % self.workers.len()].send(job) {
+                Ok(()) => sent += 1,
+                // A worker that ended: reset here.
+                Err(_) => report(name, when, d.reset()),
+            }
+        }
+        drop(done_tx);
+        for _ in 0..sent {
+            if done_rx.recv().is_err() {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for ResetPool {
+    fn drop(&mut self) {
+        self.workers.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +414,97 @@ mod tests {
         assert!(e.contains("0000:41:00.1"), "{e}");
         assert!(e.contains("IOMMU group 28"), "{e}");
         assert!(e.contains("pass that device through too"), "{e}");
+    }
+
+    /// A device whose reset takes `ms` and counts how many run at once.
+    struct SlowReset {
+        ms: u64,
+        running: Arc<std::sync::atomic::AtomicUsize>,
+        peak: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl pci::vfio::VfioDeviceOps for SlowReset {
+        fn region_info(&self, _: u32) -> Option<pci::vfio::RegionInfo> {
+            None
+        }
+        fn read_region(&self, _: u32, _: u64, _: &mut [u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_region(&self, _: u32, _: u64, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn mmap_region(&self, _: u32, _: u64, _: u64) -> io::Result<pci::vfio::HostMapping> {
+            Err(io::Error::from_raw_os_error(libc::EINVAL))
+        }
+        fn irq_count(&self, _: pci::vfio::VfioIrqKind) -> u32 {
+            0
+        }
+        fn enable_irqs(
+            &self,
+            _: pci::vfio::VfioIrqKind,
+            _: &[&vmm_sys_util::eventfd::EventFd],
+        ) -> io::Result<()> {
+            Ok(())
+        }
+        fn disable_irqs(&self, _: pci::vfio::VfioIrqKind) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_intx_unmask_fd(&self, _: &vmm_sys_util::eventfd::EventFd) -> io::Result<()> {
+            Ok(())
+        }
+        fn reset(&self) -> io::Result<ResetDone> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.running.fetch_add(1, SeqCst) + 1;
+            self.peak.fetch_max(now, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(self.ms));
+            self.running.fetch_sub(1, SeqCst);
+            Ok(ResetDone::Function)
+        }
+    }
+
+    #[test]
+    fn eight_slow_resets_run_at_once_on_the_pool() {
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let devices: Vec<(String, Arc<dyn pci::vfio::VfioDeviceOps>)> = (0..8)
+            .map(|i| {
+                let d: Arc<dyn pci::vfio::VfioDeviceOps> = Arc::new(SlowReset {
+                    ms: 200,
+                    running: running.clone(),
+                    peak: peak.clone(),
+                });
+                (format!("gpu{i}"), d)
+            })
+            .collect();
+        let filter = crate::seccomp::Confinement::new(crate::seccomp::SeccompMode::Off)
+            .compile(crate::seccomp::ThreadKind::Vfio)
+            .unwrap();
+        let pool = ResetPool::spawn(8, filter);
+        let start = std::time::Instant::now();
+        pool.reset_all(&devices, BEFORE_USE);
+        let took = start.elapsed();
+        assert_eq!(
+            peak.load(std::sync::atomic::Ordering::SeqCst),
+            8,
+            "all at once"
+        );
+        assert!(took < std::time::Duration::from_millis(1200), "{took:?}");
+        assert_eq!(
+            running.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "all done"
+        );
+        drop(pool);
+        // No workers: one after the other, here.
+        let pool = ResetPool::spawn(
+            0,
+            crate::seccomp::Confinement::new(crate::seccomp::SeccompMode::Off)
+                .compile(crate::seccomp::ThreadKind::Vfio)
+                .unwrap(),
+        );
+        peak.store(0, std::sync::atomic::Ordering::SeqCst);
+        pool.reset_all(&devices[..2], BEFORE_USE);
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]
