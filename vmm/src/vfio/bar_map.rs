@@ -63,7 +63,13 @@ pub struct BarMapper {
     /// long: a 64 GiB BAR is pinned chunk by chunk) stops at its next chunk and leaves the
     /// rest to a later sync, so the removal does not wait for it.
     removing: AtomicBool,
+    /// Failed attempts per BAR area (by IOVA): a mapping that keeps failing is retried
+    /// [`PEER_ATTEMPTS`] times, then given up with a warning until the BAR moves.
+    peer_failures: Mutex<HashMap<u64, u32>>,
 }
+
+/// How many syncs try a peer-to-peer mapping that fails before it is given up.
+pub const PEER_ATTEMPTS: u32 = 5;
 
 impl BarMapper {
     pub fn new(vm: Arc<dyn Vm>, slots: Arc<SlotAllocator>) -> Self {
@@ -75,6 +81,7 @@ impl BarMapper {
             peer_stale: AtomicBool::new(false),
             peer_maps: Mutex::new(HashMap::new()),
             removing: AtomicBool::new(false),
+            peer_failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -199,21 +206,56 @@ impl BarMapper {
         let mut current = self.peer_maps.lock().unwrap_or_else(|e| e.into_inner());
         for (key, maps) in current.iter_mut() {
             let keep = wanted.get(key).cloned().unwrap_or_default();
-            maps.retain(|m| keep.contains(m) || !unmap_peer(dma.as_ref(), m));
+            // A partial mapping of an area still wanted stays, to go on from.
+            let kept = |m: &PeerMap| {
+                keep.iter()
+                    .any(|k| k.iova == m.iova && k.host == m.host && k.size >= m.size)
+            };
+            maps.retain(|m| kept(m) || !unmap_peer(dma.as_ref(), m));
         }
         let mut mapped = 0;
+        let mut failures = self.peer_failures.lock().unwrap_or_else(|e| e.into_inner());
         for (key, maps) in wanted {
             let have = current.entry(key).or_default();
             let new: Vec<PeerMap> = maps.into_iter().filter(|m| !have.contains(m)).collect();
             for m in new {
-                let done = map_peer(dma.as_ref(), &m, stop);
-                mapped += done;
-                if done > 0 {
-                    have.push(PeerMap { size: done, ..m });
+                let tries = failures.get(&m.iova).copied().unwrap_or(0);
+                if tries >= PEER_ATTEMPTS {
+                    continue;
+                }
+                // A mapping an earlier sync left partial goes on from where it stopped.
+                let partial = have
+                    .iter()
+                    .position(|p| p.iova == m.iova && p.host == m.host && p.size < m.size);
+                let from = partial.map_or(0, |i| have[i].size);
+                let done = from + map_peer(dma.as_ref(), &m, from, stop);
+                mapped += done - from;
+                match partial {
+                    Some(i) => have[i].size = done,
+                    None if done > 0 => have.push(PeerMap { size: done, ..m }),
+                    None => {}
                 }
                 if done < m.size {
-                    // Stopped or failed: a later sync starts this one over.
-                    self.peer_stale.store(true, Ordering::Release);
+                    if stop() {
+                        // Stopped: a later sync goes on.
+                        self.peer_stale.store(true, Ordering::Release);
+                        return;
+                    }
+                    let tries = tries + 1;
+                    failures.insert(m.iova, tries);
+                    if tries < PEER_ATTEMPTS {
+                        self.peer_stale.store(true, Ordering::Release);
+                    } else {
+                        log::warn!(
+                            "vfio: peer-to-peer DMA to the BAR at {:#x} given up after {tries} \
+                             attempts ({} of {} mapped): devices DMA-ing there will fault",
+                            m.iova,
+                            pci::format_size(done),
+                            pci::format_size(m.size)
+                        );
+                    }
+                } else {
+                    failures.remove(&m.iova);
                 }
                 if stop() {
                     return;
@@ -252,9 +294,10 @@ impl BarMapper {
 /// kernels before huge-pfnmap support: a stop request waits for one chunk at most).
 const PEER_CHUNK: u64 = 256 << 20;
 
-/// Maps `m` chunk by chunk until done, failed or `stop`; returns the bytes mapped.
-fn map_peer(dma: &dyn DmaMapper, m: &PeerMap, stop: &dyn Fn() -> bool) -> u64 {
-    let mut done = 0;
+/// Maps `m` from byte `from` chunk by chunk until done, failed or `stop`; returns the bytes
+/// mapped by this call.
+fn map_peer(dma: &dyn DmaMapper, m: &PeerMap, from: u64, stop: &dyn Fn() -> bool) -> u64 {
+    let mut done = from;
     while done < m.size && !stop() {
         let len = PEER_CHUNK.min(m.size - done);
         let host = (m.host + done) as *mut u8;
@@ -266,7 +309,7 @@ fn map_peer(dma: &dyn DmaMapper, m: &PeerMap, stop: &dyn Fn() -> bool) -> u64 {
         }
         done += len;
     }
-    done
+    done - from
 }
 
 /// Unmaps `m`; true when it is gone.
@@ -386,5 +429,43 @@ mod tests {
             .filter(|c| matches!(c, Call::RemoveMemoryRegion(_)))
             .count();
         assert_eq!(removed, 5);
+    }
+
+    #[test]
+    fn a_failing_peer_mapping_goes_on_from_where_it_stopped_and_is_given_up_after_a_few_tries() {
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let m = BarMapper::new(vm, Arc::new(SlotAllocator::new(1)));
+        let bar = 0x40_0000_0000u64;
+        // 1 GiB area: four 256 MiB chunks; the third fails every time.
+        let dma = Arc::new(FakeDma {
+            fail_at: Some(bar + 2 * PEER_CHUNK),
+            ..Default::default()
+        });
+        m.enable_peer_dma(dma.clone());
+        let dev = PciAddress::new(0, 4, 0);
+        m.register(dev, 2, vec![area(0, 1 << 30)]);
+        m.move_bar(dev, 2, Some(bar));
+        for _ in 0..10 {
+            if m.peer_dma_stale() {
+                m.sync_peer_dma(&|| false);
+            }
+        }
+        // The first two chunks were mapped once, never again from zero, and the failing one
+        // was tried PEER_ATTEMPTS times in all, then given up (no longer stale).
+        let maps = dma.maps.lock().unwrap().clone();
+        assert_eq!(
+            maps,
+            vec![(bar, PEER_CHUNK), (bar + PEER_CHUNK, PEER_CHUNK)]
+        );
+        assert!(!m.peer_dma_stale());
+        assert!(
+            dma.unmaps.lock().unwrap().is_empty(),
+            "the partial mapping stays"
+        );
+        assert_eq!(
+            m.peer_failures.lock().unwrap().get(&bar).copied(),
+            Some(PEER_ATTEMPTS)
+        );
     }
 }
