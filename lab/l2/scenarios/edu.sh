@@ -21,5 +21,8 @@ else
     # When the first DMA completed, in guest uptime (the printk time of its line; lab.py bench)
     t=$(dmesg | grep -m1 'EDU-TEST dma-to-device src=' | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
     echo "LAB-EDU-FIRST-DMA uptime=${t:-none}"
+    # The bus-master enable the guest saw wait for the VMM's DMA mapping (over 1 s).
+    us=$(dmesg | sed -n 's/.*EDU-TEST set-master us=\([0-9]*\).*/\1/p' | head -1)
+    [ "${us:-0}" -ge 1000000 ] && echo "LAB-EDU-BME-WAITED us=$us"
     grep -w edu_test /proc/interrupts | tr -s " " | sed "s/^ */LAB-EDU-IRQ /"  # not "edu": Rescheduling
 fi

@@ -70,6 +70,8 @@ pub fn allowlist() -> Allowlist {
     a.allow(libc::SYS_renameat2);
     a.allow(libc::SYS_unlink);
     a.allow(libc::SYS_unlinkat);
+    // Memory zones on a host NUMA node (--memory-zone host_numa_node): mbind on guest RAM.
+    a.allow(libc::SYS_mbind);
     // Duplicated eventfds and files; non-blocking flags.
     a.allow(libc::SYS_dup);
     a.allow(libc::SYS_dup3);

@@ -16,6 +16,7 @@ const NAMES: &[(i64, &str)] = &[
     (libc::SYS_lstat, "lstat"),
     (libc::SYS_poll, "poll"),
     (libc::SYS_ppoll, "ppoll"),
+    (libc::SYS_mbind, "mbind"),
     (libc::SYS_lseek, "lseek"),
     (libc::SYS_mmap, "mmap"),
     (libc::SYS_mprotect, "mprotect"),

@@ -48,7 +48,7 @@ fn allowed_syscall_counts_match_the_readme() {
     assert_eq!(counts(ThreadKind::Vfio), (24, 31));
     assert_eq!(counts(ThreadKind::Prefault), (20, 21));
     assert_eq!(counts(ThreadKind::Api), (26, 26));
-    assert_eq!(counts(ThreadKind::Control), (88, 135));
+    assert_eq!(counts(ThreadKind::Control), (89, 136));
     assert_eq!(counts(ThreadKind::Activator), (52, 55));
     for d in [
         DeviceKind::Block,

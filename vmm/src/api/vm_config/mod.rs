@@ -180,7 +180,6 @@ impl ApiVmConfig {
                 ("debug_console", &self.debug_console),
                 ("user_devices", &self.user_devices),
                 ("vdpa", &self.vdpa),
-                ("numa", &self.numa),
                 ("iommu", &self.iommu),
                 ("watchdog", &self.watchdog),
                 ("rtc", &self.rtc),
@@ -252,7 +251,6 @@ impl ApiVmConfig {
                         ("mergeable", &m.mergeable),
                         ("hugepage_size", &m.hugepage_size),
                         ("reserve", &m.reserve),
-                        ("zones", &m.zones),
                     ],
                 )?;
                 if m.thp == Some(false) {
@@ -349,8 +347,8 @@ impl ApiVmConfig {
             devices: passthrough,
             device_ids: Default::default(),
             platform,
-            memory_zones: Vec::new(),
-            numa: Vec::new(),
+            memory_zones: memory_zones(self.memory.as_ref())?,
+            numa: numa_nodes(self.numa.as_deref().unwrap_or_default())?,
         };
         cfg.settle_memory().map_err(|(param, why)| {
             let field = match param {
@@ -384,12 +382,45 @@ impl ApiVmConfig {
                 .map_or(cfg.cpus.boot, |c| c.max_vcpus.max(cfg.cpus.boot)),
             ..Default::default()
         });
+        // With zones, RAM is their sum and `size` says 0, as it was given.
+        let zones: Option<Vec<ApiMemoryZone>> = (!cfg.memory_zones.is_empty()).then(|| {
+            cfg.memory_zones
+                .iter()
+                .map(|z| ApiMemoryZone {
+                    id: z.id.clone(),
+                    size: z.size,
+                    host_numa_node: z.host_numa_node,
+                    ..Default::default()
+                })
+                .collect()
+        });
         out.memory = Some(ApiMemory {
-            size: cfg.memory.size,
+            size: if zones.is_some() { 0 } else { cfg.memory.size },
             shared: cfg.memory.shared,
             hugepages: cfg.memory.hugepages,
             prefault: cfg.memory.prefault,
+            zones,
             ..Default::default()
+        });
+        out.numa = (!cfg.numa.is_empty()).then(|| {
+            cfg.numa
+                .iter()
+                .map(|n| ApiNumaNode {
+                    guest_numa_id: n.guest_numa_id,
+                    cpus: Some(n.cpus.clone()),
+                    distances: Some(
+                        n.distances
+                            .iter()
+                            .map(|&(destination, distance)| ApiNumaDistance {
+                                destination,
+                                distance,
+                            })
+                            .collect(),
+                    ),
+                    memory_zones: Some(n.memory_zones.clone()),
+                    ..Default::default()
+                })
+                .collect()
         });
         out.payload.cmdline = Some(cfg.cmdline.clone());
         // Every device with its id, generated where none was given (as Cloud Hypervisor's
@@ -740,6 +771,71 @@ pub fn fs_config(at: &str, f: &ApiFs, segments: u16) -> Result<devices::virtio::
     };
     config::fs::check(&cfg).map_err(|(param, why)| format!("{at}.{param}: {why}"))?;
     Ok(cfg)
+}
+
+/// `memory.zones`: id, size and host node; the zone's other fields only at their defaults.
+fn memory_zones(m: Option<&ApiMemory>) -> Result<Vec<config::numa::MemoryZone>, String> {
+    let mut out = Vec::new();
+    for (i, z) in m
+        .and_then(|m| m.zones.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("memory.zones[{i}]");
+        require_all_unset(
+            &at,
+            &[
+                ("file", &z.file),
+                ("mergeable", &z.mergeable),
+                ("shared", &z.shared),
+                ("hugepages", &z.hugepages),
+                ("hugepage_size", &z.hugepage_size),
+                ("hotplug_size", &z.hotplug_size),
+                ("hotplugged_size", &z.hotplugged_size),
+                ("prefault", &z.prefault),
+            ],
+        )?;
+        if z.id.is_empty() {
+            return Err(format!("{at}.id: empty"));
+        }
+        if z.size == 0 || z.size % 4096 != 0 {
+            return Err(format!("{at}.size: a non-zero multiple of 4 KiB"));
+        }
+        out.push(config::numa::MemoryZone {
+            id: z.id.clone(),
+            size: z.size,
+            host_numa_node: z.host_numa_node,
+        });
+    }
+    Ok(out)
+}
+
+/// `numa`: each node's vCPUs, distances and memory zones (not PCI segments: one here).
+fn numa_nodes(nodes: &[ApiNumaNode]) -> Result<Vec<config::numa::NumaNodeConfig>, String> {
+    let mut out = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let at = format!("numa[{i}]");
+        require_all_unset(
+            &at,
+            &[
+                ("sgx_epc_sections", &n.sgx_epc_sections),
+                ("pci_segments", &n.pci_segments),
+            ],
+        )?;
+        out.push(config::numa::NumaNodeConfig {
+            guest_numa_id: n.guest_numa_id,
+            cpus: n.cpus.clone().unwrap_or_default(),
+            distances: n
+                .distances
+                .iter()
+                .flatten()
+                .map(|d| (d.destination, d.distance))
+                .collect(),
+            memory_zones: n.memory_zones.clone().unwrap_or_default(),
+        });
+    }
+    Ok(out)
 }
 
 /// `platform`: the SMBIOS identity and the segment count. More segments than the one this

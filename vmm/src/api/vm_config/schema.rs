@@ -46,8 +46,9 @@ pub struct ApiVmConfig {
     pub vsock: Option<ApiVsock>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs: Option<Vec<ApiFs>>,
-    #[serde(default, skip_serializing)]
-    pub numa: Option<Value>,
+    /// Guest NUMA nodes (their memory as `memory.zones`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa: Option<Vec<ApiNumaNode>>,
     #[serde(default, skip_serializing)]
     pub iommu: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -116,8 +117,60 @@ pub struct ApiMemory {
     /// Transparent huge pages: Cloud Hypervisor's default is on, as this VMM always does.
     #[serde(default, skip_serializing)]
     pub thp: Option<bool>,
+    /// Guest RAM as zones (with `size` 0), in guest-physical order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<Vec<ApiMemoryZone>>,
+}
+
+/// Cloud Hypervisor's MemoryZoneConfig: `id`, `size` and `host_numa_node` are used; the rest
+/// only at their defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiMemoryZone {
+    pub id: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_numa_node: Option<u32>,
     #[serde(default, skip_serializing)]
-    pub zones: Option<Value>,
+    pub file: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub mergeable: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub shared: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub hugepages: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub hugepage_size: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub hotplug_size: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub hotplugged_size: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub prefault: Option<Value>,
+}
+
+/// Cloud Hypervisor's NumaConfig.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiNumaNode {
+    pub guest_numa_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Vec<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distances: Option<Vec<ApiNumaDistance>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_zones: Option<Vec<String>>,
+    #[serde(default, skip_serializing)]
+    pub sgx_epc_sections: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pci_segments: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiNumaDistance {
+    pub destination: u32,
+    pub distance: u8,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

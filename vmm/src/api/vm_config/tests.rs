@@ -356,3 +356,53 @@ fn the_platform_identity_is_taken_reported_under_its_current_names_and_checked()
         assert!(e.contains(field), "{body}: {e}");
     }
 }
+
+#[test]
+fn numa_nodes_and_memory_zones_come_in_cloud_hypervisors_schema_and_go_back_out_in_vm_info() {
+    let body = br#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":2,"max_vcpus":2},
+        "memory":{"size":0,"zones":[{"id":"m0","size":1073741824,"host_numa_node":0},
+                                    {"id":"m1","size":1073741824}]},
+        "numa":[{"guest_numa_id":0,"cpus":[0],"distances":[{"destination":1,"distance":21}],
+                 "memory_zones":["m0"]},
+                {"guest_numa_id":1,"cpus":[1],"distances":[{"destination":0,"distance":21}],
+                 "memory_zones":["m1"]}]}"#;
+    let (api, c) = parse(body, SeccompMode::Enforce).unwrap();
+    assert_eq!(c.memory.size, 2 << 30);
+    assert_eq!(c.memory_zones[0].host_numa_node, Some(0));
+    assert_eq!(c.numa[1].cpus, [1]);
+    assert_eq!(c.numa[0].distances, [(1, 21)]);
+    // vm.info says what was asked, and it creates the same VM again (a restore does that).
+    let info = serde_json::to_vec(&api).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    assert_eq!(v["memory"]["size"], 0);
+    assert_eq!(v["memory"]["zones"][1]["id"], "m1");
+    assert_eq!(v["numa"][0]["distances"][0]["distance"], 21);
+    let (_, again) = parse(&info, SeccompMode::Enforce).unwrap();
+    assert_eq!(again, c);
+
+    for (patch, field) in [
+        (
+            r#""numa":[{"guest_numa_id":0,"cpus":[0,1]}]"#,
+            "numa: NUMA nodes need",
+        ),
+        (
+            r#""memory":{"size":1073741824,"zones":[{"id":"a","size":4096}]}"#,
+            "memory.size: with memory zones",
+        ),
+        (
+            r#""memory":{"size":0,"zones":[{"id":"a","size":4096,"shared":true}]}"#,
+            "memory.zones[0]",
+        ),
+        (
+            r#""memory":{"size":0,"zones":[{"id":"a","size":4096}]},"numa":[{"guest_numa_id":0,"cpus":[0],"memory_zones":["a"],"pci_segments":[1]}]"#,
+            "numa[0]",
+        ),
+        (
+            r#""memory":{"size":0,"zones":[{"id":"a","size":4096}]},"numa":[{"guest_numa_id":0,"cpus":[1],"memory_zones":["a"]}]"#,
+            "numa: vCPU 0 is in 0 nodes",
+        ),
+    ] {
+        let e = parse_err(&format!(r#"{{"payload":{{"kernel":"/k"}},{patch}}}"#));
+        assert!(e.contains(field), "{patch}: {e}");
+    }
+}
