@@ -177,6 +177,9 @@ fuzz_target!(|data: &[u8]| {
             msix: resources(info.msix_vectors()),
             gate: gate.clone(),
             gpudirect_clique: (flags & 4 != 0).then_some(3),
+            // Both ways a device starts: BARs the VMM placed, or (behind a root port) left
+            // unassigned for the guest.
+            assigned: flags & 0x40 == 0,
         },
         Some(intx),
     );
