@@ -242,6 +242,66 @@ impl MemoryLayout {
     }
 }
 
+/// A PCI expander host bridge: a second root complex on segment 0 whose devices the guest
+/// places in a NUMA node (its `_PXM`): buses, and its own slices of the MMIO windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expander {
+    /// Guest NUMA node.
+    pub node: u32,
+    /// Its root bus and last bus.
+    pub bus: u8,
+    pub last_bus: u8,
+    pub mmio32: (u64, u64),
+    pub mmio64: (u64, u64),
+}
+
+/// The most expander host bridges (16 buses each above bus 0x80).
+pub const MAX_EXPANDERS: usize = 8;
+/// Buses of the main host bridge when there are expanders.
+pub const EXPANDER_FIRST_BUS: u8 = 0x80;
+
+impl MemoryLayout {
+    /// Gives one expander host bridge per entry of `nodes` (at most [`MAX_EXPANDERS`]) its
+    /// buses and MMIO windows, taken from this layout's: each gets up to 64 MiB from the top
+    /// of the 32-bit window and an equal share of the 64-bit one (the main bridge keeps the
+    /// first share). Returns the main bridge's layout (smaller windows) and the expanders.
+    pub fn split_for_expanders(&self, nodes: &[u32]) -> (MemoryLayout, Vec<Expander>) {
+        if nodes.is_empty() {
+            return (*self, Vec::new());
+        }
+        let k = nodes.len().min(MAX_EXPANDERS) as u64;
+        const MIB: u64 = 1 << 20;
+        let each32 = (64 * MIB).min(self.mmio32.1 / (k + 1) / MIB * MIB);
+        let part64 = (self.mmio64.1 / (k + 1)) & !(MMIO64_ALIGN - 1);
+        let mut main = *self;
+        main.mmio32.1 -= each32 * k;
+        main.mmio64.1 = part64;
+        let top32 = self.mmio32.0 + self.mmio32.1;
+        let list = nodes
+            .iter()
+            .take(MAX_EXPANDERS)
+            .enumerate()
+            .map(|(i, &node)| {
+                let i = i as u64;
+                let start64 = self.mmio64.0 + part64 * (i + 1);
+                let len64 = if i + 1 == k {
+                    self.mmio64.0 + self.mmio64.1 - start64
+                } else {
+                    part64
+                };
+                Expander {
+                    node,
+                    bus: EXPANDER_FIRST_BUS + 0x10 * i as u8,
+                    last_bus: EXPANDER_FIRST_BUS + 0x10 * i as u8 + 0x0f,
+                    mmio32: (top32 - each32 * (i + 1), each32),
+                    mmio64: (start64, len64),
+                }
+            })
+            .collect();
+        (main, list)
+    }
+}
+
 /// Host physical address bits from CPUID 0x80000008 EAX[7:0], clamped to
 /// `[DEFAULT_PHYS_BITS, MAX_PHYS_BITS]` (36..=48): the guest is told at most 48 bits
 /// because 4-level EPT/NPT cannot map guest-physical addresses above 2^48.
@@ -424,5 +484,26 @@ mod tests {
         assert_eq!(clamp_phys_bits(52), 48);
         assert_eq!(clamp_phys_bits(0), 36);
         assert_eq!(clamp_phys_bits(40), 40);
+    }
+
+    #[test]
+    fn expanders_take_disjoint_slices_of_the_windows_and_their_own_buses() {
+        let l = MemoryLayout::new(4 * GIB, 40).unwrap();
+        let (main, ex) = l.split_for_expanders(&[1, 0]);
+        assert_eq!(ex.len(), 2);
+        assert_eq!((ex[0].node, ex[0].bus, ex[0].last_bus), (1, 0x80, 0x8f));
+        assert_eq!((ex[1].bus, ex[1].last_bus), (0x90, 0x9f));
+        // 32-bit: 64 MiB each from the top, the main bridge keeps the rest.
+        assert_eq!(ex[0].mmio32, (PCI_ECAM_START - 64 * MIB, 64 * MIB));
+        assert_eq!(ex[1].mmio32, (PCI_ECAM_START - 128 * MIB, 64 * MIB));
+        assert_eq!(main.mmio32.0 + main.mmio32.1, PCI_ECAM_START - 128 * MIB);
+        // 64-bit: three GiB-aligned shares, in order, covering the window.
+        assert_eq!(main.mmio64.0, l.mmio64.0);
+        assert_eq!(main.mmio64.0 + main.mmio64.1, ex[0].mmio64.0);
+        assert_eq!(ex[0].mmio64.0 + ex[0].mmio64.1, ex[1].mmio64.0);
+        assert_eq!(ex[1].mmio64.0 + ex[1].mmio64.1, l.mmio64.0 + l.mmio64.1);
+        assert_eq!(ex[0].mmio64.0 % GIB, 0);
+        // None: nothing changes.
+        assert_eq!(l.split_for_expanders(&[]), (l, vec![]));
     }
 }

@@ -38,6 +38,9 @@ pub enum PciBusError {
     NoBusNumber,
 }
 
+/// An expander host bridge's root bus: its last bus and its root ports by slot.
+type Expander = (u8, BTreeMap<u8, Port>);
+
 /// A root port on this bus and the device behind it.
 struct Port {
     port: Arc<Mutex<PciRootPort>>,
@@ -51,6 +54,9 @@ pub struct PciBus {
     devices: RwLock<BTreeMap<u8, SharedDevice>>,
     /// Root ports by their slot here, each with its one device (bus N, device 0).
     ports: RwLock<BTreeMap<u8, Port>>,
+    /// Expander host bridges' root buses (bus, last bus) and the root ports on each, by
+    /// slot: devices there belong to the expander's NUMA node.
+    expanders: RwLock<BTreeMap<u8, Expander>>,
     relocator: Arc<dyn BarRelocator>,
 }
 
@@ -64,8 +70,86 @@ impl PciBus {
             number: 0,
             devices: RwLock::new(devices),
             ports: RwLock::new(BTreeMap::new()),
+            expanders: RwLock::new(BTreeMap::new()),
             relocator,
         }
+    }
+
+    /// Declares an expander host bridge's root buses `bus..=last_bus` (its ports come with
+    /// [`PciBus::add_root_port_on`]).
+    pub fn add_expander(&self, bus: u8, last_bus: u8) {
+        self.expanders
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(bus)
+            .or_insert((last_bus, BTreeMap::new()));
+    }
+
+    /// Puts `device` behind a new root port on expander root bus `root` (declared with
+    /// [`PciBus::add_expander`]): the port in the root bus's lowest free slot, its secondary
+    /// bus the next unused one of the expander's range. Returns both addresses.
+    pub fn add_root_port_on(
+        &self,
+        root: u8,
+        link: PcieLink,
+        device: SharedDevice,
+    ) -> Result<(PciAddress, PciAddress), PciBusError> {
+        let used: Vec<u8> = self
+            .expander_ports(root)
+            .iter()
+            .map(|(_, p, _)| p.lock().unwrap_or_else(|e| e.into_inner()).secondary_bus())
+            .collect();
+        let (slot, bus) = {
+            let mut ex = self.expanders.write().unwrap_or_else(|p| p.into_inner());
+            let (last, ports) = ex.get_mut(&root).ok_or(PciBusError::NoBusNumber)?;
+            let slot = (0..=PCI_MAX_DEVICE)
+                .find(|s| !ports.contains_key(s))
+                .ok_or(PciBusError::Full(root))?;
+            let bus = (root.saturating_add(1)..=*last)
+                .find(|b| !used.contains(b))
+                .ok_or(PciBusError::NoBusNumber)?;
+            let port = Arc::new(Mutex::new(PciRootPort::on_bus(root, slot, bus, link)));
+            ports.insert(
+                slot,
+                Port {
+                    port,
+                    device: device.clone(),
+                },
+            );
+            (slot, bus)
+        };
+        let address = PciAddress {
+            segment: self.segment,
+            ..PciAddress::new(bus, 0, 0)
+        };
+        self.map_decoded_bars_at(address, &device, true);
+        let port_at = PciAddress {
+            segment: self.segment,
+            ..PciAddress::new(root, slot, 0)
+        };
+        Ok((port_at, address))
+    }
+
+    /// The slot the next root port on expander root bus `root` will take.
+    pub fn next_port_slot_on(&self, root: u8) -> Option<u8> {
+        let ex = self.expanders.read().unwrap_or_else(|p| p.into_inner());
+        let (_, ports) = ex.get(&root)?;
+        (0..=PCI_MAX_DEVICE).find(|s| !ports.contains_key(s))
+    }
+
+    /// The ports on expander root bus `root`: (slot, port, device).
+    fn expander_ports(&self, root: u8) -> Vec<(u8, Arc<Mutex<PciRootPort>>, SharedDevice)> {
+        self.expanders
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&root)
+            .map(|(_, ports)| {
+                ports
+                    .iter()
+                    .map(|(s, p)| (*s, p.port.clone(), p.device.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Puts `device` behind a new PCI Express root port (with `link`) in the lowest empty
@@ -240,16 +324,38 @@ impl PciBus {
         if addr.bus == self.number {
             return self.device(addr.device);
         }
+        // An expander's root bus: its root ports by slot.
+        let roots: Vec<u8> = self
+            .expanders
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        if roots.contains(&addr.bus) {
+            return self
+                .expander_ports(addr.bus)
+                .into_iter()
+                .find(|(s, _, _)| *s == addr.device)
+                .map(|(_, p, _)| p as SharedDevice);
+        }
         if addr.device != 0 {
             return None;
         }
-        self.port_list().into_iter().find_map(|(port, device)| {
-            let bus = port
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .secondary_bus();
-            (bus == addr.bus).then_some(device)
-        })
+        let expander_ports = roots
+            .iter()
+            .flat_map(|r| self.expander_ports(*r))
+            .map(|(_, p, d)| (p, d));
+        self.port_list()
+            .into_iter()
+            .chain(expander_ports)
+            .find_map(|(port, device)| {
+                let bus = port
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .secondary_bus();
+                (bus == addr.bus).then_some(device)
+            })
     }
 
     /// The root ports and their devices (the ports' map lock is not held while a port is
@@ -507,5 +613,34 @@ mod tests {
         let moves = relocator.take_moves();
         assert!(!moves.is_empty(), "the BAR was mapped");
         assert!(moves.iter().all(|m| m.0 == dev), "{moves:?}");
+    }
+
+    #[test]
+    fn an_expander_root_bus_holds_root_ports_whose_devices_sit_on_its_buses() {
+        let (bus, _) = bus();
+        bus.add_expander(0x80, 0x8f);
+        let (port, dev) = bus
+            .add_root_port_on(0x80, PcieLink::default(), test_device())
+            .unwrap();
+        assert_eq!(port, PciAddress::new(0x80, 0, 0));
+        assert_eq!(dev, PciAddress::new(0x81, 0, 0));
+        assert_eq!(bus.read_config(port, 0), 0x000c_1b36);
+        // Primary 0x80, secondary and subordinate 0x81.
+        assert_eq!(bus.read_config(port, 6) & 0xff_ffff, 0x81_8180);
+        let vendor = bus.read_config(PciAddress::new(0, 0, 0), 0);
+        assert_ne!(bus.read_config(dev, 0), 0xffff_ffff);
+        assert_ne!(
+            bus.read_config(dev, 0),
+            vendor,
+            "the device, not the host bridge"
+        );
+        let (_, dev2) = bus
+            .add_root_port_on(0x80, PcieLink::default(), test_device())
+            .unwrap();
+        assert_eq!(dev2, PciAddress::new(0x82, 0, 0));
+        assert_eq!(bus.read_config(PciAddress::new(0x80, 5, 0), 0), 0xffff_ffff);
+        assert!(bus
+            .add_root_port_on(0x90, PcieLink::default(), test_device())
+            .is_err());
     }
 }

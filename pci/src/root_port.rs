@@ -91,6 +91,11 @@ pub struct PciRootPort {
 impl PciRootPort {
     /// A port in bus 0 slot `slot` whose secondary bus is `bus`, with `link` to its device.
     pub fn new(slot: u8, bus: u8, link: PcieLink) -> Self {
+        Self::on_bus(0, slot, bus, link)
+    }
+
+    /// The same on root bus `primary` (an expander host bridge's).
+    pub fn on_bus(primary: u8, slot: u8, bus: u8, link: PcieLink) -> Self {
         let mut c = PciConfiguration::new(&PciHeader {
             vendor_id: ROOT_PORT_VENDOR_ID,
             device_id: ROOT_PORT_DEVICE_ID,
@@ -99,7 +104,10 @@ impl PciRootPort {
         });
         c.set_register(3, HEADER_TYPE_BRIDGE);
         // Cache line size stays writable (PciConfiguration::new); no INTx (pin 0).
-        c.set_register(BUS_NUMBERS_REG, u32::from(bus) << 16 | u32::from(bus) << 8);
+        c.set_register(
+            BUS_NUMBERS_REG,
+            u32::from(bus) << 16 | u32::from(bus) << 8 | u32::from(primary),
+        );
         // Bus numbers and the secondary latency timer are the guest's to write.
         c.set_writable_bits(BUS_NUMBERS_REG, 0xffff_ffff);
         // Windows closed (base above limit); bits 31:20 of each address writable, in

@@ -377,6 +377,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         let option = match param {
             "size" => "--memory",
             "numa" | "cpus" | "distances" | "guest_numa_id" => "--numa",
+            "devices" => "--device",
             _ => "--memory-zone",
         };
         ConfigError::Option(format!("{option}: {param}: {why}"))

@@ -38,6 +38,8 @@ pub struct PciSegment {
     allocator: Mutex<PciAllocator>,
     router: Arc<GsiRouter>,
     vm: Arc<dyn Vm>,
+    /// Expander host bridges: guest NUMA node -> root bus.
+    expanders: Mutex<Vec<(u32, u8)>>,
 }
 
 impl PciSegment {
@@ -95,7 +97,23 @@ impl PciSegment {
             allocator: Mutex::new(allocator),
             router,
             vm,
+            expanders: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Adds the expander host bridges (their root buses; the DSDT describes them).
+    pub fn add_expanders(&self, list: &[arch::layout::Expander]) {
+        let mut e = self.expanders.lock().unwrap_or_else(|e| e.into_inner());
+        for x in list {
+            self.bus.add_expander(x.bus, x.last_bus);
+            e.push((x.node, x.bus));
+        }
+    }
+
+    /// The root bus of the expander host bridge of guest NUMA node `node`.
+    pub fn expander_bus(&self, node: u32) -> Option<u8> {
+        let e = self.expanders.lock().unwrap_or_else(|e| e.into_inner());
+        e.iter().find(|(n, _)| *n == node).map(|(_, b)| *b)
     }
 
     /// The address the next device will get.
@@ -129,14 +147,18 @@ impl PciSegment {
             .map_err(PciSetupError::Msi)
     }
 
-    /// Put `device` behind a new PCI Express root port in bus 0's next slot; returns the
-    /// port's address and the device's.
+    /// Put `device` behind a new PCI Express root port in bus 0's next slot, or on expander
+    /// root bus `expander`; returns the port's address and the device's.
     pub fn add_behind_root_port(
         &self,
+        expander: Option<u8>,
         link: pci::PcieLink,
         device: Arc<Mutex<dyn PciDevice>>,
     ) -> Result<(PciAddress, PciAddress), PciSetupError> {
-        Ok(self.bus.add_root_port(link, device)?)
+        Ok(match expander {
+            Some(root) => self.bus.add_root_port_on(root, link, device)?,
+            None => self.bus.add_root_port(link, device)?,
+        })
     }
 
     /// Put `device` at `address` (from `next_address`).

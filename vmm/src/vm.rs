@@ -385,6 +385,15 @@ fn build(
     let warm = warm.map(|w| &*w);
     let phys_bits = arch::layout::host_phys_bits();
     let layout = Arc::new(arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?);
+    // Passed-through devices placed in a guest NUMA node sit under an expander host bridge
+    // per node, whose windows are cut from the main bridge's.
+    let mut device_nodes: Vec<u32> = Vec::new();
+    for n in cfg.devices.iter().filter_map(|d| d.numa_node) {
+        if !device_nodes.contains(&n) {
+            device_nodes.push(n);
+        }
+    }
+    let (pci_layout, expanders) = layout.split_for_expanders(&device_nodes);
     let vm = match vm {
         Some(vm) => vm,
         None => hv.create_vm()?,
@@ -455,6 +464,7 @@ fn build(
         let (num_vcpus, cmdline, serial) = (cfg.cpus.boot, cfg.cmdline.clone(), cfg.serial.clone());
         let smbios = cfg.platform.smbios(num_vcpus);
         let numa = crate::config::numa::acpi_nodes(&cfg.memory_zones, &cfg.numa, &ram);
+        let expanders = expanders.clone();
         vmm_thread.submit(move || -> Result<arch::EntryPoint, VmError> {
             let entry = arch::load_guest_with_rsdp(
                 &mem,
@@ -470,13 +480,14 @@ fn build(
             arch::acpi::build_acpi_tables_numa(
                 &arch::AcpiConfig {
                     num_vcpus,
-                    layout: &layout,
+                    layout: &pci_layout,
                     pm: legacy::acpi_pm_ports(),
                     serial: legacy::acpi_serial(&serial),
                     power_button_gsi: Some(legacy::POWER_BUTTON_GSI),
                     pci_hotplug: hotplug.then(crate::hotplug::acpi_config),
                 },
                 &numa,
+                &expanders,
             )?
             .write(&mem)?;
             arch::smbios::setup_smbios(&mem, &smbios)?;
@@ -536,7 +547,8 @@ fn build(
         (None, false) => None,
     };
     let hot_mapper = mapper.clone();
-    let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, mapper)?;
+    let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &pci_layout, mapper)?;
+    pci.add_expanders(&expanders);
     let virtio = virtio_setup::setup(cfg, &pci, vm.clone(), &mem)?;
     if let Some(r) = &restore {
         virtio_setup::restore(&virtio, &pci.bus, &r.state.virtio).map_err(VmError::Snapshot)?;

@@ -27,7 +27,7 @@ use acpi_tables::{Aml, AmlSink};
 use super::{
     AcpiConfig, AcpiError, PmPorts, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID, PCI_LAST_BUS,
 };
-use crate::layout::{MemoryLayout, PCI_ECAM_SIZE, PCI_ECAM_START};
+use crate::layout::{Expander, MemoryLayout, PCI_ECAM_SIZE, PCI_ECAM_START};
 
 /// Revision 2 and later: AML integers are 64 bits wide.
 const DSDT_REVISION: u8 = 2;
@@ -129,9 +129,10 @@ fn pci_routing_table() -> PackageBuilder {
 fn pci_host_bridge(
     layout: &MemoryLayout,
     hotplug: bool,
+    last_bus: u8,
     sink: &mut Vec<u8>,
 ) -> Result<(), AcpiError> {
-    let bus = AddressSpace::<u16>::new_bus_number(0, u16::from(PCI_LAST_BUS));
+    let bus = AddressSpace::<u16>::new_bus_number(0, u16::from(last_bus));
     let config = IO::new(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, PCI_CONFIG_PORT_LEN);
     let io_low = AddressSpace::<u16>::new_io(0, PCI_CONFIG_PORT - 1, None);
     let io_high = AddressSpace::<u16>::new_io(0xd00, 0xffff, None);
@@ -284,10 +285,63 @@ fn power_button(gsi: u32, sink: &mut Vec<u8>) {
 }
 
 /// The DSDT for `cfg` (validated by the caller).
+#[cfg(test)]
 pub(super) fn build(cfg: &AcpiConfig) -> Result<Vec<u8>, AcpiError> {
+    build_with(cfg, &[])
+}
+
+/// An expander host bridge (PNP0A08 on segment 0, `_UID` n): its buses, its MMIO windows and
+/// its NUMA node (`_PXM`), the node Linux gives every device below it.
+fn expander_bridge(n: usize, e: &Expander, sink: &mut Vec<u8>) {
+    let bus = AddressSpace::<u16>::new_bus_number(u16::from(e.bus), u16::from(e.last_bus));
+    let cache = AddressSpaceCacheable::NotCacheable;
+    let mem32 = inclusive(e.mmio32).map(|(min, max)| {
+        AddressSpace::<u32>::new_memory(cache, true, min as u32, max as u32, None)
+    });
+    let mem64 = inclusive(e.mmio64).map(|(min, max)| {
+        AddressSpace::<u64>::new_memory(AddressSpaceCacheable::Cacheable, true, min, max, None)
+    });
+    let mut crs: Vec<&dyn Aml> = vec![&bus];
+    if let Some(m) = &mem32 {
+        crs.push(m);
+    }
+    if let Some(m) = &mem64 {
+        crs.push(m);
+    }
+    let uid = n as u32 + 1;
+    let bbn = u32::from(e.bus);
+    let pxm = e.node;
+    Device::new(
+        format!("PC{:02X}", e.bus).as_str().into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0A08")),
+            &Name::new("_CID".into(), &EISAName::new("PNP0A03")),
+            &Name::new("_SEG".into(), &ZERO),
+            &Name::new("_UID".into(), &uid),
+            &Name::new("_BBN".into(), &bbn),
+            &Name::new("_PXM".into(), &pxm),
+            &Name::new("_CRS".into(), &ResourceTemplate::new(crs)),
+            &Name::new("_PRT".into(), &pci_routing_table()),
+            &Raw(osc()),
+        ],
+    )
+    .to_aml_bytes(sink);
+}
+
+/// The DSDT, with `expanders` (their windows cut from `cfg.layout`'s by the caller: see
+/// [`MemoryLayout::split_for_expanders`]) as host bridges after the main one.
+pub(super) fn build_with(cfg: &AcpiConfig, expanders: &[Expander]) -> Result<Vec<u8>, AcpiError> {
     let mut sb = Vec::with_capacity(64 * cfg.num_vcpus as usize + 512);
     processors(cfg.num_vcpus, &mut sb);
-    pci_host_bridge(cfg.layout, cfg.pci_hotplug.is_some(), &mut sb)?;
+    let last_bus = if expanders.is_empty() {
+        PCI_LAST_BUS
+    } else {
+        crate::layout::EXPANDER_FIRST_BUS - 1
+    };
+    pci_host_bridge(cfg.layout, cfg.pci_hotplug.is_some(), last_bus, &mut sb)?;
+    for (n, e) in expanders.iter().enumerate() {
+        expander_bridge(n, e, &mut sb);
+    }
     if let Some(port) = &cfg.serial {
         serial(port, &mut sb);
     }
@@ -711,6 +765,56 @@ mod hotplug_tests {
             "ToUUID (\"33db4d5b-1ff7-401c-9657-7441c03dd766\")",
             "Local0 &= 0x1C",
             "CDW1 |= 0x10",
+        ] {
+            assert!(dsl.contains(want), "{want} not in:\n{dsl}");
+        }
+    }
+
+    /// An expander host bridge per node with devices: iasl reads it, and it has its node,
+    /// its first bus and its windows; the main bridge stops at bus 0x7f.
+    #[test]
+    fn expander_bridges_disassemble_with_their_node_bus_and_windows() {
+        let Ok(_) = std::process::Command::new("iasl").arg("-v").output() else {
+            eprintln!("skipped: iasl is not installed");
+            return;
+        };
+        let layout = MemoryLayout::new(128 << 20, 40).unwrap();
+        let (main, ex) = layout.split_for_expanders(&[1]);
+        let aml = build_with(
+            &AcpiConfig {
+                num_vcpus: 2,
+                layout: &main,
+                pm: PM,
+                serial: None,
+                power_button_gsi: None,
+                pci_hotplug: None,
+            },
+            &ex,
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("vmm-dsdt-ex-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dsdt.aml"), &aml).unwrap();
+        let res = std::process::Command::new("iasl")
+            .args(["-d", "dsdt.aml"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        for want in [
+            "Device (PC80)",
+            "Name (_PXM, One)",
+            "Name (_BBN, 0x80)",
+            "Name (_UID, One)",
+            "0x0080,             // Range Minimum",
+            "0x008F,             // Range Maximum",
+            "0x007F,             // Range Maximum",
         ] {
             assert!(dsl.contains(want), "{want} not in:\n{dsl}");
         }

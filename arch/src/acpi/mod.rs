@@ -217,17 +217,20 @@ impl AcpiTables {
 
 /// Builds the tables for `cfg`.
 pub fn build_acpi_tables(cfg: &AcpiConfig) -> Result<AcpiTables, AcpiError> {
-    build_acpi_tables_numa(cfg, &[])
+    build_acpi_tables_numa(cfg, &[], &[])
 }
 
-/// Builds the tables for `cfg`, with an SRAT and a SLIT describing `numa` when it has nodes.
+/// Builds the tables for `cfg`, with an SRAT and a SLIT describing `numa` when it has nodes,
+/// and `expanders` as host bridges after the main one (whose windows in `cfg.layout` the
+/// caller has already cut: [`crate::layout::MemoryLayout::split_for_expanders`]).
 pub fn build_acpi_tables_numa(
     cfg: &AcpiConfig,
     numa: &[numa::NumaNode],
+    expanders: &[crate::layout::Expander],
 ) -> Result<AcpiTables, AcpiError> {
     validate(cfg)?;
     let mut area = TableArea::new();
-    let dsdt_addr = area.push(&dsdt::build(cfg)?)?;
+    let dsdt_addr = area.push(&dsdt::build_with(cfg, expanders)?)?;
     let fadt_addr = area.push(&fadt::build(dsdt_addr, &cfg.pm))?;
     let madt_addr = area.push(&madt::build(cfg.num_vcpus))?;
     let mcfg_addr = area.push(&mcfg::build())?;

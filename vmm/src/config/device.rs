@@ -21,6 +21,9 @@ pub struct DeviceConfig {
     pub gpudirect_clique: Option<u8>,
     /// Behind a PCI Express root port of its own (None: by the device's class).
     pub root_port: Option<bool>,
+    /// Guest NUMA node the device is near: it goes behind a root port under that node's
+    /// expander host bridge (whose `_PXM` gives Linux the device's node).
+    pub numa_node: Option<u32>,
 }
 
 impl DeviceConfig {
@@ -73,16 +76,29 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
     let mut id = None;
     let mut gpudirect_clique = None;
     let mut root_port = None;
+    let mut numa_node = None;
     for (k, v) in kv::parse(
         OPT,
         s,
-        &["path", "id", "x_nv_gpudirect_clique", "root_port"],
+        &[
+            "path",
+            "id",
+            "x_nv_gpudirect_clique",
+            "root_port",
+            "numa_node",
+        ],
     )? {
         match k {
             "path" if v.is_empty() => return Err(invalid("path", v, "empty path")),
             "path" => path = Some(PathBuf::from(v)),
             "id" => id = Some(parse_id(v)?),
             "root_port" => root_port = Some(kv::parse_bool(OPT, "root_port", v)?),
+            "numa_node" => {
+                numa_node = Some(
+                    v.parse()
+                        .map_err(|_| invalid("numa_node", v, "a guest NUMA node number"))?,
+                )
+            }
             _ => gpudirect_clique = Some(parse_clique(v)?),
         }
     }
@@ -95,6 +111,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
         id,
         gpudirect_clique,
         root_port,
+        numa_node,
     })
 }
 

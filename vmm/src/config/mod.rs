@@ -110,7 +110,7 @@ impl VmConfig {
                         .into(),
                 ));
             }
-            return Ok(());
+            return self.check_device_nodes();
         }
         if self.memory.size != 0 {
             return Err((
@@ -134,7 +134,49 @@ impl VmConfig {
             .iter()
             .try_fold(0u64, |a, z| a.checked_add(z.size))
             .ok_or(("memory_zones", "the zones' sizes overflow".to_string()))?;
-        numa::check(&self.memory_zones, &self.numa, self.cpus.boot)
+        numa::check(&self.memory_zones, &self.numa, self.cpus.boot)?;
+        self.check_device_nodes()
+    }
+
+    /// A device's `numa_node` names a guest NUMA node and leaves it behind a root port.
+    fn check_device_nodes(&self) -> Result<(), (&'static str, String)> {
+        let mut nodes = Vec::new();
+        for d in &self.devices {
+            let Some(n) = d.numa_node else { continue };
+            if !self.numa.iter().any(|x| x.guest_numa_id == n) {
+                return Err((
+                    "devices",
+                    format!(
+                        "{}: numa_node={n} is not a guest NUMA node (--numa guest_numa_id=...)",
+                        d.path.display()
+                    ),
+                ));
+            }
+            if d.root_port == Some(false) {
+                return Err((
+                    "devices",
+                    format!(
+                        "{}: numa_node puts the device behind a root port; root_port=off \
+                         contradicts it",
+                        d.path.display()
+                    ),
+                ));
+            }
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
+        if nodes.len() > arch::layout::MAX_EXPANDERS {
+            return Err((
+                "devices",
+                format!(
+                    "devices are in {} NUMA nodes; at most {} can have devices",
+                    nodes.len(),
+                    arch::layout::MAX_EXPANDERS
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -38,8 +38,9 @@ pub enum AttachError {
         source: std::io::Error,
     },
     #[error(
-        "{name}: root_port=on is for devices the VM boots with; a hot-added device goes in an \
-         ACPI hotplug slot on bus 0 (leave root_port out, or add the device to vm.create)"
+        "{name}: root_port=on and numa_node are for devices the VM boots with; a hot-added \
+         device goes in an ACPI hotplug slot on bus 0 (leave them out, or add the device to \
+         vm.create)"
     )]
     HotRootPort { name: String },
 }
@@ -62,6 +63,9 @@ pub struct AttachParams<'a> {
     pub link: PcieLink,
     /// The device is hot-added to a running VM (it cannot go behind a root port).
     pub hot: bool,
+    /// Behind a root port on this expander host bridge's root bus (the device's guest NUMA
+    /// node); implies a root port.
+    pub expander: Option<u8>,
 }
 
 /// PCI class 0x0302: 3D controller (NVIDIA's and AMD's data-centre GPUs).
@@ -77,6 +81,7 @@ fn behind_root_port(
         | u32::from(info.config.get(0x0a).copied().unwrap_or(0));
     match (p.root_port, p.hot) {
         (Some(true), true) => Err(AttachError::HotRootPort { name: name.into() }),
+        _ if p.hot && p.expander.is_some() => Err(AttachError::HotRootPort { name: name.into() }),
         (Some(b), _) => Ok(b),
         (None, hot) => Ok(!hot && class == CLASS_3D_CONTROLLER),
     }
@@ -167,10 +172,21 @@ pub fn attach(
         source,
     };
     let info = VfioPciInfo::probe(ops.as_ref()).map_err(probe_err)?;
-    let port = behind_root_port(name, &info, &p)?;
-    // Bus 0's next slot: the device's, or its root port's (the device is then device 0 of
-    // the port's secondary bus, and its INTx swizzles to the port's slot).
-    let address = pci.next_address().map_err(pci_err)?;
+    let asked = behind_root_port(name, &info, &p)?;
+    let port = p.expander.is_some() || asked;
+    // Bus 0's next slot (or the expander root bus's): the device's, or its root port's (the
+    // device is then device 0 of the port's secondary bus, and its INTx swizzles to the
+    // port's slot).
+    let address = match p.expander {
+        Some(root) => PciAddress::new(
+            root,
+            pci.bus
+                .next_port_slot_on(root)
+                .ok_or_else(|| pci_err(PciSetupError::NoSlot))?,
+            0,
+        ),
+        None => pci.next_address().map_err(pci_err)?,
+    };
     let bars = if port {
         // Unassigned: the guest sizes the port's windows and places them.
         info.bars
@@ -216,12 +232,14 @@ pub fn attach(
         // Its BARs are unassigned: nothing is mapped until the guest places them, so the
         // areas can be registered once the device has its address behind the port.
         let (port_at, at) = pci
-            .add_behind_root_port(p.link, model.clone())
+            .add_behind_root_port(p.expander, p.link, model.clone())
             .map_err(pci_err)?;
         let n = match areas(at) {
             Ok(n) => n,
             Err(e) => {
-                let _ = pci.bus.remove_device(port_at.device);
+                if port_at.bus == 0 {
+                    let _ = pci.bus.remove_device(port_at.device);
+                }
                 return Err(e);
             }
         };
@@ -314,6 +332,7 @@ mod tests {
                 root_port: None,
                 link: PcieLink::default(),
                 hot: false,
+                expander: None,
             }
         }
     }
@@ -420,6 +439,32 @@ mod tests {
         let slots = w.mapper.slots_of(a.address, 1);
         assert_eq!(slots.len(), 1);
         assert_eq!((slots[0].guest_phys_addr, slots[0].size), (bar1, 128 << 30));
+    }
+
+    #[test]
+    fn a_device_in_a_numa_node_goes_behind_a_port_on_its_expander_bridge() {
+        let w = world();
+        let l = MemoryLayout::new(1 << 30, 40).unwrap();
+        let (_, ex) = l.split_for_expanders(&[1]);
+        w.pci.add_expanders(&ex);
+        let mut params = w.params();
+        params.root_port = Some(false);
+        params.expander = w.pci.expander_bus(1);
+        assert_eq!(params.expander, Some(0x80));
+        let a = attach("ivshmem", ivshmem(), &w.pci, params).unwrap();
+        assert_eq!(a.address, PciAddress::new(0x81, 0, 0));
+        // The port answers on the expander's root bus, the device below it.
+        assert_eq!(read_at(&w, ecam_at(0x80, 0)), 0x000c_1b36);
+        assert_eq!(read_at(&w, ecam_at(0x81, 0)) & 0xffff, 0x1af4);
+        // Not for a hot-added device.
+        let mut params = w.params();
+        params.hot = true;
+        params.expander = Some(0x80);
+        let e = attach("gpu1", gpu(), &w.pci, params)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("numa_node"), "{e}");
     }
 
     #[test]
@@ -585,6 +630,7 @@ mod intx_tests {
             root_port: None,
             link: PcieLink::default(),
             hot: false,
+            expander: None,
         };
         let a = attach("legacy", fake, &pci, params).unwrap();
         let gsi = arch::acpi::pci_intx_gsi(a.address.device, 0);

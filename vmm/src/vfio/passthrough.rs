@@ -339,6 +339,8 @@ impl Passthrough {
             root_port: cfg.root_port,
             link: host_link(&c.path),
             hot: true,
+            // Refused for a hot-added device (attach says why): any expander stands for it.
+            expander: cfg.numa_node.map(|_| 0x80),
         };
         let a = match attach(&name, host.clone(), pci, params) {
             Ok(a) => a,
@@ -402,6 +404,7 @@ impl Passthrough {
                 root_port: d.cfg.root_port,
                 link: host_link(&d.checked.path),
                 hot: false,
+                expander: d.cfg.numa_node.and_then(|n| pci.expander_bus(n)),
             };
             let a = attach(&name, d.host.clone(), pci, params)?;
             self.attached.push(a.address);

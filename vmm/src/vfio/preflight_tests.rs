@@ -106,6 +106,7 @@ impl FakeHost {
             id: None,
             gpudirect_clique: None,
             root_port: None,
+            numa_node: None,
         }
     }
 
@@ -297,6 +298,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         id: None,
         gpudirect_clique: None,
         root_port: None,
+        numa_node: None,
     };
     let ok = check(std::slice::from_ref(&cfg), 1 << 30, &h.facts()).unwrap();
     assert_eq!(ok[0].bdf, uuid);
@@ -308,6 +310,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         id: None,
         gpudirect_clique: None,
         root_port: None,
+        numa_node: None,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(
@@ -322,6 +325,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         id: None,
         gpudirect_clique: None,
         root_port: None,
+        numa_node: None,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(e.contains("/sys/bus/mdev/devices"), "{e}");

@@ -144,6 +144,7 @@ impl ApiVmConfig {
                         id: d.id.clone(),
                         x_nv_gpudirect_clique: d.gpudirect_clique,
                         root_port: d.root_port,
+                        numa_node: d.numa_node,
                         ..Default::default()
                     })
                     .collect(),
@@ -354,6 +355,7 @@ impl ApiVmConfig {
             let field = match param {
                 "size" => "memory.size",
                 "numa" | "cpus" | "distances" | "guest_numa_id" => "numa",
+                "devices" => "devices",
                 _ => "memory.zones",
             };
             format!("{field}: {why}")
@@ -682,6 +684,9 @@ fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
     }
     if let Some(r) = d.root_port {
         kv += if r { ",root_port=on" } else { ",root_port=off" };
+    }
+    if let Some(n) = d.numa_node {
+        kv += &format!(",numa_node={n}");
     }
     config::device::parse(&kv).map_err(|e| api_message(field, e))
 }

@@ -367,6 +367,10 @@ pub struct ApiDevice {
     /// This VMM's own: behind a PCI Express root port of its own (absent: by class).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_port: Option<bool>,
+    /// This VMM's own: the guest NUMA node the device is near (behind a root port under
+    /// that node's expander host bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<u32>,
     #[serde(default, skip_serializing)]
     pub iommu: Option<Value>,
     #[serde(default, skip_serializing)]
