@@ -65,6 +65,20 @@ fn a_bad_smbios_identity_is_refused_naming_the_field() {
 }
 
 #[test]
+fn a_device_in_a_numa_node_the_guest_does_not_have_is_refused() {
+    assert_clean_error(
+        &run(&[
+            "--kernel",
+            "k",
+            "--device",
+            "path=/sys/bus/pci/devices/0000:41:00.0,numa_node=1",
+        ]),
+        2,
+        "numa_node=1 is not a guest NUMA node",
+    );
+}
+
+#[test]
 fn a_directory_is_not_a_kernel() {
     assert_clean_error(&run(&["--kernel", "/tmp"]), 1, "is a directory");
 }

@@ -158,6 +158,9 @@ mod tests {
         let off = parse("path=/sys/bus/pci/devices/0000:41:00.0,root_port=off").unwrap();
         assert_eq!(off.root_port, Some(false));
         assert!(parse("path=/x,root_port=maybe").is_err());
+        let n = parse("path=/sys/bus/pci/devices/0000:41:00.0,numa_node=1").unwrap();
+        assert_eq!(n.numa_node, Some(1));
+        assert!(parse("path=/x,numa_node=-1").is_err());
         let plain = parse("path=/sys/bus/pci/devices/0000:00:03.0").unwrap();
         assert_eq!(plain.id, None);
         assert_eq!(plain.gpudirect_clique, None);
