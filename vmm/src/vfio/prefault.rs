@@ -129,13 +129,21 @@ pub fn populate_write(host: *mut u8, len: u64) -> bool {
     unsafe { libc::madvise(host.cast(), len as usize, MADV_POPULATE_WRITE) == 0 }
 }
 
+/// The environment variable that caps the helpers (`0`: none), for hosts where the spare
+/// CPUs belong to something else, and to measure the mapping without them.
+pub const THREADS_ENV: &str = "VMM_VFIO_PREFAULT_THREADS";
+
 /// How many helpers a VM's mapping gets: one per CPU this process may use beyond the
-/// mapper's, at most [`MAX_HELPERS`]; none on one CPU.
+/// mapper's, at most [`MAX_HELPERS`] (or [`THREADS_ENV`], if lower); none on one CPU.
 pub fn helper_count() -> usize {
-    std::thread::available_parallelism()
+    let cpus = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .saturating_sub(1)
-        .min(MAX_HELPERS)
+        .min(MAX_HELPERS);
+    let cap = std::env::var(THREADS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    cap.map_or(cpus, |c| c.min(cpus))
 }
 
 /// The helper threads of one mapping.
