@@ -552,6 +552,91 @@ mod tests {
         assert_eq!(removed, 1);
     }
 
+    /// A data-centre GPU as its config space looks (H100-like): 3D controller, BAR0 16 MiB,
+    /// BAR1 128 GiB and BAR3 32 MiB 64-bit prefetchable, MSI-X at 0xC8 (8 vectors, table and
+    /// PBA in BAR0 at 0xB90000 / 0xBA0000).
+    fn h100() -> Arc<FakeVfioDevice> {
+        let mut cfg = vec![0u8; 256];
+        cfg[..4].copy_from_slice(&[0xde, 0x10, 0x30, 0x23]);
+        cfg[6] = 0x10; // capabilities list
+        cfg[0x0a..0x0c].copy_from_slice(&[0x02, 0x03]);
+        cfg[0x14] = 0x0c;
+        cfg[0x1c] = 0x0c;
+        cfg[0x34] = 0xc8;
+        cfg[0xc8..0xd4].copy_from_slice(&[
+            0x11, 0, 7, 0, // MSI-X, last capability, 8 vectors
+            0x00, 0x00, 0xb9, 0x00, // table: BAR0 + 0xB90000
+            0x00, 0x00, 0xba, 0x00, // PBA: BAR0 + 0xBA0000
+        ]);
+        Arc::new(
+            FakeVfioDevice::new(cfg)
+                .with_region(0, region(16 << 20, true))
+                .with_region(1, region(128 << 30, true))
+                .with_region(3, region(32 << 20, true))
+                .with_irqs(VfioIrqKind::Msix, 8),
+        )
+    }
+
+    #[test]
+    fn an_h100_shaped_gpu_behind_its_root_port_gets_its_bars_clique_and_a_true_pba() {
+        let w = world();
+        let mut params = w.params();
+        params.gpudirect_clique = Some(2);
+        let fake = h100();
+        let a = attach("gpu0", fake.clone(), &w.pci, params).unwrap();
+        assert_eq!(
+            a.address,
+            PciAddress::new(1, 0, 0),
+            "3D controller: behind a port"
+        );
+        let dev = ecam_at(1, 0);
+        // All three BARs unassigned; the clique capability went to 0xD4 (MSI-X holds 0xC8).
+        for bar in [0x10u64, 0x14, 0x1c] {
+            assert_eq!(read_at(&w, dev + bar) & !0xf, 0, "BAR at {bar:#x}");
+        }
+        let clique = read_at(&w, dev + 0xd4);
+        assert_eq!(clique & 0xff, 0x09, "vendor capability");
+        assert_eq!(clique >> 16 & 0xff, 8, "8 bytes");
+        let id = read_at(&w, dev + 0xd8);
+        assert_eq!(
+            id & 0xffff,
+            u32::from(u16::from_le_bytes(*b"2P")),
+            "\"P2P\""
+        );
+        assert_eq!((id >> 16 & 0xff) >> 3, 2, "clique ID 2");
+        // The guest places BAR0 (32-bit window), BAR1 and BAR3 (64-bit) and enables decoding.
+        let bar0 = 0xc000_0000u64;
+        let bar1 = 0x200_0000_0000u64;
+        let bar3 = 0x220_0000_0000u64;
+        let w32 = |at: u64, v: u32| assert!(w.buses.mmio.write(at, &v.to_le_bytes()));
+        w32(dev + 0x10, bar0 as u32);
+        w32(dev + 0x14, bar1 as u32 | 0xc);
+        w32(dev + 0x18, (bar1 >> 32) as u32);
+        w32(dev + 0x1c, bar3 as u32 | 0xc);
+        w32(dev + 0x20, (bar3 >> 32) as u32);
+        w32(dev + 0x04, 0x6);
+        assert_eq!(w.mapper.slots_of(a.address, 1)[0].size, 128 << 30);
+        assert_eq!(w.mapper.slots_of(a.address, 3)[0].guest_phys_addr, bar3);
+        // MSI-X on, vector 1 programmed and masked; the GPU signals it: the PBA shows it
+        // pending (the physical PBA would not), and unmasking delivers it.
+        let table = bar0 + 0xb9_0000;
+        let pba = bar0 + 0xba_0000;
+        w32(table + 16, 0xfee0_0000);
+        w32(table + 16 + 8, 0x42);
+        w32(table + 16 + 12, 1);
+        w32(dev + 0xc8, 0x8007_0011);
+        let read_pba = || {
+            let mut b = [0u8; 8];
+            assert!(w.buses.mmio.read(pba, &mut b));
+            u64::from_le_bytes(b)
+        };
+        assert_eq!(read_pba(), 0);
+        assert!(fake.fire(VfioIrqKind::Msix, 1));
+        assert_eq!(read_pba(), 1 << 1, "vector 1 pending");
+        w32(table + 16 + 12, 0);
+        assert_eq!(read_pba(), 0, "delivered on unmask");
+    }
+
     #[test]
     fn msix_gets_kvm_vectors_and_its_table_page_stays_trapped() {
         let w = world();
