@@ -47,6 +47,15 @@ struct Port {
     device: SharedDevice,
 }
 
+impl Port {
+    fn new(port: Arc<Mutex<PciRootPort>>, device: &SharedDevice) -> Self {
+        Port {
+            port,
+            device: device.clone(),
+        }
+    }
+}
+
 /// Bus 0 of segment 0 with its devices.
 pub struct PciBus {
     segment: u16,
@@ -109,25 +118,26 @@ impl PciBus {
                 .find(|b| !used.contains(b))
                 .ok_or(PciBusError::NoBusNumber)?;
             let port = Arc::new(Mutex::new(PciRootPort::on_bus(root, slot, bus, link)));
-            ports.insert(
-                slot,
-                Port {
-                    port,
-                    device: device.clone(),
-                },
-            );
+            ports.insert(slot, Port::new(port, &device));
             (slot, bus)
         };
-        let address = PciAddress {
+        Ok((self.at(root, slot), self.behind_port(bus, &device)))
+    }
+
+    /// `bus:device.0` of this segment.
+    fn at(&self, bus: u8, device: u8) -> PciAddress {
+        PciAddress {
             segment: self.segment,
-            ..PciAddress::new(bus, 0, 0)
-        };
-        self.map_decoded_bars_at(address, &device, true);
-        let port_at = PciAddress {
-            segment: self.segment,
-            ..PciAddress::new(root, slot, 0)
-        };
-        Ok((port_at, address))
+            ..PciAddress::new(bus, device, 0)
+        }
+    }
+
+    /// The address of `device`, just put behind a port whose secondary bus is `bus`, with the
+    /// BARs it already decodes handed to the relocator.
+    fn behind_port(&self, bus: u8, device: &SharedDevice) -> PciAddress {
+        let address = self.at(bus, 0);
+        self.map_decoded_bars_at(address, device, true);
+        address
     }
 
     /// The slot the next root port on expander root bus `root` will take.
@@ -179,21 +189,10 @@ impl PciBus {
                 .ok_or(PciBusError::NoBusNumber)?;
             let port = Arc::new(Mutex::new(PciRootPort::new(slot, bus, link)));
             map.insert(slot, port.clone());
-            ports.insert(
-                slot,
-                Port {
-                    port,
-                    device: device.clone(),
-                },
-            );
+            ports.insert(slot, Port::new(port, &device));
             (slot, bus)
         };
-        let address = PciAddress {
-            segment: self.segment,
-            ..PciAddress::new(bus, 0, 0)
-        };
-        self.map_decoded_bars_at(address, &device, true);
-        Ok((self.address(slot), address))
+        Ok((self.address(slot), self.behind_port(bus, &device)))
     }
 
     fn map(&self) -> RwLockReadGuard<'_, BTreeMap<u8, SharedDevice>> {
@@ -206,10 +205,7 @@ impl PciBus {
 
     /// The address of function 0 in `slot`.
     pub fn address(&self, slot: u8) -> PciAddress {
-        PciAddress {
-            segment: self.segment,
-            ..PciAddress::new(self.number, slot, 0)
-        }
+        self.at(self.number, slot)
     }
 
     /// The lowest empty slot, if any.
@@ -269,11 +265,7 @@ impl PciBus {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .secondary_bus();
-            let address = PciAddress {
-                segment: self.segment,
-                ..PciAddress::new(bus, 0, 0)
-            };
-            self.map_decoded_bars_at(address, &p.device, false);
+            self.map_decoded_bars_at(self.at(bus, 0), &p.device, false);
         }
         Ok(device)
     }

@@ -70,15 +70,32 @@ impl Default for PcieLink {
     }
 }
 
+/// GT/s of the Link Capabilities speed codes 1..=6.
+const SPEEDS: [(f64, &str); 6] = [
+    (2.5, "2.5 GT/s"),
+    (5.0, "5 GT/s"),
+    (8.0, "8 GT/s"),
+    (16.0, "16 GT/s"),
+    (32.0, "32 GT/s"),
+    (64.0, "64 GT/s"),
+];
+
 impl PcieLink {
     /// The Link Capabilities speed code of sysfs's `current_link_speed`/`max_link_speed`
     /// text ("16.0 GT/s PCIe"); None for "Unknown" and the like.
     pub fn speed_code(text: &str) -> Option<u8> {
         let gts: f64 = text.split_whitespace().next()?.parse().ok()?;
-        [2.5, 5.0, 8.0, 16.0, 32.0, 64.0]
+        SPEEDS
             .iter()
-            .position(|&s| (s - gts).abs() < 0.01)
+            .position(|&(s, _)| (s - gts).abs() < 0.01)
             .map(|i| i as u8 + 1)
+    }
+
+    /// A speed code as text ("16 GT/s"; "?" for a code outside 1..=6).
+    pub fn speed_text(code: u8) -> &'static str {
+        SPEEDS
+            .get(usize::from(code).wrapping_sub(1))
+            .map_or("?", |&(_, t)| t)
     }
 }
 

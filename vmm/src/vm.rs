@@ -387,13 +387,7 @@ fn build(
     let layout = Arc::new(arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?);
     // Passed-through devices placed in a guest NUMA node sit under an expander host bridge
     // per node, whose windows are cut from the main bridge's.
-    let mut device_nodes: Vec<u32> = Vec::new();
-    for n in cfg.devices.iter().filter_map(|d| d.numa_node) {
-        if !device_nodes.contains(&n) {
-            device_nodes.push(n);
-        }
-    }
-    let (pci_layout, expanders) = layout.split_for_expanders(&device_nodes);
+    let (pci_layout, expanders) = layout.split_for_expanders(&cfg.device_nodes());
     let vm = match vm {
         Some(vm) => vm,
         None => hv.create_vm()?,

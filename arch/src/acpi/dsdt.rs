@@ -82,18 +82,25 @@ fn inclusive((start, len): (u64, u64)) -> Option<(u64, u64)> {
 }
 
 /// The 32-bit MMIO window as a DWord memory descriptor; `None` when it is empty.
-fn mmio32_window(layout: &MemoryLayout) -> Result<Option<AddressSpace<u32>>, AcpiError> {
-    let Some((min, max)) = inclusive(layout.mmio32) else {
+fn mmio32_window(window: (u64, u64)) -> Result<Option<AddressSpace<u32>>, AcpiError> {
+    let Some((min, max)) = inclusive(window) else {
         return Ok(None);
     };
     let (Ok(min), Ok(max)) = (u32::try_from(min), u32::try_from(max)) else {
         return Err(AcpiError::Mmio32Window {
-            start: layout.mmio32.0,
-            len: layout.mmio32.1,
+            start: window.0,
+            len: window.1,
         });
     };
     let cache = AddressSpaceCacheable::NotCacheable;
     Ok(Some(AddressSpace::new_memory(cache, true, min, max, None)))
+}
+
+/// A 64-bit (prefetchable) MMIO window `(start, len)` for a `_CRS`; None when empty.
+fn mmio64_window(window: (u64, u64)) -> Option<AddressSpace<u64>> {
+    inclusive(window).map(|(min, max)| {
+        AddressSpace::<u64>::new_memory(AddressSpaceCacheable::Cacheable, true, min, max, None)
+    })
 }
 
 /// Slots on the root bus (device numbers 0..=31).
@@ -138,11 +145,8 @@ fn pci_host_bridge(
     let io_high = AddressSpace::<u16>::new_io(0xd00, 0xffff, None);
     let mut crs: Vec<&dyn Aml> = vec![&bus, &config, &io_low, &io_high];
 
-    let mem32 = mmio32_window(layout)?;
-    let mem64 = inclusive(layout.mmio64).map(|(min, max)| {
-        let cache = AddressSpaceCacheable::Cacheable;
-        AddressSpace::<u64>::new_memory(cache, true, min, max, None)
-    });
+    let mem32 = mmio32_window(layout.mmio32)?;
+    let mem64 = mmio64_window(layout.mmio64);
     if let Some(m) = &mem32 {
         crs.push(m);
     }
@@ -292,15 +296,10 @@ pub(super) fn build(cfg: &AcpiConfig) -> Result<Vec<u8>, AcpiError> {
 
 /// An expander host bridge (PNP0A08 on segment 0, `_UID` n): its buses, its MMIO windows and
 /// its NUMA node (`_PXM`), the node Linux gives every device below it.
-fn expander_bridge(n: usize, e: &Expander, sink: &mut Vec<u8>) {
+fn expander_bridge(n: usize, e: &Expander, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
     let bus = AddressSpace::<u16>::new_bus_number(u16::from(e.bus), u16::from(e.last_bus));
-    let cache = AddressSpaceCacheable::NotCacheable;
-    let mem32 = inclusive(e.mmio32).map(|(min, max)| {
-        AddressSpace::<u32>::new_memory(cache, true, min as u32, max as u32, None)
-    });
-    let mem64 = inclusive(e.mmio64).map(|(min, max)| {
-        AddressSpace::<u64>::new_memory(AddressSpaceCacheable::Cacheable, true, min, max, None)
-    });
+    let mem32 = mmio32_window(e.mmio32)?;
+    let mem64 = mmio64_window(e.mmio64);
     let mut crs: Vec<&dyn Aml> = vec![&bus];
     if let Some(m) = &mem32 {
         crs.push(m);
@@ -326,6 +325,7 @@ fn expander_bridge(n: usize, e: &Expander, sink: &mut Vec<u8>) {
         ],
     )
     .to_aml_bytes(sink);
+    Ok(())
 }
 
 /// The DSDT, with `expanders` (their windows cut from `cfg.layout`'s by the caller: see
@@ -340,7 +340,7 @@ pub(super) fn build_with(cfg: &AcpiConfig, expanders: &[Expander]) -> Result<Vec
     };
     pci_host_bridge(cfg.layout, cfg.pci_hotplug.is_some(), last_bus, &mut sb)?;
     for (n, e) in expanders.iter().enumerate() {
-        expander_bridge(n, e, &mut sb);
+        expander_bridge(n, e, &mut sb)?;
     }
     if let Some(port) = &cfg.serial {
         serial(port, &mut sb);
@@ -623,10 +623,10 @@ mod tests {
     fn empty_windows_are_left_out_and_windows_above_4g_are_an_error() {
         let mut layout = MemoryLayout::new(128 << 20, 40).unwrap();
         layout.mmio32 = (0x1000, 0);
-        assert!(mmio32_window(&layout).unwrap().is_none());
+        assert!(mmio32_window(layout.mmio32).unwrap().is_none());
         layout.mmio32 = (0xffff_f000, 0x2000);
         assert!(matches!(
-            mmio32_window(&layout),
+            mmio32_window(layout.mmio32),
             Err(AcpiError::Mmio32Window { .. })
         ));
         assert_eq!(inclusive((5, 0)), None);

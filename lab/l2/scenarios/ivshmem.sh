@@ -11,14 +11,7 @@ if [ -z "$d" ]; then
     echo "LAB-IVSHMEM RESULT FAIL"
 else
     echo "LAB-IVSHMEM dev=${d##*/} resource2=$(stat -c %s $d/resource2 2>/dev/null) bytes"
-    ok=PASS
     # offset pattern (8 ASCII bytes, repeated over 256 bytes): VRAM-00G, VRAM-01G, VRAM-63G
-    for spec in 0:5652414d2d303047 1G:5652414d2d303147 63G:5652414d2d363347; do
-        off=${spec%%:*} pat=${spec#*:}
-        for op in write read; do
-            out=$(bar-poke $d/resource2 $off $op $pat 256 2>&1) || ok=FAIL
-            echo "LAB-IVSHMEM-POKE $out"
-        done
-    done
-    echo "LAB-IVSHMEM RESULT $ok"
+    lab_bar_patterns $d/resource2 LAB-IVSHMEM \
+        0:5652414d2d303047 1G:5652414d2d303147 63G:5652414d2d363347
 fi

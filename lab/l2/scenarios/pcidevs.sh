@@ -3,7 +3,8 @@
 #   LAB-PCIDEV <bdf> <vendor>:<device> class=<class> driver=<driver|->
 #   LAB-BAR <bdf> <vendor>:<device> bar<N>|rom size=<16M|64G|256|...> <io|mem>[,64bit][,pref] start=<addr>
 # plus LAB-PCI-RESOURCE-ERRORS <n> (kernel BAR assignment complaints, each also as LAB-PCI-KMSG).
-# display.sh and ivshmem.sh source this file for lab_pci_devs / lab_pci_find / lab_size.
+# display.sh, ivshmem.sh and rootport.sh source this file for lab_pci_devs / lab_pci_find /
+# lab_size / lab_bar_patterns.
 lab_size() {  # bytes -> 64G / 16M / 4K / 256
     if [ $(($1 % 1073741824)) -eq 0 ]; then echo "$(($1 >> 30))G"
     elif [ $(($1 % 1048576)) -eq 0 ]; then echo "$(($1 >> 20))M"
@@ -15,6 +16,19 @@ lab_pci_find() {  # vendor:device (0x1af4:0x1110) -> first matching sysfs dir
         [ "$(cat $d/vendor 2>/dev/null):$(cat $d/device 2>/dev/null)" = "$1" ] && { echo "$d"; return 0; }
     done
     return 1
+}
+lab_bar_patterns() {  # resource-file prefix OFFSET:HEXPATTERN... -> writes then checks each
+    # (256 bytes) with bar-poke, printing "<prefix>-POKE ..." per step and "<prefix> RESULT PASS|FAIL".
+    local res=$1 prefix=$2 ok=PASS
+    shift 2
+    for spec in "$@"; do
+        off=${spec%%:*} pat=${spec#*:}
+        for op in write read; do
+            out=$(bar-poke $res $off $op $pat 256 2>&1) || ok=FAIL
+            echo "$prefix-POKE $out"
+        done
+    done
+    echo "$prefix RESULT $ok"
 }
 lab_pci_devs() {
     for d in /sys/bus/pci/devices/*; do

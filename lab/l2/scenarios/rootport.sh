@@ -31,13 +31,5 @@ if [ -n "$d" ]; then
     # No driver binds ivshmem here: enable it as a driver would (pci_enable_device, through
     # sysfs), since Linux assigned its BARs but left decoding off, as it does for any device.
     echo 1 > $d/enable && echo "LAB-RP-IVSHMEM-ENABLED"
-    ok=PASS
-    for spec in 3G:52504f52542d3033 62G:52504f52542d3632; do
-        off=${spec%%:*} pat=${spec#*:}
-        for op in write read; do
-            out=$(bar-poke $d/resource2 $off $op $pat 256 2>&1) || ok=FAIL
-            echo "LAB-RP-IVSHMEM-POKE $out"
-        done
-    done
-    echo "LAB-RP-IVSHMEM RESULT $ok"
+    lab_bar_patterns $d/resource2 LAB-RP-IVSHMEM 3G:52504f52542d3033 62G:52504f52542d3632
 fi

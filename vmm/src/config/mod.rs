@@ -138,9 +138,20 @@ impl VmConfig {
         self.check_device_nodes()
     }
 
+    /// The guest NUMA nodes passed-through devices are placed in, each once, in device order
+    /// (one expander host bridge each).
+    pub fn device_nodes(&self) -> Vec<u32> {
+        let mut nodes = Vec::new();
+        for n in self.devices.iter().filter_map(|d| d.numa_node) {
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
+        nodes
+    }
+
     /// A device's `numa_node` names a guest NUMA node and leaves it behind a root port.
     fn check_device_nodes(&self) -> Result<(), (&'static str, String)> {
-        let mut nodes = Vec::new();
         for d in &self.devices {
             let Some(n) = d.numa_node else { continue };
             if !self.numa.iter().any(|x| x.guest_numa_id == n) {
@@ -162,10 +173,8 @@ impl VmConfig {
                     ),
                 ));
             }
-            if !nodes.contains(&n) {
-                nodes.push(n);
-            }
         }
+        let nodes = self.device_nodes();
         if nodes.len() > arch::layout::MAX_EXPANDERS {
             return Err((
                 "devices",

@@ -245,7 +245,7 @@ pub fn attach(
         };
         let place = format!(
             " behind root port {port_at} (link {} x{})",
-            link_speed(p.link.speed),
+            PcieLink::speed_text(p.link.speed),
             p.link.width
         );
         (at, place, n)
@@ -269,18 +269,6 @@ pub fn attach(
         info.msix_vectors(),
     );
     Ok(Attached { address, model })
-}
-
-fn link_speed(code: u8) -> &'static str {
-    match code {
-        1 => "2.5 GT/s",
-        2 => "5 GT/s",
-        3 => "8 GT/s",
-        4 => "16 GT/s",
-        5 => "32 GT/s",
-        6 => "64 GT/s",
-        _ => "?",
-    }
 }
 
 #[cfg(test)]

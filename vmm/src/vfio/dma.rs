@@ -204,17 +204,7 @@ pub struct MappingJob {
 /// priority from the start instead. (Asked before the threads are confined.)
 pub fn can_leave_idle() -> bool {
     const CAP_SYS_NICE: u32 = 23;
-    let cap = std::fs::read_to_string("/proc/thread-self/status")
-        .ok()
-        .and_then(|s| {
-            let hex = s
-                .lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))?
-                .trim()
-                .to_string();
-            u64::from_str_radix(&hex, 16).ok()
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_NICE) != 0);
+    let cap = super::preflight::has_effective_cap(CAP_SYS_NICE);
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -222,12 +212,6 @@ pub fn can_leave_idle() -> bool {
     // SAFETY: getrlimit writes only the struct.
     let nice = unsafe { libc::getrlimit(libc::RLIMIT_NICE, &mut lim) } == 0 && lim.rlim_cur >= 20;
     cap || nice
-}
-
-fn reset_all(devices: &[(String, Arc<dyn VfioDeviceOps>)]) {
-    for (name, d) in devices {
-        super::reset::report(name, super::reset::BEFORE_USE, d.reset());
-    }
 }
 
 /// Sets the calling thread's scheduling policy (SCHED_IDLE or SCHED_OTHER); false when the
@@ -315,7 +299,7 @@ impl MappingJob {
     pub fn run(self) {
         match &self.pool {
             Some(p) => p.reset_all(&self.resets, super::reset::BEFORE_USE),
-            None => reset_all(&self.resets),
+            None => super::reset::reset_each(&self.resets, super::reset::BEFORE_USE),
         }
         self.gate.set(Some(Phase::Done), None);
         let start = Instant::now();

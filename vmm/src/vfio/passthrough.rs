@@ -226,11 +226,11 @@ impl Passthrough {
         }
         timer.phase("vfio_opened");
         // Guest RAM is mapped at IOVA = GPA: it must lie where the host IOMMU allows.
+        let ram = ram_regions(mem);
         match host.usable_iova() {
             Ok(Some(usable)) => {
-                let ram: Vec<(u64, u64)> =
-                    mem.iter().map(|r| (r.start_addr().0, r.len())).collect();
-                super::iova::check_ram(&ram, &usable).map_err(PassthroughError::Iova)?;
+                let ranges: Vec<(u64, u64)> = ram.iter().map(|r| (r.gpa, r.size)).collect();
+                super::iova::check_ram(&ranges, &usable).map_err(PassthroughError::Iova)?;
                 log::debug!("vfio: usable IOVA ranges {usable:x?}");
             }
             Ok(None) => log::debug!("vfio: the kernel reports no IOVA ranges; not checked"),
@@ -242,7 +242,6 @@ impl Passthrough {
             mapper.enable_peer_dma(dma.clone());
         }
         let gate = Arc::new(DmaGate::default());
-        let ram = ram_regions(mem);
         let hosts: Vec<Arc<HostDevice>> = devices.iter().map(|d| d.host.clone()).collect();
         // Idle priority only where the mapper can come back from it; helper threads fault
         // RAM in ahead of it (prefault.rs), each under its own filter.
@@ -328,9 +327,14 @@ impl Passthrough {
         cfg: &DeviceConfig,
         pci: &PciSegment,
     ) -> Result<PciAddress, PassthroughError> {
+        let name = cfg.id.clone().unwrap_or_else(|| c.bdf.clone());
+        // A root port or a NUMA node is for devices the VM boots with: refused before the
+        // device is opened and reset.
+        if cfg.root_port == Some(true) || cfg.numa_node.is_some() {
+            return Err(AttachError::HotRootPort { name }.into());
+        }
         let host = Arc::new(self.host.open_device(&c.path)?);
         super::reset::report(host.name(), super::reset::BEFORE_USE, host.reset());
-        let name = cfg.id.clone().unwrap_or_else(|| c.bdf.clone());
         let params = AttachParams {
             vm: self.vm.as_ref(),
             mapper: &self.mapper,
@@ -339,8 +343,7 @@ impl Passthrough {
             root_port: cfg.root_port,
             link: host_link(&c.path),
             hot: true,
-            // Refused for a hot-added device (attach says why): any expander stands for it.
-            expander: cfg.numa_node.map(|_| 0x80),
+            expander: None,
         };
         let a = match attach(&name, host.clone(), pci, params) {
             Ok(a) => a,

@@ -278,30 +278,17 @@ mod tests {
     #[test]
     fn populating_real_memory_faults_it_in_without_changing_it() {
         let len = 4 << 20;
-        // SAFETY: a fresh anonymous mapping, unmapped below.
-        let m = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(m, libc::MAP_FAILED);
-        let p = m as *mut u8;
+        let mapping = pci::vfio::HostMapping::anonymous(len).unwrap();
+        let p = mapping.as_ptr();
         // SAFETY: inside the mapping.
         unsafe { *p.add(5000) = 42 };
         // (Linux 5.14 and later, as every machine this runs on has.)
         assert!(populate_write(p, len as u64), "MADV_POPULATE_WRITE failed");
         let mut vec = vec![0u8; len / 4096];
         // SAFETY: mincore fills one byte per page of the mapping.
-        assert_eq!(unsafe { libc::mincore(m, len, vec.as_mut_ptr()) }, 0);
+        assert_eq!(unsafe { libc::mincore(p.cast(), len, vec.as_mut_ptr()) }, 0);
         assert!(vec.iter().all(|&b| b & 1 == 1), "every page is resident");
         // SAFETY: inside the mapping.
         assert_eq!(unsafe { *p.add(5000) }, 42);
-        // SAFETY: unmapping what we mapped.
-        unsafe { libc::munmap(m, len) };
     }
 }

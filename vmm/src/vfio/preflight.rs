@@ -111,7 +111,7 @@ fn memlock_limit() -> Option<u64> {
     }
 }
 
-fn has_effective_cap(bit: u32) -> bool {
+pub(crate) fn has_effective_cap(bit: u32) -> bool {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()

@@ -271,6 +271,13 @@ pub fn device_flags(device: RawFd) -> io::Result<u32> {
     }
 }
 
+/// Resets `devices` (name, device) one after the other on this thread.
+pub fn reset_each(devices: &[(String, Arc<dyn pci::vfio::VfioDeviceOps>)], when: &'static str) {
+    for (name, d) in devices {
+        report(name, when, d.reset());
+    }
+}
+
 /// One reset a [`ResetPool`] worker does: the device, its name, when (for the message).
 type ResetJob = (
     Arc<dyn pci::vfio::VfioDeviceOps>,
@@ -338,9 +345,7 @@ impl ResetPool {
         when: &'static str,
     ) {
         if self.workers.is_empty() || devices.len() < 2 {
-            for (name, d) in devices {
-                report(name, when, d.reset());
-            }
+            reset_each(devices, when);
             return;
         }
         let (done_tx, done_rx) = std::sync::mpsc::channel();
