@@ -521,6 +521,72 @@ def cmd_l2_initrd(args):
     build_l2_initrd(args.modules.split(",") if args.modules else ())
 
 
+# ---------------------------------------------------------------- an L1 kernel with iommufd
+
+# No Debian kernel enables CONFIG_IOMMUFD (checked: bookworm's 6.1, bookworm-backports' 6.12,
+# trixie's 6.12, trixie-backports' 7.3, cloud and generic flavours), so the iommufd scenarios
+# boot L1 on this one: Debian's linux-source-6.12 with Debian's cloud configuration, iommufd
+# and VFIO device cdevs on, and everything L1 needs built in (no modules to load).
+L1_KERNEL_BUILTIN = ["irqbypass", "kvm", "kvm_amd", "vfio", "vfio_iommu_type1", "vfio_pci_core", "vfio_pci",
+                     "iommufd", "tun", "igb", "igbvf", "virtio_pci"]
+L1_KERNEL_CONFIG = ["-m", "IOMMUFD", "-e", "VFIO_DEVICE_CDEV", "-m", "IGB", "-m", "IGBVF",
+                    "-d", "DEBUG_INFO_BTF", "-d", "DEBUG_INFO_DWARF5", "-d", "DEBUG_INFO_DWARF4",
+                    "-d", "DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT", "-e", "DEBUG_INFO_NONE",
+                    "-d", "MODULE_SIG", "-d", "MODULE_SIG_ALL", "-d", "MODULE_SIG_FORCE",
+                    "--set-str", "SYSTEM_TRUSTED_KEYS", "", "--set-str", "SYSTEM_REVOCATION_KEYS", "",
+                    "--set-str", "MODULE_SIG_KEY", "", "-d", "SECURITY_LOCKDOWN_LSM",
+                    "--set-str", "LOCALVERSION", "-lab-iommufd"]
+L1_KERNEL_BUILD_DEPS = ["bc", "bison", "flex", "libelf-dev", "libssl-dev", "xz-utils", "cpio"]
+
+
+def build_l1_kernel():
+    """lab/cache/l1-kernel/bzImage, built once (about 25 min on 2 cores)."""
+    base = CACHE / "l1-kernel"
+    out = base / "bzImage"
+    if out.exists():
+        return out
+    missing = [p for p in L1_KERNEL_BUILD_DEPS
+               if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    if missing:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        sh(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+    src_deb = cached_deb("linux-source-6.12_*.deb", "linux-source-6.12")
+    cfg_deb = cached_deb("linux-config-6.12_*.deb", "linux-config-6.12")
+    debs = base / "debs"
+    if debs.exists():
+        shutil.rmtree(debs)
+    debs.mkdir(parents=True)
+    for d in (src_deb, cfg_deb):
+        sh(["dpkg-deb", "-x", str(d), str(debs)])
+    tree = base / "src"
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir()
+    tarball = next((debs / "usr/src").glob("linux-source-6.12.tar.*"))
+    log(f"extracting {tarball.name}")
+    sh(["tar", "xf", str(tarball), "-C", str(tree), "--strip-components=1"])
+    cfg = next((debs / "usr/src").glob("linux-config-6.12/config.amd64_none_cloud-amd64.xz"))
+    (tree / ".config").write_bytes(subprocess.run(["xz", "-dc", str(cfg)], check=True,
+                                                  capture_output=True).stdout)
+    sh(["scripts/config", *L1_KERNEL_CONFIG], cwd=tree)
+    sh(["make", "olddefconfig"], cwd=tree, stdout=subprocess.DEVNULL)
+    lsmod = base / "lsmod"
+    lsmod.write_text("Module Size Used by\n" + "".join(f"{m} 16384 0\n" for m in L1_KERNEL_BUILTIN))
+    sh(["make", f"LSMOD={lsmod}", "localyesconfig"], cwd=tree, stdout=subprocess.DEVNULL)
+    conf = (tree / ".config").read_text()
+    for want in ("CONFIG_IOMMUFD=y", "CONFIG_VFIO_DEVICE_CDEV=y", "CONFIG_VFIO_PCI=y", "CONFIG_KVM_AMD=y"):
+        if want not in conf.splitlines():
+            sys.exit(f"lab: the L1 kernel configuration lacks {want}")
+    log("building the L1 kernel (make bzImage; about 25 min on 2 cores)")
+    sh(["make", f"-j{os.cpu_count() or 2}", "bzImage"], cwd=tree, stdout=subprocess.DEVNULL)
+    shutil.copyfile(tree / "arch/x86/boot/bzImage", out)
+    shutil.copyfile(tree / ".config", base / "config")
+    shutil.rmtree(tree)
+    shutil.rmtree(debs)
+    log(f"L1 kernel: {out}")
+    return out
+
+
 # ---------------------------------------------------------------- L1 initramfs
 
 def build_l1_base():
@@ -750,6 +816,8 @@ def prepare_l1(args, rundir, bins, scenarios, env, ref_qemu=False):
                 shutil.copyfileobj(b, f)
 
     kernel = CACHE / "kernel/boot" / f"vmlinuz-{(L2OUT / 'kernel.version').read_text().strip()}"
+    if getattr(args, "l1_kernel", ""):
+        kernel = build_l1_kernel() if args.l1_kernel == "iommufd" else Path(args.l1_kernel)
     append = L1_APPEND + (" lab.shell=1" if args.shell else "") + (" " + args.append if args.append else "")
     qemu = ["qemu-system-x86_64", "-accel", "tcg", "-M", "q35", "-cpu", "EPYC", "-m", str(args.mem),
             "-smp", str(args.smp), "-nographic", "-no-reboot",
@@ -1273,6 +1341,9 @@ def cmd_bench(args):
 def add_l1_args(p):
     """Options shared by `run` and `bench`: L1 hardware and extras."""
     p.add_argument("--device", action="append", default=[], help="extra QEMU -device for L1, e.g. edu")
+    p.add_argument("--l1-kernel", default="", metavar="PATH|iommufd",
+                   help="L1 kernel (default: Debian's, as L2's); 'iommufd' builds and uses the lab's "
+                   "6.12 with iommufd and VFIO cdevs (lab.py l1-kernel)")
     p.add_argument("--vfio", action="append", default=[],
                    help="PCI device in L1 to bind to vfio-pci: BDF or vendor:device (e.g. 1234:11e8)")
     p.add_argument("--object", action="append", default=[],
@@ -1296,6 +1367,8 @@ def main():
     p = sub.add_parser("l2-initrd", help="build the L2 initramfs")
     p.add_argument("--modules", default="", help="comma-separated kernel modules to add (with deps)")
     sub.add_parser("l1-base", help="build the cached part of the L1 initramfs")
+    sub.add_parser("l1-kernel", help="build the L1 kernel with iommufd (lab/cache/l1-kernel/bzImage; "
+                   "about 25 min on 2 cores)")
     p = sub.add_parser("list", help="list scenarios")
     p.add_argument("--scenario-file", default=str(LAB / "scenarios.txt"))
     p.add_argument("-s", "--scenarios", default="", help="only these (names or globs, comma-separated)")
@@ -1337,6 +1410,8 @@ def main():
         cmd_l2_initrd(args)
     elif args.cmd == "l1-base":
         build_l1_base()
+    elif args.cmd == "l1-kernel":
+        print(build_l1_kernel())
     elif args.cmd == "list":
         cmd_list(args)
     elif args.cmd == "run":

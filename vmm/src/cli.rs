@@ -184,7 +184,8 @@ pub fn command() -> Command {
                 .action(ArgAction::Append)
                 .help(
                     "Host PCI device passed through with VFIO (repeatable): \
-                     path=/sys/bus/pci/devices/BDF[,id=NAME][,x_nv_gpudirect_clique=0..15]",
+                     path=/sys/bus/pci/devices/BDF[,id=NAME][,x_nv_gpudirect_clique=0..15]\
+                     [,root_port=on|off][,numa_node=N][,iommufd=on|off]",
                 ),
         )
         .arg(

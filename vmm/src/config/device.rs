@@ -1,7 +1,10 @@
-//! `--device path=SYSFS_PATH[,id=NAME][,x_nv_gpudirect_clique=N][,root_port=on|off]`
-//! (repeatable): a host PCI device passed through with VFIO, in Cloud Hypervisor's syntax.
-//! `root_port` (this VMM's own) puts the device behind a PCI Express root port of its own;
-//! absent, 3D controllers (data-centre GPUs, class 0x0302) get one and others do not.
+//! `--device path=SYSFS_PATH[,id=NAME][,x_nv_gpudirect_clique=N][,root_port=on|off]
+//! [,numa_node=N][,iommufd=on|off]` (repeatable): a host PCI device passed through with VFIO,
+//! in Cloud Hypervisor's syntax. `root_port` (this VMM's own) puts the device behind a PCI
+//! Express root port of its own; absent, 3D controllers (data-centre GPUs, class 0x0302) get
+//! one and others do not. `iommufd` (this VMM's own) picks the VFIO backend: `on` opens the
+//! device's VFIO cdev (`/dev/vfio/devices/vfioN`) and maps DMA through `/dev/iommu`, `off` uses
+//! the legacy container and groups; absent, the VMM picks (see `vfio::preflight`).
 
 use std::path::PathBuf;
 
@@ -24,6 +27,9 @@ pub struct DeviceConfig {
     /// Guest NUMA node the device is near: it goes behind a root port under that node's
     /// expander host bridge (whose `_PXM` gives Linux the device's node).
     pub numa_node: Option<u32>,
+    /// The VFIO backend: iommufd + the device's cdev (true) or the legacy container and
+    /// groups (false); None: the VMM picks.
+    pub iommufd: Option<bool>,
 }
 
 impl DeviceConfig {
@@ -77,6 +83,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
     let mut gpudirect_clique = None;
     let mut root_port = None;
     let mut numa_node = None;
+    let mut iommufd = None;
     for (k, v) in kv::parse(
         OPT,
         s,
@@ -86,6 +93,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
             "x_nv_gpudirect_clique",
             "root_port",
             "numa_node",
+            "iommufd",
         ],
     )? {
         match k {
@@ -93,6 +101,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
             "path" => path = Some(PathBuf::from(v)),
             "id" => id = Some(parse_id(v)?),
             "root_port" => root_port = Some(kv::parse_bool(OPT, "root_port", v)?),
+            "iommufd" => iommufd = Some(kv::parse_bool(OPT, "iommufd", v)?),
             "numa_node" => {
                 numa_node = Some(
                     v.parse()
@@ -112,6 +121,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
         gpudirect_clique,
         root_port,
         numa_node,
+        iommufd,
     })
 }
 
@@ -157,6 +167,11 @@ mod tests {
         assert_eq!(port.root_port, Some(true));
         let off = parse("path=/sys/bus/pci/devices/0000:41:00.0,root_port=off").unwrap();
         assert_eq!(off.root_port, Some(false));
+        let fd = parse("path=/sys/bus/pci/devices/0000:41:00.0,iommufd=on").unwrap();
+        assert_eq!((fd.iommufd, port.iommufd), (Some(true), None));
+        let legacy = parse("path=/sys/bus/pci/devices/0000:41:00.0,iommufd=off").unwrap();
+        assert_eq!(legacy.iommufd, Some(false));
+        assert!(parse("path=/x,iommufd=auto").is_err());
         assert!(parse("path=/x,root_port=maybe").is_err());
         let n = parse("path=/sys/bus/pci/devices/0000:41:00.0,numa_node=1").unwrap();
         assert_eq!(n.numa_node, Some(1));

@@ -1,6 +1,8 @@
-//! Real VFIO through vfio-ioctls: one container per VM (legacy container + groups; iommufd
-//! can come later) registered with the KVM VFIO device, one [`HostDevice`] per `--device`,
-//! implementing [`VfioDeviceOps`] for the device model and [`DmaMapper`] for the container.
+//! Real VFIO through vfio-ioctls: one IOMMU domain per VM registered with the KVM VFIO
+//! device — a legacy container with the devices' groups, or an IOAS of an iommufd with the
+//! devices' cdevs bound to it (see [`preflight::Backend`](super::preflight::Backend)) — and
+//! one [`HostDevice`] per `--device`, implementing [`VfioDeviceOps`] for the device model and
+//! [`DmaMapper`] for the domain.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -8,16 +10,18 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use hypervisor::Vm;
+use iommufd_ioctls::IommuFd;
 use pci::vfio::{
     HostMapping, RegionInfo, ResetDone, VfioDeviceOps, VfioIrqKind, VFIO_PCI_CONFIG_REGION,
 };
 use vfio_bindings::bindings::vfio::{
     VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
 };
-use vfio_ioctls::{VfioContainer, VfioDevice, VfioRegionInfoCap};
+use vfio_ioctls::{VfioContainer, VfioDevice, VfioIommufd, VfioOps, VfioRegionInfoCap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::dma::DmaMapper;
+use super::preflight::Backend;
 use super::reset::{GroupFds, VFIO_DEVICE_FLAGS_RESET};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,17 @@ pub enum HostError {
     KvmDevice(hypervisor::HypervisorError),
     #[error("opening the VFIO container /dev/vfio/vfio: {0}")]
     Container(vfio_ioctls::VfioError),
+    #[error("opening /dev/iommu: {0}")]
+    Iommufd(String),
+    #[error(
+        "{name}: the VM's devices use the {have} and this one asks for the {want}: one VM's \
+         devices share one VFIO backend"
+    )]
+    BackendMismatch {
+        name: String,
+        have: &'static str,
+        want: &'static str,
+    },
     #[error("opening {path} with VFIO: {source}")]
     Device {
         path: String,
@@ -37,41 +52,118 @@ fn io_err(e: vfio_ioctls::VfioError) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// The VM's VFIO container (a clone is another handle on the same container).
+/// An IO address space of the VM's own in an iommufd, and vfio-ioctls' handle on it. The
+/// IOAS is destroyed when the last holder (the [`VfioHost`] handles and every device opened
+/// through them) lets go.
+pub struct Ioas {
+    fd: Arc<IommuFd>,
+    id: u32,
+    ops: Arc<VfioIommufd>,
+}
+
+impl Ioas {
+    fn open(vm: &dyn Vm) -> Result<Self, HostError> {
+        let fd = Arc::new(IommuFd::new().map_err(|e| HostError::Iommufd(e.to_string()))?);
+        let mut alloc = iommufd_bindings::iommufd::iommu_ioas_alloc {
+            size: std::mem::size_of::<iommufd_bindings::iommufd::iommu_ioas_alloc>() as u32,
+            flags: 0,
+            out_ioas_id: 0,
+        };
+        fd.alloc_iommu_ioas(&mut alloc)
+            .map_err(|e| HostError::Iommufd(format!("IOMMU_IOAS_ALLOC: {e}")))?;
+        let id = alloc.out_ioas_id;
+        let kvm_dev = vm.create_vfio_device().map_err(HostError::KvmDevice)?;
+        let ops = VfioIommufd::new(fd.clone(), Some(id), Some(Arc::new(kvm_dev)))
+            .map_err(|e| HostError::Iommufd(e.to_string()))?;
+        Ok(Ioas {
+            fd,
+            id,
+            ops: Arc::new(ops),
+        })
+    }
+}
+
+impl Drop for Ioas {
+    fn drop(&mut self) {
+        // Its mappings go with it (the devices were detached when they were released).
+        if let Err(e) = self.fd.destroy_iommu_object(self.id) {
+            log::debug!("vfio: destroying IOAS {}: {e}", self.id);
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Domain {
+    Container(Arc<VfioContainer>),
+    Iommufd(Arc<Ioas>),
+}
+
+/// The VM's VFIO IOMMU domain (a clone is another handle on the same one).
 #[derive(Clone)]
 pub struct VfioHost {
-    container: Arc<VfioContainer>,
-    /// Its groups' descriptors, for bus resets (see reset.rs).
+    domain: Domain,
+    /// The container's groups' descriptors, for bus resets (see reset.rs).
     groups: Arc<GroupFds>,
 }
 
 impl VfioHost {
-    /// The KVM VFIO device and a container registered with it.
-    pub fn open(vm: &dyn Vm) -> Result<Self, HostError> {
-        let kvm_dev = vm.create_vfio_device().map_err(HostError::KvmDevice)?;
-        let container =
-            VfioContainer::new(Some(Arc::new(kvm_dev))).map_err(HostError::Container)?;
+    /// The KVM VFIO device and a `backend` domain registered with it.
+    pub fn open(vm: &dyn Vm, backend: Backend) -> Result<Self, HostError> {
+        let domain = match backend {
+            Backend::Container => {
+                let kvm_dev = vm.create_vfio_device().map_err(HostError::KvmDevice)?;
+                let container =
+                    VfioContainer::new(Some(Arc::new(kvm_dev))).map_err(HostError::Container)?;
+                Domain::Container(Arc::new(container))
+            }
+            Backend::Iommufd => Domain::Iommufd(Arc::new(Ioas::open(vm)?)),
+        };
         Ok(VfioHost {
-            container: Arc::new(container),
+            domain,
             groups: Arc::default(),
         })
     }
 
-    /// Opens the device at sysfs `path` (its group joins the container on first use).
-    pub fn open_device(&self, path: &Path) -> Result<HostDevice, HostError> {
-        let dev =
-            VfioDevice::new(path, self.container.clone()).map_err(|source| HostError::Device {
-                path: path.display().to_string(),
-                source,
-            })?;
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self.domain {
+            Domain::Container(_) => Backend::Container,
+            Domain::Iommufd(_) => Backend::Iommufd,
+        }
+    }
+
+    /// Opens the device at sysfs `path`: its group joins the container on first use, or its
+    /// cdev is bound to the iommufd and attached to the IOAS. `backend` is what preflight
+    /// chose for it: a device added later must use the VM's.
+    pub fn open_device(&self, path: &Path, backend: Backend) -> Result<HostDevice, HostError> {
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into(),
         );
-        // The group (for a bus reset, when the device has no reset of its own).
-        let group = std::fs::read_link(path.join("iommu_group"))
-            .ok()
-            .and_then(|g| g.file_name()?.to_str()?.parse::<u32>().ok());
+        if backend != self.backend() {
+            return Err(HostError::BackendMismatch {
+                name,
+                have: self.backend().name(),
+                want: backend.name(),
+            });
+        }
+        let (ops, ioas): (Arc<dyn VfioOps>, _) = match &self.domain {
+            Domain::Container(c) => (c.clone(), None),
+            Domain::Iommufd(i) => (i.ops.clone(), Some(i.clone())),
+        };
+        let dev = VfioDevice::new(path, ops).map_err(|source| HostError::Device {
+            path: path.display().to_string(),
+            source,
+        })?;
+        // The group (for a bus reset, when the device has no reset of its own); a cdev's bus
+        // reset needs none (the kernel checks the other functions are in this iommufd).
+        let group = if ioas.is_some() {
+            None
+        } else {
+            std::fs::read_link(path.join("iommu_group"))
+                .ok()
+                .and_then(|g| g.file_name()?.to_str()?.parse::<u32>().ok())
+        };
         let group = group.filter(|&g| match self.groups.acquire(g) {
             Ok(()) => true,
             Err(e) => {
@@ -79,18 +171,24 @@ impl VfioHost {
                 false
             }
         });
-        Ok(HostDevice::new(dev, name, group, self.groups.clone()))
+        Ok(HostDevice::new(dev, name, group, self.groups.clone(), ioas))
     }
 
-    /// The IOVA ranges the host IOMMU lets this container map (None: the kernel does not
-    /// say). Ask after a device is open (its group set the container's IOMMU).
+    /// The IOVA ranges the host IOMMU lets this domain map (None: the kernel does not say).
+    /// Ask after a device is open (it narrows the ranges to what its IOMMU allows).
     pub fn usable_iova(&self) -> io::Result<Option<Vec<(u64, u64)>>> {
-        super::iova::usable_ranges(self.container.as_raw_fd())
+        match &self.domain {
+            Domain::Container(c) => super::iova::usable_ranges(c.as_raw_fd()),
+            Domain::Iommufd(i) => super::iova::ioas_ranges(i.fd.as_raw_fd(), i.id).map(Some),
+        }
     }
 
-    /// The container as a DMA mapper.
-    pub fn dma(&self) -> Arc<ContainerDma> {
-        Arc::new(ContainerDma(self.container.clone()))
+    /// The domain as a DMA mapper.
+    pub fn dma(&self) -> Arc<dyn DmaMapper> {
+        match &self.domain {
+            Domain::Container(c) => Arc::new(ContainerDma(c.clone())),
+            Domain::Iommufd(i) => Arc::new(IoasDma(i.clone())),
+        }
     }
 }
 
@@ -108,6 +206,23 @@ impl DmaMapper for ContainerDma {
     }
 }
 
+/// DMA mappings in the VM's IOAS (IOMMU_IOAS_MAP at a fixed IOVA, IOMMU_IOAS_UNMAP).
+pub struct IoasDma(Arc<Ioas>);
+
+impl DmaMapper for IoasDma {
+    unsafe fn map(&self, iova: u64, size: u64, host: *mut u8) -> io::Result<()> {
+        // SAFETY: the caller keeps host..host+size mapped until unmap.
+        unsafe { self.0.ops.vfio_dma_map(iova, size as usize, host) }.map_err(io_err)
+    }
+
+    fn unmap(&self, iova: u64, size: u64) -> io::Result<()> {
+        self.0
+            .ops
+            .vfio_dma_unmap(iova, size as usize)
+            .map_err(io_err)
+    }
+}
+
 /// An open VFIO device. [`HostDevice::close`] releases it (from the thread allowed to make
 /// the release's ioctls); later calls fail with EBADF.
 pub struct HostDevice {
@@ -120,6 +235,9 @@ pub struct HostDevice {
     /// Its IOMMU group, referenced in `groups` while the device is open.
     group: Option<u32>,
     groups: Arc<GroupFds>,
+    /// The IOAS it is attached to (iommufd): kept until the device is dropped, so the IOAS
+    /// outlives it. Declared after `dev`, so dropped after it.
+    _ioas: Option<Arc<Ioas>>,
 }
 
 fn region_info(dev: &VfioDevice, index: u32) -> Option<(RegionInfo, u64)> {
@@ -148,7 +266,13 @@ fn region_info(dev: &VfioDevice, index: u32) -> Option<(RegionInfo, u64)> {
 }
 
 impl HostDevice {
-    fn new(dev: VfioDevice, name: String, group: Option<u32>, groups: Arc<GroupFds>) -> Self {
+    fn new(
+        dev: VfioDevice,
+        name: String,
+        group: Option<u32>,
+        groups: Arc<GroupFds>,
+        ioas: Option<Arc<Ioas>>,
+    ) -> Self {
         let regions = (0..=VFIO_PCI_CONFIG_REGION)
             .map(|i| region_info(&dev, i))
             .collect();
@@ -161,6 +285,7 @@ impl HostDevice {
             reset_works,
             group,
             groups,
+            _ioas: ioas,
         }
     }
 

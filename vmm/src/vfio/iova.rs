@@ -4,12 +4,13 @@
 //! 0xfee00000–0xfeefffff is reserved everywhere (the guest's 32-bit hole covers it), and on AMD
 //! hosts so is 0xfd_0000_0000–0xff_ffff_ffff (HyperTransport), which a guest with more than
 //! about 1011 GiB of RAM would reach. A guest that cannot fit is refused before anything is
-//! mapped, with the range in the way and the largest RAM size that fits.
+//! mapped, with the range in the way and the largest RAM size that fits. With iommufd the
+//! IOAS says the same through IOMMU_IOAS_IOVA_RANGES.
 
 use std::io;
 use std::os::fd::RawFd;
 
-use super::seccomp::VFIO_IOMMU_GET_INFO;
+use super::seccomp::{IOMMU_IOAS_IOVA_RANGES, VFIO_IOMMU_GET_INFO};
 
 /// `VFIO_IOMMU_INFO_CAPS`: the info has a capability chain.
 const VFIO_IOMMU_INFO_CAPS: u32 = 1 << 1;
@@ -35,6 +36,39 @@ pub fn usable_ranges(container: RawFd) -> io::Result<Option<Vec<(u64, u64)>>> {
             continue;
         }
         return Ok(parse_info(&buf));
+    }
+}
+
+/// The usable IOVA ranges `(first, last)` of the IOAS `ioas` in the iommufd `fd`
+/// (IOMMU_IOAS_IOVA_RANGES: asked with room for 16, then as many as the kernel says).
+pub fn ioas_ranges(fd: RawFd, ioas: u32) -> io::Result<Vec<(u64, u64)>> {
+    let mut room = 16u32;
+    loop {
+        // struct iommu_iova_range { __aligned_u64 start; __aligned_u64 last; }
+        let mut ranges = vec![[0u64; 2]; room as usize];
+        // struct iommu_ioas_iova_ranges { u32 size, ioas_id, num_iovas, __reserved;
+        // __aligned_u64 allowed_iovas; __aligned_u64 out_iova_alignment; }
+        let mut arg = [0u64; 4];
+        arg[0] = 32 | (u64::from(ioas) << 32);
+        arg[1] = u64::from(room);
+        arg[2] = ranges.as_mut_ptr() as u64;
+        // SAFETY: the kernel reads `arg` (32 bytes, as its size field says) and writes at most
+        // num_iovas ranges into `ranges`, which has room for that many.
+        let rc = unsafe { libc::ioctl(fd, IOMMU_IOAS_IOVA_RANGES as _, arg.as_mut_ptr()) };
+        let n = arg[1] as u32;
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EMSGSIZE) && n > room && n <= 4096 {
+                room = n;
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(ranges
+            .iter()
+            .take(n.min(room) as usize)
+            .map(|r| (r[0], r[1]))
+            .collect());
     }
 }
 

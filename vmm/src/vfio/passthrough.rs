@@ -23,7 +23,7 @@ use super::attach::{attach, AttachError, AttachParams};
 use super::bar_map::BarMapper;
 use super::dma::{self, DmaGate, DmaMapper, MappingJob, RamRegion};
 use super::host::{HostDevice, HostError, VfioHost};
-use super::preflight::CheckedDevice;
+use super::preflight::{Backend, CheckedDevice};
 use crate::config::DeviceConfig;
 use crate::memory::SlotAllocator;
 use crate::pci_setup::PciSegment;
@@ -42,6 +42,8 @@ pub enum PassthroughError {
     Seccomp(crate::seccomp::SeccompError),
     #[error("VFIO: {0}")]
     Iova(String),
+    #[error("{0}")]
+    Backend(String),
 }
 
 struct Device {
@@ -107,6 +109,19 @@ fn ram_regions(mem: &GuestMemoryMmap) -> Vec<RamRegion> {
             host: r.as_ptr(),
         })
         .collect()
+}
+
+/// Peer-to-peer DMA between the VM's devices: each device's BARs mapped for the others, in
+/// the container. iommufd (Linux 6.12) cannot pin another device's MMIO, so there the
+/// devices get none, and the user is told how to have it.
+fn enable_peer_dma(mapper: &BarMapper, host: &VfioHost) {
+    match host.backend() {
+        Backend::Container => mapper.enable_peer_dma(host.dma()),
+        Backend::Iommufd => log::warn!(
+            "vfio: no peer-to-peer DMA between the passed devices: iommufd cannot map one \
+             device's BARs for another; pass them with iommufd=off for that"
+        ),
+    }
 }
 
 /// How often the vfio thread checks whether peer-to-peer DMA mappings lag behind BAR moves.
@@ -214,16 +229,22 @@ impl Passthrough {
         // Several devices are reset at once (reset.rs), by workers under the vfio filter.
         let workers = if checked.len() > 1 { checked.len() } else { 0 };
         let resets = Arc::new(super::reset::ResetPool::spawn(workers, filter.clone()));
-        let host = VfioHost::open(vm.as_ref())?;
+        let backend = checked[0].backend;
+        let host = VfioHost::open(vm.as_ref(), backend)?;
         let host_handle = host.clone();
         let mut devices = Vec::with_capacity(checked.len());
         for (c, cfg) in checked.iter().zip(cfgs) {
             devices.push(Device {
                 checked: c.clone(),
                 cfg: cfg.clone(),
-                host: Arc::new(host.open_device(&c.path)?),
+                host: Arc::new(host.open_device(&c.path, c.backend)?),
             });
         }
+        log::info!(
+            "vfio: {} device(s) through the {}",
+            devices.len(),
+            backend.name()
+        );
         timer.phase("vfio_opened");
         // Guest RAM is mapped at IOVA = GPA: it must lie where the host IOMMU allows.
         let ram = ram_regions(mem);
@@ -239,7 +260,7 @@ impl Passthrough {
         let dma = host.dma();
         if devices.len() > 1 {
             // Several devices: each may DMA into the others' BARs (GPU peer-to-peer).
-            mapper.enable_peer_dma(dma.clone());
+            enable_peer_dma(&mapper, &host);
         }
         let gate = Arc::new(DmaGate::default());
         let hosts: Vec<Arc<HostDevice>> = devices.iter().map(|d| d.host.clone()).collect();
@@ -333,7 +354,19 @@ impl Passthrough {
         if cfg.root_port == Some(true) || cfg.numa_node.is_some() {
             return Err(AttachError::HotRootPort { name }.into());
         }
-        let host = Arc::new(self.host.open_device(&c.path)?);
+        // A device added later uses the VM's backend: refused if it asks for the other one.
+        let backend = match cfg.iommufd {
+            None => self.host.backend(),
+            Some(true) => Backend::Iommufd,
+            Some(false) => Backend::Container,
+        };
+        if backend == Backend::Iommufd && c.cdev.is_none() {
+            return Err(PassthroughError::Backend(format!(
+                "{name}: the VM's devices use iommufd and this one has no VFIO cdev (the host \
+                 kernel needs CONFIG_VFIO_DEVICE_CDEV)"
+            )));
+        }
+        let host = Arc::new(self.host.open_device(&c.path, backend)?);
         super::reset::report(host.name(), super::reset::BEFORE_USE, host.reset());
         let params = AttachParams {
             vm: self.vm.as_ref(),
@@ -361,7 +394,7 @@ impl Passthrough {
         // Several devices in the container: each may DMA into the others' BARs (the vfio
         // thread maps them once a driver enables bus mastering, as at boot).
         if self.devices.len() > 1 {
-            self.mapper.enable_peer_dma(self.host.dma());
+            enable_peer_dma(&self.mapper, &self.host);
         }
         Ok(a.address)
     }

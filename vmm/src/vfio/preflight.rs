@@ -4,6 +4,11 @@
 //! Everything is read from sysfs through the device path given on the command line (so tests
 //! point it at a fake tree in a temporary directory), from the `/dev/vfio` directory given in
 //! [`HostFacts`], and from the process's RLIMIT_MEMLOCK and capabilities.
+//!
+//! It also picks the VM's VFIO backend ([`Backend`], [`choose_backend`]): the legacy container
+//! (`/dev/vfio/vfio` + one `/dev/vfio/N` per IOMMU group) or iommufd (`/dev/iommu` + each
+//! device's own cdev, `/dev/vfio/devices/vfioN`, Linux 6.6+ with CONFIG_IOMMUFD and
+//! CONFIG_VFIO_DEVICE_CDEV). One VM uses one backend for all its devices.
 
 use std::ffi::CString;
 use std::fs;
@@ -57,6 +62,8 @@ pub enum PreflightError {
         driver: String,
         fix: String,
     },
+    #[error("{0}")]
+    Backend(String),
     #[error("{path} does not exist: {hint}")]
     DevMissing { path: String, hint: &'static str },
     #[error("{path} is not readable and writable by this user ({err}): run as root or give this user the device (chown)")]
@@ -78,8 +85,11 @@ pub enum PreflightError {
 /// What preflight needs to know about the host besides sysfs.
 #[derive(Clone, Debug)]
 pub struct HostFacts {
-    /// Where the VFIO container and group devices live (`/dev/vfio`).
+    /// Where the VFIO container and group devices live (`/dev/vfio`; device cdevs in its
+    /// `devices` directory).
     pub dev_vfio: PathBuf,
+    /// The iommufd device (`/dev/iommu`).
+    pub dev_iommu: PathBuf,
     /// The soft RLIMIT_MEMLOCK in bytes; `None` when unlimited.
     pub memlock_limit: Option<u64>,
     /// CAP_IPC_LOCK in the effective set: locked-memory limits do not apply.
@@ -91,6 +101,7 @@ impl HostFacts {
     pub fn probe() -> Self {
         HostFacts {
             dev_vfio: PathBuf::from("/dev/vfio"),
+            dev_iommu: PathBuf::from("/dev/iommu"),
             memlock_limit: memlock_limit(),
             cap_ipc_lock: has_effective_cap(CAP_IPC_LOCK),
         }
@@ -128,6 +139,99 @@ pub struct CheckedDevice {
     /// `DDDD:BB:DD.F`.
     pub bdf: String,
     pub group: u32,
+    /// Its VFIO cdev (`vfio0`: `/dev/vfio/devices/vfio0`), when the kernel gives it one.
+    pub cdev: Option<String>,
+    /// The backend the VM opens it with (the same for every device of one check).
+    pub backend: Backend,
+}
+
+/// A VM's VFIO backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `/dev/vfio/vfio` and the groups' `/dev/vfio/N` (VFIO type1 IOMMU).
+    Container,
+    /// `/dev/iommu` and each device's `/dev/vfio/devices/vfioN`.
+    Iommufd,
+}
+
+impl Backend {
+    /// For messages and `vm.info`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Container => "legacy VFIO container",
+            Backend::Iommufd => "iommufd",
+        }
+    }
+}
+
+/// What [`choose_backend`] knows about one device.
+#[derive(Clone, Debug)]
+pub struct BackendWish<'a> {
+    pub bdf: &'a str,
+    /// `iommufd=on|off` (None: not given).
+    pub iommufd: Option<bool>,
+    /// The device has a VFIO cdev.
+    pub has_cdev: bool,
+}
+
+/// The backend for a VM's devices: what they ask for (`iommufd=on|off`), else iommufd where
+/// the host has it (`/dev/iommu`, and a cdev for every device) and either there is one device
+/// or the legacy container is missing. With several devices the container is kept: their
+/// peer-to-peer DMA needs each device's BARs mapped for the others, which the type1 IOMMU
+/// does and iommufd (which cannot pin another device's MMIO) does not. Devices that ask for
+/// different backends, or `iommufd=on` where the host cannot, are refused saying why.
+pub fn choose_backend(
+    wishes: &[BackendWish<'_>],
+    have_iommufd: bool,
+    have_container: bool,
+) -> Result<Backend, String> {
+    let on = wishes.iter().find(|w| w.iommufd == Some(true));
+    let off = wishes.iter().find(|w| w.iommufd == Some(false));
+    if let (Some(a), Some(b)) = (on, off) {
+        return Err(format!(
+            "{} has iommufd=on and {} iommufd=off: one VM's devices share one VFIO backend; give \
+             both the same (or neither)",
+            a.bdf, b.bdf
+        ));
+    }
+    let no_cdev = wishes.iter().find(|w| !w.has_cdev);
+    if let Some(a) = on {
+        if !have_iommufd {
+            return Err(format!(
+                "{}: iommufd=on, but /dev/iommu does not exist: the host kernel needs \
+                 CONFIG_IOMMUFD (modprobe iommufd), or use iommufd=off",
+                a.bdf
+            ));
+        }
+        if let Some(w) = no_cdev {
+            return Err(format!(
+                "{}: iommufd=on, but the device has no VFIO cdev (no vfio-dev directory in \
+                 its sysfs directory): the host kernel needs CONFIG_VFIO_DEVICE_CDEV (Linux \
+                 6.6+), or use iommufd=off",
+                w.bdf
+            ));
+        }
+        return Ok(Backend::Iommufd);
+    }
+    if off.is_some() {
+        return Ok(Backend::Container);
+    }
+    let iommufd_works = have_iommufd && no_cdev.is_none();
+    Ok(if iommufd_works && (wishes.len() == 1 || !have_container) {
+        Backend::Iommufd
+    } else {
+        Backend::Container
+    })
+}
+
+/// The name of the device's VFIO cdev (`vfio0`), from its sysfs `vfio-dev` directory.
+fn cdev_name(dir: &Path) -> Option<String> {
+    let mut names = fs::read_dir(dir.join("vfio-dev"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("vfio"));
+    let first = names.next()?;
+    names.next().is_none().then_some(first)
 }
 
 fn link_name(path: &Path) -> Option<String> {
@@ -309,8 +413,28 @@ pub fn check(
         found.push((cfg, bdf, dir, bus));
     }
     let passed: Vec<String> = found.iter().map(|(_, bdf, _, _)| bdf.clone()).collect();
+    let cdevs: Vec<Option<String>> = found.iter().map(|(_, _, d, _)| cdev_name(d)).collect();
+    let wishes: Vec<BackendWish<'_>> = found
+        .iter()
+        .zip(&cdevs)
+        .map(|((cfg, bdf, _, _), cdev)| BackendWish {
+            bdf,
+            iommufd: cfg.iommufd,
+            has_cdev: cdev.is_some(),
+        })
+        .collect();
+    let backend = if wishes.is_empty() {
+        Backend::Container
+    } else {
+        choose_backend(
+            &wishes,
+            host.dev_iommu.exists(),
+            host.dev_vfio.join("vfio").exists(),
+        )
+        .map_err(PreflightError::Backend)?
+    };
     let mut checked = Vec::with_capacity(found.len());
-    for (cfg, bdf, dir, bus) in found {
+    for ((cfg, bdf, dir, bus), cdev) in found.into_iter().zip(cdevs) {
         let group = match bus {
             Bus::Pci => {
                 check_driver(&bdf, &dir)?;
@@ -324,18 +448,34 @@ pub fn check(
                 iommu_group(&bdf, &dir)?
             }
         };
-        check_dev_node(
-            &host.dev_vfio.join("vfio"),
-            "the VFIO container device is missing; load the driver: modprobe vfio-pci",
-        )?;
-        check_dev_node(
-            &host.dev_vfio.join(group.to_string()),
-            "the IOMMU group's VFIO device is missing; is the device bound to vfio-pci?",
-        )?;
+        match (backend, &cdev) {
+            (Backend::Iommufd, Some(name)) => {
+                check_dev_node(
+                    &host.dev_iommu,
+                    "the iommufd device is missing; load it: modprobe iommufd",
+                )?;
+                check_dev_node(
+                    &host.dev_vfio.join("devices").join(name),
+                    "the device's VFIO cdev is missing; is the device bound to vfio-pci?",
+                )?;
+            }
+            _ => {
+                check_dev_node(
+                    &host.dev_vfio.join("vfio"),
+                    "the VFIO container device is missing; load the driver: modprobe vfio-pci",
+                )?;
+                check_dev_node(
+                    &host.dev_vfio.join(group.to_string()),
+                    "the IOMMU group's VFIO device is missing; is the device bound to vfio-pci?",
+                )?;
+            }
+        }
         checked.push(CheckedDevice {
             path: cfg.path.clone(),
             bdf,
             group,
+            cdev,
+            backend,
         });
     }
     if !checked.is_empty() {

@@ -107,12 +107,30 @@ impl FakeHost {
             gpudirect_clique: None,
             root_port: None,
             numa_node: None,
+            iommufd: None,
         }
+    }
+
+    /// Gives the device `bdf` the VFIO cdev `name` (sysfs `vfio-dev/NAME` and
+    /// `/dev/vfio/devices/NAME`), as a kernel with CONFIG_VFIO_DEVICE_CDEV does.
+    fn cdev(&self, bdf: &str, name: &str) -> &Self {
+        let dir = self.root.join("sys/devices/pci0000:00").join(bdf);
+        fs::create_dir_all(dir.join("vfio-dev").join(name)).unwrap();
+        fs::create_dir_all(self.root.join("dev/vfio/devices")).unwrap();
+        fs::write(self.root.join("dev/vfio/devices").join(name), "").unwrap();
+        self
+    }
+
+    /// `/dev/iommu`, as a kernel with CONFIG_IOMMUFD has.
+    fn iommufd(&self) -> &Self {
+        fs::write(self.root.join("dev/iommu"), "").unwrap();
+        self
     }
 
     fn facts(&self) -> HostFacts {
         HostFacts {
             dev_vfio: self.root.join("dev/vfio"),
+            dev_iommu: self.root.join("dev/iommu"),
             memlock_limit: None,
             cap_ipc_lock: false,
         }
@@ -299,6 +317,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         gpudirect_clique: None,
         root_port: None,
         numa_node: None,
+        iommufd: None,
     };
     let ok = check(std::slice::from_ref(&cfg), 1 << 30, &h.facts()).unwrap();
     assert_eq!(ok[0].bdf, uuid);
@@ -311,6 +330,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         gpudirect_clique: None,
         root_port: None,
         numa_node: None,
+        iommufd: None,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(
@@ -326,7 +346,103 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         gpudirect_clique: None,
         root_port: None,
         numa_node: None,
+        iommufd: None,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(e.contains("/sys/bus/mdev/devices"), "{e}");
+}
+
+fn wish(bdf: &str, iommufd: Option<bool>, has_cdev: bool) -> BackendWish<'_> {
+    BackendWish {
+        bdf,
+        iommufd,
+        has_cdev,
+    }
+}
+
+#[test]
+fn the_backend_is_iommufd_for_one_device_where_the_host_has_it() {
+    let one = [wish("0000:41:00.0", None, true)];
+    assert_eq!(choose_backend(&one, true, true), Ok(Backend::Iommufd));
+    // No /dev/iommu, or no cdev: the container.
+    assert_eq!(choose_backend(&one, false, true), Ok(Backend::Container));
+    let old = [wish("0000:41:00.0", None, false)];
+    assert_eq!(choose_backend(&old, true, true), Ok(Backend::Container));
+    // Several devices keep the container (peer-to-peer DMA into each other's BARs)...
+    let two = [
+        wish("0000:41:00.0", None, true),
+        wish("0000:42:00.0", None, true),
+    ];
+    assert_eq!(choose_backend(&two, true, true), Ok(Backend::Container));
+    // ...unless the host has no container at all, or they ask for iommufd.
+    assert_eq!(choose_backend(&two, true, false), Ok(Backend::Iommufd));
+    let asked = [
+        wish("0000:41:00.0", Some(true), true),
+        wish("0000:42:00.0", None, true),
+    ];
+    assert_eq!(choose_backend(&asked, true, true), Ok(Backend::Iommufd));
+    // iommufd=off wins over a host that has iommufd.
+    let off = [wish("0000:41:00.0", Some(false), true)];
+    assert_eq!(choose_backend(&off, true, true), Ok(Backend::Container));
+}
+
+#[test]
+fn iommufd_on_where_the_host_cannot_or_mixed_wishes_are_refused_saying_why() {
+    let on = [wish("0000:41:00.0", Some(true), true)];
+    let e = choose_backend(&on, false, true).unwrap_err();
+    assert!(
+        e.contains("/dev/iommu does not exist") && e.contains("CONFIG_IOMMUFD"),
+        "{e}"
+    );
+    let no_cdev = [wish("0000:41:00.0", Some(true), false)];
+    let e = choose_backend(&no_cdev, true, true).unwrap_err();
+    assert!(
+        e.contains("no VFIO cdev") && e.contains("CONFIG_VFIO_DEVICE_CDEV"),
+        "{e}"
+    );
+    let mixed = [
+        wish("0000:41:00.0", Some(true), true),
+        wish("0000:42:00.0", Some(false), true),
+    ];
+    let e = choose_backend(&mixed, true, true).unwrap_err();
+    assert!(
+        e.contains("0000:41:00.0 has iommufd=on and 0000:42:00.0 iommufd=off"),
+        "{e}"
+    );
+}
+
+#[test]
+fn preflight_finds_the_cdev_and_checks_the_iommufd_nodes() {
+    let h = FakeHost::new("cdev");
+    h.device("0000:41:00.0", GPU, Some("vfio-pci"), Some(7))
+        .cdev("0000:41:00.0", "vfio3")
+        .iommufd();
+    let ok = check(&[h.cfg("0000:41:00.0")], 1 << 30, &h.facts()).unwrap();
+    assert_eq!(ok[0].cdev.as_deref(), Some("vfio3"));
+    assert_eq!(ok[0].backend, Backend::Iommufd);
+    // The iommufd backend needs neither the container nor the group's node.
+    fs::remove_file(h.root.join("dev/vfio/vfio")).unwrap();
+    fs::remove_file(h.root.join("dev/vfio/7")).unwrap();
+    assert_eq!(
+        check(&[h.cfg("0000:41:00.0")], 1 << 30, &h.facts()).unwrap()[0].backend,
+        Backend::Iommufd
+    );
+    // ...but the cdev node.
+    fs::remove_file(h.root.join("dev/vfio/devices/vfio3")).unwrap();
+    let e = err(&h, &["0000:41:00.0"], 0, &h.facts());
+    assert!(e.contains("dev/vfio/devices/vfio3 does not exist"), "{e}");
+    // iommufd=off: the container's nodes are checked again.
+    let mut cfg = h.cfg("0000:41:00.0");
+    cfg.iommufd = Some(false);
+    let e = check(&[cfg], 0, &h.facts()).unwrap_err().to_string();
+    assert!(e.contains("dev/vfio/vfio does not exist"), "{e}");
+    // Without /dev/iommu the device goes through the container (nodes restored).
+    fs::write(h.root.join("dev/vfio/vfio"), "").unwrap();
+    fs::write(h.root.join("dev/vfio/7"), "").unwrap();
+    fs::remove_file(h.root.join("dev/iommu")).unwrap();
+    let ok = check(&[h.cfg("0000:41:00.0")], 0, &h.facts()).unwrap();
+    assert_eq!(
+        (ok[0].backend, ok[0].cdev.as_deref()),
+        (Backend::Container, Some("vfio3"))
+    );
 }

@@ -8,7 +8,9 @@
 //!
 //! The group file descriptors come from [`GroupFds`]: vfio-ioctls opens each group once and
 //! keeps the file to itself, so the registry holds a duplicate of that descriptor for as long
-//! as a device of the group is open in this VM.
+//! as a device of the group is open in this VM. A device opened through its cdev (iommufd)
+//! needs none: the kernel reports the other functions by whether this VM's iommufd owns them
+//! (VFIO_PCI_HOT_RESET_FLAG_DEV_ID[_OWNED]) and takes an empty list of group descriptors.
 
 use std::collections::HashMap;
 use std::io;
@@ -66,6 +68,37 @@ pub fn hot_reset_groups(affected: &[Dependent], owned: &[u32]) -> Result<Vec<u32
         }
     }
     Ok(groups)
+}
+
+/// `vfio_pci_hot_reset_info.flags`: the entries carry device IDs (the device is a cdev).
+pub const HOT_RESET_FLAG_DEV_ID: u32 = 1 << 0;
+/// ...and this VM's iommufd owns every affected device.
+pub const HOT_RESET_FLAG_DEV_ID_OWNED: u32 = 1 << 1;
+/// A device ID entry for a function this VM does not own (`VFIO_PCI_DEVID_NOT_OWNED`).
+const DEVID_NOT_OWNED: u32 = u32::MAX;
+
+/// What a bus reset needs given VFIO_DEVICE_GET_PCI_HOT_RESET_INFO's `flags` and entries:
+/// the groups (legacy: [`hot_reset_groups`]), or none for a cdev whose iommufd owns every
+/// affected function; or why the VM cannot do it.
+pub fn hot_reset_plan(
+    flags: u32,
+    affected: &[Dependent],
+    owned: &[u32],
+) -> Result<Vec<u32>, String> {
+    if flags & HOT_RESET_FLAG_DEV_ID == 0 {
+        return hot_reset_groups(affected, owned);
+    }
+    if flags & HOT_RESET_FLAG_DEV_ID_OWNED != 0 {
+        return Ok(Vec::new());
+    }
+    let other = affected.iter().find(|d| d.group == DEVID_NOT_OWNED);
+    Err(match other {
+        Some(d) => format!(
+            "a bus reset would also reset {d}, which this VM does not have: pass that device \
+             through too"
+        ),
+        None => "a bus reset would also reset a function this VM does not have".into(),
+    })
 }
 
 /// The VM's VFIO group descriptors, by group number (see the module documentation).
@@ -161,7 +194,7 @@ pub fn reset(device: RawFd, reset_works: bool, groups: &Arc<GroupFds>) -> io::Re
         }
         return Err(io::Error::last_os_error());
     }
-    let affected = match hot_reset_info(device) {
+    let (flags, affected) = match hot_reset_info(device) {
         Ok(a) => a,
         // No bus or slot reset either (a root-bus device, a bridge that cannot).
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::EINVAL)) => {
@@ -171,7 +204,7 @@ pub fn reset(device: RawFd, reset_works: bool, groups: &Arc<GroupFds>) -> io::Re
         }
         Err(e) => return Err(e),
     };
-    let needed = match hot_reset_groups(&affected, &groups.owned()) {
+    let needed = match hot_reset_plan(flags, &affected, &groups.owned()) {
         Ok(g) => g,
         Err(why) => {
             return Ok(ResetDone::Unavailable(format!(
@@ -199,8 +232,9 @@ pub fn reset(device: RawFd, reset_works: bool, groups: &Arc<GroupFds>) -> io::Re
     }
 }
 
-/// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: the functions a bus reset of `device` would reset.
-fn hot_reset_info(device: RawFd) -> io::Result<Vec<Dependent>> {
+/// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: its flags and the functions a bus reset of `device`
+/// would reset (with a device ID in `group` when the flags say so).
+fn hot_reset_info(device: RawFd) -> io::Result<(u32, Vec<Dependent>)> {
     // struct vfio_pci_hot_reset_info { argsz, flags, count, devices[] } with 8-byte entries
     // { u32 group_id; u16 segment; u8 bus; u8 devfn }. Asked with room for 16, then as
     // many as the kernel says (ENOSPC with count filled in).
@@ -225,7 +259,7 @@ fn hot_reset_info(device: RawFd) -> io::Result<Vec<Dependent>> {
             }
             return Err(e);
         }
-        return Ok((0..count.min(room))
+        let deps = (0..count.min(room))
             .map(|i| {
                 let (g, rest) = (buf[3 + 2 * i], buf[4 + 2 * i]);
                 Dependent {
@@ -235,7 +269,8 @@ fn hot_reset_info(device: RawFd) -> io::Result<Vec<Dependent>> {
                     devfn: (rest >> 24) as u8,
                 }
             })
-            .collect());
+            .collect();
+        return Ok((buf[1], deps));
     }
 }
 
@@ -410,6 +445,23 @@ mod tests {
     fn several_groups_are_each_needed_once_in_order() {
         let affected = [dep(30, 1, 0, 0), dep(31, 1, 0, 1), dep(30, 1, 0, 2)];
         assert_eq!(hot_reset_groups(&affected, &[31, 30]).unwrap(), [30, 31]);
+    }
+
+    #[test]
+    fn a_cdev_bus_reset_needs_no_group_when_the_iommufd_owns_every_function() {
+        let owned = [dep(u32::MAX - 1, 0x41, 0, 0), dep(u32::MAX - 1, 0x41, 0, 1)];
+        let flags = HOT_RESET_FLAG_DEV_ID | HOT_RESET_FLAG_DEV_ID_OWNED;
+        assert_eq!(hot_reset_plan(flags, &owned, &[]), Ok(vec![]));
+        // A function outside the VM's iommufd is named.
+        let foreign = [dep(3, 0x41, 0, 0), dep(u32::MAX, 0x41, 0, 1)];
+        let e = hot_reset_plan(HOT_RESET_FLAG_DEV_ID, &foreign, &[]).unwrap_err();
+        assert!(
+            e.contains("0000:41:00.1") && e.contains("pass that device"),
+            "{e}"
+        );
+        // Without the DEV_ID flag the entries are groups, as before.
+        assert_eq!(hot_reset_plan(0, &[dep(7, 0x41, 0, 0)], &[7]), Ok(vec![7]));
+        assert!(hot_reset_plan(0, &[dep(7, 0x41, 0, 0)], &[]).is_err());
     }
 
     #[test]

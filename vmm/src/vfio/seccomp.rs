@@ -14,7 +14,9 @@
 //! sched_setscheduler on itself), keeps the peer-to-peer BAR mappings in line with the BARs,
 //! and at the end disables the devices' interrupts, resets them, removes their BAR slots,
 //! unmaps everything and releases the devices (vfio-ioctls reads the device's
-//! `iommu_group` link and takes the group off KVM's VFIO device and the container).
+//! `iommu_group` link and takes the group off KVM's VFIO device and the container; with
+//! iommufd it detaches the device's cdev from the IOAS and KVM's VFIO device, and the IOAS
+//! is destroyed after the last device).
 
 use std::mem::size_of;
 
@@ -47,6 +49,22 @@ pub const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(13);
 pub const VFIO_DEVICE_PCI_HOT_RESET: u64 = vfio_io(13);
 /// `_IO(VFIO_TYPE, VFIO_BASE + 14)`
 pub const VFIO_IOMMU_UNMAP_DMA: u64 = vfio_io(14);
+/// `_IO(VFIO_TYPE, VFIO_BASE + 20)`: a device cdev leaves its IOAS (release, iommufd).
+pub const VFIO_DEVICE_DETACH_IOMMUFD_PT: u64 = vfio_io(20);
+
+/// iommufd's ioctls share VFIO's type byte (`';'`) from number 0x80 on.
+const fn iommufd_io(nr: u32) -> u64 {
+    ioctl_expr(_IOC_NONE, VFIO_TYPE as u32, nr, 0) as u64
+}
+/// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY)`: the IOAS, once its last device is gone.
+pub const IOMMU_DESTROY: u64 = iommufd_io(0x80);
+/// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_IOVA_RANGES)` (iova.rs).
+pub const IOMMU_IOAS_IOVA_RANGES: u64 = iommufd_io(0x84);
+/// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP)`
+pub const IOMMU_IOAS_MAP: u64 = iommufd_io(0x85);
+/// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP)`
+pub const IOMMU_IOAS_UNMAP: u64 = iommufd_io(0x86);
+
 /// `_IOW(KVMIO, 0xe1, struct kvm_device_attr)`
 pub const KVM_SET_DEVICE_ATTR: u64 = ioctl_expr(
     _IOC_WRITE,
@@ -90,14 +108,19 @@ pub fn thread_rules() -> Allowlist {
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_RESET));
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO));
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_SET_IRQS));
-    // Guest RAM and peer-to-peer BAR mappings.
+    // Guest RAM and peer-to-peer BAR mappings: the container's, or the IOAS's (iommufd).
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_IOMMU_MAP_DMA));
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_IOMMU_UNMAP_DMA));
+    a.allow_if(libc::SYS_ioctl, ioctl(IOMMU_IOAS_MAP));
+    a.allow_if(libc::SYS_ioctl, ioctl(IOMMU_IOAS_UNMAP));
     // BAR slots removed at the end.
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_USER_MEMORY_REGION));
-    // Releasing a device: its group leaves KVM's VFIO device and the container.
+    // Releasing a device: its group leaves KVM's VFIO device and the container, or its cdev
+    // leaves KVM's VFIO device and the IOAS, which is destroyed after the last one.
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_DEVICE_ATTR));
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_GROUP_UNSET_CONTAINER));
+    a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_DETACH_IOMMUFD_PT));
+    a.allow_if(libc::SYS_ioctl, ioctl(IOMMU_DESTROY));
     a.allow(libc::SYS_readlink);
     a.allow(libc::SYS_readlinkat);
     // The peer-to-peer sync keys its mappings in a HashMap: the thread's first RandomState
@@ -134,6 +157,12 @@ mod tests {
         assert_eq!(VFIO_IOMMU_MAP_DMA, 0x3b71);
         assert_eq!(VFIO_IOMMU_UNMAP_DMA, 0x3b72);
         assert_eq!(KVM_SET_USER_MEMORY_REGION, 0x4020_ae46);
+        // include/uapi/linux/iommufd.h and vfio.h (Linux 6.12).
+        assert_eq!(VFIO_DEVICE_DETACH_IOMMUFD_PT, 0x3b78);
+        assert_eq!(IOMMU_DESTROY, 0x3b80);
+        assert_eq!(IOMMU_IOAS_IOVA_RANGES, 0x3b84);
+        assert_eq!(IOMMU_IOAS_MAP, 0x3b85);
+        assert_eq!(IOMMU_IOAS_UNMAP, 0x3b86);
         let mut a = Allowlist::default();
         add_vcpu_rules(&mut a);
         assert!(a.contains(libc::SYS_pread64) && a.contains(libc::SYS_ioctl));

@@ -145,6 +145,7 @@ impl ApiVmConfig {
                         x_nv_gpudirect_clique: d.gpudirect_clique,
                         root_port: d.root_port,
                         numa_node: d.numa_node,
+                        iommufd: d.iommufd,
                         ..Default::default()
                     })
                     .collect(),
@@ -687,6 +688,9 @@ fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
     }
     if let Some(n) = d.numa_node {
         kv += &format!(",numa_node={n}");
+    }
+    if let Some(f) = d.iommufd {
+        kv += if f { ",iommufd=on" } else { ",iommufd=off" };
     }
     config::device::parse(&kv).map_err(|e| api_message(field, e))
 }

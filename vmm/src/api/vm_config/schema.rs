@@ -371,6 +371,10 @@ pub struct ApiDevice {
     /// that node's expander host bridge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub numa_node: Option<u32>,
+    /// This VMM's own: the VFIO backend, iommufd + the device's cdev (true) or the legacy
+    /// container (false); absent: the VMM picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommufd: Option<bool>,
     #[serde(default, skip_serializing)]
     pub iommu: Option<Value>,
     #[serde(default, skip_serializing)]
