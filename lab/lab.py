@@ -587,6 +587,42 @@ def build_l1_kernel():
     return out
 
 
+# ---------------------------------------------------------------- another QEMU for L1
+
+# QEMU 10 from bookworm-backports (the host's 7.2 has no igb, whose SR-IOV VFs the VF scenario
+# passes), extracted under lab/cache/qemu-bpo with a private apt state; it runs with its own
+# firmware directory and modules.
+QEMU_BPO_PACKAGES = ["qemu-system-x86", "qemu-system-common", "qemu-system-data"]
+
+
+def l0_qemu(which):
+    """The QEMU command (argv prefix) that runs L1: the host's, 'bpo' (see above), or a path."""
+    if not which:
+        return ["qemu-system-x86_64"]
+    if which != "bpo":
+        return [which]
+    base = CACHE / "qemu-bpo"
+    root, debs, state = base / "root", base / "debs", base / "apt"
+    binary = root / "usr/bin/qemu-system-x86_64"
+    if not binary.exists():
+        for d in (debs, state / "lists/partial"):
+            d.mkdir(parents=True, exist_ok=True)
+        (state / "sources.list").write_text("deb http://deb.debian.org/debian bookworm-backports main\n")
+        opts = ["-o", f"Dir::Etc::sourcelist={state / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
+                "-o", f"Dir::State::Lists={state / 'lists'}", "-o", "APT::Get::List-Cleanup=0"]
+        log("fetching bookworm-backports' package lists (for QEMU 10)")
+        sh(["apt-get", *opts, "update", "-qq"])
+        for pkg in QEMU_BPO_PACKAGES:
+            if not sorted(debs.glob(f"{pkg}_*.deb")):
+                sh(["apt-get", *opts, "download", "-q", f"{pkg}/bookworm-backports"], cwd=debs)
+        for deb in sorted(debs.glob("*.deb")):
+            sh(["dpkg-deb", "-x", str(deb), str(root)])
+        if not binary.exists():
+            sys.exit("lab: bookworm-backports' qemu-system-x86 has no qemu-system-x86_64")
+    os.environ["QEMU_MODULE_DIR"] = str(root / "usr/lib/x86_64-linux-gnu/qemu")
+    return [str(binary), "-L", str(root / "usr/share/qemu"), "-L", "/usr/share/seabios"]
+
+
 # ---------------------------------------------------------------- L1 initramfs
 
 def build_l1_base():
@@ -808,6 +844,12 @@ def prepare_l1(args, rundir, bins, scenarios, env, ref_qemu=False):
     if ref_qemu or any("$QEMU" in s["cmd"] for s in scenarios):
         segments.append(build_ref_qemu())
         env.setdefault("QEMU", REF_QEMU)
+    kernel = CACHE / "kernel/boot" / f"vmlinuz-{(L2OUT / 'kernel.version').read_text().strip()}"
+    if getattr(args, "l1_kernel", ""):
+        kernel = build_l1_kernel() if args.l1_kernel == "iommufd" else Path(args.l1_kernel).resolve()
+        # Also for L2 (the VF scenario's guest needs its igbvf driver): $L1_KERNEL_IMAGE.
+        bins = dict(bins, **{"lab/l2/bzImage-l1": str(kernel)})
+        env.setdefault("L1_KERNEL_IMAGE", "/lab/l2/bzImage-l1")
     initrd = rundir / "l1-initrd.img"
     with open(initrd, "wb") as f:  # the kernel unpacks concatenated (compressed) cpio archives
         f.write(build_run_cpio(bins, scenarios, args.vfio, env))
@@ -815,11 +857,8 @@ def prepare_l1(args, rundir, bins, scenarios, env, ref_qemu=False):
             with open(seg, "rb") as b:
                 shutil.copyfileobj(b, f)
 
-    kernel = CACHE / "kernel/boot" / f"vmlinuz-{(L2OUT / 'kernel.version').read_text().strip()}"
-    if getattr(args, "l1_kernel", ""):
-        kernel = build_l1_kernel() if args.l1_kernel == "iommufd" else Path(args.l1_kernel)
     append = L1_APPEND + (" lab.shell=1" if args.shell else "") + (" " + args.append if args.append else "")
-    qemu = ["qemu-system-x86_64", "-accel", "tcg", "-M", "q35", "-cpu", "EPYC", "-m", str(args.mem),
+    qemu = [*l0_qemu(getattr(args, "qemu", "")), "-accel", "tcg", "-M", "q35", "-cpu", "EPYC", "-m", str(args.mem),
             "-smp", str(args.smp), "-nographic", "-no-reboot",
             "-device", "intel-iommu,intremap=on",
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
@@ -1341,6 +1380,9 @@ def cmd_bench(args):
 def add_l1_args(p):
     """Options shared by `run` and `bench`: L1 hardware and extras."""
     p.add_argument("--device", action="append", default=[], help="extra QEMU -device for L1, e.g. edu")
+    p.add_argument("--qemu", default="", metavar="PATH|bpo",
+                   help="QEMU that runs L1 (default: the host's qemu-system-x86_64); 'bpo' fetches "
+                   "bookworm-backports' QEMU 10 (igb, for the VF scenario) into lab/cache/qemu-bpo")
     p.add_argument("--l1-kernel", default="", metavar="PATH|iommufd",
                    help="L1 kernel (default: Debian's, as L2's); 'iommufd' builds and uses the lab's "
                    "6.12 with iommufd and VFIO cdevs (lab.py l1-kernel)")

@@ -45,10 +45,10 @@ fn allowed_syscall_counts_match_the_readme() {
     let mut vcpu = allowlist(ThreadKind::Vcpu);
     vcpu.extend(&passthrough.extra);
     assert_eq!((vcpu.len(), vcpu.rule_entries()), (23, 27));
-    assert_eq!(counts(ThreadKind::Vfio), (24, 35));
+    assert_eq!(counts(ThreadKind::Vfio), (24, 34));
     assert_eq!(counts(ThreadKind::Prefault), (20, 21));
     assert_eq!(counts(ThreadKind::Api), (26, 26));
-    assert_eq!(counts(ThreadKind::Control), (89, 140));
+    assert_eq!(counts(ThreadKind::Control), (89, 139));
     assert_eq!(counts(ThreadKind::Activator), (52, 55));
     for d in [
         DeviceKind::Block,

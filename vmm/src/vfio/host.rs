@@ -52,9 +52,11 @@ fn io_err(e: vfio_ioctls::VfioError) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// An IO address space of the VM's own in an iommufd, and vfio-ioctls' handle on it. The
-/// IOAS is destroyed when the last holder (the [`VfioHost`] handles and every device opened
-/// through them) lets go.
+/// An IO address space in an iommufd of the VM's own, and vfio-ioctls' handle on it. The
+/// IOAS and its mappings go when the iommufd is closed, after the last holder (the
+/// [`VfioHost`] handles and every device opened through them) lets go: no ioctl at the end,
+/// so whichever thread drops the last handle (a vCPU thread's filter allows no IOMMU_DESTROY)
+/// only closes a file.
 pub struct Ioas {
     fd: Arc<IommuFd>,
     id: u32,
@@ -80,15 +82,6 @@ impl Ioas {
             id,
             ops: Arc::new(ops),
         })
-    }
-}
-
-impl Drop for Ioas {
-    fn drop(&mut self) {
-        // Its mappings go with it (the devices were detached when they were released).
-        if let Err(e) = self.fd.destroy_iommu_object(self.id) {
-            log::debug!("vfio: destroying IOAS {}: {e}", self.id);
-        }
     }
 }
 

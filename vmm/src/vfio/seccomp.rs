@@ -15,8 +15,8 @@
 //! and at the end disables the devices' interrupts, resets them, removes their BAR slots,
 //! unmaps everything and releases the devices (vfio-ioctls reads the device's
 //! `iommu_group` link and takes the group off KVM's VFIO device and the container; with
-//! iommufd it detaches the device's cdev from the IOAS and KVM's VFIO device, and the IOAS
-//! is destroyed after the last device).
+//! iommufd it detaches the device's cdev from the IOAS and KVM's VFIO device; the IOAS goes
+//! with the iommufd's file).
 
 use std::mem::size_of;
 
@@ -56,8 +56,6 @@ pub const VFIO_DEVICE_DETACH_IOMMUFD_PT: u64 = vfio_io(20);
 const fn iommufd_io(nr: u32) -> u64 {
     ioctl_expr(_IOC_NONE, VFIO_TYPE as u32, nr, 0) as u64
 }
-/// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY)`: the IOAS, once its last device is gone.
-pub const IOMMU_DESTROY: u64 = iommufd_io(0x80);
 /// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_IOVA_RANGES)` (iova.rs).
 pub const IOMMU_IOAS_IOVA_RANGES: u64 = iommufd_io(0x84);
 /// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP)`
@@ -116,11 +114,10 @@ pub fn thread_rules() -> Allowlist {
     // BAR slots removed at the end.
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_USER_MEMORY_REGION));
     // Releasing a device: its group leaves KVM's VFIO device and the container, or its cdev
-    // leaves KVM's VFIO device and the IOAS, which is destroyed after the last one.
+    // leaves KVM's VFIO device and the IOAS.
     a.allow_if(libc::SYS_ioctl, ioctl(KVM_SET_DEVICE_ATTR));
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_GROUP_UNSET_CONTAINER));
     a.allow_if(libc::SYS_ioctl, ioctl(VFIO_DEVICE_DETACH_IOMMUFD_PT));
-    a.allow_if(libc::SYS_ioctl, ioctl(IOMMU_DESTROY));
     a.allow(libc::SYS_readlink);
     a.allow(libc::SYS_readlinkat);
     // The peer-to-peer sync keys its mappings in a HashMap: the thread's first RandomState
@@ -159,7 +156,6 @@ mod tests {
         assert_eq!(KVM_SET_USER_MEMORY_REGION, 0x4020_ae46);
         // include/uapi/linux/iommufd.h and vfio.h (Linux 6.12).
         assert_eq!(VFIO_DEVICE_DETACH_IOMMUFD_PT, 0x3b78);
-        assert_eq!(IOMMU_DESTROY, 0x3b80);
         assert_eq!(IOMMU_IOAS_IOVA_RANGES, 0x3b84);
         assert_eq!(IOMMU_IOAS_MAP, 0x3b85);
         assert_eq!(IOMMU_IOAS_UNMAP, 0x3b86);

@@ -406,3 +406,20 @@ fn numa_nodes_and_memory_zones_come_in_cloud_hypervisors_schema_and_go_back_out_
         assert!(e.contains(field), "{patch}: {e}");
     }
 }
+
+#[test]
+fn a_devices_vfio_backend_comes_in_as_iommufd_and_goes_back_out_in_vm_info() {
+    let body = br#"{"payload":{"kernel":"/k"},
+        "devices":[{"path":"/sys/bus/pci/devices/0000:41:00.0","iommufd":true},
+                   {"path":"/sys/bus/pci/devices/0000:42:00.0","iommufd":false},
+                   {"path":"/sys/bus/pci/devices/0000:43:00.0"}]}"#;
+    let (api, c) = parse(body, SeccompMode::Enforce).unwrap();
+    let got: Vec<_> = c.devices.iter().map(|d| d.iommufd).collect();
+    assert_eq!(got, [Some(true), Some(false), None]);
+    let v = serde_json::to_value(&api).unwrap();
+    assert_eq!(v["devices"][0]["iommufd"], true);
+    assert_eq!(v["devices"][1]["iommufd"], false);
+    assert!(v["devices"][2].get("iommufd").is_none());
+    let e = parse_err(r#"{"payload":{"kernel":"/k"},"devices":[{"path":"/x","iommufd":"on"}]}"#);
+    assert!(e.contains("invalid type"), "{e}");
+}
