@@ -16,6 +16,11 @@ if d=$(lab_pci_find 0x8086:0x10ca); then
         sleep 1
         echo "LAB-VF-NET $n driver=$(basename $(readlink $d/driver)) mac=$(cat /sys/class/net/$n/address) operstate=$(cat /sys/class/net/$n/operstate)"
         echo "LAB-VF-IRQS $(grep -c "$n" /proc/interrupts) vectors, $(grep "$n" /proc/interrupts | awk '{s+=$2} END {print s+0}') interrupts"
+        # Packets both ways through the VF (its DMA into and out of guest RAM): L0 QEMU's user
+        # network behind the PF answers pings to its gateway, 10.0.2.2.
+        ip addr add 10.0.2.15/24 dev $n
+        got=$(ping -c 3 -W 2 10.0.2.2 2>&1 | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+        echo "LAB-VF-PING 10.0.2.2 received=${got:-0}/3 rx_bytes=$(cat /sys/class/net/$n/statistics/rx_bytes) tx_bytes=$(cat /sys/class/net/$n/statistics/tx_bytes)"
     else
         echo "LAB-VF-NODRIVER (no igbvf in this kernel: $(uname -r))"
     fi
