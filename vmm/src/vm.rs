@@ -459,6 +459,15 @@ fn build(
         let smbios = cfg.platform.smbios(num_vcpus);
         let numa = crate::config::numa::acpi_nodes(&cfg.memory_zones, &cfg.numa, &ram);
         let expanders = expanders.clone();
+        // A bus for each device that may go behind a root port on the main bridge (asked
+        // for, or left to the device's class: attach decides; a spare bus costs the guest a
+        // few config reads, a missing one its device).
+        let pci_buses = cfg
+            .devices
+            .iter()
+            .filter(|d| d.root_port != Some(false) && d.numa_node.is_none())
+            .count()
+            .min(usize::from(arch::layout::EXPANDER_FIRST_BUS - 1)) as u8;
         vmm_thread.submit(move || -> Result<arch::EntryPoint, VmError> {
             let entry = arch::load_guest_with_rsdp(
                 &mem,
@@ -473,6 +482,7 @@ fn build(
             )?;
             arch::acpi::build_acpi_tables_numa(
                 &arch::AcpiConfig {
+                    pci_buses,
                     num_vcpus,
                     layout: &pci_layout,
                     pm: legacy::acpi_pm_ports(),

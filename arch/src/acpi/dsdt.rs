@@ -24,9 +24,7 @@ use acpi_tables::aml::{
 use acpi_tables::sdt::Sdt;
 use acpi_tables::{Aml, AmlSink};
 
-use super::{
-    AcpiConfig, AcpiError, PmPorts, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID, PCI_LAST_BUS,
-};
+use super::{AcpiConfig, AcpiError, PmPorts, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 use crate::layout::{Expander, MemoryLayout, PCI_ECAM_SIZE, PCI_ECAM_START};
 
 /// Revision 2 and later: AML integers are 64 bits wide.
@@ -131,7 +129,7 @@ fn pci_routing_table() -> PackageBuilder {
     prt
 }
 
-/// The PCI host bridge: segment 0, buses `0..=PCI_LAST_BUS`, all I/O ports but the
+/// The PCI host bridge: segment 0, buses `0..=last_bus`, all I/O ports but the
 /// config ports, and the MMIO windows of `layout`.
 fn pci_host_bridge(
     layout: &MemoryLayout,
@@ -334,7 +332,7 @@ pub(super) fn build_with(cfg: &AcpiConfig, expanders: &[Expander]) -> Result<Vec
     let mut sb = Vec::with_capacity(64 * cfg.num_vcpus as usize + 512);
     processors(cfg.num_vcpus, &mut sb);
     let last_bus = if expanders.is_empty() {
-        PCI_LAST_BUS
+        cfg.pci_buses
     } else {
         crate::layout::EXPANDER_FIRST_BUS - 1
     };
@@ -388,6 +386,7 @@ mod tests {
     fn dsdt(num_vcpus: u32, ram: u64, serial: Option<SerialPort>) -> (Vec<u8>, MemoryLayout) {
         let layout = MemoryLayout::new(ram, 40).unwrap();
         let cfg = AcpiConfig {
+            pci_buses: 0,
             num_vcpus,
             layout: &layout,
             pm: PM,
@@ -491,8 +490,8 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
         }
-        // WordBusNumber 0..=255 (producer, min/max fixed), length 256.
-        let bus = [0x88, 0x0d, 0, 2, 0x0c, 0, 0, 0, 0, 0, 0xff, 0, 0, 0, 0, 1];
+        // WordBusNumber 0..=0 (producer, min/max fixed), length 1: no root port, bus 0 alone.
+        let bus = [0x88, 0x0d, 0, 2, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
         assert!(find(pci, &bus).is_some(), "bus range");
         let cfg_ports = [0x47, 1, 0xf8, 0x0c, 0xf8, 0x0c, 1, 8];
         assert!(find(pci, &cfg_ports).is_some(), "0xcf8..0xcff");
@@ -568,6 +567,7 @@ mod tests {
     fn power_button_and_its_generic_event_device_only_when_wired() {
         let layout = MemoryLayout::new(128 << 20, 40).unwrap();
         let cfg = AcpiConfig {
+            pci_buses: 0,
             num_vcpus: 1,
             layout: &layout,
             pm: PM,
@@ -592,6 +592,7 @@ mod tests {
         assert!(find(ged, b"\x86\\\x2e_SB_PWRB\x0a\x80").is_some(), "Notify");
 
         let t = build(&AcpiConfig {
+            pci_buses: 0,
             power_button_gsi: None,
             pci_hotplug: None,
             ..cfg
@@ -652,6 +653,7 @@ mod hotplug_tests {
     fn table(hotplug: Option<PciHotplugConfig>) -> Vec<u8> {
         let layout = MemoryLayout::new(128 << 20, 40).unwrap();
         build(&AcpiConfig {
+            pci_buses: 0,
             num_vcpus: 1,
             layout: &layout,
             pm: PM,
@@ -782,6 +784,7 @@ mod hotplug_tests {
         let (main, ex) = layout.split_for_expanders(&[1]);
         let aml = build_with(
             &AcpiConfig {
+                pci_buses: 0,
                 num_vcpus: 2,
                 layout: &main,
                 pm: PM,

@@ -1,15 +1,16 @@
 //! The PCI Express memory-mapped configuration table (PCI Firmware Specification 3.2,
-//! section 4.1.2): one ECAM window for segment 0, buses `0..=PCI_LAST_BUS`.
+//! section 4.1.2): one ECAM window for segment 0, buses `0..=last_bus` (the last one the VM
+//! uses: see [`AcpiConfig::pci_buses`](super::AcpiConfig::pci_buses)).
 
 use acpi_tables::mcfg::MCFG;
 
-use super::{to_bytes, OEM_ID, OEM_REVISION, OEM_TABLE_ID, PCI_LAST_BUS};
+use super::{to_bytes, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 use crate::layout::PCI_ECAM_START;
 
-/// The MCFG with the ECAM at [`PCI_ECAM_START`].
-pub(super) fn build() -> Vec<u8> {
+/// The MCFG with the ECAM at [`PCI_ECAM_START`], buses `0..=last_bus`.
+pub(super) fn build(last_bus: u8) -> Vec<u8> {
     let mut mcfg = MCFG::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
-    mcfg.add_ecam(PCI_ECAM_START, 0, 0, PCI_LAST_BUS);
+    mcfg.add_ecam(PCI_ECAM_START, 0, 0, last_bus);
     to_bytes(&mcfg)
 }
 
@@ -19,14 +20,19 @@ mod tests {
     use crate::acpi::test_util::{assert_header, u16_at, u64_at};
 
     #[test]
-    fn mcfg_has_one_ecam_entry_for_segment_0_buses_0_to_255() {
-        let m = build();
+    fn mcfg_has_one_ecam_entry_for_segment_0_up_to_the_last_bus() {
+        let m = build(2);
         assert_header(&m, b"MCFG", 1);
         // Header, 8 reserved bytes, one 16-byte allocation structure.
         assert_eq!(m.len(), 36 + 8 + 16);
         assert_eq!(u64_at(&m, 36), 0, "reserved");
         assert_eq!(u64_at(&m, 44), 0xE000_0000, "ECAM base");
         assert_eq!(u16_at(&m, 52), 0, "segment");
-        assert_eq!((m[54], m[55]), (0, 255), "bus range: the 256 MiB window");
+        assert_eq!(
+            (m[54], m[55]),
+            (0, 2),
+            "bus range: bus 0 and two root ports'"
+        );
+        assert_eq!(build(0)[55], 0, "no root port: bus 0 alone");
     }
 }

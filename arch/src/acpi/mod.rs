@@ -48,9 +48,6 @@ pub const RSDP_ADDR: u64 = ACPI_TABLES_START;
 /// Most vCPUs described: xAPIC IDs are 8 bits, 0xff is broadcast and the IOAPIC takes
 /// the ID after the last CPU.
 pub const MAX_ACPI_CPUS: u32 = 254;
-/// Last PCI bus behind the host bridge (and in the MCFG): devices sit on bus 0, and behind
-/// PCI Express root ports on their secondary buses (1 and up).
-pub const PCI_LAST_BUS: u8 = 255;
 /// SLP_EN: bit 5 of the sleep control register.
 pub const SLP_EN: u8 = 1 << 5;
 /// SLP_TYP occupies bits 2..=4 of the sleep control register.
@@ -111,6 +108,11 @@ pub struct AcpiConfig<'a> {
     pub power_button_gsi: Option<u32>,
     /// ACPI PCI hotplug (slots, the register device and its GED); `None` leaves it out.
     pub pci_hotplug: Option<PciHotplugConfig>,
+    /// Buses the main host bridge has beyond bus 0 (its root ports' secondary buses,
+    /// 1..=pci_buses). The MCFG and the bridge's `_CRS` end there: Linux probes every bus up
+    /// to the MCFG's last one that it has not found (32 config reads each, every one a VM
+    /// exit), so a VM without root ports describes bus 0 alone.
+    pub pci_buses: u8,
 }
 
 /// Why the ACPI tables could not be built or written.
@@ -233,7 +235,8 @@ pub fn build_acpi_tables_numa(
     let dsdt_addr = area.push(&dsdt::build_with(cfg, expanders)?)?;
     let fadt_addr = area.push(&fadt::build(dsdt_addr, &cfg.pm))?;
     let madt_addr = area.push(&madt::build(cfg.num_vcpus))?;
-    let mcfg_addr = area.push(&mcfg::build())?;
+    let last_bus = expanders.last().map_or(cfg.pci_buses, |e| e.last_bus);
+    let mcfg_addr = area.push(&mcfg::build(last_bus))?;
     let mut entries = vec![fadt_addr, madt_addr, mcfg_addr];
     if !numa.is_empty() {
         entries.push(area.push(&numa::srat(numa))?);

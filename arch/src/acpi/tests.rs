@@ -25,6 +25,7 @@ fn guest(ram: u64) -> (GuestMemoryMmap, MemoryLayout) {
 
 fn config(layout: &MemoryLayout, num_vcpus: u32) -> AcpiConfig<'_> {
     AcpiConfig {
+        pci_buses: 0,
         num_vcpus,
         layout,
         pm: PM,
@@ -154,7 +155,14 @@ fn mcfg_points_at_the_ecam_for_bus_0() {
     let tables = walk(&mem, create_acpi_tables(&mem, &config(&layout, 1)).unwrap());
     let mcfg = &tables[3].1;
     assert_eq!(u64_at(mcfg, 44), layout::PCI_ECAM_START);
-    assert_eq!((mcfg[54], mcfg[55]), (0, PCI_LAST_BUS));
+    // No root port: bus 0 alone (Linux probes every bus up to the MCFG's last).
+    assert_eq!((mcfg[54], mcfg[55]), (0, 0));
+    let ports = AcpiConfig {
+        pci_buses: 2,
+        ..config(&layout, 1)
+    };
+    let tables = walk(&mem, create_acpi_tables(&mem, &ports).unwrap());
+    assert_eq!((tables[3].1[54], tables[3].1[55]), (0, 2));
 }
 
 #[test]
