@@ -239,7 +239,7 @@ const RAM_ALIGN: u64 = 2 << 20;
 
 /// Whether `host` is aligned like the guest-physical address `gpa` (modulo [`RAM_ALIGN`]).
 fn aligned_like(host: *const u8, gpa: u64) -> bool {
-    (host as u64).wrapping_sub(gpa) % RAM_ALIGN == 0
+    (host as u64).wrapping_sub(gpa).is_multiple_of(RAM_ALIGN)
 }
 
 /// A hole of exactly `size` bytes, at an address aligned like `gpa`, in a reservation of
@@ -424,7 +424,7 @@ mod tests {
         let in_hole = region.as_ptr() as u64 % RAM_ALIGN == gpa;
         // Linux 6.7+ pads a large anonymous mapping's search to align it to 2 MiB itself, so
         // the exact-size hole is passed over there; older kernels (Debian 12's 6.1) take it.
-        let kernel_aligns = (0..4).all(|_| anon(size).as_ptr() as u64 % RAM_ALIGN == 0);
+        let kernel_aligns = (0..4).all(|_| (anon(size).as_ptr() as u64).is_multiple_of(RAM_ALIGN));
         assert!(in_hole || kernel_aligns, "{:p}", region.as_ptr());
         // Below 2 MiB there is nothing to align.
         assert!(AlignedHole::new(1 << 20, 0).is_none());
