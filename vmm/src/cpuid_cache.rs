@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use hypervisor::CpuidEntry;
 
 const MAGIC: &[u8; 8] = b"VMMCPUID";
-/// Bump when the layout changes.
-const FORMAT: u32 = 1;
+/// Bump when the layout, or what the hypervisor adds to KVM's answer, changes (2: leaf 1
+/// carries the TSC-deadline bit where KVM emulates it).
+const FORMAT: u32 = 2;
 /// KVM_MAX_CPUID_ENTRIES.
 const MAX_ENTRIES: usize = 256;
 const ENTRY_WORDS: usize = 7;

@@ -29,6 +29,9 @@ const REQUIRED_CAPS: &[(Cap, &str)] = &[
     (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
 ];
 
+/// Leaf 1 ECX bit 24: the LAPIC timer has a TSC-deadline mode.
+pub const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+
 /// An open /dev/kvm.
 pub struct KvmHypervisor {
     kvm: Kvm,
@@ -68,11 +71,20 @@ impl Hypervisor for KvmHypervisor {
             .kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| HypervisorError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
-        Ok(cpuid
+        let mut entries: Vec<CpuidEntry> = cpuid
             .as_slice()
             .iter()
             .map(convert::cpuid_from_kvm)
-            .collect())
+            .collect();
+        // KVM emulates the TSC-deadline mode of its in-kernel LAPIC but leaves the CPUID bit
+        // to userspace (KVM_CAP_TSC_DEADLINE_TIMER): without it the guest programs its timer
+        // through the LAPIC's count registers, after calibrating them.
+        if self.kvm.check_extension(Cap::TscDeadlineTimer) {
+            for e in entries.iter_mut().filter(|e| e.function == 1) {
+                e.ecx |= LEAF1_ECX_TSC_DEADLINE;
+            }
+        }
+        Ok(entries)
     }
 
     fn max_vcpus(&self) -> u32 {
@@ -84,5 +96,32 @@ impl Hypervisor for KvmHypervisor {
             .get_msr_index_list()
             .map(|l| l.as_slice().to_vec())
             .map_err(|e| HypervisorError::ioctl("KVM_GET_MSR_INDEX_LIST", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_cpuid_offers_the_tsc_deadline_timer_where_kvm_emulates_it() {
+        assert!(
+            std::path::Path::new("/dev/kvm").exists(),
+            "/dev/kvm is missing: this test asks the real KVM"
+        );
+        let hv = KvmHypervisor::open(c"/dev/kvm").unwrap();
+        let leaf1 = hv
+            .supported_cpuid()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.function == 1)
+            .unwrap();
+        let cap = hv.kvm.check_extension(Cap::TscDeadlineTimer);
+        assert_eq!(
+            leaf1.ecx & LEAF1_ECX_TSC_DEADLINE != 0,
+            cap,
+            "leaf 1 ecx {:#x}",
+            leaf1.ecx
+        );
     }
 }
