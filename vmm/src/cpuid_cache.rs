@@ -21,8 +21,9 @@ use hypervisor::CpuidEntry;
 
 const MAGIC: &[u8; 8] = b"VMMCPUID";
 /// Bump when the layout, or what the hypervisor adds to KVM's answer, changes (2: leaf 1
-/// carries the TSC-deadline bit where KVM emulates it).
-const FORMAT: u32 = 2;
+/// carries the TSC-deadline bit where KVM emulates it; 3: the host's brand string where KVM
+/// gives none).
+const FORMAT: u32 = 3;
 /// KVM_MAX_CPUID_ENTRIES.
 const MAX_ENTRIES: usize = 256;
 const ENTRY_WORDS: usize = 7;

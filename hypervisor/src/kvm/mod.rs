@@ -32,6 +32,30 @@ const REQUIRED_CAPS: &[(Cap, &str)] = &[
 /// Leaf 1 ECX bit 24: the LAPIC timer has a TSC-deadline mode.
 pub const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 
+/// The processor brand string (leaves 0x80000002..=0x80000004), from the host's CPUID where
+/// KVM's answer leaves it empty (it does on some hosts): the guest's `model name` then reads
+/// like the host's, as under QEMU `-cpu host` or Cloud Hypervisor, instead of "AMD 17/01".
+fn host_brand_string(entries: &mut [CpuidEntry]) {
+    const BRAND: std::ops::RangeInclusive<u32> = 0x8000_0002..=0x8000_0004;
+    let empty = |e: &CpuidEntry| e.eax == 0 && e.ebx == 0 && e.ecx == 0 && e.edx == 0;
+    let leaves: Vec<&CpuidEntry> = entries
+        .iter()
+        .filter(|e| BRAND.contains(&e.function))
+        .collect();
+    if leaves.len() != 3 || !leaves.iter().all(|e| empty(e)) {
+        return;
+    }
+    // SAFETY: CPUID is available on every x86_64 CPU.
+    if unsafe { std::arch::x86_64::__cpuid(0x8000_0000) }.eax < 0x8000_0004 {
+        return;
+    }
+    for e in entries.iter_mut().filter(|e| BRAND.contains(&e.function)) {
+        // SAFETY: as above; the host reports these leaves (checked above).
+        let r = unsafe { std::arch::x86_64::__cpuid(e.function) };
+        (e.eax, e.ebx, e.ecx, e.edx) = (r.eax, r.ebx, r.ecx, r.edx);
+    }
+}
+
 /// An open /dev/kvm.
 pub struct KvmHypervisor {
     kvm: Kvm,
@@ -84,6 +108,7 @@ impl Hypervisor for KvmHypervisor {
                 e.ecx |= LEAF1_ECX_TSC_DEADLINE;
             }
         }
+        host_brand_string(&mut entries);
         Ok(entries)
     }
 
@@ -123,5 +148,33 @@ mod tests {
             "leaf 1 ecx {:#x}",
             leaf1.ecx
         );
+    }
+
+    #[test]
+    fn an_empty_brand_string_is_the_hosts() {
+        let leaf = |f: u32, v: u32| CpuidEntry {
+            function: f,
+            index: 0,
+            flags: 0,
+            eax: v,
+            ebx: v,
+            ecx: v,
+            edx: v,
+        };
+        // SAFETY: CPUID is available on every x86_64 CPU.
+        let host = |f: u32| unsafe { std::arch::x86_64::__cpuid(f) };
+        let mut empty: Vec<CpuidEntry> = (0x8000_0002..=0x8000_0004).map(|f| leaf(f, 0)).collect();
+        host_brand_string(&mut empty);
+        if host(0x8000_0000).eax >= 0x8000_0004 {
+            for e in &empty {
+                let h = host(e.function);
+                assert_eq!((e.eax, e.ebx, e.ecx, e.edx), (h.eax, h.ebx, h.ecx, h.edx));
+            }
+        }
+        // KVM's own string is kept.
+        let mut given: Vec<CpuidEntry> =
+            (0x8000_0002..=0x8000_0004).map(|f| leaf(f, 0x41)).collect();
+        host_brand_string(&mut given);
+        assert!(given.iter().all(|e| e.eax == 0x41 && e.edx == 0x41));
     }
 }
