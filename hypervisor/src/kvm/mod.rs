@@ -45,13 +45,11 @@ fn host_brand_string(entries: &mut [CpuidEntry]) {
     if leaves.len() != 3 || !leaves.iter().all(|e| empty(e)) {
         return;
     }
-    // SAFETY: CPUID is available on every x86_64 CPU.
-    if unsafe { std::arch::x86_64::__cpuid(0x8000_0000) }.eax < 0x8000_0004 {
+    if std::arch::x86_64::__cpuid(0x8000_0000).eax < 0x8000_0004 {
         return;
     }
     for e in entries.iter_mut().filter(|e| BRAND.contains(&e.function)) {
-        // SAFETY: as above; the host reports these leaves (checked above).
-        let r = unsafe { std::arch::x86_64::__cpuid(e.function) };
+        let r = std::arch::x86_64::__cpuid(e.function);
         (e.eax, e.ebx, e.ecx, e.edx) = (r.eax, r.ebx, r.ecx, r.edx);
     }
 }
@@ -161,8 +159,7 @@ mod tests {
             ecx: v,
             edx: v,
         };
-        // SAFETY: CPUID is available on every x86_64 CPU.
-        let host = |f: u32| unsafe { std::arch::x86_64::__cpuid(f) };
+        let host = std::arch::x86_64::__cpuid;
         let mut empty: Vec<CpuidEntry> = (0x8000_0002..=0x8000_0004).map(|f| leaf(f, 0)).collect();
         host_brand_string(&mut empty);
         if host(0x8000_0000).eax >= 0x8000_0004 {
