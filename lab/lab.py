@@ -605,13 +605,8 @@ def l0_qemu(which):
     root, debs, state = base / "root", base / "debs", base / "apt"
     binary = root / "usr/bin/qemu-system-x86_64"
     if not binary.exists():
-        for d in (debs, state / "lists/partial"):
-            d.mkdir(parents=True, exist_ok=True)
-        (state / "sources.list").write_text("deb http://deb.debian.org/debian bookworm-backports main\n")
-        opts = ["-o", f"Dir::Etc::sourcelist={state / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
-                "-o", f"Dir::State::Lists={state / 'lists'}", "-o", "APT::Get::List-Cleanup=0"]
-        log("fetching bookworm-backports' package lists (for QEMU 10)")
-        sh(["apt-get", *opts, "update", "-qq"])
+        opts = private_apt(state, "bookworm-backports", "for QEMU 10")
+        debs.mkdir(parents=True, exist_ok=True)
         for pkg in QEMU_BPO_PACKAGES:
             if not sorted(debs.glob(f"{pkg}_*.deb")):
                 sh(["apt-get", *opts, "download", "-q", f"{pkg}/bookworm-backports"], cwd=debs)
@@ -675,6 +670,18 @@ TRIXIE_VIRTIOFSD_FILES = {
 }
 
 
+def private_apt(state, suite, why):
+    """apt-get options for Debian `suite` with its own package lists under `state` (updated
+    now), so the host's sources stay as they are."""
+    (state / "lists/partial").mkdir(parents=True, exist_ok=True)
+    (state / "sources.list").write_text(f"deb http://deb.debian.org/debian {suite} main\n")
+    opts = ["-o", f"Dir::Etc::sourcelist={state / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
+            "-o", f"Dir::State::Lists={state / 'lists'}", "-o", "APT::Get::List-Cleanup=0"]
+    log(f"fetching Debian {suite}'s package lists ({why})")
+    sh(["apt-get", *opts, "update", "-qq"])
+    return opts
+
+
 def trixie_virtiofsd():
     """lab/cache/trixie/root: virtiofsd and its libraries from Debian trixie, extracted. Uses
     a private apt state (lab/cache/trixie/apt) so the host's sources stay as they are."""
@@ -683,13 +690,8 @@ def trixie_virtiofsd():
     stamp = root / ".extracted"
     if stamp.exists() and all((root / f).exists() for f in TRIXIE_VIRTIOFSD_FILES):
         return root
-    for d in (debs, state / "lists/partial"):
-        d.mkdir(parents=True, exist_ok=True)
-    (state / "sources.list").write_text("deb http://deb.debian.org/debian trixie main\n")
-    opts = ["-o", f"Dir::Etc::sourcelist={state / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
-            "-o", f"Dir::State::Lists={state / 'lists'}", "-o", "APT::Get::List-Cleanup=0"]
-    log("fetching Debian trixie's package lists (for virtiofsd)")
-    sh(["apt-get", *opts, "update", "-qq"])
+    opts = private_apt(state, "trixie", "for virtiofsd")
+    debs.mkdir(parents=True, exist_ok=True)
     for pkg in TRIXIE_PACKAGES:
         if not sorted(debs.glob(f"{pkg}_*.deb")):
             log(f"downloading trixie's {pkg}")

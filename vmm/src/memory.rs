@@ -250,52 +250,36 @@ fn aligned_like(host: *const u8, gpa: u64) -> bool {
 /// nested lab (every guest page a 4 KiB page in KVM). Dropping it releases what is left of the
 /// reservation; a mapping that landed elsewhere only loses the huge pages.
 struct AlignedHole {
-    head: (usize, usize),
-    tail: (usize, usize),
+    base: usize,
+    span: usize,
+    start: usize,
+    size: usize,
 }
 
 impl AlignedHole {
     fn new(size: usize, gpa: u64) -> Option<AlignedHole> {
-        let align = RAM_ALIGN as usize;
-        if size < align {
+        if (size as u64) < RAM_ALIGN {
             return None;
         }
-        let span = size.checked_add(align)?;
-        // SAFETY: a new private reservation; nothing else refers to it.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                span,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
-        let base = base as usize;
-        let phase = (gpa % RAM_ALIGN) as usize;
-        let start = (base - phase).next_multiple_of(align) + phase;
-        let start = if start < base { start + align } else { start };
+        let span = size.checked_add(RAM_ALIGN as usize)?;
+        let base = crate::vfio::aligned_mmap::reserve(span).ok()?;
+        let start =
+            crate::vfio::aligned_mmap::first_at(base as u64, RAM_ALIGN, gpa % RAM_ALIGN) as usize;
         // SAFETY: [start, start+size) lies inside the reservation made above.
         unsafe { libc::munmap(start as *mut libc::c_void, size) };
         Some(AlignedHole {
-            head: (base, start - base),
-            tail: (start + size, base + span - (start + size)),
+            base,
+            span,
+            start,
+            size,
         })
     }
 }
 
 impl Drop for AlignedHole {
     fn drop(&mut self) {
-        for (at, len) in [self.head, self.tail] {
-            if len > 0 {
-                // SAFETY: what is left of our own reservation.
-                unsafe { libc::munmap(at as *mut libc::c_void, len) };
-            }
-        }
+        // The hole itself may hold guest RAM now: only its surroundings go.
+        crate::vfio::aligned_mmap::release_around(self.base, self.span, self.start, self.size);
     }
 }
 

@@ -25,6 +25,43 @@ pub fn alignment(size: u64) -> u64 {
     pow2.min(MAX_ALIGN)
 }
 
+/// An inaccessible, unbacked reservation of `span` bytes of address space (PROT_NONE,
+/// MAP_NORESERVE); the kernel picks the address. Guest RAM uses it too (`memory.rs`).
+pub(crate) fn reserve(span: usize) -> io::Result<usize> {
+    // SAFETY: a new private reservation; nothing else refers to it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(base as usize)
+    }
+}
+
+/// The first address at or above `base` that is `residue` modulo `align` (a power of two).
+pub(crate) fn first_at(base: u64, align: u64, residue: u64) -> u64 {
+    (base - residue).next_multiple_of(align) + residue
+}
+
+/// Releases the parts of the reservation `[base, base+span)` around `[at, at+len)`, which
+/// stays as it is (a mapping placed there, or a hole another mapping is to take).
+pub(crate) fn release_around(base: usize, span: usize, at: usize, len: usize) {
+    for (from, to) in [(base, at), (at + len, base + span)] {
+        if to > from {
+            // SAFETY: what is left of a reservation the caller owns.
+            unsafe { libc::munmap(from as *mut libc::c_void, to - from) };
+        }
+    }
+}
+
 /// `mmap(size, prot, MAP_SHARED, fd, file_offset)` at an address congruent to `offset_in_bar`
 /// modulo [`alignment`]`(size)`. The spare address space reserved to find that address is
 /// released before returning.
@@ -58,24 +95,10 @@ pub fn mmap_aligned(
     let span = size
         .checked_add(2 * align)
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))? as usize;
-    // SAFETY: an inaccessible, unbacked reservation; the kernel picks the address.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            span,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let start = base as u64;
-    let target = (start.div_ceil(align) * align) + offset_in_bar % align;
-    let end = target + size;
-    // SAFETY: [target, end) lies inside the reservation we own; MAP_FIXED replaces that part.
+    let base = reserve(span)?;
+    let target = first_at(base as u64, align, offset_in_bar % align);
+    // SAFETY: [target, target+size) lies inside the reservation we own; MAP_FIXED replaces
+    // that part.
     let addr = unsafe {
         libc::mmap(
             target as *mut libc::c_void,
@@ -88,20 +111,11 @@ pub fn mmap_aligned(
     };
     let failed = addr == libc::MAP_FAILED;
     let err = io::Error::last_os_error();
-    // SAFETY: the parts of the reservation around the mapping are ours to release (all of it
-    // if the mapping failed).
-    unsafe {
-        if failed {
-            libc::munmap(base, span);
-        } else {
-            if target > start {
-                libc::munmap(base, (target - start) as usize);
-            }
-            let tail = start + span as u64 - end;
-            if tail > 0 {
-                libc::munmap(end as *mut libc::c_void, tail as usize);
-            }
-        }
+    if failed {
+        // SAFETY: the whole reservation is ours to release.
+        unsafe { libc::munmap(base as *mut libc::c_void, span) };
+    } else {
+        release_around(base, span, target as usize, size as usize);
     }
     if failed {
         Err(err)

@@ -1,7 +1,7 @@
 //! VFIO PCI passthrough: preflight checks, the VFIO container and devices, DMA mapping of
 //! guest RAM, and BARs mapped straight into the guest.
 
-mod aligned_mmap;
+pub(crate) mod aligned_mmap;
 mod attach;
 mod bar_map;
 pub mod dma;
