@@ -270,10 +270,25 @@ fn thread_names(pid: u32) -> Vec<String> {
 /// changing across 100 ms (a new thread names itself after it starts, so a sample taken too
 /// early sees "vmm" where "vmm-api" will be).
 fn settled_thread_names(pid: u32) -> Vec<String> {
+    settled(
+        "the idle VMM's threads",
+        || thread_names(pid),
+        |t| t.len() >= 3,
+    )
+}
+
+/// `read` once two reads 100 ms apart agree (and `ok` holds): an idle VMM makes the next VM's
+/// KVM VM ahead on its VMM thread, which opens and closes files (the CPUID cache) after the
+/// thread exists.
+fn settled(
+    what: &str,
+    mut read: impl FnMut() -> Vec<String>,
+    ok: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let mut last = Vec::new();
-    wait_until("the idle VMM's threads", Duration::from_secs(10), || {
-        let now = thread_names(pid);
-        let settled = now.len() >= 3 && now == last;
+    wait_until(what, Duration::from_secs(10), || {
+        let now = read();
+        let settled = ok(&now) && now == last;
         last = now;
         if !settled {
             std::thread::sleep(Duration::from_millis(100));
@@ -307,7 +322,11 @@ fn a_vm_with_devices_reboots_and_leaves_nothing_behind_when_stopped() {
         .unwrap();
     let serial = sock.with_file_name("serial");
     // Before any VM: what an idle VMM holds (the next VM's KVM VM and thread are made ahead).
-    let idle = (open_files(pid), settled_thread_names(pid));
+    let threads = settled_thread_names(pid);
+    let idle = (
+        settled("the idle VMM's files", || open_files(pid), |_| true),
+        threads,
+    );
     let body = create_body(&ticker, 32, &serial).replacen(
         "\"iommu\"",
         &format!(
