@@ -15,6 +15,7 @@ pub mod layout;
 pub mod mptable;
 pub mod msrs;
 pub mod paging;
+pub mod pci_segments;
 pub mod regs;
 pub mod smbios;
 

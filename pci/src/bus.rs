@@ -56,10 +56,13 @@ impl Port {
     }
 }
 
-/// Bus 0 of segment 0 with its devices.
+/// Bus 0 of a PCI segment with its devices.
 pub struct PciBus {
     segment: u16,
     number: u8,
+    /// The segment's last bus number (its ECAM ends there): root ports' secondary buses
+    /// are taken up to it.
+    last_bus: u8,
     devices: RwLock<BTreeMap<u8, SharedDevice>>,
     /// Root ports by their slot here, each with its one device (bus N, device 0).
     ports: RwLock<BTreeMap<u8, Port>>,
@@ -72,11 +75,18 @@ pub struct PciBus {
 impl PciBus {
     /// A bus with a [`PciHostBridge`] in slot 0; BAR moves go to `relocator`.
     pub fn new(relocator: Arc<dyn BarRelocator>) -> Self {
+        Self::on_segment(0, u8::MAX, relocator)
+    }
+
+    /// Bus 0 of PCI segment `segment`, whose buses end at `last_bus`; its devices' addresses
+    /// carry the segment.
+    pub fn on_segment(segment: u16, last_bus: u8, relocator: Arc<dyn BarRelocator>) -> Self {
         let bridge: SharedDevice = Arc::new(Mutex::new(PciHostBridge::new()));
         let devices = BTreeMap::from([(HOST_BRIDGE_SLOT, bridge)]);
         Self {
-            segment: 0,
+            segment,
             number: 0,
+            last_bus,
             devices: RwLock::new(devices),
             ports: RwLock::new(BTreeMap::new()),
             expanders: RwLock::new(BTreeMap::new()),
@@ -162,6 +172,11 @@ impl PciBus {
             .unwrap_or_default()
     }
 
+    /// The segment this bus is on.
+    pub fn segment(&self) -> u16 {
+        self.segment
+    }
+
     /// Puts `device` behind a new PCI Express root port (with `link`) in the lowest empty
     /// slot; the port's secondary bus is the next unused bus number. Returns the port's
     /// address and the device's (secondary bus, device 0). BARs the device already decodes
@@ -184,7 +199,7 @@ impl PciBus {
             let slot = (0..=PCI_MAX_DEVICE)
                 .find(|slot| !map.contains_key(slot))
                 .ok_or(PciBusError::Full(self.number))?;
-            let bus = (1..=255u8)
+            let bus = (1..=self.last_bus)
                 .find(|b| !used.contains(b))
                 .ok_or(PciBusError::NoBusNumber)?;
             let port = Arc::new(Mutex::new(PciRootPort::new(slot, bus, link)));
@@ -590,6 +605,35 @@ mod tests {
         // Removing the port removes what is behind it.
         bus.remove_device(port.device).unwrap();
         assert_eq!(bus.read_config(PciAddress::new(9, 0, 0), 0), 0xffff_ffff);
+    }
+
+    #[test]
+    fn a_further_segments_bus_carries_its_segment_and_its_buses_end_at_its_last() {
+        let bus = PciBus::on_segment(2, 2, Arc::new(RecordingRelocator::new()));
+        assert_eq!(bus.segment(), 2);
+        let at = bus.add_device(test_device()).unwrap();
+        assert_eq!(at.to_string(), "0002:00:01.0");
+        let seg2 = |b, d| PciAddress {
+            segment: 2,
+            ..PciAddress::new(b, d, 0)
+        };
+        let vendor = bus.read_config(seg2(0, 1), 0);
+        assert_ne!(vendor, 0xffff_ffff);
+        // The same bus/device/function on another segment is not this one.
+        assert_eq!(bus.read_config(PciAddress::new(0, 1, 0), 0), 0xffff_ffff);
+        let (_, d1) = bus
+            .add_root_port(PcieLink::default(), test_device())
+            .unwrap();
+        let (_, d2) = bus
+            .add_root_port(PcieLink::default(), test_device())
+            .unwrap();
+        assert_eq!((d1, d2), (seg2(1, 0), seg2(2, 0)));
+        assert_eq!(bus.read_config(d2, 0), vendor);
+        // Bus 2 is the last: a third port has no bus number.
+        assert_eq!(
+            bus.add_root_port(PcieLink::default(), test_device()),
+            Err(PciBusError::NoBusNumber)
+        );
     }
 
     #[test]

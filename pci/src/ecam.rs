@@ -22,11 +22,22 @@ pub const PCI_ECAM_SIZE: u64 = 256 << 20;
 /// that do not exist.
 pub struct PciConfigMmio {
     bus: Arc<PciBus>,
+    /// Bytes of the window (1 MiB per bus).
+    size: u64,
 }
 
 impl PciConfigMmio {
+    /// The window for buses 0..=255.
     pub fn new(bus: Arc<PciBus>) -> Self {
-        Self { bus }
+        Self::with_size(bus, PCI_ECAM_SIZE)
+    }
+
+    /// A window of `size` bytes (`size >> 20` buses; a segment with fewer buses).
+    pub fn with_size(bus: Arc<PciBus>, size: u64) -> Self {
+        Self {
+            bus,
+            size: size.min(PCI_ECAM_SIZE),
+        }
     }
 }
 
@@ -45,16 +56,16 @@ fn is_qword(offset: u64, len: usize) -> bool {
     len == 8 && offset.is_multiple_of(8)
 }
 
-fn in_window(offset: u64, len: usize) -> bool {
+fn in_window(offset: u64, len: usize, size: u64) -> bool {
     offset
         .checked_add(len as u64)
-        .is_some_and(|end| end <= PCI_ECAM_SIZE)
+        .is_some_and(|end| end <= size)
 }
 
 impl BusDevice for PciConfigMmio {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0xff);
-        if !in_window(offset, data.len()) {
+        if !in_window(offset, data.len(), self.size) {
             debug!(
                 "pci: ECAM read of {} bytes at {offset:#x} beyond the window",
                 data.len()
@@ -68,11 +79,15 @@ impl BusDevice for PciConfigMmio {
             return;
         }
         let (addr, reg, byte) = decode(offset);
+        let addr = PciAddress {
+            segment: self.bus.segment(),
+            ..addr
+        };
         self.bus.read_config_bytes(addr, reg, byte, data);
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if !in_window(offset, data.len()) {
+        if !in_window(offset, data.len(), self.size) {
             debug!(
                 "pci: ECAM write of {} bytes at {offset:#x} beyond the window",
                 data.len()
@@ -85,6 +100,10 @@ impl BusDevice for PciConfigMmio {
             return;
         }
         let (addr, reg, byte) = decode(offset);
+        let addr = PciAddress {
+            segment: self.bus.segment(),
+            ..addr
+        };
         // The bus has already applied any BAR moves.
         let _ = self.bus.write_config(addr, reg, byte, data);
     }

@@ -106,14 +106,14 @@ pub fn command() -> Command {
                 .long("disk")
                 .value_name("path=FILE")
                 .action(ArgAction::Append)
-                .help("virtio-blk disk (repeatable): path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]"),
+                .help("virtio-blk disk (repeatable): path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME][,pci_segment=N]"),
         )
         .arg(
             Arg::new("net")
                 .long("net")
                 .value_name("tap=NAME")
                 .action(ArgAction::Append)
-                .help("virtio-net over a TAP (repeatable): tap=NAME[,ip=ADDR,mask=MASK][,mac=MAC][,num_queues=N][,queue_size=N]"),
+                .help("virtio-net over a TAP (repeatable): tap=NAME[,ip=ADDR,mask=MASK][,mac=MAC][,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]"),
         )
         .arg(
             Arg::new("memory-zone")
@@ -132,7 +132,19 @@ pub fn command() -> Command {
                 .action(ArgAction::Append)
                 .help(
                     "a guest NUMA node (repeatable): its vCPUs, its memory zones and its \
-                     distances to the other nodes (SRAT/SLIT); every vCPU and zone in exactly one",
+                     distances to the other nodes (SRAT/SLIT); every vCPU and zone in exactly \
+                     one; pci_segments=[S,..] puts PCI segments' host bridges in it (segment 0 \
+                     only in node 0)",
+                ),
+        )
+        .arg(
+            Arg::new("pci-segment")
+                .long("pci-segment")
+                .value_name("pci_segment=S,mmio32_aperture_weight=W,mmio64_aperture_weight=W")
+                .action(ArgAction::Append)
+                .help(
+                    "a PCI segment's share of the 32- and 64-bit MMIO windows, in proportion \
+                     to the weights of all segments (each 1 unless given; repeatable)",
                 ),
         )
         .arg(
@@ -145,7 +157,9 @@ pub fn command() -> Command {
                      system_manufacturer=M,system_product_name=P,system_version=V,\
                      system_sku_number=K,system_family=F,chassis_asset_tag=T \
                      (uuid= and serial_number= are accepted as the older names); \
-                     num_pci_segments=N (1-16; devices all sit on segment 0)",
+                     num_pci_segments=N (1-16): PCI segments 0..N, each a host bridge of its \
+                     own; a device goes on one with pci_segment=S (--disk, --net, --rng, \
+                     --vsock, --fs, --device)",
                 ),
         )
         .arg(
@@ -154,12 +168,12 @@ pub fn command() -> Command {
                 .value_name("src=PATH")
                 .num_args(0..=1)
                 .default_missing_value("src=/dev/urandom")
-                .help("virtio-rng: src=PATH (default /dev/urandom)"),
+                .help("virtio-rng: src=PATH (default /dev/urandom)[,pci_segment=N]"),
         )
         .arg(
             Arg::new("vsock")
                 .long("vsock")
-                .value_name("cid=N,socket=PATH[,id=ID]")
+                .value_name("cid=N,socket=PATH[,id=ID][,pci_segment=N]")
                 .help(
                     "virtio-vsock: the guest's CID; host clients connect to the unix socket \
                      PATH and write \"CONNECT <port>\\n\", guest connections to host port P \
@@ -169,7 +183,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("fs")
                 .long("fs")
-                .value_name("tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID]")
+                .value_name("tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]")
                 .action(ArgAction::Append)
                 .help(
                     "virtio-fs served by a vhost-user backend listening on PATH (e.g. \
@@ -185,7 +199,7 @@ pub fn command() -> Command {
                 .help(
                     "Host PCI device passed through with VFIO (repeatable): \
                      path=/sys/bus/pci/devices/BDF[,id=NAME][,x_nv_gpudirect_clique=0..15]\
-                     [,root_port=on|off][,numa_node=N][,iommufd=on|off]",
+                     [,root_port=on|off][,numa_node=N][,iommufd=on|off][,pci_segment=N]",
                 ),
         )
         .arg(
@@ -296,6 +310,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
             "platform",
             "memory-zone",
             "numa",
+            "pci-segment",
         ] {
             if given(id) {
                 return Err(ConfigError::Option(format!(
@@ -373,6 +388,9 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         numa: all("numa")
             .map(config::numa::parse_node)
             .collect::<Result<Vec<_>, _>>()?,
+        pci_segments: all("pci-segment")
+            .map(config::segments::parse)
+            .collect::<Result<Vec<_>, _>>()?,
     };
     vm.settle_memory().map_err(|(param, why)| {
         let option = match param {
@@ -383,6 +401,8 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         };
         ConfigError::Option(format!("{option}: {param}: {why}"))
     })?;
+    vm.check_pci_segments()
+        .map_err(|p| ConfigError::Option(p.cli()))?;
     config::fs::check_memory(&vm.fs, vm.memory.shared)
         .map_err(|e| ConfigError::Option(format!("--fs: {e}")))?;
     // A duplicate id is the command line's: the error names the options that give ids.

@@ -113,7 +113,7 @@ impl Hotplug {
             return Ok(false);
         }
         self.changed = true;
-        if let Err(e) = self.pci.bus.remove_device(address.device) {
+        if let Err(e) = self.pci.remove(address) {
             log::warn!("hot-unplug {address}: {e}");
         }
         self.pci.free_bars(address);

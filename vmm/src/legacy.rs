@@ -245,6 +245,7 @@ mod tests {
         let layout = arch::MemoryLayout::new(128 << 20, 40).unwrap();
         let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&layout.ram_ranges()).unwrap();
         let cfg = arch::AcpiConfig {
+            segments: &[],
             pci_buses: 0,
             num_vcpus: 1,
             layout: &layout,

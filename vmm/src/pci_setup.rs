@@ -1,9 +1,14 @@
-//! The PCI segment: host bridge, config access (0xcf8/0xcfc and ECAM), BAR allocation in the
-//! layout's windows, and MSI/MSI-X groups on KVM routes.
+//! The PCI segments: segment 0's host bridge with config access through 0xcf8/0xcfc and its
+//! ECAM, further segments' (`--platform num_pci_segments`) through their own ECAMs, BAR
+//! allocation in each segment's windows, and MSI/MSI-X groups on KVM routes. A device's
+//! [`PciAddress`] carries its segment: placing, adding and freeing go by it.
 
 use std::sync::{Arc, Mutex};
 
 use arch::layout::{MemoryLayout, IOAPIC_START, LAPIC_START, PCI_ECAM_START};
+use arch::pci_segments::{
+    PciSegmentLayout, MAX_PCI_SEGMENTS, SEGMENT_ECAM_SIZE, SEGMENT_ECAM_START,
+};
 use hypervisor::Vm;
 use pci::{
     BarConfig, BarRequest, BusBarRelocator, PciAddress, PciAllocator, PciAllocatorConfig, PciBus,
@@ -30,16 +35,32 @@ pub enum PciSetupError {
     NoSlot,
     #[error("MSI vectors: {0}")]
     Msi(std::io::Error),
+    #[error("PCI segment {0} does not exist in this VM (--platform num_pci_segments)")]
+    NoSegment(u16),
+}
+
+/// A PCI segment after 0: its bus and its windows.
+struct Further {
+    bus: Arc<PciBus>,
+    allocator: Mutex<PciAllocator>,
 }
 
 /// Everything PCI the VMM keeps.
 pub struct PciSegment {
+    /// Segment 0's bus.
     pub bus: Arc<PciBus>,
     allocator: Mutex<PciAllocator>,
+    /// Segments 1.. in order.
+    further: Vec<Further>,
     router: Arc<GsiRouter>,
     vm: Arc<dyn Vm>,
     /// Expander host bridges: guest NUMA node -> root bus.
     expanders: Mutex<Vec<(u32, u8)>>,
+    /// What BAR relocators of further segments need: the addresses BARs may not take, and
+    /// the mapper of passed-through BARs.
+    reserved: Vec<(u64, u64)>,
+    mapper: Option<Arc<BarMapper>>,
+    phys_bits: u8,
 }
 
 impl PciSegment {
@@ -71,10 +92,15 @@ impl PciSegment {
         reserved.push((IOAPIC_START, 0x1000));
         reserved.push((LAPIC_START, 0x1000));
         reserved.push((PCI_ECAM_START, PCI_ECAM_SIZE));
+        reserved.push((
+            SEGMENT_ECAM_START,
+            SEGMENT_ECAM_SIZE * u64::from(MAX_PCI_SEGMENTS - 1),
+        ));
         let relocator = BusBarRelocator::new(buses.pio.clone(), buses.mmio.clone())
-            .with_reserved_mmio(reserved);
+            .with_reserved_mmio(reserved.clone());
         let bus = Arc::new(PciBus::new(Arc::new(SegmentRelocator::new(
-            relocator, mapper,
+            relocator,
+            mapper.clone(),
         ))));
         buses.pio.insert(
             Arc::new(Mutex::new(PciConfigIo::new(bus.clone()))),
@@ -95,10 +121,79 @@ impl PciSegment {
         Ok(PciSegment {
             bus,
             allocator: Mutex::new(allocator),
+            further: Vec::new(),
             router,
             vm,
             expanders: Mutex::new(Vec::new()),
+            reserved,
+            mapper,
+            phys_bits: layout.phys_bits,
         })
+    }
+
+    /// Adds segments 1.. (in order, as `arch::pci_segments` laid them out): a bus each, its
+    /// ECAM on the MMIO bus, its windows. No I/O window: their devices get memory BARs only.
+    pub fn add_segments(
+        &mut self,
+        buses: &Buses,
+        list: &[PciSegmentLayout],
+    ) -> Result<(), PciSetupError> {
+        for s in list {
+            let relocator = BusBarRelocator::new(buses.pio.clone(), buses.mmio.clone())
+                .with_reserved_mmio(self.reserved.clone());
+            let bus = Arc::new(PciBus::on_segment(
+                s.id,
+                (arch::pci_segments::SEGMENT_BUSES - 1) as u8,
+                Arc::new(SegmentRelocator::new(relocator, self.mapper.clone())),
+            ));
+            buses.mmio.insert(
+                Arc::new(Mutex::new(PciConfigMmio::with_size(
+                    bus.clone(),
+                    SEGMENT_ECAM_SIZE,
+                ))),
+                s.ecam,
+                SEGMENT_ECAM_SIZE,
+            )?;
+            let allocator = PciAllocator::new(&PciAllocatorConfig {
+                io: (0, 0),
+                mmio32: s.mmio32,
+                mmio64: s.mmio64,
+                host_phys_bits: Some(self.phys_bits),
+            })?;
+            self.further.push(Further {
+                bus,
+                allocator: Mutex::new(allocator),
+            });
+        }
+        Ok(())
+    }
+
+    /// How many segments the VM has.
+    pub fn segments(&self) -> u16 {
+        1 + self.further.len() as u16
+    }
+
+    /// Segment `segment`'s bus.
+    pub fn bus_of(&self, segment: u16) -> Result<&Arc<PciBus>, PciSetupError> {
+        match segment {
+            0 => Ok(&self.bus),
+            s => self
+                .further
+                .get(usize::from(s) - 1)
+                .map(|f| &f.bus)
+                .ok_or(PciSetupError::NoSegment(s)),
+        }
+    }
+
+    fn allocator_of(&self, segment: u16) -> Result<&Mutex<PciAllocator>, PciSetupError> {
+        match segment {
+            0 => Ok(&self.allocator),
+            s => self
+                .further
+                .get(usize::from(s) - 1)
+                .map(|f| &f.allocator)
+                .ok_or(PciSetupError::NoSegment(s)),
+        }
     }
 
     /// Adds the expander host bridges (their root buses; the DSDT describes them).
@@ -116,28 +211,46 @@ impl PciSegment {
         e.iter().find(|(n, _)| *n == node).map(|(_, b)| *b)
     }
 
-    /// The address the next device will get.
+    /// The address the next device on segment 0 will get.
     pub fn next_address(&self) -> Result<PciAddress, PciSetupError> {
-        self.bus
-            .next_free_slot()
-            .map(|s| self.bus.address(s))
+        self.next_address_on(0)
+    }
+
+    /// The address the next device on segment `segment` will get.
+    pub fn next_address_on(&self, segment: u16) -> Result<PciAddress, PciSetupError> {
+        let bus = self.bus_of(segment)?;
+        bus.next_free_slot()
+            .map(|s| bus.address(s))
             .ok_or(PciSetupError::NoSlot)
     }
 
-    /// Place `device`'s BARs in the windows.
+    /// Place `device`'s BARs in its segment's windows.
     pub fn allocate_bars(
         &self,
         device: PciAddress,
         bars: &[BarRequest],
     ) -> Result<Vec<BarConfig>, PciSetupError> {
-        let mut a = self.allocator.lock().unwrap_or_else(|e| e.into_inner());
+        let mut a = self
+            .allocator_of(device.segment)?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         Ok(a.allocate_device(device, bars)?)
     }
 
     /// Give back every BAR placement of the device at `device` (it left the bus).
     pub fn free_bars(&self, device: PciAddress) {
-        let mut a = self.allocator.lock().unwrap_or_else(|e| e.into_inner());
-        a.free_device(device);
+        if let Ok(a) = self.allocator_of(device.segment) {
+            a.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .free_device(device);
+        }
+    }
+
+    /// Take the device in `slot` of bus 0 of the segment of `address` off it.
+    pub fn remove(&self, address: PciAddress) -> Result<(), PciSetupError> {
+        self.bus_of(address.segment)?
+            .remove_device(address.device)?;
+        Ok(())
     }
 
     /// An MSI/MSI-X vector group for one device.
@@ -147,27 +260,30 @@ impl PciSegment {
             .map_err(PciSetupError::Msi)
     }
 
-    /// Put `device` behind a new PCI Express root port in bus 0's next slot, or on expander
-    /// root bus `expander`; returns the port's address and the device's.
+    /// Put `device` behind a new PCI Express root port in the next slot of bus 0 of
+    /// `segment`, or on expander root bus `expander` (segment 0's); returns the port's address
+    /// and the device's.
     pub fn add_behind_root_port(
         &self,
+        segment: u16,
         expander: Option<u8>,
         link: pci::PcieLink,
         device: Arc<Mutex<dyn PciDevice>>,
     ) -> Result<(PciAddress, PciAddress), PciSetupError> {
         Ok(match expander {
             Some(root) => self.bus.add_root_port_on(root, link, device)?,
-            None => self.bus.add_root_port(link, device)?,
+            None => self.bus_of(segment)?.add_root_port(link, device)?,
         })
     }
 
-    /// Put `device` at `address` (from `next_address`).
+    /// Put `device` at `address` (from `next_address_on`).
     pub fn add(
         &self,
         address: PciAddress,
         device: Arc<Mutex<dyn PciDevice>>,
     ) -> Result<(), PciSetupError> {
-        self.bus.add_device_at(address.device, device)?;
+        self.bus_of(address.segment)?
+            .add_device_at(address.device, device)?;
         Ok(())
     }
 }

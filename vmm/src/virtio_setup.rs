@@ -124,14 +124,15 @@ pub struct Attach<'a> {
 }
 
 impl Attach<'_> {
-    /// `device` behind a virtio-pci transport in the next free slot: its BAR placed, its
-    /// MSI-X vectors, its worker's seccomp filter.
+    /// `device` behind a virtio-pci transport in the next free slot of bus 0 of PCI segment
+    /// `segment`: its BAR placed, its MSI-X vectors, its worker's seccomp filter.
     pub fn attach(
         &self,
         device: Box<dyn VirtioDevice>,
         kind: DeviceKind,
+        segment: u16,
     ) -> Result<(pci::PciAddress, Arc<Mutex<VirtioPciDevice>>), VirtioSetupError> {
-        let address = self.pci.next_address()?;
+        let address = self.pci.next_address_on(segment)?;
         let bar = self
             .pci
             .allocate_bars(address, &[virtio_pci::bar_request()])?
@@ -164,6 +165,7 @@ impl Builder<'_> {
         &self,
         device: Box<dyn VirtioDevice>,
         kind: DeviceKind,
+        segment: u16,
     ) -> Result<pci::PciAddress, VirtioSetupError> {
         let (address, transport) = Attach {
             pci: self.pci,
@@ -172,7 +174,7 @@ impl Builder<'_> {
             activator: self.activator.clone(),
             seccomp: self.seccomp,
         }
-        .attach(device, kind)?;
+        .attach(device, kind, segment)?;
         self.transports.borrow_mut().push(transport);
         Ok(address)
     }
@@ -223,21 +225,25 @@ pub fn setup(
             source,
         })?;
         count(ids.disks.get(i), &dev);
-        addresses.push(b.add(Box::new(dev), DeviceKind::Block)?);
+        addresses.push(b.add(Box::new(dev), DeviceKind::Block, disk.pci_segment)?);
     }
     for (i, net) in cfg.nets.iter().enumerate() {
         let dev = Net::new(net)?;
         count(ids.nets.get(i), &dev);
-        addresses.push(b.add(Box::new(dev), DeviceKind::Net)?);
+        addresses.push(b.add(Box::new(dev), DeviceKind::Net, net.pci_segment)?);
     }
     if let Some(rng) = &cfg.rng {
-        addresses.push(b.add(Box::new(Rng::new(rng)?), DeviceKind::Rng)?);
+        addresses.push(b.add(Box::new(Rng::new(rng)?), DeviceKind::Rng, rng.pci_segment)?);
     }
     if let Some(vsock) = &cfg.vsock {
-        addresses.push(b.add(Box::new(Vsock::new(vsock)?), DeviceKind::Vsock)?);
+        addresses.push(b.add(
+            Box::new(Vsock::new(vsock)?),
+            DeviceKind::Vsock,
+            vsock.pci_segment,
+        )?);
     }
     for fs in &cfg.fs {
-        addresses.push(b.add(Box::new(Fs::new(fs)?), DeviceKind::Fs)?);
+        addresses.push(b.add(Box::new(Fs::new(fs)?), DeviceKind::Fs, fs.pci_segment)?);
     }
     let mut console_input = None;
     if let Some(sink) = console_sink(&cfg.console)? {
@@ -245,7 +251,7 @@ pub fn setup(
         if cfg.console == ConsoleConfig::Tty {
             console_input = Some(console.input());
         }
-        addresses.push(b.add(Box::new(console), DeviceKind::Console)?);
+        addresses.push(b.add(Box::new(console), DeviceKind::Console, 0)?);
     }
     Ok(VirtioDevices {
         activator: Some(activator),
@@ -268,7 +274,7 @@ pub fn lock(t: &Mutex<VirtioPciDevice>) -> std::sync::MutexGuard<'_, VirtioPciDe
 /// at their saved queue places before the guest runs again.
 pub fn restore(
     devices: &VirtioDevices,
-    bus: &pci::PciBus,
+    pci: &PciSegment,
     saved: &[crate::virtio_pci::state::VirtioPciState],
 ) -> Result<(), String> {
     if saved.len() != devices.transports.len() {
@@ -286,6 +292,7 @@ pub fn restore(
         let order = bars
             .clone()
             .chain((0..s.config.len()).filter(|r| !bars.contains(r)));
+        let bus = pci.bus_of(address.segment).map_err(|e| e.to_string())?;
         for reg in order {
             let _ = bus.write_config(*address, reg, 0, &s.config[reg].to_le_bytes());
         }

@@ -385,9 +385,19 @@ fn build(
     let warm = warm.map(|w| &*w);
     let phys_bits = arch::layout::host_phys_bits();
     let layout = Arc::new(arch::layout::MemoryLayout::new(cfg.memory.size, phys_bits)?);
-    // Passed-through devices placed in a guest NUMA node sit under an expander host bridge
-    // per node, whose windows are cut from the main bridge's.
-    let (pci_layout, expanders) = layout.split_for_expanders(&cfg.device_nodes());
+    // PCI segments after 0 take their shares of the MMIO windows; on segment 0, passed-through
+    // devices placed in a guest NUMA node sit under an expander host bridge per node, whose
+    // windows are cut from the main bridge's.
+    let (segment0, segments) = layout.split_for_segments(&cfg.segment_weights());
+    let segments: Vec<_> = segments
+        .into_iter()
+        .map(|mut s| {
+            s.node = cfg.segment_node(s.id);
+            s.last_bus = root_port_buses(cfg, s.id, arch::pci_segments::SEGMENT_BUSES - 1);
+            s
+        })
+        .collect();
+    let (pci_layout, expanders) = segment0.split_for_expanders(&cfg.device_nodes());
     let vm = match vm {
         Some(vm) => vm,
         None => hv.create_vm()?,
@@ -458,16 +468,8 @@ fn build(
         let (num_vcpus, cmdline, serial) = (cfg.cpus.boot, cfg.cmdline.clone(), cfg.serial.clone());
         let smbios = cfg.platform.smbios(num_vcpus);
         let numa = crate::config::numa::acpi_nodes(&cfg.memory_zones, &cfg.numa, &ram);
-        let expanders = expanders.clone();
-        // A bus for each device that may go behind a root port on the main bridge (asked
-        // for, or left to the device's class: attach decides; a spare bus costs the guest a
-        // few config reads, a missing one its device).
-        let pci_buses = cfg
-            .devices
-            .iter()
-            .filter(|d| d.root_port != Some(false) && d.numa_node.is_none())
-            .count()
-            .min(usize::from(arch::layout::EXPANDER_FIRST_BUS - 1)) as u8;
+        let (expanders, segments) = (expanders.clone(), segments.clone());
+        let pci_buses = root_port_buses(cfg, 0, u16::from(arch::layout::EXPANDER_FIRST_BUS - 1));
         vmm_thread.submit(move || -> Result<arch::EntryPoint, VmError> {
             let entry = arch::load_guest_with_rsdp(
                 &mem,
@@ -482,6 +484,7 @@ fn build(
             )?;
             arch::acpi::build_acpi_tables_numa(
                 &arch::AcpiConfig {
+                    segments: &segments,
                     pci_buses,
                     num_vcpus,
                     layout: &pci_layout,
@@ -551,11 +554,12 @@ fn build(
         (None, false) => None,
     };
     let hot_mapper = mapper.clone();
-    let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &pci_layout, mapper)?;
+    let mut pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &pci_layout, mapper)?;
+    pci.add_segments(&buses, &segments)?;
     pci.add_expanders(&expanders);
     let virtio = virtio_setup::setup(cfg, &pci, vm.clone(), &mem)?;
     if let Some(r) = &restore {
-        virtio_setup::restore(&virtio, &pci.bus, &r.state.virtio).map_err(VmError::Snapshot)?;
+        virtio_setup::restore(&virtio, &pci, &r.state.virtio).map_err(VmError::Snapshot)?;
     }
     if let Some(p) = passthrough.as_mut() {
         p.attach_all(&pci)?;
@@ -662,6 +666,19 @@ fn build(
         timer,
         serial: cfg.serial.clone(),
     })
+}
+
+/// Buses segment `segment`'s host bridge describes beyond bus 0: one for each passed-through
+/// device on it that may go behind a root port (asked for, or left to the device's class:
+/// attach decides; a spare bus costs the guest a few config reads, a missing one its device),
+/// at most `most`. Devices under an expander host bridge are on its buses instead.
+fn root_port_buses(cfg: &VmConfig, segment: u16, most: u16) -> u8 {
+    let n = cfg
+        .devices
+        .iter()
+        .filter(|d| d.pci_segment == segment && d.root_port != Some(false) && d.numa_node.is_none())
+        .count();
+    n.min(usize::from(most)) as u8
 }
 
 /// The VMM thread's work once the guest runs: confine itself, then serve the guest's events
@@ -1059,7 +1076,7 @@ impl RunningVm {
             activator,
             seccomp: hp.seccomp,
         }
-        .attach(device, kind)?;
+        .attach(device, kind, 0)?;
         hp.changed = true;
         let position = position.min(self.transports.len());
         self.pci_addresses.insert(position, address);

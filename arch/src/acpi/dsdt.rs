@@ -8,6 +8,8 @@
 //!                config ports 0xcf8-0xcff, I/O 0-0xcf7 and 0xd00-0xffff, the 32-bit
 //!                and 64-bit MMIO windows; _PRT: INTA#..INTD# of every slot on IOAPIC
 //!                GSIs 16..=23 (see [`pci_intx_gsi`])
+//! \_SB_.PCIn     PNP0A08 host bridge of PCI segment n (1..=15, when the VM has them):
+//!                _SEG n, buses from 0, its own MMIO windows, _PRT as PCI0's
 //! \_SB_.COM1     PNP0501 16550 (when the VM has one): I/O port block + its IRQ
 //! \_SB_.MBRD     PNP0C02 motherboard resources: the ECAM and the PM registers
 //! \_SB_.PWRB     PNP0C0C power button (when the VMM has a power-button interrupt)
@@ -26,6 +28,7 @@ use acpi_tables::{Aml, AmlSink};
 
 use super::{AcpiConfig, AcpiError, PmPorts, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 use crate::layout::{Expander, MemoryLayout, PCI_ECAM_SIZE, PCI_ECAM_START};
+use crate::pci_segments::{PciSegmentLayout, SEGMENT_ECAM_SIZE, SEGMENT_ECAM_START};
 
 /// Revision 2 and later: AML integers are 64 bits wide.
 const DSDT_REVISION: u8 = 2;
@@ -231,18 +234,33 @@ fn serial(port: &SerialPort, sink: &mut Vec<u8>) {
     .to_aml_bytes(sink);
 }
 
-/// Resources no other device claims: the ECAM (Linux only trusts the MCFG when the
+/// Resources no other device claims: the ECAMs (Linux only trusts an MCFG entry when its
 /// ECAM is reserved here or in the E820 map) and the PM registers.
 fn motherboard_resources(
     pm: &PmPorts,
     hotplug: Option<&super::PciHotplugConfig>,
+    segments: &[PciSegmentLayout],
     sink: &mut Vec<u8>,
 ) {
-    // Both fit in 32 bits: the ECAM sits below 4 GiB.
+    // All fit in 32 bits: the ECAMs sit below 4 GiB. The further segments' in one block.
     let ecam = Memory32Fixed::new(true, PCI_ECAM_START as u32, PCI_ECAM_SIZE as u32);
+    let more = segments
+        .iter()
+        .map(|s| s.ecam + SEGMENT_ECAM_SIZE)
+        .max()
+        .map(|end| {
+            Memory32Fixed::new(
+                true,
+                SEGMENT_ECAM_START as u32,
+                (end - SEGMENT_ECAM_START) as u32,
+            )
+        });
     let ports = [pm.sleep_control, pm.sleep_status, pm.reset].map(|p| IO::new(p, p, 1, 1));
     let hp = hotplug.map(|h| IO::new(h.port, h.port, 1, super::hotplug::PORT_LEN));
     let mut crs: Vec<&dyn Aml> = vec![&ecam];
+    if let Some(m) = &more {
+        crs.push(m);
+    }
     crs.extend(ports.iter().map(|p| p as &dyn Aml));
     if let Some(h) = &hp {
         crs.push(h);
@@ -292,9 +310,9 @@ pub(super) fn build(cfg: &AcpiConfig) -> Result<Vec<u8>, AcpiError> {
     build_with(cfg, &[])
 }
 
-/// An expander host bridge (PNP0A08 on segment 0, `_UID` n): its buses, its MMIO windows and
+/// An expander host bridge (PNP0A08 on segment 0, `_UID` its root bus): its buses, its MMIO windows and
 /// its NUMA node (`_PXM`), the node Linux gives every device below it.
-fn expander_bridge(n: usize, e: &Expander, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
+fn expander_bridge(e: &Expander, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
     let bus = AddressSpace::<u16>::new_bus_number(u16::from(e.bus), u16::from(e.last_bus));
     let mem32 = mmio32_window(e.mmio32)?;
     let mem64 = mmio64_window(e.mmio64);
@@ -305,7 +323,8 @@ fn expander_bridge(n: usize, e: &Expander, sink: &mut Vec<u8>) -> Result<(), Acp
     if let Some(m) = &mem64 {
         crs.push(m);
     }
-    let uid = n as u32 + 1;
+    // Unique among the host bridges: the main one is 0, further segments' are their number.
+    let uid = u32::from(e.bus);
     let bbn = u32::from(e.bus);
     let pxm = e.node;
     Device::new(
@@ -326,6 +345,40 @@ fn expander_bridge(n: usize, e: &Expander, sink: &mut Vec<u8>) -> Result<(), Acp
     Ok(())
 }
 
+/// The host bridge of a PCI segment after 0 (`\_SB_.PCIn`, PNP0A08 with `_SEG` n): its buses
+/// from 0, its MMIO windows, no I/O ports (config access is its ECAM alone), its node when
+/// it has one.
+fn segment_bridge(s: &PciSegmentLayout, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
+    let bus = AddressSpace::<u16>::new_bus_number(0, u16::from(s.last_bus));
+    let mem32 = mmio32_window(s.mmio32)?;
+    let mem64 = mmio64_window(s.mmio64);
+    let mut crs: Vec<&dyn Aml> = vec![&bus];
+    if let Some(m) = &mem32 {
+        crs.push(m);
+    }
+    if let Some(m) = &mem64 {
+        crs.push(m);
+    }
+    let id = u32::from(s.id);
+    let pxm = s.node.map(|n| Name::new("_PXM".into(), &n));
+    let mut children: Vec<&dyn Aml> = Vec::new();
+    let hid = Name::new("_HID".into(), &EISAName::new("PNP0A08"));
+    let cid = Name::new("_CID".into(), &EISAName::new("PNP0A03"));
+    let seg = Name::new("_SEG".into(), &id);
+    let uid = Name::new("_UID".into(), &id);
+    let bbn = Name::new("_BBN".into(), &ZERO);
+    let crs = Name::new("_CRS".into(), &ResourceTemplate::new(crs));
+    let prt = Name::new("_PRT".into(), &pci_routing_table());
+    let osc = Raw(osc());
+    children.extend([&hid as &dyn Aml, &cid, &seg, &uid, &bbn]);
+    if let Some(p) = &pxm {
+        children.push(p);
+    }
+    children.extend([&crs as &dyn Aml, &prt, &osc]);
+    Device::new(format!("PCI{:X}", s.id).as_str().into(), children).to_aml_bytes(sink);
+    Ok(())
+}
+
 /// The DSDT, with `expanders` (their windows cut from `cfg.layout`'s by the caller: see
 /// [`MemoryLayout::split_for_expanders`]) as host bridges after the main one.
 pub(super) fn build_with(cfg: &AcpiConfig, expanders: &[Expander]) -> Result<Vec<u8>, AcpiError> {
@@ -337,13 +390,16 @@ pub(super) fn build_with(cfg: &AcpiConfig, expanders: &[Expander]) -> Result<Vec
         crate::layout::EXPANDER_FIRST_BUS - 1
     };
     pci_host_bridge(cfg.layout, cfg.pci_hotplug.is_some(), last_bus, &mut sb)?;
-    for (n, e) in expanders.iter().enumerate() {
-        expander_bridge(n, e, &mut sb)?;
+    for e in expanders {
+        expander_bridge(e, &mut sb)?;
+    }
+    for s in cfg.segments {
+        segment_bridge(s, &mut sb)?;
     }
     if let Some(port) = &cfg.serial {
         serial(port, &mut sb);
     }
-    motherboard_resources(&cfg.pm, cfg.pci_hotplug.as_ref(), &mut sb);
+    motherboard_resources(&cfg.pm, cfg.pci_hotplug.as_ref(), cfg.segments, &mut sb);
     if let Some(gsi) = cfg.power_button_gsi {
         power_button(gsi, &mut sb);
     }
@@ -386,6 +442,7 @@ mod tests {
     fn dsdt(num_vcpus: u32, ram: u64, serial: Option<SerialPort>) -> (Vec<u8>, MemoryLayout) {
         let layout = MemoryLayout::new(ram, 40).unwrap();
         let cfg = AcpiConfig {
+            segments: &[],
             pci_buses: 0,
             num_vcpus,
             layout: &layout,
@@ -567,6 +624,7 @@ mod tests {
     fn power_button_and_its_generic_event_device_only_when_wired() {
         let layout = MemoryLayout::new(128 << 20, 40).unwrap();
         let cfg = AcpiConfig {
+            segments: &[],
             pci_buses: 0,
             num_vcpus: 1,
             layout: &layout,
@@ -592,6 +650,7 @@ mod tests {
         assert!(find(ged, b"\x86\\\x2e_SB_PWRB\x0a\x80").is_some(), "Notify");
 
         let t = build(&AcpiConfig {
+            segments: &[],
             pci_buses: 0,
             power_button_gsi: None,
             pci_hotplug: None,
@@ -653,6 +712,7 @@ mod hotplug_tests {
     fn table(hotplug: Option<PciHotplugConfig>) -> Vec<u8> {
         let layout = MemoryLayout::new(128 << 20, 40).unwrap();
         build(&AcpiConfig {
+            segments: &[],
             pci_buses: 0,
             num_vcpus: 1,
             layout: &layout,
@@ -784,6 +844,7 @@ mod hotplug_tests {
         let (main, ex) = layout.split_for_expanders(&[1]);
         let aml = build_with(
             &AcpiConfig {
+                segments: &[],
                 pci_buses: 0,
                 num_vcpus: 2,
                 layout: &main,
@@ -814,12 +875,76 @@ mod hotplug_tests {
             "Device (PC80)",
             "Name (_PXM, One)",
             "Name (_BBN, 0x80)",
-            "Name (_UID, One)",
+            "Name (_UID, 0x80)",
             "0x0080,             // Range Minimum",
             "0x008F,             // Range Maximum",
             "0x007F,             // Range Maximum",
         ] {
             assert!(dsl.contains(want), "{want} not in:\n{dsl}");
         }
+    }
+
+    /// Two further segments (one in node 1): iasl reads them, each a host bridge with its
+    /// `_SEG`, buses from 0, its windows and no I/O; the motherboard reserves their ECAMs.
+    #[test]
+    fn segment_bridges_disassemble_with_their_segment_buses_windows_and_ecam() {
+        let Ok(_) = std::process::Command::new("iasl").arg("-v").output() else {
+            eprintln!("skipped: iasl is not installed");
+            return;
+        };
+        let layout = MemoryLayout::new(128 << 20, 40).unwrap();
+        let (main, mut segs) = layout.split_for_segments(&[(1, 1); 3]);
+        segs[0].last_bus = 0;
+        segs[1].node = Some(1);
+        let aml = build(&AcpiConfig {
+            segments: &segs,
+            pci_buses: 0,
+            num_vcpus: 2,
+            layout: &main,
+            pm: PM,
+            serial: None,
+            power_button_gsi: None,
+            pci_hotplug: None,
+        })
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("vmm-dsdt-seg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dsdt.aml"), &aml).unwrap();
+        let res = std::process::Command::new("iasl")
+            .args(["-d", "dsdt.aml"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let one = &dsl[dsl.find("Device (PCI1)").expect("PCI1")..];
+        let one = &one[..one.find("Device (PCI2)").expect("PCI2 after PCI1")];
+        for want in [
+            "Name (_SEG, One)",
+            "Name (_UID, One)",
+            "Name (_BBN, Zero)",
+            "0x0000,             // Range Maximum",
+            &format!("0x{:08X},         // Range Minimum", segs[0].mmio32.0),
+            "Method (_OSC",
+        ] {
+            assert!(one.contains(want), "{want} not in PCI1:\n{one}");
+        }
+        assert!(!one.contains("_PXM"), "PCI1 is in no node");
+        assert!(!one.contains("IO (Decode16"), "no I/O ports on PCI1");
+        let two = &dsl[dsl.find("Device (PCI2)").unwrap()..];
+        for want in [
+            "Name (_SEG, 0x02)",
+            "Name (_PXM, One)",
+            "0x0007,             // Range Maximum",
+        ] {
+            assert!(two.contains(want), "{want} not in PCI2:\n{two}");
+        }
+        // Segment 0's ECAM and the two further ones' (16 MiB from 0xF0000000).
+        assert!(dsl.contains("Memory32Fixed (ReadWrite,\n                    0xF0000000,         // Address Base\n                    0x01000000,"), "{dsl}");
     }
 }

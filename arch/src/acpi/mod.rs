@@ -113,6 +113,8 @@ pub struct AcpiConfig<'a> {
     /// to the MCFG's last one that it has not found (32 config reads each, every one a VM
     /// exit), so a VM without root ports describes bus 0 alone.
     pub pci_buses: u8,
+    /// PCI segments after segment 0: a host bridge and an MCFG entry each.
+    pub segments: &'a [crate::pci_segments::PciSegmentLayout],
 }
 
 /// Why the ACPI tables could not be built or written.
@@ -236,7 +238,7 @@ pub fn build_acpi_tables_numa(
     let fadt_addr = area.push(&fadt::build(dsdt_addr, &cfg.pm))?;
     let madt_addr = area.push(&madt::build(cfg.num_vcpus))?;
     let last_bus = expanders.last().map_or(cfg.pci_buses, |e| e.last_bus);
-    let mcfg_addr = area.push(&mcfg::build(last_bus))?;
+    let mcfg_addr = area.push(&mcfg::build(last_bus, cfg.segments))?;
     let mut entries = vec![fadt_addr, madt_addr, mcfg_addr];
     if !numa.is_empty() {
         entries.push(area.push(&numa::srat(numa))?);

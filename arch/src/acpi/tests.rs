@@ -25,6 +25,7 @@ fn guest(ram: u64) -> (GuestMemoryMmap, MemoryLayout) {
 
 fn config(layout: &MemoryLayout, num_vcpus: u32) -> AcpiConfig<'_> {
     AcpiConfig {
+        segments: &[],
         pci_buses: 0,
         num_vcpus,
         layout,
@@ -158,6 +159,7 @@ fn mcfg_points_at_the_ecam_for_bus_0() {
     // No root port: bus 0 alone (Linux probes every bus up to the MCFG's last).
     assert_eq!((mcfg[54], mcfg[55]), (0, 0));
     let ports = AcpiConfig {
+        segments: &[],
         pci_buses: 2,
         ..config(&layout, 1)
     };

@@ -223,6 +223,7 @@ mod tests {
             s5_sleep_type: 5,
         };
         let cfg = AcpiConfig {
+            segments: &[],
             pci_buses: 0,
             num_vcpus: 2,
             layout: &layout,

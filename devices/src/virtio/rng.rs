@@ -31,12 +31,16 @@ const QUEUE_BUDGET: usize = 256;
 pub struct RngConfig {
     /// Where entropy is read from.
     pub source: PathBuf,
+    /// The PCI segment the device goes on (0 unless the VM has more: `--platform
+    /// num_pci_segments`).
+    pub pci_segment: u16,
 }
 
 impl Default for RngConfig {
     fn default() -> Self {
         RngConfig {
             source: PathBuf::from("/dev/urandom"),
+            pci_segment: 0,
         }
     }
 }
@@ -262,6 +266,7 @@ mod tests {
         tmp.as_file().write_all_at(&[0x42; 4096], 0).unwrap();
         let mut dev = Rng::new(&RngConfig {
             source: tmp.as_path().to_path_buf(),
+            pci_segment: 0,
         })
         .unwrap();
         assert_eq!(dev.device_type(), 4);
@@ -322,6 +327,7 @@ mod tests {
         assert_eq!(RngConfig::default().source, PathBuf::from("/dev/urandom"));
         let err = Rng::new(&RngConfig {
             source: PathBuf::from("/nonexistent/entropy"),
+            pci_segment: 0,
         })
         .err()
         .unwrap();

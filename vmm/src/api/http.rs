@@ -159,8 +159,7 @@ fn hotplug_request(
         "vm.add-fs" => {
             let f: vm_config::ApiFs =
                 serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-            // One segment here; Kata's pci_segment 1 is accepted as at vm.create (of 16 at most).
-            let cfg = vm_config::fs_config("fs", &f, 16).map_err(bad)?;
+            let cfg = vm_config::fs_config("fs", &f).map_err(bad)?;
             Ok(Request::AddDevice(Box::new(super::AddDevice::Fs(f, cfg))))
         }
         "vm.add-vsock" => {

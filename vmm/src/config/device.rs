@@ -1,5 +1,5 @@
 //! `--device path=SYSFS_PATH[,id=NAME][,x_nv_gpudirect_clique=N][,root_port=on|off]
-//! [,numa_node=N][,iommufd=on|off]` (repeatable): a host PCI device passed through with VFIO,
+//! [,numa_node=N][,iommufd=on|off][,pci_segment=N]` (repeatable): a host PCI device passed through with VFIO,
 //! in Cloud Hypervisor's syntax. `root_port` (this VMM's own) puts the device behind a PCI
 //! Express root port of its own; absent, 3D controllers (data-centre GPUs, class 0x0302) get
 //! one and others do not. `iommufd` (this VMM's own) picks the VFIO backend: `on` opens the
@@ -30,6 +30,9 @@ pub struct DeviceConfig {
     /// The VFIO backend: iommufd + the device's cdev (true) or the legacy container and
     /// groups (false); None: the VMM picks.
     pub iommufd: Option<bool>,
+    /// The PCI segment the device goes on (0 unless the VM has more: `--platform
+    /// num_pci_segments`).
+    pub pci_segment: u16,
 }
 
 impl DeviceConfig {
@@ -84,6 +87,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
     let mut root_port = None;
     let mut numa_node = None;
     let mut iommufd = None;
+    let mut pci_segment = 0;
     for (k, v) in kv::parse(
         OPT,
         s,
@@ -94,6 +98,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
             "root_port",
             "numa_node",
             "iommufd",
+            "pci_segment",
         ],
     )? {
         match k {
@@ -102,6 +107,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
             "id" => id = Some(parse_id(v)?),
             "root_port" => root_port = Some(kv::parse_bool(OPT, "root_port", v)?),
             "iommufd" => iommufd = Some(kv::parse_bool(OPT, "iommufd", v)?),
+            "pci_segment" => pci_segment = kv::parse_segment(OPT, v)?,
             "numa_node" => {
                 numa_node = Some(
                     v.parse()
@@ -122,6 +128,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
         root_port,
         numa_node,
         iommufd,
+        pci_segment,
     })
 }
 

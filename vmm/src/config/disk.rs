@@ -1,4 +1,5 @@
-//! `--disk path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]`
+//! `--disk path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]
+//! [,pci_segment=N]`
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ const PARAMS: &[&str] = &[
     "num_queues",
     "queue_size",
     "id",
+    "pci_segment",
 ];
 
 fn invalid(param: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -73,6 +75,7 @@ pub fn parse(s: &str) -> Result<DiskConfig, ConfigError> {
             "queue_size" => cfg.queue_size = queue_param(OPT, "queue_size", v, true)?,
             "id" if v.is_empty() => return Err(invalid("id", v, "empty id")),
             "id" => cfg.id = Some(v.to_string()),
+            "pci_segment" => cfg.pci_segment = kv::parse_segment(OPT, v)?,
             _ => {}
         }
     }

@@ -1,5 +1,5 @@
-//! `--fs tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID]` (Cloud Hypervisor's
-//! spelling and defaults: one request queue of 1024 entries; `pci_segment=0` is accepted).
+//! `--fs tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]` (Cloud
+//! Hypervisor's spelling and defaults: one request queue of 1024 entries).
 //! The backend (`virtiofsd --socket-path PATH --shared-dir DIR`) must be listening, and guest
 //! memory must be shared with it: `--memory shared=on`.
 
@@ -16,6 +16,7 @@ pub const DEFAULT_QUEUE_SIZE: u16 = 1024;
 pub fn parse(s: &str) -> Result<FsConfig, ConfigError> {
     let (mut tag, mut socket, mut id) = (None, None, None);
     let (mut num_queues, mut queue_size) = (DEFAULT_NUM_QUEUES, DEFAULT_QUEUE_SIZE);
+    let mut pci_segment = 0;
     const KEYS: &[&str] = &[
         "tag",
         "socket",
@@ -39,11 +40,7 @@ pub fn parse(s: &str) -> Result<FsConfig, ConfigError> {
             "queue_size" => queue_size = v.parse().map_err(|_| invalid("not a number"))?,
             "id" if v.is_empty() => return Err(invalid("empty id")),
             "id" => id = Some(v.to_string()),
-            _ => {
-                if v != "0" {
-                    return Err(invalid("this VMM has one PCI segment, 0"));
-                }
-            }
+            _ => pci_segment = kv::parse_segment(OPT, v)?,
         }
     }
     let missing = |param| ConfigError::Missing { option: OPT, param };
@@ -53,6 +50,7 @@ pub fn parse(s: &str) -> Result<FsConfig, ConfigError> {
         num_queues,
         queue_size,
         id,
+        pci_segment,
     };
     check(&cfg).map_err(|(param, reason)| ConfigError::InvalidValue {
         option: OPT,
@@ -124,7 +122,7 @@ mod tests {
             ("tag=t,socket=/s,num_queues=0", "request queues"),
             ("tag=t,socket=/s,num_queues=x", "not a number"),
             ("tag=t,socket=/s,queue_size=1000", "power of two"),
-            ("tag=t,socket=/s,pci_segment=1", "one PCI segment"),
+            ("tag=t,socket=/s,pci_segment=16", "from 0 to 15"),
             ("tag=t,socket=/s,cache=always", "cache"),
         ] {
             let e = parse(bad).unwrap_err().to_string();

@@ -105,6 +105,23 @@ pub fn parse_bool(option: &'static str, param: &'static str, v: &str) -> Result<
     }
 }
 
+/// A `pci_segment=N` value: a segment number below [`super::MAX_PCI_SEGMENTS`] (whether the
+/// VM has that many is checked with the whole configuration).
+pub fn parse_segment(option: &'static str, v: &str) -> Result<u16, ConfigError> {
+    match v.parse::<u16>() {
+        Ok(n) if n < super::MAX_PCI_SEGMENTS => Ok(n),
+        _ => Err(ConfigError::InvalidValue {
+            option,
+            param: "pci_segment",
+            value: v.to_string(),
+            reason: format!(
+                "a PCI segment number from 0 to {}",
+                super::MAX_PCI_SEGMENTS - 1
+            ),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

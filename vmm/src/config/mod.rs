@@ -14,6 +14,7 @@ mod path_or_fd;
 mod platform;
 pub mod restore;
 pub mod rng;
+pub mod segments;
 mod serial;
 pub mod size;
 pub mod vsock;
@@ -91,6 +92,9 @@ pub struct VmConfig {
     pub memory_zones: Vec<numa::MemoryZone>,
     /// Guest NUMA nodes (`--numa`).
     pub numa: Vec<numa::NumaNodeConfig>,
+    /// PCI segments' MMIO aperture weights (`--pci-segment`; the segment count is
+    /// `platform.num_pci_segments`).
+    pub pci_segments: Vec<segments::PciSegmentConfig>,
 }
 
 impl VmConfig {

@@ -1,4 +1,4 @@
-//! `--net tap=NAME,ip=ADDR,mask=MASK,mac=MAC[,num_queues=N][,queue_size=N]`
+//! `--net tap=NAME,ip=ADDR,mask=MASK,mac=MAC[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]`
 
 use std::net::Ipv4Addr;
 
@@ -8,7 +8,16 @@ use super::disk::queue_param;
 use super::{kv, ConfigError};
 
 const OPT: &str = "net";
-const PARAMS: &[&str] = &["tap", "ip", "mask", "mac", "num_queues", "queue_size", "id"];
+const PARAMS: &[&str] = &[
+    "tap",
+    "ip",
+    "mask",
+    "mac",
+    "num_queues",
+    "queue_size",
+    "id",
+    "pci_segment",
+];
 
 fn invalid(param: &'static str, value: &str, reason: &str) -> ConfigError {
     ConfigError::InvalidValue {
@@ -34,6 +43,7 @@ pub fn parse(s: &str) -> Result<NetConfig, ConfigError> {
         queue_size: 256,
         id: None,
         tap_fds: Default::default(),
+        pci_segment: 0,
     };
     for (k, v) in kv::parse(OPT, s, PARAMS)? {
         match k {

@@ -31,6 +31,8 @@ pub struct NumaNodeConfig {
     /// `(destination node, distance)`.
     pub distances: Vec<(u32, u8)>,
     pub memory_zones: Vec<String>,
+    /// PCI segments in the node (their host bridges' `_PXM`).
+    pub pci_segments: Vec<u16>,
 }
 
 fn invalid(
@@ -119,7 +121,13 @@ pub fn parse_node(s: &str) -> Result<NumaNodeConfig, ConfigError> {
     for (k, v) in kv::parse(
         OPT,
         s,
-        &["guest_numa_id", "cpus", "distances", "memory_zones"],
+        &[
+            "guest_numa_id",
+            "cpus",
+            "distances",
+            "memory_zones",
+            "pci_segments",
+        ],
     )? {
         match k {
             "guest_numa_id" => {
@@ -138,6 +146,11 @@ pub fn parse_node(s: &str) -> Result<NumaNodeConfig, ConfigError> {
                         dest.parse().map_err(|_| bad())?,
                         dist.parse().map_err(|_| bad())?,
                     ));
+                }
+            }
+            "pci_segments" => {
+                for s in kv::parse_list(v) {
+                    n.pci_segments.push(kv::parse_segment(OPT, &s)?);
                 }
             }
             _ => n.memory_zones = kv::parse_list(v),

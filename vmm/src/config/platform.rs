@@ -13,9 +13,8 @@ use super::{kv, ConfigError};
 
 const OPT: &str = "platform";
 
-/// Most PCI segments a VM may declare (Cloud Hypervisor's limit). Devices all sit on
-/// segment 0 here; Kata asks for 2.
-pub const MAX_PCI_SEGMENTS: u16 = 16;
+/// Most PCI segments a VM may have (Cloud Hypervisor's limit; Kata asks for 2).
+pub use arch::pci_segments::MAX_PCI_SEGMENTS;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlatformConfig {

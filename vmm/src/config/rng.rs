@@ -1,4 +1,4 @@
-//! `--rng src=PATH`
+//! `--rng src=PATH[,pci_segment=N]`
 
 use std::path::PathBuf;
 
@@ -8,7 +8,11 @@ use super::{kv, ConfigError};
 
 pub fn parse(s: &str) -> Result<RngConfig, ConfigError> {
     let mut cfg = RngConfig::default();
-    for (_, v) in kv::parse("rng", s, &["src"])? {
+    for (k, v) in kv::parse("rng", s, &["src", "pci_segment"])? {
+        if k == "pci_segment" {
+            cfg.pci_segment = kv::parse_segment("rng", v)?;
+            continue;
+        }
         if v.is_empty() {
             return Err(ConfigError::InvalidValue {
                 option: "rng",

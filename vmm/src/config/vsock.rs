@@ -1,4 +1,4 @@
-//! `--vsock cid=N,socket=PATH[,id=ID]` (Cloud Hypervisor's spelling; `iommu=off` is accepted).
+//! `--vsock cid=N,socket=PATH[,id=ID][,pci_segment=N]` (Cloud Hypervisor's spelling; `iommu=off` is accepted).
 
 use std::path::PathBuf;
 
@@ -10,7 +10,8 @@ const OPT: &str = "vsock";
 
 pub fn parse(s: &str) -> Result<VsockConfig, ConfigError> {
     let (mut cid, mut socket, mut id) = (None, None, None);
-    for (k, v) in kv::parse(OPT, s, &["cid", "socket", "id", "iommu"])? {
+    let mut pci_segment = 0;
+    for (k, v) in kv::parse(OPT, s, &["cid", "socket", "id", "iommu", "pci_segment"])? {
         let invalid = |reason: &str| ConfigError::InvalidValue {
             option: OPT,
             param: k,
@@ -32,6 +33,7 @@ pub fn parse(s: &str) -> Result<VsockConfig, ConfigError> {
             "socket" => socket = Some(PathBuf::from(v)),
             "id" if v.is_empty() => return Err(invalid("empty id")),
             "id" => id = Some(v.to_string()),
+            "pci_segment" => pci_segment = kv::parse_segment(OPT, v)?,
             _ => {
                 if kv::parse_bool(OPT, "iommu", v)? {
                     return Err(invalid("no virtual IOMMU in this VMM"));
@@ -44,6 +46,7 @@ pub fn parse(s: &str) -> Result<VsockConfig, ConfigError> {
         cid: cid.ok_or(missing("cid"))?,
         socket: socket.ok_or(missing("socket"))?,
         id,
+        pci_segment,
     })
 }
 

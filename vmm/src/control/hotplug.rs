@@ -55,6 +55,27 @@ impl<L: Launcher> Controller<L> {
             crate::config::fs::check_memory(std::slice::from_ref(cfg), vm.cfg.memory.shared)
                 .map_err(|e| bad(format!("fs: {e}")))?;
         }
+        let segment = match &dev {
+            AddDevice::Disk(_, c) => c.pci_segment,
+            AddDevice::Net(_, c) => c.pci_segment,
+            AddDevice::Vfio(_, c) => c.pci_segment,
+            AddDevice::Fs(_, c) => c.pci_segment,
+            AddDevice::Vsock(_, c) => c.pci_segment,
+        };
+        let segments = vm.cfg.num_pci_segments();
+        if segment >= segments {
+            return Err(bad(format!(
+                "pci_segment: segment {segment} does not exist: the VM has {segments} \
+                 (platform.num_pci_segments)"
+            )));
+        }
+        if segment != 0 && vm.machine.is_some() {
+            return Err(bad(format!(
+                "pci_segment: a device added to a running VM goes on segment 0 (ACPI hotplug \
+                 serves segment 0's slots); add it before vm.boot to put it on segment \
+                 {segment}"
+            )));
+        }
         if matches!(dev, AddDevice::Vsock(..)) && ids.vsock.is_some() {
             return Err(bad("the VM has a vsock device already (one at most)".into()));
         }
@@ -150,6 +171,13 @@ impl<L: Launcher> Controller<L> {
                 ),
             ));
         };
+        let segment = segment_of(&vm.cfg, &id);
+        if segment != 0 && vm.machine.is_some() {
+            return Err(bad(format!(
+                "cannot remove '{id}' from the running VM: it is on PCI segment {segment}, and \
+                 ACPI hotplug serves segment 0's slots only"
+            )));
+        }
         if let Some(m) = vm.machine.as_mut() {
             if !m.hot_remove(position, &id)? {
                 return Err(ApiError::new(
@@ -184,6 +212,31 @@ impl<L: Launcher> Controller<L> {
         self.events.emit("vm", "device-removed", &[("id", id)]);
         Ok(Reply::Empty)
     }
+}
+
+/// The PCI segment of the device with id `id` (0 when there is none).
+fn segment_of(cfg: &crate::config::VmConfig, id: &str) -> u16 {
+    let ids = &cfg.device_ids;
+    let at = |list: &[String]| list.iter().position(|d| d == id);
+    if let Some(i) = at(&ids.disks) {
+        return cfg.disks.get(i).map_or(0, |d| d.pci_segment);
+    }
+    if let Some(i) = at(&ids.nets) {
+        return cfg.nets.get(i).map_or(0, |d| d.pci_segment);
+    }
+    if let Some(i) = at(&ids.fs) {
+        return cfg.fs.get(i).map_or(0, |d| d.pci_segment);
+    }
+    if let Some(i) = at(&ids.devices) {
+        return cfg.devices.get(i).map_or(0, |d| d.pci_segment);
+    }
+    if ids.vsock.as_deref() == Some(id) {
+        return cfg.vsock.as_ref().map_or(0, |v| v.pci_segment);
+    }
+    if ids.rng.as_deref() == Some(id) {
+        return cfg.rng.as_ref().map_or(0, |r| r.pci_segment);
+    }
+    0
 }
 
 /// Removes the entry with id `id` (by its place in `ids`) from the ids, the VMM's configuration

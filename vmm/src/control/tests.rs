@@ -411,7 +411,7 @@ fn fs_and_vsock_are_added_in_their_place_and_checked_like_at_create() {
     let fs = |tag: &str| {
         let api: vm_config::ApiFs =
             serde_json::from_str(&format!(r#"{{"tag":"{tag}","socket":"/s"}}"#)).unwrap();
-        let cfg = vm_config::fs_config("fs", &api, 1).unwrap();
+        let cfg = vm_config::fs_config("fs", &api).unwrap();
         Request::AddDevice(Box::new(crate::api::AddDevice::Fs(api, cfg)))
     };
     let vsock = |cid: u64| {

@@ -66,6 +66,8 @@ pub struct AttachParams<'a> {
     /// Behind a root port on this expander host bridge's root bus (the device's guest NUMA
     /// node); implies a root port.
     pub expander: Option<u8>,
+    /// The PCI segment the device goes on (0 with an expander).
+    pub segment: u16,
 }
 
 /// PCI class 0x0302: 3D controller (NVIDIA's and AMD's data-centre GPUs).
@@ -185,7 +187,7 @@ pub fn attach(
                 .ok_or_else(|| pci_err(PciSetupError::NoSlot))?,
             0,
         ),
-        None => pci.next_address().map_err(pci_err)?,
+        None => pci.next_address_on(p.segment).map_err(pci_err)?,
     };
     let bars = if port {
         // Unassigned: the guest sizes the port's windows and places them.
@@ -232,13 +234,13 @@ pub fn attach(
         // Its BARs are unassigned: nothing is mapped until the guest places them, so the
         // areas can be registered once the device has its address behind the port.
         let (port_at, at) = pci
-            .add_behind_root_port(p.expander, p.link, model.clone())
+            .add_behind_root_port(p.segment, p.expander, p.link, model.clone())
             .map_err(pci_err)?;
         let n = match areas(at) {
             Ok(n) => n,
             Err(e) => {
                 if port_at.bus == 0 {
-                    let _ = pci.bus.remove_device(port_at.device);
+                    let _ = pci.remove(port_at);
                 }
                 return Err(e);
             }
@@ -321,6 +323,7 @@ mod tests {
                 link: PcieLink::default(),
                 hot: false,
                 expander: None,
+                segment: 0,
             }
         }
     }
@@ -383,6 +386,57 @@ mod tests {
         let mut b = [0u8; 4];
         assert!(w.buses.mmio.read(at, &mut b));
         u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn a_device_on_a_further_segment_answers_on_its_ecam_with_bars_in_its_windows() {
+        let mut w = world();
+        let layout = MemoryLayout::new(1 << 30, 40).unwrap();
+        let (_, segs) = layout.split_for_segments(&[(1, 1), (1, 1)]);
+        w.pci.add_segments(&w.buses, &segs).unwrap();
+        assert_eq!(w.pci.segments(), 2);
+        let seg1 = segs[0];
+        let mut params = w.params();
+        params.segment = 1;
+        let a = attach("ivshmem", ivshmem(), &w.pci, params).unwrap();
+        assert_eq!(a.address.to_string(), "0001:00:01.0");
+        // Its config space is at segment 1's ECAM, and segment 0's slot 1 is empty.
+        let ecam1 = arch::pci_segments::segment_ecam(1);
+        assert_eq!(read_at(&w, ecam1 + (1 << 15)), 0x1110_1af4);
+        assert_eq!(
+            read_at(&w, ecam1),
+            read_at(&w, PCI_ECAM_START),
+            "its host bridge"
+        );
+        assert_eq!(read_at(&w, ecam_at(0, 1)), 0xffff_ffff);
+        // BAR0 in segment 1's 32-bit window, BAR2 (64 GiB) in its 64-bit one.
+        let bar0 = u64::from(read_at(&w, ecam1 + (1 << 15) + 0x10) & !0xf);
+        assert!(
+            (seg1.mmio32.0..seg1.mmio32.0 + seg1.mmio32.1).contains(&bar0),
+            "{bar0:#x}"
+        );
+        let bar2 = u64::from(read_at(&w, ecam1 + (1 << 15) + 0x18) & !0xf)
+            | u64::from(read_at(&w, ecam1 + (1 << 15) + 0x1c)) << 32;
+        assert!(
+            (seg1.mmio64.0..seg1.mmio64.0 + seg1.mmio64.1).contains(&bar2),
+            "{bar2:#x}"
+        );
+
+        // A GPU on segment 1 goes behind a root port there: port 0001:00:02.0, GPU 0001:01:00.0.
+        let mut params = w.params();
+        params.segment = 1;
+        let g = attach("gpu0", gpu(), &w.pci, params).unwrap();
+        assert_eq!(g.address.to_string(), "0001:01:00.0");
+        assert_eq!(read_at(&w, ecam1 + (2 << 15)), 0x000c_1b36);
+        assert_eq!(read_at(&w, ecam1 + (1 << 20)), 0x2330_10de);
+        // A segment the VM does not have is an error naming it.
+        let mut params = w.params();
+        params.segment = 2;
+        let Err(e) = attach("x", ivshmem(), &w.pci, params) else {
+            panic!("attached on segment 2");
+        };
+        let e = e.to_string();
+        assert!(e.contains("segment 2"), "{e}");
     }
 
     #[test]
@@ -704,6 +758,7 @@ mod intx_tests {
             link: PcieLink::default(),
             hot: false,
             expander: None,
+            segment: 0,
         };
         let a = attach("legacy", fake, &pci, params).unwrap();
         let gsi = arch::acpi::pci_intx_gsi(a.address.device, 0);

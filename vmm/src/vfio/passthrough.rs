@@ -377,6 +377,7 @@ impl Passthrough {
             link: host_link(&c.path),
             hot: true,
             expander: None,
+            segment: cfg.pci_segment,
         };
         let a = match attach(&name, host.clone(), pci, params) {
             Ok(a) => a,
@@ -441,6 +442,7 @@ impl Passthrough {
                 link: host_link(&d.checked.path),
                 hot: false,
                 expander: d.cfg.numa_node.and_then(|n| pci.expander_bus(n)),
+                segment: d.cfg.pci_segment,
             };
             let a = attach(&name, d.host.clone(), pci, params)?;
             self.attached.push(a.address);

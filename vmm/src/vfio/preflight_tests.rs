@@ -108,6 +108,7 @@ impl FakeHost {
             root_port: None,
             numa_node: None,
             iommufd: None,
+            pci_segment: 0,
         }
     }
 
@@ -318,6 +319,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         root_port: None,
         numa_node: None,
         iommufd: None,
+        pci_segment: 0,
     };
     let ok = check(std::slice::from_ref(&cfg), 1 << 30, &h.facts()).unwrap();
     assert_eq!(ok[0].bdf, uuid);
@@ -331,6 +333,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         root_port: None,
         numa_node: None,
         iommufd: None,
+        pci_segment: 0,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(
@@ -347,6 +350,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         root_port: None,
         numa_node: None,
         iommufd: None,
+        pci_segment: 0,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(e.contains("/sys/bus/mdev/devices"), "{e}");

@@ -52,6 +52,9 @@ pub struct DiskConfig {
     /// Serial reported by GET_ID (at most 20 bytes are used); defaults to
     /// one derived from the image's device and inode numbers.
     pub id: Option<String>,
+    /// The PCI segment the device goes on (0 unless the VM has more: `--platform
+    /// num_pci_segments`).
+    pub pci_segment: u16,
 }
 
 impl DiskConfig {
@@ -64,6 +67,7 @@ impl DiskConfig {
             num_queues: DEFAULT_NUM_QUEUES,
             queue_size: DEFAULT_QUEUE_SIZE,
             id: None,
+            pci_segment: 0,
         }
     }
 }

@@ -22,6 +22,7 @@ fn config(socket: &Path) -> FsConfig {
         num_queues: 1,
         queue_size: 16,
         id: None,
+        pci_segment: 0,
     }
 }
 

@@ -60,6 +60,9 @@ pub struct NetConfig {
     /// Taps opened by the caller (one per queue pair), passed over the API socket
     /// (`vm.add-net` with SCM_RIGHTS, as Kata does): used instead of `tap`, `ip` and `mask`.
     pub tap_fds: TapFds,
+    /// The PCI segment the device goes on (0 unless the VM has more: `--platform
+    /// num_pci_segments`).
+    pub pci_segment: u16,
 }
 
 /// Tap fds handed in by a client; every device built from them gets duplicates, so a VM that
@@ -90,6 +93,7 @@ impl Default for NetConfig {
             queue_size: DEFAULT_QUEUE_SIZE,
             id: None,
             tap_fds: TapFds::default(),
+            pci_segment: 0,
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct VsockConfig {
     pub socket: PathBuf,
     /// The device id (`vm.info`), when given.
     pub id: Option<String>,
+    /// The PCI segment the device goes on (0 unless the VM has more: `--platform
+    /// num_pci_segments`).
+    pub pci_segment: u16,
 }
 
 #[derive(Debug, thiserror::Error)]

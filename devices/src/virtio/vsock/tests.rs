@@ -69,6 +69,7 @@ impl Guest {
             cid: CID,
             socket: dir.join("v.sock"),
             id: None,
+            pci_segment: 0,
         };
         let mut dev = Vsock::new(&cfg).unwrap();
         if restored {
@@ -470,6 +471,7 @@ fn a_bad_cid_or_a_path_that_is_not_a_socket_is_refused() {
             cid,
             socket: socket.clone(),
             id: None,
+            pci_segment: 0,
         })
         .err()
         .unwrap();
@@ -479,6 +481,7 @@ fn a_bad_cid_or_a_path_that_is_not_a_socket_is_refused() {
         cid,
         socket: socket.clone(),
         id: None,
+        pci_segment: 0,
     };
     let first = Vsock::new(&cfg(3)).unwrap();
     // Another VM's live socket is not taken over.

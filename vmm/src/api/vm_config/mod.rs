@@ -95,6 +95,7 @@ impl ApiVmConfig {
                         num_queues: Some(d.num_queues.into()),
                         queue_size: Some(d.queue_size.into()),
                         serial: d.id.clone(),
+                        pci_segment: Some(d.pci_segment),
                         ..Default::default()
                     })
                     .collect(),
@@ -109,18 +110,21 @@ impl ApiVmConfig {
                         mac: n.mac.map(|m| m.to_string()),
                         num_queues: Some(n.num_queues.into()),
                         queue_size: Some(n.queue_size.into()),
+                        pci_segment: Some(n.pci_segment),
                         ..Default::default()
                     })
                     .collect(),
             ),
             rng: cfg.rng.as_ref().map(|r| ApiRng {
                 src: s(&r.source),
+                pci_segment: Some(r.pci_segment),
                 ..Default::default()
             }),
             vsock: cfg.vsock.as_ref().map(|v| ApiVsock {
                 cid: v.cid,
                 socket: s(&v.socket),
                 id: v.id.clone(),
+                pci_segment: Some(v.pci_segment),
                 ..Default::default()
             }),
             fs: (!cfg.fs.is_empty()).then(|| {
@@ -132,6 +136,7 @@ impl ApiVmConfig {
                         num_queues: f.num_queues.into(),
                         queue_size: f.queue_size.into(),
                         id: f.id.clone(),
+                        pci_segment: Some(f.pci_segment),
                         ..Default::default()
                     })
                     .collect()
@@ -146,10 +151,21 @@ impl ApiVmConfig {
                         root_port: d.root_port,
                         numa_node: d.numa_node,
                         iommufd: d.iommufd,
+                        pci_segment: Some(d.pci_segment),
                         ..Default::default()
                     })
                     .collect(),
             ),
+            pci_segments: (!cfg.pci_segments.is_empty()).then(|| {
+                cfg.pci_segments
+                    .iter()
+                    .map(|p| ApiPciSegment {
+                        pci_segment: p.pci_segment,
+                        mmio32_aperture_weight: p.mmio32_aperture_weight,
+                        mmio64_aperture_weight: p.mmio64_aperture_weight,
+                    })
+                    .collect()
+            }),
             ..Default::default()
         };
         api.normalized(cfg)
@@ -186,7 +202,6 @@ impl ApiVmConfig {
                 ("watchdog", &self.watchdog),
                 ("rtc", &self.rtc),
                 ("pvpanic", &self.pvpanic),
-                ("pci_segments", &self.pci_segments),
                 ("tpm", &self.tpm),
                 ("landlock_enable", &self.landlock_enable),
                 ("landlock_rules", &self.landlock_rules),
@@ -290,29 +305,21 @@ impl ApiVmConfig {
             Some(r) => {
                 require_all_unset(
                     "rng",
-                    &[
-                        ("iommu", &r.iommu),
-                        ("pci_segment", &r.pci_segment),
-                        ("pci_device_id", &r.pci_device_id),
-                    ],
+                    &[("iommu", &r.iommu), ("pci_device_id", &r.pci_device_id)],
                 )?;
                 if r.src.is_empty() {
                     return Err("rng.src: empty path".into());
                 }
                 Some(devices::virtio::RngConfig {
                     source: PathBuf::from(&r.src),
+                    pci_segment: segment("rng", r.pci_segment)?,
                 })
             }
         };
         let vsock = self.vsock.as_ref().map(vsock_config).transpose()?;
-        let segments = self
-            .platform
-            .as_ref()
-            .and_then(|p| p.num_pci_segments)
-            .unwrap_or(1);
         let mut fs = Vec::new();
         for (i, f) in self.fs.iter().flatten().enumerate() {
-            fs.push(fs_config(&format!("fs[{i}]"), f, segments)?);
+            fs.push(fs_config(&format!("fs[{i}]"), f)?);
         }
         let mut passthrough = Vec::new();
         for (i, d) in self.devices.iter().flatten().enumerate() {
@@ -351,6 +358,7 @@ impl ApiVmConfig {
             platform,
             memory_zones: memory_zones(self.memory.as_ref())?,
             numa: numa_nodes(self.numa.as_deref().unwrap_or_default())?,
+            pci_segments: pci_segments(self.pci_segments.as_deref().unwrap_or_default())?,
         };
         cfg.settle_memory().map_err(|(param, why)| {
             let field = match param {
@@ -361,6 +369,7 @@ impl ApiVmConfig {
             };
             format!("{field}: {why}")
         })?;
+        cfg.check_pci_segments().map_err(|p| p.api())?;
         crate::cli::check_duplicate_disks(&cfg.disks).map_err(|e| api_message("disks", e))?;
         let disk_ids: Vec<Option<&str>> = self
             .disks
@@ -421,6 +430,7 @@ impl ApiVmConfig {
                             .collect(),
                     ),
                     memory_zones: Some(n.memory_zones.clone()),
+                    pci_segments: (!n.pci_segments.is_empty()).then(|| n.pci_segments.clone()),
                     ..Default::default()
                 })
                 .collect()
@@ -565,7 +575,6 @@ fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String>
             ("vhost_socket", &d.vhost_socket),
             ("rate_limiter_config", &d.rate_limiter_config),
             ("rate_limit_group", &d.rate_limit_group),
-            ("pci_segment", &d.pci_segment),
             ("pci_device_id", &d.pci_device_id),
             ("queue_affinity", &d.queue_affinity),
             ("backing_files", &d.backing_files),
@@ -605,6 +614,9 @@ fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String>
         no_separators(&format!("{field}.serial"), id)?;
         kv += &format!(",id={id}");
     }
+    if let Some(s) = d.pci_segment {
+        kv += &format!(",pci_segment={s}");
+    }
     let mut cfg = config::disk::parse(&kv).map_err(|e| api_message(field, e))?;
     cfg.path = PathBuf::from(path);
     Ok(cfg)
@@ -619,7 +631,6 @@ fn net(field: &str, n: &ApiNet) -> Result<devices::virtio::NetConfig, String> {
             ("iommu", &n.iommu),
             ("vhost_user", &n.vhost_user),
             ("vhost_socket", &n.vhost_socket),
-            ("pci_segment", &n.pci_segment),
             ("pci_device_id", &n.pci_device_id),
             ("rate_limiter_config", &n.rate_limiter_config),
             ("fds", &n.fds),
@@ -653,6 +664,9 @@ fn net(field: &str, n: &ApiNet) -> Result<devices::virtio::NetConfig, String> {
     if let Some(q) = n.queue_size {
         kv.push(format!("queue_size={q}"));
     }
+    if let Some(s) = n.pci_segment {
+        kv.push(format!("pci_segment={s}"));
+    }
     config::net::parse(&kv.join(",")).map_err(|e| api_message(field, e))
 }
 
@@ -661,7 +675,6 @@ fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
         field,
         &[
             ("iommu", &d.iommu),
-            ("pci_segment", &d.pci_segment),
             ("pci_device_id", &d.pci_device_id),
             ("x_exclude_mmap_bars", &d.x_exclude_mmap_bars),
         ],
@@ -691,6 +704,9 @@ fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
     }
     if let Some(f) = d.iommufd {
         kv += if f { ",iommufd=on" } else { ",iommufd=off" };
+    }
+    if let Some(s) = d.pci_segment {
+        kv += &format!(",pci_segment={s}");
     }
     config::device::parse(&kv).map_err(|e| api_message(field, e))
 }
@@ -734,7 +750,6 @@ fn topology(t: Option<&Value>, boot: u32) -> Result<(), String> {
 
 /// The `vsock` entry (`vm.create`'s, or `vm.add-vsock`'s body).
 pub fn vsock_config(v: &ApiVsock) -> Result<devices::virtio::VsockConfig, String> {
-    require_all_unset("vsock", &[("pci_segment", &v.pci_segment)])?;
     if v.iommu
         .as_ref()
         .is_some_and(|i| i.as_bool() != Some(false) && !i.is_null())
@@ -755,17 +770,39 @@ pub fn vsock_config(v: &ApiVsock) -> Result<devices::virtio::VsockConfig, String
         cid: v.cid,
         socket: PathBuf::from(&v.socket),
         id: v.id.clone().filter(|i| !i.is_empty()),
+        pci_segment: segment("vsock", v.pci_segment)?,
     })
 }
 
-/// One `fs[]` entry: the limits of `--fs`, and a PCI segment below `num_pci_segments`.
-pub fn fs_config(at: &str, f: &ApiFs, segments: u16) -> Result<devices::virtio::FsConfig, String> {
-    require_unset(&format!("{at}.pci_device_id"), &f.pci_device_id)?;
-    if let Some(s) = f.pci_segment.filter(|&s| s >= segments) {
-        return Err(format!(
-            "{at}.pci_segment: {s} is not below platform.num_pci_segments ({segments})"
-        ));
+/// A device's `pci_segment` (absent: 0); whether the VM has it is checked with the whole
+/// configuration ([`VmConfig::check_pci_segments`]).
+fn segment(at: &str, s: Option<u16>) -> Result<u16, String> {
+    match s {
+        Some(s) if s >= config::MAX_PCI_SEGMENTS => Err(format!(
+            "{at}.pci_segment: {s} is not a PCI segment number (0 to {})",
+            config::MAX_PCI_SEGMENTS - 1
+        )),
+        s => Ok(s.unwrap_or(0)),
     }
+}
+
+/// `pci_segments`: each segment's MMIO aperture weights.
+fn pci_segments(list: &[ApiPciSegment]) -> Result<Vec<config::segments::PciSegmentConfig>, String> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(config::segments::PciSegmentConfig {
+                pci_segment: segment(&format!("pci_segments[{i}]"), Some(p.pci_segment))?,
+                mmio32_aperture_weight: p.mmio32_aperture_weight,
+                mmio64_aperture_weight: p.mmio64_aperture_weight,
+            })
+        })
+        .collect()
+}
+
+/// One `fs[]` entry: the limits of `--fs`.
+pub fn fs_config(at: &str, f: &ApiFs) -> Result<devices::virtio::FsConfig, String> {
+    require_unset(&format!("{at}.pci_device_id"), &f.pci_device_id)?;
     if f.socket.is_empty() {
         return Err(format!("{at}.socket: empty path"));
     }
@@ -777,6 +814,7 @@ pub fn fs_config(at: &str, f: &ApiFs, segments: u16) -> Result<devices::virtio::
         num_queues: small("num_queues", f.num_queues)?,
         queue_size: small("queue_size", f.queue_size)?,
         id: f.id.clone().filter(|i| !i.is_empty()),
+        pci_segment: segment(at, f.pci_segment)?,
     };
     config::fs::check(&cfg).map_err(|(param, why)| format!("{at}.{param}: {why}"))?;
     Ok(cfg)
@@ -820,18 +858,12 @@ fn memory_zones(m: Option<&ApiMemory>) -> Result<Vec<config::numa::MemoryZone>, 
     Ok(out)
 }
 
-/// `numa`: each node's vCPUs, distances and memory zones (not PCI segments: one here).
+/// `numa`: each node's vCPUs, distances, memory zones and PCI segments.
 fn numa_nodes(nodes: &[ApiNumaNode]) -> Result<Vec<config::numa::NumaNodeConfig>, String> {
     let mut out = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         let at = format!("numa[{i}]");
-        require_all_unset(
-            &at,
-            &[
-                ("sgx_epc_sections", &n.sgx_epc_sections),
-                ("pci_segments", &n.pci_segments),
-            ],
-        )?;
+        require_all_unset(&at, &[("sgx_epc_sections", &n.sgx_epc_sections)])?;
         out.push(config::numa::NumaNodeConfig {
             guest_numa_id: n.guest_numa_id,
             cpus: n.cpus.clone().unwrap_or_default(),
@@ -842,14 +874,14 @@ fn numa_nodes(nodes: &[ApiNumaNode]) -> Result<Vec<config::numa::NumaNodeConfig>
                 .map(|d| (d.destination, d.distance))
                 .collect(),
             memory_zones: n.memory_zones.clone().unwrap_or_default(),
+            pci_segments: n.pci_segments.clone().unwrap_or_default(),
         });
     }
     Ok(out)
 }
 
-/// `platform`: the SMBIOS identity and the segment count. More segments than the one this
-/// VMM has: every device still goes on segment 0 (a device asking for another is refused by
-/// its own pci_segment field); Kata always asks for 2 and puts only virtio-fs on segment 1.
+/// `platform`: the SMBIOS identity and the segment count (Kata always asks for 2 and puts
+/// virtio-fs on segment 1).
 fn platform(p: &ApiPlatform) -> Result<config::PlatformConfig, String> {
     // The deprecated names may be given alongside the new ones only with the same value.
     let either =

@@ -57,8 +57,9 @@ pub struct ApiVmConfig {
     pub rtc: Option<Value>,
     #[serde(default, skip_serializing)]
     pub pvpanic: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub pci_segments: Option<Value>,
+    /// Segments' MMIO aperture weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_segments: Option<Vec<ApiPciSegment>>,
     #[serde(default, skip_serializing)]
     pub tpm: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -162,8 +163,8 @@ pub struct ApiNumaNode {
     pub memory_zones: Option<Vec<String>>,
     #[serde(default, skip_serializing)]
     pub sgx_epc_sections: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub pci_segments: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_segments: Option<Vec<u16>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -217,8 +218,8 @@ pub struct ApiDisk {
     pub rate_limiter_config: Option<Value>,
     #[serde(default, skip_serializing)]
     pub rate_limit_group: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_segment: Option<u16>,
     #[serde(default, skip_serializing)]
     pub pci_device_id: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -264,8 +265,8 @@ pub struct ApiNet {
     pub vhost_socket: Option<Value>,
     #[serde(default, skip_serializing)]
     pub vhost_mode: Option<String>,
-    #[serde(default, skip_serializing)]
-    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_segment: Option<u16>,
     #[serde(default, skip_serializing)]
     pub pci_device_id: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -293,8 +294,7 @@ pub struct ApiFs {
     pub queue_size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Accepted below `platform.num_pci_segments` (Kata puts virtio-fs on segment 1); the
-    /// device is on segment 0, the only one this VMM has.
+    /// Below `platform.num_pci_segments` (Kata puts virtio-fs on segment 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_segment: Option<u16>,
     #[serde(default, skip_serializing)]
@@ -319,8 +319,8 @@ pub struct ApiVsock {
     pub id: Option<String>,
     #[serde(default, skip_serializing)]
     pub iommu: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_segment: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -331,8 +331,8 @@ pub struct ApiRng {
     pub id: Option<Value>,
     #[serde(default, skip_serializing)]
     pub iommu: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_segment: Option<u16>,
     #[serde(default, skip_serializing)]
     pub pci_device_id: Option<Value>,
 }
@@ -377,8 +377,8 @@ pub struct ApiDevice {
     pub iommufd: Option<bool>,
     #[serde(default, skip_serializing)]
     pub iommu: Option<Value>,
-    #[serde(default, skip_serializing)]
-    pub pci_segment: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_segment: Option<u16>,
     #[serde(default, skip_serializing)]
     pub pci_device_id: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -388,7 +388,6 @@ pub struct ApiDevice {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiPlatform {
-    /// One PCI segment is what this VMM has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_pci_segments: Option<u16>,
     #[serde(default, skip_serializing)]
@@ -429,4 +428,19 @@ pub struct ApiPlatform {
     /// this VMM always maps device BARs for it.
     #[serde(default, skip_serializing)]
     pub vfio_p2p_dma: Option<bool>,
+}
+
+/// Cloud Hypervisor's PciSegmentConfig.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiPciSegment {
+    pub pci_segment: u16,
+    #[serde(default = "one")]
+    pub mmio32_aperture_weight: u32,
+    #[serde(default = "one")]
+    pub mmio64_aperture_weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
