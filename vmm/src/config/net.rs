@@ -71,6 +71,7 @@ pub fn parse(s: &str) -> Result<NetConfig, ConfigError> {
                 cfg.num_queues = n;
             }
             "queue_size" => cfg.queue_size = queue_param(OPT, "queue_size", v, true)?,
+            "pci_segment" => cfg.pci_segment = kv::parse_segment(OPT, v)?,
             _ => {
                 if v.is_empty() {
                     return Err(invalid("id", v, "an id cannot be empty"));

@@ -354,6 +354,48 @@ fn devices_are_added_to_a_created_vm_and_hot_added_to_a_running_one() {
 }
 
 #[test]
+fn a_device_goes_on_another_segment_before_boot_and_never_while_running() {
+    let (mut c, log, _rx) = controller();
+    let body = br#"{"payload":{"kernel":"/k"},"memory":{"size":67108864},
+                    "platform":{"num_pci_segments":2}}"#;
+    let parsed = vm_config::parse(body, SeccompMode::Off).unwrap();
+    assert_eq!(status(c.handle(Request::Create(Box::new(parsed)))), Ok(Reply::Empty));
+    let on = |path: &str, id: &str, segment: u16| {
+        let api: vm_config::ApiDisk = serde_json::from_str(&format!(
+            r#"{{"path":"{path}","id":"{id}","pci_segment":{segment}}}"#
+        ))
+        .unwrap();
+        let cfg = vm_config::disk_config("disk", &api).unwrap();
+        Request::AddDevice(Box::new(crate::api::AddDevice::Disk(api, cfg)))
+    };
+    // Segment 2 does not exist; segment 1 does, and the boot puts the disk there.
+    let e = c.handle(on("/a.img", "a", 2)).unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    assert!(e.to_string().contains("segment 2 does not exist"), "{e}");
+    assert_eq!(status(c.handle(on("/a.img", "a", 1))), Ok(Reply::Empty));
+    assert_eq!(info_json(&mut c)["config"]["disks"][0]["pci_segment"], 1);
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    // Running: hot-plug serves segment 0 only, both ways; nothing changes.
+    let e = c.handle(on("/b.img", "b", 1)).unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    assert!(e.to_string().contains("goes on segment 0"), "{e}");
+    let e = c.handle(Request::RemoveDevice("a".into())).unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    assert!(e.to_string().contains("segment 1"), "{e}");
+    assert!(log.added.lock().unwrap().is_empty());
+    assert!(log.removed.lock().unwrap().is_empty());
+    assert_eq!(
+        info_json(&mut c)["config"]["disks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(c.handle(on("/b.img", "b", 0)).is_ok());
+    assert_eq!(log.added.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn removal_asks_the_guest_and_a_refusal_or_unknown_id_changes_nothing() {
     let (mut c, log, _rx) = controller();
     assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));

@@ -253,6 +253,81 @@ fn fs_is_cloud_hypervisors_fsconfig_as_kata_sends_it() {
 }
 
 #[test]
+fn devices_go_on_the_pci_segments_they_name_and_vm_info_says_where() {
+    let (api, cfg) = super::parse(
+        br#"{"payload":{"kernel":"/k"},"platform":{"num_pci_segments":3},
+            "memory":{"size":0,"shared":true,"zones":[{"id":"a","size":268435456},
+                                                      {"id":"b","size":268435456}]},
+            "cpus":{"boot_vcpus":2,"max_vcpus":2},
+            "numa":[{"guest_numa_id":0,"cpus":[0],"memory_zones":["a"]},
+                    {"guest_numa_id":1,"cpus":[1],"memory_zones":["b"],"pci_segments":[2]}],
+            "pci_segments":[{"pci_segment":1,"mmio64_aperture_weight":4}],
+            "disks":[{"path":"/d","pci_segment":1}],
+            "net":[{"tap":"t0","pci_segment":2}],
+            "rng":{"src":"/dev/urandom","pci_segment":1},
+            "vsock":{"cid":3,"socket":"/v","pci_segment":2},
+            "fs":[{"tag":"t","socket":"/s","pci_segment":1}],
+            "devices":[{"path":"/sys/bus/pci/devices/0000:01:00.0","pci_segment":2}]}"#,
+        SeccompMode::Off,
+    )
+    .unwrap();
+    assert_eq!(cfg.disks[0].pci_segment, 1);
+    assert_eq!(cfg.nets[0].pci_segment, 2);
+    assert_eq!(cfg.rng.as_ref().unwrap().pci_segment, 1);
+    assert_eq!(cfg.vsock.as_ref().unwrap().pci_segment, 2);
+    assert_eq!(cfg.fs[0].pci_segment, 1);
+    assert_eq!(cfg.devices[0].pci_segment, 2);
+    assert_eq!(cfg.segment_weights(), vec![(1, 1), (1, 4), (1, 1)]);
+    assert_eq!(cfg.segment_node(2), Some(1));
+    // vm.info reports each device's segment, the weights and the nodes' segments, and the
+    // configuration it reports parses back to the same VM (a snapshot's configuration).
+    let info = serde_json::to_value(super::ApiVmConfig::from_config(&cfg)).unwrap();
+    assert_eq!(info["disks"][0]["pci_segment"], 1);
+    assert_eq!(info["net"][0]["pci_segment"], 2);
+    assert_eq!(info["rng"]["pci_segment"], 1);
+    assert_eq!(info["vsock"]["pci_segment"], 2);
+    assert_eq!(info["fs"][0]["pci_segment"], 1);
+    assert_eq!(info["devices"][0]["pci_segment"], 2);
+    assert_eq!(info["pci_segments"][0]["mmio64_aperture_weight"], 4);
+    assert_eq!(info["numa"][1]["pci_segments"][0], 2);
+    let again = parse_ok(&info.to_string());
+    assert_eq!(
+        (again.disks[0].pci_segment, again.devices[0].pci_segment, again.pci_segments),
+        (1, 2, cfg.pci_segments.clone())
+    );
+    let _ = api;
+    for (body, says) in [
+        (
+            r#""disks":[{"path":"/d","pci_segment":1}]"#,
+            "disks[0].pci_segment: segment 1 does not exist: the VM has 1",
+        ),
+        (
+            r#""platform":{"num_pci_segments":2},"net":[{"tap":"t","pci_segment":2}]"#,
+            "net[0].pci_segment: segment 2 does not exist",
+        ),
+        (
+            r#""platform":{"num_pci_segments":2},"devices":[{"path":"/p","pci_segment":16}]"#,
+            "devices[0]: pci_segment='16'",
+        ),
+        (
+            r#""platform":{"num_pci_segments":2},"pci_segments":[{"pci_segment":3}]"#,
+            "pci_segments[0].pci_segment: segment 3 does not exist",
+        ),
+        (
+            r#""platform":{"num_pci_segments":2},"pci_segments":[{"pci_segment":1,"mmio32_aperture_weight":0}]"#,
+            "pci_segments[0].mmio32_aperture_weight",
+        ),
+        (
+            r#""pci_segments":[{"pci_segment":0,"size":1}]"#,
+            "size",
+        ),
+    ] {
+        let e = parse_err(&format!(r#"{{"payload":{{"kernel":"/k"}},{body}}}"#));
+        assert!(e.contains(says), "{body}: {e}");
+    }
+}
+
+#[test]
 fn what_kata_always_sends_is_accepted() {
     // clh.go's CreateVM: a flat topology, a hotplug ceiling, two PCI segments.
     let c = parse_ok(
