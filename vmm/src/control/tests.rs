@@ -359,7 +359,10 @@ fn a_device_goes_on_another_segment_before_boot_and_never_while_running() {
     let body = br#"{"payload":{"kernel":"/k"},"memory":{"size":67108864},
                     "platform":{"num_pci_segments":2}}"#;
     let parsed = vm_config::parse(body, SeccompMode::Off).unwrap();
-    assert_eq!(status(c.handle(Request::Create(Box::new(parsed)))), Ok(Reply::Empty));
+    assert_eq!(
+        status(c.handle(Request::Create(Box::new(parsed)))),
+        Ok(Reply::Empty)
+    );
     let on = |path: &str, id: &str, segment: u16| {
         let api: vm_config::ApiDisk = serde_json::from_str(&format!(
             r#"{{"path":"{path}","id":"{id}","pci_segment":{segment}}}"#

@@ -292,7 +292,11 @@ fn devices_go_on_the_pci_segments_they_name_and_vm_info_says_where() {
     assert_eq!(info["numa"][1]["pci_segments"][0], 2);
     let again = parse_ok(&info.to_string());
     assert_eq!(
-        (again.disks[0].pci_segment, again.devices[0].pci_segment, again.pci_segments),
+        (
+            again.disks[0].pci_segment,
+            again.devices[0].pci_segment,
+            again.pci_segments
+        ),
         (1, 2, cfg.pci_segments.clone())
     );
     let _ = api;
@@ -317,10 +321,7 @@ fn devices_go_on_the_pci_segments_they_name_and_vm_info_says_where() {
             r#""platform":{"num_pci_segments":2},"pci_segments":[{"pci_segment":1,"mmio32_aperture_weight":0}]"#,
             "pci_segments[0].mmio32_aperture_weight",
         ),
-        (
-            r#""pci_segments":[{"pci_segment":0,"size":1}]"#,
-            "size",
-        ),
+        (r#""pci_segments":[{"pci_segment":0,"size":1}]"#, "size"),
     ] {
         let e = parse_err(&format!(r#"{{"payload":{{"kernel":"/k"}},{body}}}"#));
         assert!(e.contains(says), "{body}: {e}");
