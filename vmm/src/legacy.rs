@@ -246,6 +246,7 @@ mod tests {
         let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&layout.ram_ranges()).unwrap();
         let cfg = arch::AcpiConfig {
             segments: &[],
+            segment0_node: None,
             pci_buses: 0,
             num_vcpus: 1,
             layout: &layout,

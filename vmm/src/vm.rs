@@ -469,6 +469,7 @@ fn build(
         let smbios = cfg.platform.smbios(num_vcpus);
         let numa = crate::config::numa::acpi_nodes(&cfg.memory_zones, &cfg.numa, &ram);
         let (expanders, segments) = (expanders.clone(), segments.clone());
+        let segment0_node = cfg.segment_node(0);
         let pci_buses = root_port_buses(cfg, 0, u16::from(arch::layout::EXPANDER_FIRST_BUS - 1));
         vmm_thread.submit(move || -> Result<arch::EntryPoint, VmError> {
             let entry = arch::load_guest_with_rsdp(
@@ -485,6 +486,7 @@ fn build(
             arch::acpi::build_acpi_tables_numa(
                 &arch::AcpiConfig {
                     segments: &segments,
+                    segment0_node,
                     pci_buses,
                     num_vcpus,
                     layout: &pci_layout,

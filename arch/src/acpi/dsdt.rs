@@ -138,6 +138,7 @@ fn pci_host_bridge(
     layout: &MemoryLayout,
     hotplug: bool,
     last_bus: u8,
+    node: Option<u32>,
     sink: &mut Vec<u8>,
 ) -> Result<(), AcpiError> {
     let bus = AddressSpace::<u16>::new_bus_number(0, u16::from(last_bus));
@@ -159,21 +160,21 @@ fn pci_host_bridge(
         super::hotplug::slots(&mut slots);
     }
     let slots = Raw(slots);
-    Device::new(
-        "PCI0".into(),
-        vec![
-            &Name::new("_HID".into(), &EISAName::new("PNP0A08")),
-            &Name::new("_CID".into(), &EISAName::new("PNP0A03")),
-            &Name::new("_SEG".into(), &ZERO),
-            &Name::new("_UID".into(), &ZERO),
-            &Name::new("_BBN".into(), &ZERO),
-            &Name::new("_CRS".into(), &ResourceTemplate::new(crs)),
-            &Name::new("_PRT".into(), &pci_routing_table()),
-            &Raw(osc()),
-            &slots,
-        ],
-    )
-    .to_aml_bytes(sink);
+    let hid = Name::new("_HID".into(), &EISAName::new("PNP0A08"));
+    let cid = Name::new("_CID".into(), &EISAName::new("PNP0A03"));
+    let seg = Name::new("_SEG".into(), &ZERO);
+    let uid = Name::new("_UID".into(), &ZERO);
+    let bbn = Name::new("_BBN".into(), &ZERO);
+    let pxm = node.map(|n| Name::new("_PXM".into(), &n));
+    let crs = Name::new("_CRS".into(), &ResourceTemplate::new(crs));
+    let prt = Name::new("_PRT".into(), &pci_routing_table());
+    let osc = Raw(osc());
+    let mut children: Vec<&dyn Aml> = vec![&hid, &cid, &seg, &uid, &bbn];
+    if let Some(p) = &pxm {
+        children.push(p);
+    }
+    children.extend([&crs as &dyn Aml, &prt, &osc, &slots]);
+    Device::new("PCI0".into(), children).to_aml_bytes(sink);
     Ok(())
 }
 
@@ -389,7 +390,13 @@ pub(super) fn build_with(cfg: &AcpiConfig, expanders: &[Expander]) -> Result<Vec
     } else {
         crate::layout::EXPANDER_FIRST_BUS - 1
     };
-    pci_host_bridge(cfg.layout, cfg.pci_hotplug.is_some(), last_bus, &mut sb)?;
+    pci_host_bridge(
+        cfg.layout,
+        cfg.pci_hotplug.is_some(),
+        last_bus,
+        cfg.segment0_node,
+        &mut sb,
+    )?;
     for e in expanders {
         expander_bridge(e, &mut sb)?;
     }
@@ -443,6 +450,7 @@ mod tests {
         let layout = MemoryLayout::new(ram, 40).unwrap();
         let cfg = AcpiConfig {
             segments: &[],
+            segment0_node: None,
             pci_buses: 0,
             num_vcpus,
             layout: &layout,
@@ -625,6 +633,7 @@ mod tests {
         let layout = MemoryLayout::new(128 << 20, 40).unwrap();
         let cfg = AcpiConfig {
             segments: &[],
+            segment0_node: None,
             pci_buses: 0,
             num_vcpus: 1,
             layout: &layout,
@@ -651,6 +660,7 @@ mod tests {
 
         let t = build(&AcpiConfig {
             segments: &[],
+            segment0_node: None,
             pci_buses: 0,
             power_button_gsi: None,
             pci_hotplug: None,
@@ -713,6 +723,7 @@ mod hotplug_tests {
         let layout = MemoryLayout::new(128 << 20, 40).unwrap();
         build(&AcpiConfig {
             segments: &[],
+            segment0_node: None,
             pci_buses: 0,
             num_vcpus: 1,
             layout: &layout,
@@ -845,6 +856,7 @@ mod hotplug_tests {
         let aml = build_with(
             &AcpiConfig {
                 segments: &[],
+                segment0_node: None,
                 pci_buses: 0,
                 num_vcpus: 2,
                 layout: &main,
@@ -898,6 +910,7 @@ mod hotplug_tests {
         segs[1].node = Some(1);
         let aml = build(&AcpiConfig {
             segments: &segs,
+            segment0_node: Some(0),
             pci_buses: 0,
             num_vcpus: 2,
             layout: &main,
@@ -922,6 +935,9 @@ mod hotplug_tests {
             "{}",
             String::from_utf8_lossy(&res.stderr)
         );
+        let zero = &dsl[dsl.find("Device (PCI0)").expect("PCI0")..];
+        let zero = &zero[..zero.find("Device (PCI1)").expect("PCI1 after PCI0")];
+        assert!(zero.contains("Name (_PXM, Zero)"), "segment 0 in node 0:\n{zero}");
         let one = &dsl[dsl.find("Device (PCI1)").expect("PCI1")..];
         let one = &one[..one.find("Device (PCI2)").expect("PCI2 after PCI1")];
         for want in [

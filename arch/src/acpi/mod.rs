@@ -115,6 +115,8 @@ pub struct AcpiConfig<'a> {
     pub pci_buses: u8,
     /// PCI segments after segment 0: a host bridge and an MCFG entry each.
     pub segments: &'a [crate::pci_segments::PciSegmentLayout],
+    /// The guest NUMA node of segment 0's host bridge (`_PXM`), when it is put in one.
+    pub segment0_node: Option<u32>,
 }
 
 /// Why the ACPI tables could not be built or written.

@@ -26,6 +26,7 @@ fn guest(ram: u64) -> (GuestMemoryMmap, MemoryLayout) {
 fn config(layout: &MemoryLayout, num_vcpus: u32) -> AcpiConfig<'_> {
     AcpiConfig {
         segments: &[],
+        segment0_node: None,
         pci_buses: 0,
         num_vcpus,
         layout,
@@ -160,6 +161,7 @@ fn mcfg_points_at_the_ecam_for_bus_0() {
     assert_eq!((mcfg[54], mcfg[55]), (0, 0));
     let ports = AcpiConfig {
         segments: &[],
+        segment0_node: None,
         pci_buses: 2,
         ..config(&layout, 1)
     };

@@ -224,6 +224,7 @@ mod tests {
         };
         let cfg = AcpiConfig {
             segments: &[],
+            segment0_node: None,
             pci_buses: 0,
             num_vcpus: 2,
             layout: &layout,
