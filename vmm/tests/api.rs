@@ -742,3 +742,65 @@ fn a_numa_vm_with_a_zone_on_host_node_0_boots_through_the_api_under_seccomp() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("seccomp violation"), "{err}");
 }
+
+#[test]
+fn devices_on_further_pci_segments_boot_under_seccomp_and_vm_info_says_where() {
+    let ticker = ticker("api-ticker-segments");
+    let vmm = spawn_vmm("segments", &[]);
+    let sock = vmm.sock.clone();
+    let disk = sock.with_file_name("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let serial = sock.with_file_name("serial");
+    let body = create_body(&ticker, 32, &serial).replacen(
+        "\"iommu\"",
+        &format!(
+            "\"platform\":{{\"num_pci_segments\":3}},\
+             \"pci_segments\":[{{\"pci_segment\":2,\"mmio32_aperture_weight\":2}}],\
+             \"disks\":[{{\"path\":\"{}\",\"pci_segment\":1}}],\
+             \"rng\":{{\"src\":\"/dev/urandom\",\"pci_segment\":2}},\"iommu\"",
+            disk.display()
+        ),
+        1,
+    );
+    let (code, reply) = call(&sock, "PUT", "vm.create", Some(&body));
+    assert_eq!(code, 204, "{reply}");
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    wait_until("the guest's output", Duration::from_secs(20), || {
+        std::fs::metadata(&serial)
+            .map(|m| m.len() >= 3)
+            .unwrap_or(false)
+    });
+    let i = info(&sock);
+    assert_eq!(i["state"], "Running", "{i}");
+    let tree = &i["device_tree"];
+    assert_eq!(tree["_virtio-pci-_disk0"]["pci_bdf"], "0001:00:01.0", "{i}");
+    assert_eq!(tree["_virtio-pci-__rng"]["pci_bdf"], "0002:00:01.0", "{i}");
+    assert_eq!(i["config"]["disks"][0]["pci_segment"], 1, "{i}");
+    assert_eq!(
+        i["config"]["pci_segments"][0]["mmio32_aperture_weight"], 2,
+        "{i}"
+    );
+    // A disk hot-added to the running VM on segment 1: refused, nothing changes.
+    let (code, reply) = call(
+        &sock,
+        "PUT",
+        "vm.add-disk",
+        Some(&format!(
+            r#"{{"path":"{}","pci_segment":1}}"#,
+            sock.with_file_name("other.img").display()
+        )),
+    );
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply.contains("segment 0"), "{reply}");
+    assert_eq!(
+        info(&sock)["config"]["disks"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(put(&sock, "vmm.shutdown"), 204);
+    let (code, err) = vmm.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("seccomp violation"), "{err}");
+}

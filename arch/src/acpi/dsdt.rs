@@ -937,7 +937,10 @@ mod hotplug_tests {
         );
         let zero = &dsl[dsl.find("Device (PCI0)").expect("PCI0")..];
         let zero = &zero[..zero.find("Device (PCI1)").expect("PCI1 after PCI0")];
-        assert!(zero.contains("Name (_PXM, Zero)"), "segment 0 in node 0:\n{zero}");
+        assert!(
+            zero.contains("Name (_PXM, Zero)"),
+            "segment 0 in node 0:\n{zero}"
+        );
         let one = &dsl[dsl.find("Device (PCI1)").expect("PCI1")..];
         let one = &one[..one.find("Device (PCI2)").expect("PCI2 after PCI1")];
         for want in [
