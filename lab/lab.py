@@ -14,6 +14,7 @@ Subcommands (each builds what it needs and skips what is already up to date):
 import argparse
 import fnmatch
 import glob
+import json
 import gzip
 import os
 import re
@@ -526,10 +527,13 @@ def cmd_l2_initrd(args):
 # No Debian kernel enables CONFIG_IOMMUFD (checked: bookworm's 6.1, bookworm-backports' 6.12,
 # trixie's 6.12, trixie-backports' 7.3, cloud and generic flavours), so the iommufd scenarios
 # boot L1 on this one: Debian's linux-source-6.12 with Debian's cloud configuration, iommufd
-# and VFIO device cdevs on, and everything L1 needs built in (no modules to load).
+# and VFIO device cdevs on, and everything L1 needs built in (no modules to load). It also has
+# the kernel's mtty sample (SAMPLE_VFIO_MDEV_MTTY): a mediated device parent, whose mdevs (a
+# two-port 16550 PCI card that loops back what is written) the mdev scenarios pass to L2.
 L1_KERNEL_BUILTIN = ["irqbypass", "kvm", "kvm_amd", "vfio", "vfio_iommu_type1", "vfio_pci_core", "vfio_pci",
-                     "iommufd", "tun", "igb", "igbvf", "virtio_pci"]
+                     "iommufd", "tun", "igb", "igbvf", "virtio_pci", "mdev", "mtty"]
 L1_KERNEL_CONFIG = ["-m", "IOMMUFD", "-e", "VFIO_DEVICE_CDEV", "-m", "IGB", "-m", "IGBVF",
+                    "-e", "SAMPLES", "-m", "SAMPLE_VFIO_MDEV_MTTY",
                     "-d", "DEBUG_INFO_BTF", "-d", "DEBUG_INFO_DWARF5", "-d", "DEBUG_INFO_DWARF4",
                     "-d", "DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT", "-e", "DEBUG_INFO_NONE",
                     "-d", "MODULE_SIG", "-d", "MODULE_SIG_ALL", "-d", "MODULE_SIG_FORCE",
@@ -543,7 +547,10 @@ def build_l1_kernel():
     """lab/cache/l1-kernel/bzImage, built once (about 25 min on 2 cores)."""
     base = CACHE / "l1-kernel"
     out = base / "bzImage"
-    if out.exists():
+    # What it was built with: another configuration builds it again.
+    key = base / "key"
+    want_key = json.dumps([L1_KERNEL_BUILTIN, L1_KERNEL_CONFIG])
+    if out.exists() and key.exists() and key.read_text() == want_key:
         return out
     missing = [p for p in L1_KERNEL_BUILD_DEPS
                if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
@@ -574,13 +581,15 @@ def build_l1_kernel():
     lsmod.write_text("Module Size Used by\n" + "".join(f"{m} 16384 0\n" for m in L1_KERNEL_BUILTIN))
     sh(["make", f"LSMOD={lsmod}", "localyesconfig"], cwd=tree, stdout=subprocess.DEVNULL)
     conf = (tree / ".config").read_text()
-    for want in ("CONFIG_IOMMUFD=y", "CONFIG_VFIO_DEVICE_CDEV=y", "CONFIG_VFIO_PCI=y", "CONFIG_KVM_AMD=y"):
+    for want in ("CONFIG_IOMMUFD=y", "CONFIG_VFIO_DEVICE_CDEV=y", "CONFIG_VFIO_PCI=y", "CONFIG_KVM_AMD=y",
+                 "CONFIG_SAMPLE_VFIO_MDEV_MTTY=y"):
         if want not in conf.splitlines():
             sys.exit(f"lab: the L1 kernel configuration lacks {want}")
     log("building the L1 kernel (make bzImage; about 25 min on 2 cores)")
     sh(["make", f"-j{os.cpu_count() or 2}", "bzImage"], cwd=tree, stdout=subprocess.DEVNULL)
     shutil.copyfile(tree / "arch/x86/boot/bzImage", out)
     shutil.copyfile(tree / ".config", base / "config")
+    key.write_text(want_key)
     shutil.rmtree(tree)
     shutil.rmtree(debs)
     log(f"L1 kernel: {out}")
