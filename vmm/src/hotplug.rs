@@ -89,7 +89,7 @@ pub fn acpi_config() -> arch::PciHotplugConfig {
 /// What a running VM keeps to add and remove devices.
 pub struct Hotplug {
     pub controller: PciHotplug,
-    pub pci: crate::pci_setup::PciSegment,
+    pub pci: crate::pci_setup::PciSegments,
     pub seccomp: crate::seccomp::SeccompMode,
     /// The virtio activator (the boot's, or one started for the first hot-added device).
     pub activator: Option<Arc<crate::virtio_pci::activator::Activator>>,

@@ -45,8 +45,8 @@ struct Further {
     allocator: Mutex<PciAllocator>,
 }
 
-/// Everything PCI the VMM keeps.
-pub struct PciSegment {
+/// Everything PCI the VMM keeps: segment 0 and the further segments.
+pub struct PciSegments {
     /// Segment 0's bus.
     pub bus: Arc<PciBus>,
     allocator: Mutex<PciAllocator>,
@@ -63,7 +63,7 @@ pub struct PciSegment {
     phys_bits: u8,
 }
 
-impl PciSegment {
+impl PciSegments {
     /// The host bridge and both config access paths; no devices yet.
     pub fn new(
         vm: Arc<dyn Vm>,
@@ -118,7 +118,7 @@ impl PciSegment {
             mmio64: layout.mmio64,
             host_phys_bits: Some(layout.phys_bits),
         })?;
-        Ok(PciSegment {
+        Ok(PciSegments {
             bus,
             allocator: Mutex::new(allocator),
             further: Vec::new(),
@@ -301,7 +301,7 @@ mod tests {
         let buses = Buses::default();
         let layout = MemoryLayout::new(256 << 20, 40).unwrap();
         let seg =
-            PciSegment::new(vm.clone(), Arc::new(GsiRouter::new(vm)), &buses, &layout).unwrap();
+            PciSegments::new(vm.clone(), Arc::new(GsiRouter::new(vm)), &buses, &layout).unwrap();
         // CONFIG_ADDRESS = enable | bus 0 dev 0 fn 0 reg 0; CONFIG_DATA = vendor/device.
         assert!(buses.pio.write(0xcf8, &0x8000_0000u32.to_le_bytes()));
         let mut id = [0u8; 4];
@@ -333,7 +333,7 @@ mod tests {
             prefetchable: true,
         }];
         let big = MemoryLayout::new(4 << 30, 46).unwrap();
-        let seg = PciSegment::new(
+        let seg = PciSegments::new(
             vm.clone(),
             Arc::new(GsiRouter::new(vm.clone())),
             &buses,
@@ -345,7 +345,7 @@ mod tests {
         let small = MemoryLayout::new(4 << 30, 38).unwrap();
         let buses = Buses::default();
         let seg =
-            PciSegment::new(vm.clone(), Arc::new(GsiRouter::new(vm)), &buses, &small).unwrap();
+            PciSegments::new(vm.clone(), Arc::new(GsiRouter::new(vm)), &buses, &small).unwrap();
         let err = seg
             .allocate_bars(PciAddress::new(0, 1, 0), &req)
             .unwrap_err()

@@ -12,7 +12,7 @@ use hypervisor::Vm;
 use vm_memory::GuestMemoryMmap;
 
 use crate::config::{ConsoleConfig, VmConfig};
-use crate::pci_setup::{PciSegment, PciSetupError};
+use crate::pci_setup::{PciSegments, PciSetupError};
 use crate::seccomp::{self, DeviceKind, SeccompMode, ThreadKind};
 use crate::virtio_pci::activator::Activator;
 use crate::virtio_pci::{self, VirtioPciDevice, VirtioPciError, VirtioPciParams};
@@ -106,7 +106,7 @@ fn console_sink(cfg: &ConsoleConfig) -> Result<Option<Box<dyn Write + Send>>, Vi
 }
 
 struct Builder<'a> {
-    pci: &'a PciSegment,
+    pci: &'a PciSegments,
     vm: Arc<dyn Vm>,
     mem: &'a GuestMemoryMmap,
     activator: Arc<Activator>,
@@ -116,7 +116,7 @@ struct Builder<'a> {
 
 /// What it takes to put a virtio device on the bus (at boot, or hot-added).
 pub struct Attach<'a> {
-    pub pci: &'a PciSegment,
+    pub pci: &'a PciSegments,
     pub vm: Arc<dyn Vm>,
     pub mem: &'a GuestMemoryMmap,
     pub activator: Arc<Activator>,
@@ -183,7 +183,7 @@ impl Builder<'_> {
 /// Create every configured virtio device (disks first, so the first disk is /dev/vda).
 pub fn setup(
     cfg: &VmConfig,
-    pci: &PciSegment,
+    pci: &PciSegments,
     vm: Arc<dyn Vm>,
     mem: &GuestMemoryMmap,
 ) -> Result<VirtioDevices, VirtioSetupError> {
@@ -274,7 +274,7 @@ pub fn lock(t: &Mutex<VirtioPciDevice>) -> std::sync::MutexGuard<'_, VirtioPciDe
 /// at their saved queue places before the guest runs again.
 pub fn restore(
     devices: &VirtioDevices,
-    pci: &PciSegment,
+    pci: &PciSegments,
     saved: &[crate::virtio_pci::state::VirtioPciState],
 ) -> Result<(), String> {
     if saved.len() != devices.transports.len() {

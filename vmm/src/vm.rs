@@ -20,7 +20,7 @@ use crate::config::VmConfig;
 use crate::interrupts::GsiRouter;
 use crate::legacy;
 use crate::memory;
-use crate::pci_setup::{PciSegment, PciSetupError};
+use crate::pci_setup::{PciSegments, PciSetupError};
 use crate::runloop;
 use crate::seccomp::{self, SeccompError, ThreadKind};
 use crate::timing::BootTimer;
@@ -556,7 +556,7 @@ fn build(
         (None, false) => None,
     };
     let hot_mapper = mapper.clone();
-    let mut pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &pci_layout, mapper)?;
+    let mut pci = PciSegments::with_bar_mapper(vm.clone(), router, &buses, &pci_layout, mapper)?;
     pci.add_segments(&buses, &segments)?;
     pci.add_expanders(&expanders);
     let virtio = virtio_setup::setup(cfg, &pci, vm.clone(), &mem)?;

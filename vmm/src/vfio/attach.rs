@@ -16,7 +16,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::bar_map::{BarMapper, DirectArea};
 use crate::interrupts::KvmMsiGroup;
-use crate::pci_setup::{PciSegment, PciSetupError};
+use crate::pci_setup::{PciSegments, PciSetupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -90,7 +90,7 @@ fn behind_root_port(
 }
 
 fn resources(
-    pci: &PciSegment,
+    pci: &PciSegments,
     vectors: Option<u16>,
 ) -> Result<Option<MsiResources>, PciSetupError> {
     let Some(vectors) = vectors else {
@@ -162,7 +162,7 @@ fn map_areas(
 pub fn attach(
     name: &str,
     ops: Arc<dyn VfioDeviceOps>,
-    pci: &PciSegment,
+    pci: &PciSegments,
     p: AttachParams<'_>,
 ) -> Result<Attached, AttachError> {
     let probe_err = |source| AttachError::Probe {
@@ -289,7 +289,7 @@ mod tests {
         hv: FakeHypervisor,
         vm: Arc<dyn hypervisor::Vm>,
         buses: Buses,
-        pci: PciSegment,
+        pci: PciSegments,
         mapper: Arc<BarMapper>,
     }
 
@@ -301,7 +301,7 @@ mod tests {
         let mapper = Arc::new(BarMapper::new(vm.clone(), Arc::new(SlotAllocator::new(1))));
         let router = Arc::new(GsiRouter::new(vm.clone()));
         let pci =
-            PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, Some(mapper.clone()))
+            PciSegments::with_bar_mapper(vm.clone(), router, &buses, &layout, Some(mapper.clone()))
                 .unwrap();
         World {
             hv,
@@ -744,7 +744,7 @@ mod intx_tests {
             Arc::new(crate::memory::SlotAllocator::new(1)),
         ));
         let router = Arc::new(crate::interrupts::GsiRouter::new(vm.clone()));
-        let pci = PciSegment::with_bar_mapper(vm.clone(), router, &buses, &layout, None).unwrap();
+        let pci = PciSegments::with_bar_mapper(vm.clone(), router, &buses, &layout, None).unwrap();
         let mut cfg = vec![0u8; 256];
         cfg[..4].copy_from_slice(&[0x34, 0x12, 0xe8, 0x11]);
         cfg[0x3d] = 1;

@@ -26,7 +26,7 @@ use super::host::{HostDevice, HostError, VfioHost};
 use super::preflight::{Backend, CheckedDevice};
 use crate::config::DeviceConfig;
 use crate::memory::SlotAllocator;
-use crate::pci_setup::PciSegment;
+use crate::pci_setup::PciSegments;
 use crate::timing::BootTimer;
 use crate::vcpu::{ExitSignal, VmExitReason};
 
@@ -346,7 +346,7 @@ impl Passthrough {
         &mut self,
         c: &CheckedDevice,
         cfg: &DeviceConfig,
-        pci: &PciSegment,
+        pci: &PciSegments,
     ) -> Result<PciAddress, PassthroughError> {
         let name = cfg.id.clone().unwrap_or_else(|| c.bdf.clone());
         // A root port or a NUMA node is for devices the VM boots with: refused before the
@@ -430,7 +430,7 @@ impl Passthrough {
     }
 
     /// Puts every device on `pci`.
-    pub fn attach_all(&mut self, pci: &PciSegment) -> Result<(), PassthroughError> {
+    pub fn attach_all(&mut self, pci: &PciSegments) -> Result<(), PassthroughError> {
         for d in &self.devices {
             let name = d.cfg.id.clone().unwrap_or_else(|| d.checked.bdf.clone());
             let params = AttachParams {
