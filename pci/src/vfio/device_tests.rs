@@ -788,3 +788,31 @@ fn nvidias_driver_finds_the_clique_on_hopper_and_ampere_shaped_config_spaces() {
         assert_eq!(nvidia_driver_finds_clique(&mut plain), None, "{name}");
     }
 }
+
+/// The kernel's mtty sample (a mediated two-port 16550 card) reports a 255-byte config region
+/// and two 8-byte I/O BARs: it probes, with its IDs, its I/O BARs and its interrupt pin.
+#[test]
+fn a_mediated_device_with_a_short_config_region_probes() {
+    let mut cfg = vec![0u8; 255];
+    cfg[..4].copy_from_slice(&0x3253_4348u32.to_le_bytes());
+    cfg[0x0a..0x0c].copy_from_slice(&[0x02, 0x07]);
+    cfg[0x10] = 0x01;
+    cfg[0x14] = 0x01;
+    cfg[0x3d] = 0x01;
+    let fake = Arc::new(
+        FakeVfioDevice::new(cfg)
+            .with_region(0, region(8, false))
+            .with_region(1, region(8, false))
+            .with_irqs(VfioIrqKind::Intx, 1),
+    );
+    let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
+    assert_eq!((info.vendor_id(), info.device_id()), (0x4348, 0x3253));
+    assert_eq!(info.config.len(), 256);
+    assert_eq!(info.intx_pin, 1);
+    let io: Vec<_> = info
+        .bars
+        .iter()
+        .map(|b| (b.index, b.size, b.kind))
+        .collect();
+    assert_eq!(io, vec![(0, 8, BarKind::Io), (1, 8, BarKind::Io)]);
+}

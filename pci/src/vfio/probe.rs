@@ -61,7 +61,10 @@ impl VfioPciInfo {
             .ok_or(VfioPciError::NoConfigRegion)?;
         let size = (region.size as usize).clamp(256, EXTENDED_CONFIG_END);
         let mut config = vec![0u8; size];
-        ops.read_region(VFIO_PCI_CONFIG_REGION, 0, &mut config[..256])
+        // A mediated device may report less than the 256-byte header (the kernel's mtty sample:
+        // 255): what it does not have reads as zero.
+        let head = (region.size as usize).min(256);
+        ops.read_region(VFIO_PCI_CONFIG_REGION, 0, &mut config[..head])
             .map_err(VfioPciError::ConfigRead)?;
         if size > 256
             && ops
