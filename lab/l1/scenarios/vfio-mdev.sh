@@ -17,10 +17,10 @@ run_one() {
     label=$1 opt=$2 log=/tmp/mdev-$1.log
     $VMM --kernel $VMLINUX --initramfs $INITRD --cmdline "$CMDLINE quiet lab.scenario=mdev" \
         --cpus boot=1 --memory size=256M --serial tty --console off \
-        --device path=$D$opt > $log 2>&1
+        --device path=$D$opt -v > $log 2>&1
     rc=$?
     echo "LAB-MDEV-RUN $label exit=$rc ports=$(grep -c 'LAB-MDEV-LOOPBACK .* ok' $log)"
-    grep -E 'LAB-MDEV|vmm:|seccomp|Kernel panic' $log | sed "s/^/[$label] /"
+    grep -E 'LAB-MDEV|vmm:|vfio|seccomp|Kernel panic' $log | sed "s/^/[$label] /"
 }
 run_one off ",iommufd=off"
 run_one auto ""

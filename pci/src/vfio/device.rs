@@ -469,6 +469,9 @@ impl PciDevice for VfioPciDevice {
             debug!("vfio: BAR {bar} read at {offset:#x}: {e}");
             data.fill(0xff);
         }
+        if let Some(intx) = &self.intx {
+            intx.bar_accessed();
+        }
     }
 
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
@@ -484,6 +487,9 @@ impl PciDevice for VfioPciDevice {
         }
         if let Err(e) = self.ops.write_region(bar as u32, offset, data) {
             debug!("vfio: BAR {bar} write at {offset:#x}: {e}");
+        }
+        if let Some(intx) = &self.intx {
+            intx.bar_accessed();
         }
     }
 

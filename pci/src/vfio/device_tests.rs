@@ -816,3 +816,64 @@ fn a_mediated_device_with_a_short_config_region_probes() {
         .collect();
     assert_eq!(io, vec![(0, 8, BarKind::Io), (1, 8, BarKind::Io)]);
 }
+
+/// A driver that refuses an INTx unmask eventfd (the mtty mdev: ENOTTY) keeps INTx on, and each
+/// trapped BAR access of the guest unmasks the line; a driver that takes the eventfd is never
+/// unmasked by hand.
+#[test]
+fn intx_without_an_unmask_eventfd_is_unmasked_at_bar_accesses() {
+    let mtty = |no_fd: bool| {
+        let mut cfg = vec![0u8; 255];
+        cfg[..4].copy_from_slice(&0x3253_4348u32.to_le_bytes());
+        cfg[0x10] = 0x01;
+        cfg[0x3d] = 0x01;
+        let fake = FakeVfioDevice::new(cfg)
+            .with_region(0, region(8, false))
+            .with_irqs(VfioIrqKind::Intx, 1);
+        Arc::new(if no_fd {
+            fake.without_unmask_fd()
+        } else {
+            fake
+        })
+    };
+    for no_fd in [true, false] {
+        let fake = mtty(no_fd);
+        let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
+        let mut dev = VfioPciDevice::with_intx(
+            &info,
+            VfioPciParams {
+                ops: fake.clone(),
+                bars: place(&info.bars),
+                msi: None,
+                msix: None,
+                gate: Arc::new(TestGate::default()),
+                gpudirect_clique: None,
+                assigned: true,
+            },
+            Some(IntxResources {
+                trigger: EventFd::new(0).unwrap(),
+                resample: EventFd::new(0).unwrap(),
+            }),
+        )
+        .unwrap();
+        assert_eq!(dev.read_config_register(15) >> 8 & 0xff, 1, "INTA#");
+        let calls = fake.take_calls();
+        assert!(
+            calls.contains(&FakeVfioCall::EnableIrqs(VfioIrqKind::Intx, 1)),
+            "{calls:?}"
+        );
+        assert!(
+            !calls.contains(&FakeVfioCall::DisableIrqs(VfioIrqKind::Intx)),
+            "{calls:?}"
+        );
+        let mut b = [0u8; 1];
+        dev.read_bar(0, 2, &mut b);
+        dev.write_bar(0, 0, &[0x41]);
+        let unmasks = fake
+            .take_calls()
+            .iter()
+            .filter(|c| **c == FakeVfioCall::IntxUnmask)
+            .count();
+        assert_eq!(unmasks, if no_fd { 2 } else { 0 }, "no_fd={no_fd}");
+    }
+}

@@ -19,6 +19,8 @@ pub enum FakeVfioCall {
     DisableIrqs(VfioIrqKind),
     /// `set_intx_unmask_fd`.
     IntxUnmaskFd,
+    /// `unmask_intx`.
+    IntxUnmask,
     Reset,
     /// A write to a region other than config space.
     RegionWrite {
@@ -54,6 +56,8 @@ pub struct FakeVfioDevice {
     regions: HashMap<u32, RegionInfo>,
     irqs: HashMap<VfioIrqKind, u32>,
     resettable: bool,
+    /// The driver refuses an INTx unmask eventfd (ENOTTY), as the kernel's mtty sample does.
+    no_unmask_fd: bool,
     state: Mutex<State>,
 }
 
@@ -90,6 +94,12 @@ impl FakeVfioDevice {
 
     pub fn resettable(mut self) -> Self {
         self.resettable = true;
+        self
+    }
+
+    /// Refuse an INTx unmask eventfd with ENOTTY (only an unmask without data works).
+    pub fn without_unmask_fd(mut self) -> Self {
+        self.no_unmask_fd = true;
         self
     }
 
@@ -213,7 +223,18 @@ impl VfioDeviceOps for FakeVfioDevice {
         if self.irq_count(VfioIrqKind::Intx) == 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
+        if self.no_unmask_fd {
+            return Err(io::Error::from_raw_os_error(libc::ENOTTY));
+        }
         self.lock().calls.push(FakeVfioCall::IntxUnmaskFd);
+        Ok(())
+    }
+
+    fn unmask_intx(&self) -> io::Result<()> {
+        if self.irq_count(VfioIrqKind::Intx) == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        self.lock().calls.push(FakeVfioCall::IntxUnmask);
         Ok(())
     }
 

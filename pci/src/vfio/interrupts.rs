@@ -13,9 +13,14 @@
 //! [`VfioIntx`] is the fallback: the INTx line signals an eventfd the VMM wires to a
 //! level-triggered GSI (KVM irqfd with a resample eventfd). VFIO masks the line when it fires;
 //! the guest's EOI writes the resample eventfd, which VFIO takes as "unmask". VFIO allows one
-//! interrupt mode at a time, so INTx is turned off while MSI or MSI-X is on.
+//! interrupt mode at a time, so INTx is turned off while MSI or MSI-X is on. A driver that
+//! takes no unmask eventfd (some mediated devices': the kernel's mtty sample answers ENOTTY)
+//! gets its line unmasked at each of the guest's trapped BAR accesses instead, which is how
+//! QEMU treats such devices: the guest's interrupt handler reads the device's registers
+//! before it is done, so the line is unmasked by then.
 
 use std::io;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use log::warn;
@@ -35,6 +40,8 @@ pub struct VfioIntx {
     resample: EventFd,
     /// (INTx is on in VFIO, MSI/MSI-X capabilities on now).
     state: Mutex<(bool, u32)>,
+    /// The driver took no unmask eventfd: unmask at BAR accesses.
+    unmask_on_access: std::sync::atomic::AtomicBool,
 }
 
 impl VfioIntx {
@@ -45,6 +52,7 @@ impl VfioIntx {
             trigger,
             resample,
             state: Mutex::new((false, 0)),
+            unmask_on_access: Default::default(),
         }
     }
 
@@ -56,13 +64,42 @@ impl VfioIntx {
         if s.0 || s.1 > 0 {
             return;
         }
-        let on = self
-            .ops
-            .enable_irqs(VfioIrqKind::Intx, &[&self.trigger])
-            .and_then(|()| self.ops.set_intx_unmask_fd(&self.resample));
-        match on {
-            Ok(()) => s.0 = true,
-            Err(e) => warn!("vfio: INTx stays off: {e}"),
+        if let Err(e) = self.ops.enable_irqs(VfioIrqKind::Intx, &[&self.trigger]) {
+            warn!("vfio: INTx stays off: {e}");
+            return;
+        }
+        let by_access = match self.ops.set_intx_unmask_fd(&self.resample) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+                if !self.unmask_on_access.load(Relaxed) {
+                    log::info!(
+                        "vfio: the device's driver takes no INTx unmask eventfd: its line is \
+                         unmasked at the guest's BAR accesses"
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                warn!("vfio: INTx stays off: {e}");
+                let _ = self.ops.disable_irqs(VfioIrqKind::Intx);
+                return;
+            }
+        };
+        self.unmask_on_access.store(by_access, Relaxed);
+        s.0 = true;
+    }
+
+    /// The guest read or wrote one of the device's trapped BARs: for a driver that takes no
+    /// unmask eventfd, that unmasks the line (see the module documentation).
+    pub fn bar_accessed(&self) {
+        if !self.unmask_on_access.load(Relaxed) {
+            return;
+        }
+        let s = self.lock();
+        if s.0 {
+            if let Err(e) = self.ops.unmask_intx() {
+                log::debug!("vfio: INTx unmask: {e}");
+            }
         }
     }
 

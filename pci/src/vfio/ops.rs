@@ -61,6 +61,9 @@ pub trait VfioDeviceOps: Send + Sync {
     /// VFIO_DEVICE_SET_IRQS (INTx, unmask action): a write to `fd` unmasks the INTx line VFIO
     /// masked when it fired (the hypervisor's resample eventfd: the guest's EOI).
     fn set_intx_unmask_fd(&self, fd: &EventFd) -> io::Result<()>;
+    /// VFIO_DEVICE_SET_IRQS (INTx, unmask action, no data): unmask the INTx line now (for a
+    /// driver that takes no unmask eventfd, such as some mediated devices').
+    fn unmask_intx(&self) -> io::Result<()>;
     /// Reset the device the way it allows (a function reset, else a bus reset when every
     /// function on the bus is this VM's); [`ResetDone::Unavailable`] says why neither was
     /// possible.

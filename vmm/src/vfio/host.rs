@@ -15,7 +15,9 @@ use pci::vfio::{
     HostMapping, RegionInfo, ResetDone, VfioDeviceOps, VfioIrqKind, VFIO_PCI_CONFIG_REGION,
 };
 use vfio_bindings::bindings::vfio::{
-    VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
+    VFIO_PCI_INTX_IRQ_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+    VFIO_REGION_INFO_FLAG_WRITE,
 };
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioIommufd, VfioOps, VfioRegionInfoCap};
 use vmm_sys_util::eventfd::EventFd;
@@ -359,6 +361,38 @@ impl Drop for HostDevice {
     }
 }
 
+/// VFIO_DEVICE_SET_IRQS, INTx's unmask action: with `fd`, an eventfd that unmasks the line
+/// whenever it is written; without, unmask it now. Made here rather than through vfio-ioctls,
+/// which drops the errno: a driver that takes no unmask eventfd says so with ENOTTY (the
+/// kernel's mtty sample), and the caller falls back on that.
+fn intx_unmask(device: RawFd, fd: Option<RawFd>) -> io::Result<()> {
+    // struct vfio_irq_set { argsz, flags, index, start, count, data[] }: one u32 fd of data.
+    let mut set = [0u32; 6];
+    let len = if fd.is_some() { 6 } else { 5 };
+    set[0] = (len * std::mem::size_of::<u32>()) as u32;
+    set[1] = VFIO_IRQ_SET_ACTION_UNMASK
+        | match fd {
+            Some(_) => VFIO_IRQ_SET_DATA_EVENTFD,
+            None => VFIO_IRQ_SET_DATA_NONE,
+        };
+    set[2] = VFIO_PCI_INTX_IRQ_INDEX;
+    set[4] = 1;
+    set[5] = fd.map_or(0, |f| f as u32);
+    // SAFETY: the kernel reads argsz bytes of `set`, which is at least that long.
+    if unsafe {
+        libc::ioctl(
+            device,
+            super::seccomp::VFIO_DEVICE_SET_IRQS as _,
+            set.as_ptr(),
+        )
+    } == 0
+    {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 impl VfioDeviceOps for HostDevice {
     fn region_info(&self, index: u32) -> Option<RegionInfo> {
         self.regions
@@ -434,8 +468,15 @@ impl VfioDeviceOps for HostDevice {
         let dev = guard
             .as_ref()
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
-        dev.set_irq_resample_fd(VfioIrqKind::Intx.index(), vec![fd])
-            .map_err(io_err)
+        intx_unmask(dev.as_raw_fd(), Some(fd.as_raw_fd()))
+    }
+
+    fn unmask_intx(&self) -> io::Result<()> {
+        let guard = self.dev();
+        let dev = guard
+            .as_ref()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        intx_unmask(dev.as_raw_fd(), None)
     }
 
     fn reset(&self) -> io::Result<ResetDone> {

@@ -196,8 +196,14 @@ pub fn reset(device: RawFd, reset_works: bool, groups: &Arc<GroupFds>) -> io::Re
     }
     let (flags, affected) = match hot_reset_info(device) {
         Ok(a) => a,
-        // No bus or slot reset either (a root-bus device, a bridge that cannot).
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::EINVAL)) => {
+        // No bus or slot reset either (a root-bus device, a bridge that cannot; a mediated
+        // device, whose driver knows no such request: ENOTTY).
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENODEV) | Some(libc::EINVAL) | Some(libc::ENOTTY)
+            ) =>
+        {
             return Ok(ResetDone::Unavailable(
                 "it has no function-level reset and no bus or slot reset".into(),
             ))
@@ -509,6 +515,9 @@ mod tests {
         fn set_intx_unmask_fd(&self, _: &vmm_sys_util::eventfd::EventFd) -> io::Result<()> {
             Ok(())
         }
+        fn unmask_intx(&self) -> io::Result<()> {
+            Ok(())
+        }
         fn reset(&self) -> io::Result<ResetDone> {
             use std::sync::atomic::Ordering::SeqCst;
             let now = self.running.fetch_add(1, SeqCst) + 1;
@@ -562,6 +571,19 @@ mod tests {
         peak.store(0, std::sync::atomic::Ordering::SeqCst);
         pool.reset_all(&devices[..2], BEFORE_USE);
         assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A device whose driver knows no bus-reset request (a mediated device: ENOTTY, as any
+    /// file that is not a VFIO device answers) and advertises no function reset: no reset
+    /// possible, said as such, not an error.
+    #[test]
+    fn a_driver_without_reset_requests_has_no_reset_rather_than_an_error() {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let r = reset(null.as_raw_fd(), false, &Arc::new(GroupFds::default())).unwrap();
+        assert!(
+            matches!(&r, ResetDone::Unavailable(why) if why.contains("no function-level reset")),
+            "{r:?}"
+        );
     }
 
     #[test]
