@@ -216,4 +216,25 @@ mod tests {
         let mut empty = [];
         ecam.read(0, &mut empty);
     }
+
+    /// A further segment's window: 8 buses; its device answers with its own segment's
+    /// address, and past the window everything reads all-ones.
+    #[test]
+    fn a_smaller_window_on_another_segment_routes_by_that_segment() {
+        let bus = Arc::new(PciBus::on_segment(
+            3,
+            7,
+            Arc::new(RecordingRelocator::new()),
+        ));
+        let device = Arc::new(Mutex::new(TestDevice::new()));
+        let placed = bus.add_device(device).unwrap();
+        assert_eq!(placed.to_string(), "0003:00:01.0");
+        let mut ecam = PciConfigMmio::with_size(bus, 8 << 20);
+        assert_eq!(read(&mut ecam, at(0, 1, 0, 0), 4), 0x1041_1af4);
+        assert_eq!(
+            read(&mut ecam, at(8, 1, 0, 0), 4),
+            0xffff_ffff,
+            "bus 8: past the window"
+        );
+    }
 }
