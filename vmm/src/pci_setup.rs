@@ -173,27 +173,25 @@ impl PciSegments {
         1 + self.further.len() as u16
     }
 
-    /// Segment `segment`'s bus.
-    pub fn bus_of(&self, segment: u16) -> Result<&Arc<PciBus>, PciSetupError> {
+    /// Segment `segment`'s bus and BAR allocator.
+    fn of(&self, segment: u16) -> Result<(&Arc<PciBus>, &Mutex<PciAllocator>), PciSetupError> {
         match segment {
-            0 => Ok(&self.bus),
+            0 => Ok((&self.bus, &self.allocator)),
             s => self
                 .further
                 .get(usize::from(s) - 1)
-                .map(|f| &f.bus)
+                .map(|f| (&f.bus, &f.allocator))
                 .ok_or(PciSetupError::NoSegment(s)),
         }
     }
 
+    /// Segment `segment`'s bus.
+    pub fn bus_of(&self, segment: u16) -> Result<&Arc<PciBus>, PciSetupError> {
+        self.of(segment).map(|(bus, _)| bus)
+    }
+
     fn allocator_of(&self, segment: u16) -> Result<&Mutex<PciAllocator>, PciSetupError> {
-        match segment {
-            0 => Ok(&self.allocator),
-            s => self
-                .further
-                .get(usize::from(s) - 1)
-                .map(|f| &f.allocator)
-                .ok_or(PciSetupError::NoSegment(s)),
-        }
+        self.of(segment).map(|(_, allocator)| allocator)
     }
 
     /// Adds the expander host bridges (their root buses; the DSDT describes them).

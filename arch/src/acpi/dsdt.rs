@@ -141,31 +141,67 @@ fn pci_host_bridge(
     node: Option<u32>,
     sink: &mut Vec<u8>,
 ) -> Result<(), AcpiError> {
-    let bus = AddressSpace::<u16>::new_bus_number(0, u16::from(last_bus));
     let config = IO::new(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, PCI_CONFIG_PORT_LEN);
     let io_low = AddressSpace::<u16>::new_io(0, PCI_CONFIG_PORT - 1, None);
     let io_high = AddressSpace::<u16>::new_io(0xd00, 0xffff, None);
-    let mut crs: Vec<&dyn Aml> = vec![&bus, &config, &io_low, &io_high];
+    let mut slots = Vec::new();
+    if hotplug {
+        super::hotplug::slots(&mut slots);
+    }
+    host_bridge(
+        HostBridge {
+            name: "PCI0".into(),
+            segment: 0,
+            uid: 0,
+            buses: (0, last_bus),
+            node,
+            io: &[&config, &io_low, &io_high],
+            mmio32: layout.mmio32,
+            mmio64: layout.mmio64,
+            extra: &[&Raw(slots)],
+        },
+        sink,
+    )
+}
 
-    let mem32 = mmio32_window(layout.mmio32)?;
-    let mem64 = mmio64_window(layout.mmio64);
+/// What tells one PCI host bridge (PNP0A08) from another.
+struct HostBridge<'a> {
+    name: String,
+    segment: u16,
+    uid: u32,
+    /// Its root bus (`_BBN`) and last bus.
+    buses: (u8, u8),
+    /// `_PXM`, when it is in a NUMA node.
+    node: Option<u32>,
+    /// I/O resources of its `_CRS`, after the bus range.
+    io: &'a [&'a dyn Aml],
+    mmio32: (u64, u64),
+    mmio64: (u64, u64),
+    /// More of its namespace, after `_OSC`.
+    extra: &'a [&'a dyn Aml],
+}
+
+/// A host bridge: its ids, segment, root bus, node, `_CRS` (buses, `io`, the MMIO windows),
+/// `_PRT` (INTx of every slot on IOAPIC GSIs) and `_OSC`.
+fn host_bridge(b: HostBridge<'_>, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
+    let bus = AddressSpace::<u16>::new_bus_number(u16::from(b.buses.0), u16::from(b.buses.1));
+    let mem32 = mmio32_window(b.mmio32)?;
+    let mem64 = mmio64_window(b.mmio64);
+    let mut crs: Vec<&dyn Aml> = vec![&bus];
+    crs.extend(b.io);
     if let Some(m) = &mem32 {
         crs.push(m);
     }
     if let Some(m) = &mem64 {
         crs.push(m);
     }
-    let mut slots = Vec::new();
-    if hotplug {
-        super::hotplug::slots(&mut slots);
-    }
-    let slots = Raw(slots);
+    let (segment, bbn) = (u32::from(b.segment), u32::from(b.buses.0));
     let hid = Name::new("_HID".into(), &EISAName::new("PNP0A08"));
     let cid = Name::new("_CID".into(), &EISAName::new("PNP0A03"));
-    let seg = Name::new("_SEG".into(), &ZERO);
-    let uid = Name::new("_UID".into(), &ZERO);
-    let bbn = Name::new("_BBN".into(), &ZERO);
-    let pxm = node.map(|n| Name::new("_PXM".into(), &n));
+    let seg = Name::new("_SEG".into(), &segment);
+    let uid = Name::new("_UID".into(), &b.uid);
+    let bbn = Name::new("_BBN".into(), &bbn);
+    let pxm = b.node.map(|n| Name::new("_PXM".into(), &n));
     let crs = Name::new("_CRS".into(), &ResourceTemplate::new(crs));
     let prt = Name::new("_PRT".into(), &pci_routing_table());
     let osc = Raw(osc());
@@ -173,8 +209,9 @@ fn pci_host_bridge(
     if let Some(p) = &pxm {
         children.push(p);
     }
-    children.extend([&crs as &dyn Aml, &prt, &osc, &slots]);
-    Device::new("PCI0".into(), children).to_aml_bytes(sink);
+    children.extend([&crs as &dyn Aml, &prt, &osc]);
+    children.extend(b.extra);
+    Device::new(b.name.as_str().into(), children).to_aml_bytes(sink);
     Ok(())
 }
 
@@ -314,70 +351,42 @@ pub(super) fn build(cfg: &AcpiConfig) -> Result<Vec<u8>, AcpiError> {
 /// An expander host bridge (PNP0A08 on segment 0, `_UID` its root bus): its buses, its MMIO windows and
 /// its NUMA node (`_PXM`), the node Linux gives every device below it.
 fn expander_bridge(e: &Expander, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
-    let bus = AddressSpace::<u16>::new_bus_number(u16::from(e.bus), u16::from(e.last_bus));
-    let mem32 = mmio32_window(e.mmio32)?;
-    let mem64 = mmio64_window(e.mmio64);
-    let mut crs: Vec<&dyn Aml> = vec![&bus];
-    if let Some(m) = &mem32 {
-        crs.push(m);
-    }
-    if let Some(m) = &mem64 {
-        crs.push(m);
-    }
-    // Unique among the host bridges: the main one is 0, further segments' are their number.
-    let uid = u32::from(e.bus);
-    let bbn = u32::from(e.bus);
-    let pxm = e.node;
-    Device::new(
-        format!("PC{:02X}", e.bus).as_str().into(),
-        vec![
-            &Name::new("_HID".into(), &EISAName::new("PNP0A08")),
-            &Name::new("_CID".into(), &EISAName::new("PNP0A03")),
-            &Name::new("_SEG".into(), &ZERO),
-            &Name::new("_UID".into(), &uid),
-            &Name::new("_BBN".into(), &bbn),
-            &Name::new("_PXM".into(), &pxm),
-            &Name::new("_CRS".into(), &ResourceTemplate::new(crs)),
-            &Name::new("_PRT".into(), &pci_routing_table()),
-            &Raw(osc()),
-        ],
+    host_bridge(
+        HostBridge {
+            name: format!("PC{:02X}", e.bus),
+            segment: 0,
+            // Unique among the host bridges: the main one is 0, further segments' are their
+            // number.
+            uid: u32::from(e.bus),
+            buses: (e.bus, e.last_bus),
+            node: Some(e.node),
+            io: &[],
+            mmio32: e.mmio32,
+            mmio64: e.mmio64,
+            extra: &[],
+        },
+        sink,
     )
-    .to_aml_bytes(sink);
-    Ok(())
 }
 
 /// The host bridge of a PCI segment after 0 (`\_SB_.PCIn`, PNP0A08 with `_SEG` n): its buses
 /// from 0, its MMIO windows, no I/O ports (config access is its ECAM alone), its node when
 /// it has one.
 fn segment_bridge(s: &PciSegmentLayout, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
-    let bus = AddressSpace::<u16>::new_bus_number(0, u16::from(s.last_bus));
-    let mem32 = mmio32_window(s.mmio32)?;
-    let mem64 = mmio64_window(s.mmio64);
-    let mut crs: Vec<&dyn Aml> = vec![&bus];
-    if let Some(m) = &mem32 {
-        crs.push(m);
-    }
-    if let Some(m) = &mem64 {
-        crs.push(m);
-    }
-    let id = u32::from(s.id);
-    let pxm = s.node.map(|n| Name::new("_PXM".into(), &n));
-    let mut children: Vec<&dyn Aml> = Vec::new();
-    let hid = Name::new("_HID".into(), &EISAName::new("PNP0A08"));
-    let cid = Name::new("_CID".into(), &EISAName::new("PNP0A03"));
-    let seg = Name::new("_SEG".into(), &id);
-    let uid = Name::new("_UID".into(), &id);
-    let bbn = Name::new("_BBN".into(), &ZERO);
-    let crs = Name::new("_CRS".into(), &ResourceTemplate::new(crs));
-    let prt = Name::new("_PRT".into(), &pci_routing_table());
-    let osc = Raw(osc());
-    children.extend([&hid as &dyn Aml, &cid, &seg, &uid, &bbn]);
-    if let Some(p) = &pxm {
-        children.push(p);
-    }
-    children.extend([&crs as &dyn Aml, &prt, &osc]);
-    Device::new(format!("PCI{:X}", s.id).as_str().into(), children).to_aml_bytes(sink);
-    Ok(())
+    host_bridge(
+        HostBridge {
+            name: format!("PCI{:X}", s.id),
+            segment: s.id,
+            uid: u32::from(s.id),
+            buses: (0, s.last_bus),
+            node: s.node,
+            io: &[],
+            mmio32: s.mmio32,
+            mmio64: s.mmio64,
+            extra: &[],
+        },
+        sink,
+    )
 }
 
 /// The DSDT, with `expanders` (their windows cut from `cfg.layout`'s by the caller: see
@@ -735,6 +744,37 @@ mod hotplug_tests {
         .unwrap()
     }
 
+    /// `aml` disassembled by ACPICA's `iasl -d` (a malformed term stops it: asserted), or None
+    /// when iasl is not installed (the caller then says it is skipped). `VMM_PRINT_DSL=1`
+    /// prints the text.
+    fn disassemble(aml: &[u8], tag: &str) -> Option<String> {
+        let Ok(version) = std::process::Command::new("iasl").arg("-v").output() else {
+            eprintln!("skipped: iasl is not installed");
+            return None;
+        };
+        assert!(version.status.success() || !version.stdout.is_empty());
+        let dir = std::env::temp_dir().join(format!("vmm-dsdt-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dsdt.aml"), aml).unwrap();
+        let res = std::process::Command::new("iasl")
+            .args(["-d", "dsdt.aml"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
+        if std::env::var_os("VMM_PRINT_DSL").is_some() {
+            eprintln!("{dsl}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            res.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&res.stdout),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        Some(dsl)
+    }
+
     #[test]
     fn pci_hotplug_adds_slots_the_register_device_and_its_ged() {
         let hp = PciHotplugConfig {
@@ -791,39 +831,15 @@ mod hotplug_tests {
     /// is skipped.
     #[test]
     fn the_hotplug_dsdt_disassembles_with_iasl() {
-        let Ok(out) = std::process::Command::new("iasl").arg("-v").output() else {
-            eprintln!("skipped: iasl is not installed");
-            return;
-        };
-        assert!(out.status.success() || !out.stdout.is_empty());
-        let dir = std::env::temp_dir().join(format!("vmm-dsdt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let aml = dir.join("dsdt.aml");
-        std::fs::write(
-            &aml,
-            table(Some(PciHotplugConfig {
+        let Some(dsl) = disassemble(
+            &table(Some(PciHotplugConfig {
                 port: 0x610,
                 gsi: 6,
             })),
-        )
-        .unwrap();
-        let res = std::process::Command::new("iasl")
-            .arg("-d")
-            .arg(&aml)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
-        if std::env::var_os("VMM_PRINT_DSL").is_some() {
-            eprintln!("{dsl}");
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            res.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&res.stdout),
-            String::from_utf8_lossy(&res.stderr)
-        );
+            "hp",
+        ) else {
+            return;
+        };
         for want in [
             "Device (S031)",
             "Method (_EJ0, 1, Serialized)",
@@ -847,10 +863,6 @@ mod hotplug_tests {
     /// its first bus and its windows; the main bridge stops at bus 0x7f.
     #[test]
     fn expander_bridges_disassemble_with_their_node_bus_and_windows() {
-        let Ok(_) = std::process::Command::new("iasl").arg("-v").output() else {
-            eprintln!("skipped: iasl is not installed");
-            return;
-        };
         let layout = MemoryLayout::new(128 << 20, 40).unwrap();
         let (main, ex) = layout.split_for_expanders(&[1]);
         let aml = build_with(
@@ -868,21 +880,9 @@ mod hotplug_tests {
             &ex,
         )
         .unwrap();
-        let dir = std::env::temp_dir().join(format!("vmm-dsdt-ex-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("dsdt.aml"), &aml).unwrap();
-        let res = std::process::Command::new("iasl")
-            .args(["-d", "dsdt.aml"])
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            res.status.success(),
-            "{}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+        let Some(dsl) = disassemble(&aml, "ex") else {
+            return;
+        };
         for want in [
             "Device (PC80)",
             "Name (_PXM, One)",
@@ -900,10 +900,6 @@ mod hotplug_tests {
     /// `_SEG`, buses from 0, its windows and no I/O; the motherboard reserves their ECAMs.
     #[test]
     fn segment_bridges_disassemble_with_their_segment_buses_windows_and_ecam() {
-        let Ok(_) = std::process::Command::new("iasl").arg("-v").output() else {
-            eprintln!("skipped: iasl is not installed");
-            return;
-        };
         let layout = MemoryLayout::new(128 << 20, 40).unwrap();
         let (main, mut segs) = layout.split_for_segments(&[(1, 1); 3]);
         segs[0].last_bus = 0;
@@ -920,21 +916,9 @@ mod hotplug_tests {
             pci_hotplug: None,
         })
         .unwrap();
-        let dir = std::env::temp_dir().join(format!("vmm-dsdt-seg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("dsdt.aml"), &aml).unwrap();
-        let res = std::process::Command::new("iasl")
-            .args(["-d", "dsdt.aml"])
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            res.status.success(),
-            "{}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+        let Some(dsl) = disassemble(&aml, "seg") else {
+            return;
+        };
         let zero = &dsl[dsl.find("Device (PCI0)").expect("PCI0")..];
         let zero = &zero[..zero.find("Device (PCI1)").expect("PCI1 after PCI0")];
         assert!(

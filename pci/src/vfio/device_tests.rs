@@ -640,24 +640,7 @@ fn the_first_access_turns_intx_on_after_the_command_register() {
             .with_region(0, region(16 << 20, true))
             .with_irqs(VfioIrqKind::Intx, 1),
     );
-    let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
-    let mut dev = VfioPciDevice::with_intx(
-        &info,
-        VfioPciParams {
-            ops: fake.clone(),
-            bars: place(&info.bars),
-            msi: None,
-            msix: None,
-            gate: Arc::new(TestGate::default()),
-            gpudirect_clique: None,
-            assigned: true,
-        },
-        Some(IntxResources {
-            trigger: EventFd::new(0).unwrap(),
-            resample: EventFd::new(0).unwrap(),
-        }),
-    )
-    .unwrap();
+    let mut dev = with_intx_only(&fake);
     assert!(
         fake.take_calls().is_empty(),
         "nothing before the guest comes"
@@ -789,22 +772,50 @@ fn nvidias_driver_finds_the_clique_on_hopper_and_ampere_shaped_config_spaces() {
     }
 }
 
+/// The kernel's mtty sample as VFIO shows it: a mediated 16550 card (4348:3253) with a 255-byte
+/// config region, an 8-byte I/O BAR per port (1 or 2) and INTx.
+fn mtty(ports: u32) -> FakeVfioDevice {
+    let mut cfg = vec![0u8; 255];
+    cfg[..4].copy_from_slice(&0x3253_4348u32.to_le_bytes());
+    cfg[0x0a..0x0c].copy_from_slice(&[0x02, 0x07]);
+    cfg[0x3d] = 0x01;
+    for bar in 0..ports as usize {
+        cfg[0x10 + 4 * bar] = 0x01;
+    }
+    (0..ports)
+        .fold(FakeVfioDevice::new(cfg), |dev, bar| {
+            dev.with_region(bar, region(8, false))
+        })
+        .with_irqs(VfioIrqKind::Intx, 1)
+}
+
+/// `fake` as a device with an INTx line and nothing else.
+fn with_intx_only(fake: &Arc<FakeVfioDevice>) -> VfioPciDevice {
+    let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
+    VfioPciDevice::with_intx(
+        &info,
+        VfioPciParams {
+            ops: fake.clone(),
+            bars: place(&info.bars),
+            msi: None,
+            msix: None,
+            gate: Arc::new(TestGate::default()),
+            gpudirect_clique: None,
+            assigned: true,
+        },
+        Some(IntxResources {
+            trigger: EventFd::new(0).unwrap(),
+            resample: EventFd::new(0).unwrap(),
+        }),
+    )
+    .unwrap()
+}
+
 /// The kernel's mtty sample (a mediated two-port 16550 card) reports a 255-byte config region
 /// and two 8-byte I/O BARs: it probes, with its IDs, its I/O BARs and its interrupt pin.
 #[test]
 fn a_mediated_device_with_a_short_config_region_probes() {
-    let mut cfg = vec![0u8; 255];
-    cfg[..4].copy_from_slice(&0x3253_4348u32.to_le_bytes());
-    cfg[0x0a..0x0c].copy_from_slice(&[0x02, 0x07]);
-    cfg[0x10] = 0x01;
-    cfg[0x14] = 0x01;
-    cfg[0x3d] = 0x01;
-    let fake = Arc::new(
-        FakeVfioDevice::new(cfg)
-            .with_region(0, region(8, false))
-            .with_region(1, region(8, false))
-            .with_irqs(VfioIrqKind::Intx, 1),
-    );
+    let fake = Arc::new(mtty(2));
     let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
     assert_eq!((info.vendor_id(), info.device_id()), (0x4348, 0x3253));
     assert_eq!(info.config.len(), 256);
@@ -822,40 +833,13 @@ fn a_mediated_device_with_a_short_config_region_probes() {
 /// unmasked by hand.
 #[test]
 fn intx_without_an_unmask_eventfd_is_unmasked_at_bar_accesses() {
-    let mtty = |no_fd: bool| {
-        let mut cfg = vec![0u8; 255];
-        cfg[..4].copy_from_slice(&0x3253_4348u32.to_le_bytes());
-        cfg[0x10] = 0x01;
-        cfg[0x3d] = 0x01;
-        let fake = FakeVfioDevice::new(cfg)
-            .with_region(0, region(8, false))
-            .with_irqs(VfioIrqKind::Intx, 1);
-        Arc::new(if no_fd {
-            fake.without_unmask_fd()
-        } else {
-            fake
-        })
-    };
     for no_fd in [true, false] {
-        let fake = mtty(no_fd);
-        let info = VfioPciInfo::probe(fake.as_ref()).unwrap();
-        let mut dev = VfioPciDevice::with_intx(
-            &info,
-            VfioPciParams {
-                ops: fake.clone(),
-                bars: place(&info.bars),
-                msi: None,
-                msix: None,
-                gate: Arc::new(TestGate::default()),
-                gpudirect_clique: None,
-                assigned: true,
-            },
-            Some(IntxResources {
-                trigger: EventFd::new(0).unwrap(),
-                resample: EventFd::new(0).unwrap(),
-            }),
-        )
-        .unwrap();
+        let fake = Arc::new(if no_fd {
+            mtty(1).without_unmask_fd()
+        } else {
+            mtty(1)
+        });
+        let mut dev = with_intx_only(&fake);
         assert_eq!(dev.read_config_register(15) >> 8 & 0xff, 1, "INTA#");
         let calls = fake.take_calls();
         assert!(

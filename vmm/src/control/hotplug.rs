@@ -171,7 +171,7 @@ impl<L: Launcher> Controller<L> {
                 ),
             ));
         };
-        let segment = segment_of(&vm.cfg, &id);
+        let segment = vm.cfg.segment_of(&id);
         if segment != 0 && vm.machine.is_some() {
             return Err(bad(format!(
                 "cannot remove '{id}' from the running VM: it is on PCI segment {segment}, and \
@@ -212,31 +212,6 @@ impl<L: Launcher> Controller<L> {
         self.events.emit("vm", "device-removed", &[("id", id)]);
         Ok(Reply::Empty)
     }
-}
-
-/// The PCI segment of the device with id `id` (0 when there is none).
-fn segment_of(cfg: &crate::config::VmConfig, id: &str) -> u16 {
-    let ids = &cfg.device_ids;
-    let at = |list: &[String]| list.iter().position(|d| d == id);
-    if let Some(i) = at(&ids.disks) {
-        return cfg.disks.get(i).map_or(0, |d| d.pci_segment);
-    }
-    if let Some(i) = at(&ids.nets) {
-        return cfg.nets.get(i).map_or(0, |d| d.pci_segment);
-    }
-    if let Some(i) = at(&ids.fs) {
-        return cfg.fs.get(i).map_or(0, |d| d.pci_segment);
-    }
-    if let Some(i) = at(&ids.devices) {
-        return cfg.devices.get(i).map_or(0, |d| d.pci_segment);
-    }
-    if ids.vsock.as_deref() == Some(id) {
-        return cfg.vsock.as_ref().map_or(0, |v| v.pci_segment);
-    }
-    if ids.rng.as_deref() == Some(id) {
-        return cfg.rng.as_ref().map_or(0, |r| r.pci_segment);
-    }
-    0
 }
 
 /// Removes the entry with id `id` (by its place in `ids`) from the ids, the VMM's configuration
