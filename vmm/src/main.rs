@@ -15,22 +15,43 @@ use vmm::vcpu::VmExitReason;
 use vmm::{cli, logger, vm};
 
 #[no_mangle]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: changes this process's SIGPIPE disposition only, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // One malloc arena for every thread: a thread's first allocation would otherwise map
     // (and trim) an arena of its own, and unmapping memory in a multi-threaded process
     // interrupts the CPUs running its other threads (TLB shootdown), the vCPU among them.
     // SAFETY: a glibc tunable, set before any thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    let code = run();
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1)
+    };
+    // SAFETY: the C runtime passes `argc` valid, NUL-terminated strings in `argv`.
+    let args = unsafe { args(argc, argv) };
+    let code = run(args);
     let _ = std::io::stdout().flush();
     code.into()
 }
 
-fn run() -> u8 {
+/// The command line as the C runtime passed it (musl, unlike glibc, does not hand it to std's
+/// `env::args` in a binary with its own C `main`).
+///
+/// # Safety
+/// `argv` holds `argc` valid pointers to NUL-terminated strings.
+unsafe fn args(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    (0..argc.max(0) as usize)
+        .map(|i| {
+            // SAFETY: the caller's guarantee, for every i < argc.
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            std::ffi::OsStr::from_bytes(arg.to_bytes()).to_owned()
+        })
+        .collect()
+}
+
+fn run(args: Vec<std::ffi::OsString>) -> u8 {
     let start = Instant::now();
-    let matches = match cli::command().try_get_matches() {
+    let matches = match cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
             // --help/--version print and exit 0; usage errors exit 2 with clap's message.

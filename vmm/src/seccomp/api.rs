@@ -13,7 +13,7 @@ pub fn allowlist() -> Allowlist {
     a.allow(libc::SYS_epoll_wait);
     // New connections (std's accept is accept4 with SOCK_CLOEXEC), made non-blocking.
     a.allow(libc::SYS_accept4);
-    a.allow_if(libc::SYS_ioctl, ioctl(libc::FIONBIO));
+    a.allow_if(libc::SYS_ioctl, ioctl(libc::FIONBIO as u64));
     // Requests, with the fds a client may pass along (recvmsg, SCM_RIGHTS).
     a.allow(libc::SYS_recvmsg);
     a.allow(libc::SYS_read);

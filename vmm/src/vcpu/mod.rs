@@ -295,7 +295,8 @@ pub struct CallerVcpu {
 }
 
 struct CallerInner {
-    thread: libc::pthread_t,
+    /// The thread's `pthread_t`, as an integer: a pointer on musl, which is not `Send`.
+    thread: usize,
     done: AtomicBool,
 }
 
@@ -306,7 +307,7 @@ impl CallerVcpu {
         Ok(CallerVcpu {
             inner: Arc::new(CallerInner {
                 // SAFETY: pthread_self has no preconditions.
-                thread: unsafe { libc::pthread_self() },
+                thread: unsafe { libc::pthread_self() } as usize,
                 done: AtomicBool::new(false),
             }),
         })
@@ -326,7 +327,7 @@ impl CallerVcpu {
         // SAFETY: the thread outlives every kick: vm::run, running on it, joins the VMM
         // thread (the only one that kicks it) before it returns; a kick only interrupts a
         // blocking call.
-        unsafe { libc::pthread_kill(self.inner.thread, SIGRTMIN()) };
+        unsafe { libc::pthread_kill(self.inner.thread as libc::pthread_t, SIGRTMIN()) };
     }
 }
 
