@@ -64,6 +64,10 @@ pub struct PciBus {
     /// are taken up to it.
     last_bus: u8,
     devices: RwLock<BTreeMap<u8, SharedDevice>>,
+    /// Empty slots kept for devices that asked for them (`pci_device_id`): a device placed
+    /// in "the lowest free slot" passes them over; [`PciBus::add_device_at`] and
+    /// [`PciBus::add_root_port_at`] take them.
+    reserved: RwLock<std::collections::BTreeSet<u8>>,
     /// Root ports by their slot here, each with its one device (bus N, device 0).
     ports: RwLock<BTreeMap<u8, Port>>,
     /// Expander host bridges' root buses (bus, last bus) and the root ports on each, by
@@ -88,6 +92,7 @@ impl PciBus {
             number: 0,
             last_bus,
             devices: RwLock::new(devices),
+            reserved: RwLock::new(Default::default()),
             ports: RwLock::new(BTreeMap::new()),
             expanders: RwLock::new(BTreeMap::new()),
             relocator,
@@ -187,6 +192,17 @@ impl PciBus {
         link: PcieLink,
         device: SharedDevice,
     ) -> Result<(PciAddress, PciAddress), PciBusError> {
+        self.add_root_port_at(None, link, device)
+    }
+
+    /// [`PciBus::add_root_port`] with the port in `slot` (empty or reserved), or in the lowest
+    /// free one if `None`.
+    pub fn add_root_port_at(
+        &self,
+        slot: Option<u8>,
+        link: PcieLink,
+        device: SharedDevice,
+    ) -> Result<(PciAddress, PciAddress), PciBusError> {
         // Bus numbers in use, read with no map lock held.
         let used: Vec<u8> = self
             .port_list()
@@ -196,13 +212,12 @@ impl PciBus {
         let (slot, bus) = {
             let mut map = self.map_mut();
             let mut ports = self.ports.write().unwrap_or_else(|p| p.into_inner());
-            let slot = (0..=PCI_MAX_DEVICE)
-                .find(|slot| !map.contains_key(slot))
-                .ok_or(PciBusError::Full(self.number))?;
+            let slot = self.slot_for(&map, slot)?;
             let bus = (1..=self.last_bus)
                 .find(|b| !used.contains(b))
                 .ok_or(PciBusError::NoBusNumber)?;
             let port = Arc::new(Mutex::new(PciRootPort::new(slot, bus, link)));
+            self.unreserve(slot);
             map.insert(slot, port.clone());
             ports.insert(slot, Port::new(port, &device));
             (slot, bus)
@@ -223,20 +238,57 @@ impl PciBus {
         self.at(self.number, slot)
     }
 
-    /// The lowest empty slot, if any.
+    /// The lowest empty slot not reserved, if any.
     pub fn next_free_slot(&self) -> Option<u8> {
-        let map = self.map();
-        (0..=PCI_MAX_DEVICE).find(|slot| !map.contains_key(slot))
+        self.lowest_free(&self.map())
     }
 
-    /// Adds `device` in the lowest empty slot; BARs it already decodes are
+    fn lowest_free(&self, map: &BTreeMap<u8, SharedDevice>) -> Option<u8> {
+        let reserved = self.reserved.read().unwrap_or_else(|p| p.into_inner());
+        (0..=PCI_MAX_DEVICE).find(|slot| !map.contains_key(slot) && !reserved.contains(slot))
+    }
+
+    /// `slot` if it is in range and empty, else the lowest free one if `None`.
+    fn slot_for(
+        &self,
+        map: &BTreeMap<u8, SharedDevice>,
+        slot: Option<u8>,
+    ) -> Result<u8, PciBusError> {
+        match slot {
+            Some(s) if s > PCI_MAX_DEVICE => Err(PciBusError::InvalidSlot(s)),
+            Some(s) if map.contains_key(&s) => Err(PciBusError::SlotOccupied(s)),
+            Some(s) => Ok(s),
+            None => self.lowest_free(map).ok_or(PciBusError::Full(self.number)),
+        }
+    }
+
+    fn unreserve(&self, slot: u8) {
+        self.reserved
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&slot);
+    }
+
+    /// Keeps the empty `slot` for a device that will ask for it by number: devices placed in
+    /// the lowest free slot meanwhile pass it over.
+    pub fn reserve_slot(&self, slot: u8) -> Result<(), PciBusError> {
+        let map = self.map();
+        let mut reserved = self.reserved.write().unwrap_or_else(|p| p.into_inner());
+        if slot > PCI_MAX_DEVICE {
+            return Err(PciBusError::InvalidSlot(slot));
+        }
+        if map.contains_key(&slot) || !reserved.insert(slot) {
+            return Err(PciBusError::SlotOccupied(slot));
+        }
+        Ok(())
+    }
+
+    /// Adds `device` in the lowest empty slot not reserved; BARs it already decodes are
     /// handed to the relocator.
     pub fn add_device(&self, device: SharedDevice) -> Result<PciAddress, PciBusError> {
         let slot = {
             let mut map = self.map_mut();
-            let slot = (0..=PCI_MAX_DEVICE)
-                .find(|slot| !map.contains_key(slot))
-                .ok_or(PciBusError::Full(self.number))?;
+            let slot = self.slot_for(&map, None)?;
             map.insert(slot, device.clone());
             slot
         };
@@ -244,16 +296,12 @@ impl PciBus {
         Ok(self.address(slot))
     }
 
-    /// Adds `device` in `slot`, which must be empty.
+    /// Adds `device` in `slot`, which must be empty (it may be reserved for it).
     pub fn add_device_at(&self, slot: u8, device: SharedDevice) -> Result<PciAddress, PciBusError> {
-        if slot > PCI_MAX_DEVICE {
-            return Err(PciBusError::InvalidSlot(slot));
-        }
         {
             let mut map = self.map_mut();
-            if map.contains_key(&slot) {
-                return Err(PciBusError::SlotOccupied(slot));
-            }
+            let slot = self.slot_for(&map, Some(slot))?;
+            self.unreserve(slot);
             map.insert(slot, device.clone());
         }
         self.map_decoded_bars(slot, &device, true);
@@ -486,6 +534,40 @@ mod tests {
             bus.add_device(test_device()).unwrap();
         }
         assert_eq!(bus.add_device(test_device()), Err(PciBusError::Full(0)));
+    }
+
+    #[test]
+    fn reserved_slots_are_passed_over_until_their_device_takes_them() {
+        let (bus, _) = bus();
+        bus.reserve_slot(1).unwrap();
+        bus.reserve_slot(5).unwrap();
+        assert_eq!(bus.reserve_slot(5), Err(PciBusError::SlotOccupied(5)));
+        assert_eq!(bus.reserve_slot(0), Err(PciBusError::SlotOccupied(0)));
+        assert_eq!(bus.reserve_slot(32), Err(PciBusError::InvalidSlot(32)));
+        assert_eq!(bus.next_free_slot(), Some(2));
+        assert_eq!(bus.add_device(test_device()), Ok(PciAddress::new(0, 2, 0)));
+        // A root port placed by the bus passes them over too; one asked for a slot takes it.
+        let (port, _) = bus
+            .add_root_port(PcieLink::default(), test_device())
+            .unwrap();
+        assert_eq!(port.device, 3);
+        let (port, behind) = bus
+            .add_root_port_at(Some(5), PcieLink::default(), test_device())
+            .unwrap();
+        assert_eq!((port.device, behind.device), (5, 0));
+        assert_eq!(
+            bus.add_device_at(1, test_device()),
+            Ok(PciAddress::new(0, 1, 0))
+        );
+        assert_eq!(bus.add_device(test_device()), Ok(PciAddress::new(0, 4, 0)));
+        assert_eq!(bus.add_device(test_device()), Ok(PciAddress::new(0, 6, 0)));
+        assert_eq!(
+            bus.add_root_port_at(Some(6), PcieLink::default(), test_device()),
+            Err(PciBusError::SlotOccupied(6))
+        );
+        // Once its device is gone, the slot is free for anyone.
+        bus.remove_device(1).unwrap();
+        assert_eq!(bus.next_free_slot(), Some(1));
     }
 
     #[test]

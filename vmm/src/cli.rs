@@ -106,14 +106,14 @@ pub fn command() -> Command {
                 .long("disk")
                 .value_name("path=FILE")
                 .action(ArgAction::Append)
-                .help("virtio-blk disk (repeatable): path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME][,pci_segment=N]"),
+                .help("virtio-blk disk (repeatable): path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME][,pci_segment=N][,pci_device_id=N]"),
         )
         .arg(
             Arg::new("net")
                 .long("net")
                 .value_name("tap=NAME")
                 .action(ArgAction::Append)
-                .help("virtio-net over a TAP (repeatable): tap=NAME[,ip=ADDR,mask=MASK][,mac=MAC][,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]"),
+                .help("virtio-net over a TAP (repeatable): tap=NAME[,ip=ADDR,mask=MASK][,mac=MAC][,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N][,pci_device_id=N]"),
         )
         .arg(
             Arg::new("memory-zone")
@@ -159,7 +159,8 @@ pub fn command() -> Command {
                      (uuid= and serial_number= are accepted as the older names); \
                      num_pci_segments=N (1-16): PCI segments 0..N, each a host bridge of its \
                      own; a device goes on one with pci_segment=S (--disk, --net, --rng, \
-                     --vsock, --fs, --device)",
+                     --vsock, --fs, --device), in slot N of its bus 0 with pci_device_id=N \
+                     (1-31; else the lowest free slot)",
                 ),
         )
         .arg(
@@ -168,12 +169,12 @@ pub fn command() -> Command {
                 .value_name("src=PATH")
                 .num_args(0..=1)
                 .default_missing_value("src=/dev/urandom")
-                .help("virtio-rng: src=PATH (default /dev/urandom)[,pci_segment=N]"),
+                .help("virtio-rng: src=PATH (default /dev/urandom)[,pci_segment=N][,pci_device_id=N]"),
         )
         .arg(
             Arg::new("vsock")
                 .long("vsock")
-                .value_name("cid=N,socket=PATH[,id=ID][,pci_segment=N]")
+                .value_name("cid=N,socket=PATH[,id=ID][,pci_segment=N][,pci_device_id=N]")
                 .help(
                     "virtio-vsock: the guest's CID; host clients connect to the unix socket \
                      PATH and write \"CONNECT <port>\\n\", guest connections to host port P \
@@ -183,7 +184,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("fs")
                 .long("fs")
-                .value_name("tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]")
+                .value_name("tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N][,pci_device_id=N]")
                 .action(ArgAction::Append)
                 .help(
                     "virtio-fs served by a vhost-user backend listening on PATH (e.g. \
@@ -199,7 +200,7 @@ pub fn command() -> Command {
                 .help(
                     "Host PCI device passed through with VFIO (repeatable): \
                      path=/sys/bus/pci/devices/BDF[,id=NAME][,x_nv_gpudirect_clique=0..15]\
-                     [,root_port=on|off][,numa_node=N][,iommufd=on|off][,pci_segment=N]",
+                     [,root_port=on|off][,numa_node=N][,iommufd=on|off][,pci_segment=N][,pci_device_id=N]",
                 ),
         )
         .arg(

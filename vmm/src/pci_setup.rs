@@ -37,6 +37,8 @@ pub enum PciSetupError {
     Msi(std::io::Error),
     #[error("PCI segment {0} does not exist in this VM (--platform num_pci_segments)")]
     NoSegment(u16),
+    #[error("slot {slot} of PCI segment {segment} (pci_device_id) holds a device already")]
+    SlotTaken { segment: u16, slot: u8 },
 }
 
 /// A PCI segment after 0: its bus and its windows.
@@ -222,6 +224,30 @@ impl PciSegments {
             .ok_or(PciSetupError::NoSlot)
     }
 
+    /// Keep each (segment, slot) in `slots` (asked for with `pci_device_id`) for its device
+    /// while the others are placed in the lowest free slots.
+    pub fn reserve_slots(&self, slots: &[(u16, u8)]) -> Result<(), PciSetupError> {
+        for &(segment, slot) in slots {
+            self.bus_of(segment)?
+                .reserve_slot(slot)
+                .map_err(|_| PciSetupError::SlotTaken { segment, slot })?;
+        }
+        Ok(())
+    }
+
+    /// The address of a device going on segment `segment`: in `slot` if it asked for one
+    /// (`pci_device_id`; it must be empty), else in the lowest free slot.
+    pub fn address_on(&self, segment: u16, slot: Option<u8>) -> Result<PciAddress, PciSetupError> {
+        let Some(slot) = slot else {
+            return self.next_address_on(segment);
+        };
+        let bus = self.bus_of(segment)?;
+        match bus.device(slot) {
+            Some(_) => Err(PciSetupError::SlotTaken { segment, slot }),
+            None => Ok(bus.address(slot)),
+        }
+    }
+
     /// Place `device`'s BARs in its segment's windows.
     pub fn allocate_bars(
         &self,
@@ -263,14 +289,22 @@ impl PciSegments {
     /// and the device's.
     pub fn add_behind_root_port(
         &self,
-        segment: u16,
+        (segment, slot): (u16, Option<u8>),
         expander: Option<u8>,
         link: pci::PcieLink,
         device: Arc<Mutex<dyn PciDevice>>,
     ) -> Result<(PciAddress, PciAddress), PciSetupError> {
         Ok(match expander {
             Some(root) => self.bus.add_root_port_on(root, link, device)?,
-            None => self.bus_of(segment)?.add_root_port(link, device)?,
+            None => self
+                .bus_of(segment)?
+                .add_root_port_at(slot, link, device)
+                .map_err(|e| match (e, slot) {
+                    (pci::PciBusError::SlotOccupied(_), Some(slot)) => {
+                        PciSetupError::SlotTaken { segment, slot }
+                    }
+                    (e, _) => e.into(),
+                })?,
         })
     }
 
@@ -317,6 +351,64 @@ mod tests {
         assert!(buses.mmio.read(PCI_ECAM_START + (3 << 15), &mut ecam));
         assert_eq!(u32::from_le_bytes(ecam), 0xffff_ffff);
         assert_eq!(seg.next_address().unwrap().device, 1);
+    }
+
+    #[test]
+    fn devices_that_ask_for_a_slot_get_it_and_the_others_pass_it_over() {
+        let dir = std::env::temp_dir().join(format!("vmm-slots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.img"), dir.join("b.img"));
+        for p in [&a, &b] {
+            std::fs::write(p, vec![0u8; 4096]).unwrap();
+        }
+        let m = crate::cli::command()
+            .try_get_matches_from([
+                "vmm".to_string(),
+                "--kernel".into(),
+                "/k".into(),
+                "--seccomp".into(),
+                "false".into(),
+                "--disk".into(),
+                format!("path={},pci_device_id=2", a.display()),
+                "--disk".into(),
+                format!("path={}", b.display()),
+                "--rng".into(),
+                "src=/dev/urandom,pci_device_id=1".into(),
+            ])
+            .unwrap();
+        let cfg = crate::cli::from_matches(&m).unwrap().vm;
+        let hv = FakeHypervisor::new();
+        let vm = hv.create_vm().unwrap();
+        let buses = Buses::default();
+        let layout = MemoryLayout::new(256 << 20, 40).unwrap();
+        let pci = PciSegments::new(
+            vm.clone(),
+            Arc::new(GsiRouter::new(vm.clone())),
+            &buses,
+            &layout,
+        )
+        .unwrap();
+        pci.reserve_slots(&cfg.pci_slots_asked()).unwrap();
+        // Reserved slots are passed over by the next free address.
+        assert_eq!(pci.next_address().unwrap().device, 3);
+        let mem = vm_memory::GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 1 << 20)])
+            .unwrap();
+        let virtio = crate::virtio_setup::setup(&cfg, &pci, vm, &mem).unwrap();
+        let slots: Vec<u8> = virtio.addresses.iter().map(|a| a.device).collect();
+        // Disks, then the rng: the first disk and the rng where they asked, the second disk in
+        // the lowest slot left.
+        assert_eq!(slots, [2, 3, 1]);
+        // A slot that holds a device is refused by number, with the segment.
+        let e = pci.address_on(0, Some(2)).unwrap_err().to_string();
+        assert!(e.contains("slot 2 of PCI segment 0"), "{e}");
+        assert_eq!(pci.address_on(0, Some(9)).unwrap().device, 9);
+        assert_eq!(pci.address_on(0, None).unwrap().device, 4);
+        assert!(matches!(
+            pci.address_on(1, Some(2)),
+            Err(PciSetupError::NoSegment(1))
+        ));
+        drop(virtio);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl VirtioSetupError {
                 | VirtioSetupError::Vsock(_)
                 | VirtioSetupError::Fs(_)
                 | VirtioSetupError::Console(_)
+                | VirtioSetupError::Pci(PciSetupError::SlotTaken { .. })
         )
     }
 }
@@ -124,15 +125,16 @@ pub struct Attach<'a> {
 }
 
 impl Attach<'_> {
-    /// `device` behind a virtio-pci transport in the next free slot of bus 0 of PCI segment
-    /// `segment`: its BAR placed, its MSI-X vectors, its worker's seccomp filter.
+    /// `device` behind a virtio-pci transport on bus 0 of PCI segment `segment`, in `slot`
+    /// (`pci_device_id`) or the next free one: its BAR placed, its MSI-X vectors, its worker's
+    /// seccomp filter.
     pub fn attach(
         &self,
         device: Box<dyn VirtioDevice>,
         kind: DeviceKind,
-        segment: u16,
+        (segment, slot): (u16, Option<u8>),
     ) -> Result<(pci::PciAddress, Arc<Mutex<VirtioPciDevice>>), VirtioSetupError> {
-        let address = self.pci.next_address_on(segment)?;
+        let address = self.pci.address_on(segment, slot)?;
         let bar = self
             .pci
             .allocate_bars(address, &[virtio_pci::bar_request()])?
@@ -165,7 +167,7 @@ impl Builder<'_> {
         &self,
         device: Box<dyn VirtioDevice>,
         kind: DeviceKind,
-        segment: u16,
+        place: (u16, Option<u8>),
     ) -> Result<pci::PciAddress, VirtioSetupError> {
         let (address, transport) = Attach {
             pci: self.pci,
@@ -174,7 +176,7 @@ impl Builder<'_> {
             activator: self.activator.clone(),
             seccomp: self.seccomp,
         }
-        .attach(device, kind, segment)?;
+        .attach(device, kind, place)?;
         self.transports.borrow_mut().push(transport);
         Ok(address)
     }
@@ -225,25 +227,41 @@ pub fn setup(
             source,
         })?;
         count(ids.disks.get(i), &dev);
-        addresses.push(b.add(Box::new(dev), DeviceKind::Block, disk.pci_segment)?);
+        addresses.push(b.add(
+            Box::new(dev),
+            DeviceKind::Block,
+            (disk.pci_segment, disk.pci_device_id),
+        )?);
     }
     for (i, net) in cfg.nets.iter().enumerate() {
         let dev = Net::new(net)?;
         count(ids.nets.get(i), &dev);
-        addresses.push(b.add(Box::new(dev), DeviceKind::Net, net.pci_segment)?);
+        addresses.push(b.add(
+            Box::new(dev),
+            DeviceKind::Net,
+            (net.pci_segment, net.pci_device_id),
+        )?);
     }
     if let Some(rng) = &cfg.rng {
-        addresses.push(b.add(Box::new(Rng::new(rng)?), DeviceKind::Rng, rng.pci_segment)?);
+        addresses.push(b.add(
+            Box::new(Rng::new(rng)?),
+            DeviceKind::Rng,
+            (rng.pci_segment, rng.pci_device_id),
+        )?);
     }
     if let Some(vsock) = &cfg.vsock {
         addresses.push(b.add(
             Box::new(Vsock::new(vsock)?),
             DeviceKind::Vsock,
-            vsock.pci_segment,
+            (vsock.pci_segment, vsock.pci_device_id),
         )?);
     }
     for fs in &cfg.fs {
-        addresses.push(b.add(Box::new(Fs::new(fs)?), DeviceKind::Fs, fs.pci_segment)?);
+        addresses.push(b.add(
+            Box::new(Fs::new(fs)?),
+            DeviceKind::Fs,
+            (fs.pci_segment, fs.pci_device_id),
+        )?);
     }
     let mut console_input = None;
     if let Some(sink) = console_sink(&cfg.console)? {
@@ -251,7 +269,7 @@ pub fn setup(
         if cfg.console == ConsoleConfig::Tty {
             console_input = Some(console.input());
         }
-        addresses.push(b.add(Box::new(console), DeviceKind::Console, 0)?);
+        addresses.push(b.add(Box::new(console), DeviceKind::Console, (0, None))?);
     }
     Ok(VirtioDevices {
         activator: Some(activator),

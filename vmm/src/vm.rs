@@ -559,6 +559,7 @@ fn build(
     let mut pci = PciSegments::with_bar_mapper(vm.clone(), router, &buses, &pci_layout, mapper)?;
     pci.add_segments(&buses, &segments)?;
     pci.add_expanders(&expanders);
+    pci.reserve_slots(&cfg.pci_slots_asked())?;
     let virtio = virtio_setup::setup(cfg, &pci, vm.clone(), &mem)?;
     if let Some(r) = &restore {
         virtio_setup::restore(&virtio, &pci, &r.state.virtio).map_err(VmError::Snapshot)?;
@@ -1060,11 +1061,13 @@ impl RunningVm {
 
     /// Hot-add a virtio device as the `position`-th virtio device (its place in
     /// `DeviceIds::virtio` order, which `pci_addresses` and the transports follow), with its
-    /// counters under `id`; the guest is told. Returns where it is on the bus.
+    /// counters under `id`, in `slot` of segment 0 (`pci_device_id`) or the lowest free one;
+    /// the guest is told. Returns where it is on the bus.
     pub fn hot_add_virtio(
         &mut self,
         position: usize,
         id: &str,
+        slot: Option<u8>,
         device: Box<dyn devices::virtio::VirtioDevice>,
         kind: seccomp::DeviceKind,
     ) -> Result<pci::PciAddress, VmError> {
@@ -1078,7 +1081,7 @@ impl RunningVm {
             activator,
             seccomp: hp.seccomp,
         }
-        .attach(device, kind, 0)?;
+        .attach(device, kind, (0, slot))?;
         hp.changed = true;
         let position = position.min(self.transports.len());
         self.pci_addresses.insert(position, address);

@@ -34,6 +34,8 @@ pub struct RngConfig {
     /// The PCI segment the device goes on (0 unless the VM has more: `--platform
     /// num_pci_segments`).
     pub pci_segment: u16,
+    /// The slot on the segment's bus 0 (`pci_device_id`, 1 to 31); `None`: the lowest free one.
+    pub pci_device_id: Option<u8>,
 }
 
 impl Default for RngConfig {
@@ -41,6 +43,7 @@ impl Default for RngConfig {
         RngConfig {
             source: PathBuf::from("/dev/urandom"),
             pci_segment: 0,
+            pci_device_id: None,
         }
     }
 }
@@ -267,6 +270,7 @@ mod tests {
         let mut dev = Rng::new(&RngConfig {
             source: tmp.as_path().to_path_buf(),
             pci_segment: 0,
+            pci_device_id: None,
         })
         .unwrap();
         assert_eq!(dev.device_type(), 4);
@@ -328,6 +332,7 @@ mod tests {
         let err = Rng::new(&RngConfig {
             source: PathBuf::from("/nonexistent/entropy"),
             pci_segment: 0,
+            pci_device_id: None,
         })
         .err()
         .unwrap();

@@ -33,6 +33,8 @@ pub struct DeviceConfig {
     /// The PCI segment the device goes on (0 unless the VM has more: `--platform
     /// num_pci_segments`).
     pub pci_segment: u16,
+    /// The slot on the segment's bus 0 (`pci_device_id`, 1 to 31); `None`: the lowest free one.
+    pub pci_device_id: Option<u8>,
 }
 
 impl DeviceConfig {
@@ -87,7 +89,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
     let mut root_port = None;
     let mut numa_node = None;
     let mut iommufd = None;
-    let mut pci_segment = 0;
+    let (mut pci_segment, mut pci_device_id) = (0, None);
     for (k, v) in kv::parse(
         OPT,
         s,
@@ -99,6 +101,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
             "numa_node",
             "iommufd",
             "pci_segment",
+            "pci_device_id",
         ],
     )? {
         match k {
@@ -108,6 +111,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
             "root_port" => root_port = Some(kv::parse_bool(OPT, "root_port", v)?),
             "iommufd" => iommufd = Some(kv::parse_bool(OPT, "iommufd", v)?),
             "pci_segment" => pci_segment = kv::parse_segment(OPT, v)?,
+            "pci_device_id" => pci_device_id = Some(kv::parse_device_id(OPT, v)?),
             "numa_node" => {
                 numa_node = Some(
                     v.parse()
@@ -129,6 +133,7 @@ pub fn parse(s: &str) -> Result<DeviceConfig, ConfigError> {
         numa_node,
         iommufd,
         pci_segment,
+        pci_device_id,
     })
 }
 

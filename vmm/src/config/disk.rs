@@ -1,5 +1,5 @@
 //! `--disk path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]
-//! [,pci_segment=N]`
+//! [,pci_segment=N][,pci_device_id=N]`
 
 use std::path::PathBuf;
 
@@ -16,6 +16,7 @@ const PARAMS: &[&str] = &[
     "queue_size",
     "id",
     "pci_segment",
+    "pci_device_id",
 ];
 
 fn invalid(param: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -76,6 +77,7 @@ pub fn parse(s: &str) -> Result<DiskConfig, ConfigError> {
             "id" if v.is_empty() => return Err(invalid("id", v, "empty id")),
             "id" => cfg.id = Some(v.to_string()),
             "pci_segment" => cfg.pci_segment = kv::parse_segment(OPT, v)?,
+            "pci_device_id" => cfg.pci_device_id = Some(kv::parse_device_id(OPT, v)?),
             _ => {}
         }
     }

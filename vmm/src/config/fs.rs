@@ -1,5 +1,5 @@
-//! `--fs tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]` (Cloud
-//! Hypervisor's spelling and defaults: one request queue of 1024 entries).
+//! `--fs tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]
+//! [,pci_device_id=N]` (Cloud Hypervisor's spelling and defaults: one request queue of 1024 entries).
 //! The backend (`virtiofsd --socket-path PATH --shared-dir DIR`) must be listening, and guest
 //! memory must be shared with it: `--memory shared=on`.
 
@@ -16,7 +16,7 @@ pub const DEFAULT_QUEUE_SIZE: u16 = 1024;
 pub fn parse(s: &str) -> Result<FsConfig, ConfigError> {
     let (mut tag, mut socket, mut id) = (None, None, None);
     let (mut num_queues, mut queue_size) = (DEFAULT_NUM_QUEUES, DEFAULT_QUEUE_SIZE);
-    let mut pci_segment = 0;
+    let (mut pci_segment, mut pci_device_id) = (0, None);
     const KEYS: &[&str] = &[
         "tag",
         "socket",
@@ -24,6 +24,7 @@ pub fn parse(s: &str) -> Result<FsConfig, ConfigError> {
         "queue_size",
         "id",
         "pci_segment",
+        "pci_device_id",
     ];
     for (k, v) in kv::parse(OPT, s, KEYS)? {
         let invalid = |reason: &str| ConfigError::InvalidValue {
@@ -40,7 +41,8 @@ pub fn parse(s: &str) -> Result<FsConfig, ConfigError> {
             "queue_size" => queue_size = v.parse().map_err(|_| invalid("not a number"))?,
             "id" if v.is_empty() => return Err(invalid("empty id")),
             "id" => id = Some(v.to_string()),
-            _ => pci_segment = kv::parse_segment(OPT, v)?,
+            "pci_segment" => pci_segment = kv::parse_segment(OPT, v)?,
+            _ => pci_device_id = Some(kv::parse_device_id(OPT, v)?),
         }
     }
     let missing = |param| ConfigError::Missing { option: OPT, param };
@@ -51,6 +53,7 @@ pub fn parse(s: &str) -> Result<FsConfig, ConfigError> {
         queue_size,
         id,
         pci_segment,
+        pci_device_id,
     };
     check(&cfg).map_err(|(param, reason)| ConfigError::InvalidValue {
         option: OPT,

@@ -122,6 +122,20 @@ pub fn parse_segment(option: &'static str, v: &str) -> Result<u16, ConfigError> 
     }
 }
 
+/// A `pci_device_id=N` value: the slot on the segment's bus 0, 1 to 31 (slot 0 is the host
+/// bridge's, on every segment here).
+pub fn parse_device_id(option: &'static str, v: &str) -> Result<u8, ConfigError> {
+    match v.parse::<u8>() {
+        Ok(n) if (1..=31).contains(&n) => Ok(n),
+        _ => Err(ConfigError::InvalidValue {
+            option,
+            param: "pci_device_id",
+            value: v.to_string(),
+            reason: "a PCI slot from 1 to 31 (0 is the host bridge)".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

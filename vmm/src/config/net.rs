@@ -1,4 +1,5 @@
-//! `--net tap=NAME,ip=ADDR,mask=MASK,mac=MAC[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]`
+//! `--net tap=NAME,ip=ADDR,mask=MASK,mac=MAC[,num_queues=N][,queue_size=N][,id=ID][,pci_segment=N]
+//! [,pci_device_id=N]`
 
 use std::net::Ipv4Addr;
 
@@ -17,6 +18,7 @@ const PARAMS: &[&str] = &[
     "queue_size",
     "id",
     "pci_segment",
+    "pci_device_id",
 ];
 
 fn invalid(param: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -44,6 +46,7 @@ pub fn parse(s: &str) -> Result<NetConfig, ConfigError> {
         id: None,
         tap_fds: Default::default(),
         pci_segment: 0,
+        pci_device_id: None,
     };
     for (k, v) in kv::parse(OPT, s, PARAMS)? {
         match k {
@@ -72,6 +75,7 @@ pub fn parse(s: &str) -> Result<NetConfig, ConfigError> {
             }
             "queue_size" => cfg.queue_size = queue_param(OPT, "queue_size", v, true)?,
             "pci_segment" => cfg.pci_segment = kv::parse_segment(OPT, v)?,
+            "pci_device_id" => cfg.pci_device_id = Some(kv::parse_device_id(OPT, v)?),
             _ => {
                 if v.is_empty() {
                     return Err(invalid("id", v, "an id cannot be empty"));

@@ -1,4 +1,4 @@
-//! `--rng src=PATH[,pci_segment=N]`
+//! `--rng src=PATH[,pci_segment=N][,pci_device_id=N]`
 
 use std::path::PathBuf;
 
@@ -8,9 +8,13 @@ use super::{kv, ConfigError};
 
 pub fn parse(s: &str) -> Result<RngConfig, ConfigError> {
     let mut cfg = RngConfig::default();
-    for (k, v) in kv::parse("rng", s, &["src", "pci_segment"])? {
+    for (k, v) in kv::parse("rng", s, &["src", "pci_segment", "pci_device_id"])? {
         if k == "pci_segment" {
             cfg.pci_segment = kv::parse_segment("rng", v)?;
+            continue;
+        }
+        if k == "pci_device_id" {
+            cfg.pci_device_id = Some(kv::parse_device_id("rng", v)?);
             continue;
         }
         if v.is_empty() {

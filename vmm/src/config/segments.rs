@@ -92,6 +92,9 @@ impl Problem {
     }
 }
 
+/// One kind of device ("disks", "rng", …) and where each asks to be: (segment, slot).
+type PciPlaces = (&'static str, Vec<(u16, Option<u8>)>);
+
 impl VmConfig {
     /// How many PCI segments the VM has.
     pub fn num_pci_segments(&self) -> u16 {
@@ -145,7 +148,96 @@ impl VmConfig {
         0
     }
 
-    /// Every device's segment exists; segment settings name existing segments once; a
+    /// Where each device of each kind asks to be: (segment, slot), in the configuration's
+    /// lists' order.
+    fn pci_places(&self) -> [PciPlaces; 6] {
+        [
+            (
+                "disks",
+                self.disks
+                    .iter()
+                    .map(|d| (d.pci_segment, d.pci_device_id))
+                    .collect(),
+            ),
+            (
+                "net",
+                self.nets
+                    .iter()
+                    .map(|d| (d.pci_segment, d.pci_device_id))
+                    .collect(),
+            ),
+            (
+                "rng",
+                self.rng
+                    .iter()
+                    .map(|d| (d.pci_segment, d.pci_device_id))
+                    .collect(),
+            ),
+            (
+                "vsock",
+                self.vsock
+                    .iter()
+                    .map(|d| (d.pci_segment, d.pci_device_id))
+                    .collect(),
+            ),
+            (
+                "fs",
+                self.fs
+                    .iter()
+                    .map(|d| (d.pci_segment, d.pci_device_id))
+                    .collect(),
+            ),
+            (
+                "devices",
+                self.devices
+                    .iter()
+                    .map(|d| (d.pci_segment, d.pci_device_id))
+                    .collect(),
+            ),
+        ]
+    }
+
+    /// The configured device that asked for `slot` of `segment` (`pci_device_id`), as the API
+    /// names it (`disks[2]`, `rng`), if any.
+    pub fn pci_slot_holder(&self, segment: u16, slot: u8) -> Option<String> {
+        Self::slot_holder(&self.pci_places(), segment, slot, None)
+    }
+
+    /// The first device in `lists` other than `not` (list, index) that asked for `slot` of
+    /// `segment`, before `not` if `not` is given.
+    fn slot_holder(
+        lists: &[PciPlaces],
+        segment: u16,
+        slot: u8,
+        not: Option<(&str, usize)>,
+    ) -> Option<String> {
+        for (list, places) in lists {
+            for (i, &place) in places.iter().enumerate() {
+                if not == Some((list, i)) {
+                    return None;
+                }
+                if place == (segment, Some(slot)) {
+                    return Some(match *list {
+                        "rng" | "vsock" => list.to_string(),
+                        l => format!("{l}[{i}]"),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// The slots devices asked for (`pci_device_id`), by segment, for the bus to keep for
+    /// them while it places the others.
+    pub fn pci_slots_asked(&self) -> Vec<(u16, u8)> {
+        self.pci_places()
+            .iter()
+            .flat_map(|(_, places)| places.iter())
+            .filter_map(|&(s, id)| Some((s, id?)))
+            .collect()
+    }
+
+    /// Every device's segment exists; a slot asked for is asked for once; segment settings name existing segments once; a
     /// segment is in one NUMA node at most, and segment 0 only in node 0 (its devices' node is
     /// the main host bridge's); a device placed by `numa_node` stays on segment 0.
     pub fn check_pci_segments(&self) -> Result<(), Problem> {
@@ -163,20 +255,36 @@ impl VmConfig {
                 n - 1
             )
         };
-        let lists: [(&'static str, Vec<u16>); 6] = [
-            ("disks", self.disks.iter().map(|d| d.pci_segment).collect()),
-            ("net", self.nets.iter().map(|d| d.pci_segment).collect()),
-            ("rng", self.rng.iter().map(|d| d.pci_segment).collect()),
-            ("vsock", self.vsock.iter().map(|d| d.pci_segment).collect()),
-            ("fs", self.fs.iter().map(|d| d.pci_segment).collect()),
-            (
-                "devices",
-                self.devices.iter().map(|d| d.pci_segment).collect(),
-            ),
-        ];
-        for (list, segments) in lists {
-            if let Some((i, &s)) = segments.iter().enumerate().find(|(_, &s)| s >= n) {
+        let lists = self.pci_places();
+        for (list, places) in &lists {
+            if let Some((i, &(s, _))) = places.iter().enumerate().find(|(_, (s, _))| *s >= n) {
                 return Err(problem(list, i, "pci_segment", beyond(s)));
+            }
+        }
+        // Each slot asked for (`pci_device_id`) by one device of its segment at most.
+        for (list, places) in &lists {
+            for (i, &(s, id)) in places.iter().enumerate() {
+                let Some(id) = id else { continue };
+                if let Some(other) = Self::slot_holder(&lists, s, id, Some((list, i))) {
+                    return Err(problem(
+                        list,
+                        i,
+                        "pci_device_id",
+                        format!("slot {id} of segment {s} is {other}'s already"),
+                    ));
+                }
+            }
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            if d.numa_node.is_some() && d.pci_device_id.is_some() {
+                return Err(problem(
+                    "devices",
+                    i,
+                    "pci_device_id",
+                    "numa_node places the device on its node's expander host bridge, whose \
+                     slots are not chosen by pci_device_id"
+                        .into(),
+                ));
             }
         }
         for (i, d) in self.devices.iter().enumerate() {
@@ -266,6 +374,87 @@ mod tests {
         let mut cfg = test_config();
         cfg.platform.num_pci_segments = Some(segments);
         cfg
+    }
+
+    fn cli(args: &[&str]) -> Result<VmConfig, String> {
+        let m = crate::cli::command()
+            .try_get_matches_from(["vmm", "--kernel", "/k"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        crate::cli::from_matches(&m)
+            .map(|c| c.vm)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pci_device_id_picks_a_slot_once_per_segment() {
+        let cfg = cli(&[
+            "--disk",
+            "path=/a.img,pci_device_id=5",
+            "--disk",
+            "path=/b.img",
+            "--net",
+            "tap=t0,pci_device_id=9",
+            "--rng",
+            "src=/dev/urandom,pci_device_id=31",
+            "--vsock",
+            "cid=3,socket=/v,pci_device_id=6",
+            "--device",
+            "path=/sys/bus/pci/devices/0000:01:00.0,pci_device_id=7",
+            "--platform",
+            "num_pci_segments=2",
+            "--fs",
+            "tag=t,socket=/s,pci_segment=1,pci_device_id=5",
+            "--memory",
+            "size=1G,shared=on",
+        ])
+        .unwrap();
+        assert_eq!(cfg.disks[0].pci_device_id, Some(5));
+        assert_eq!(cfg.disks[1].pci_device_id, None);
+        let mut asked = cfg.pci_slots_asked();
+        asked.sort();
+        assert_eq!(asked, [(0, 5), (0, 6), (0, 7), (0, 9), (0, 31), (1, 5)]);
+        // Slot 0 is the host bridge's; 32 is no slot.
+        for bad in ["0", "32", "x", "-1"] {
+            let e = cli(&["--disk", &format!("path=/a.img,pci_device_id={bad}")]).unwrap_err();
+            assert!(e.contains("1 to 31"), "{bad}: {e}");
+        }
+        // One device per slot of a segment; the same slot on another segment is another.
+        let e = cli(&[
+            "--disk",
+            "path=/a.img,pci_device_id=4",
+            "--net",
+            "tap=t0,pci_device_id=4",
+        ])
+        .unwrap_err();
+        assert!(e.contains("slot 4 of segment 0 is disks[0]'s"), "{e}");
+        assert!(cli(&[
+            "--platform",
+            "num_pci_segments=2",
+            "--disk",
+            "path=/a.img,pci_device_id=4",
+            "--disk",
+            "path=/b.img,pci_device_id=4,pci_segment=1",
+        ])
+        .is_ok());
+        // A device under its node's expander host bridge does not pick a slot of bus 0.
+        let e = cli(&[
+            "--cpus",
+            "boot=2",
+            "--memory",
+            "size=0",
+            "--memory-zone",
+            "id=z0,size=512M",
+            "--memory-zone",
+            "id=z1,size=512M",
+            "--numa",
+            "guest_numa_id=0,cpus=[0],memory_zones=[z0]",
+            "--numa",
+            "guest_numa_id=1,cpus=[1],memory_zones=[z1]",
+            "--device",
+            "path=/sys/bus/pci/devices/0000:01:00.0,numa_node=1,pci_device_id=3",
+        ])
+        .unwrap_err();
+        assert!(e.contains("expander"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `--vsock cid=N,socket=PATH[,id=ID][,pci_segment=N]` (Cloud Hypervisor's spelling; `iommu=off` is accepted).
+//! `--vsock cid=N,socket=PATH[,id=ID][,pci_segment=N][,pci_device_id=N]` (Cloud Hypervisor's spelling; `iommu=off` is accepted).
 
 use std::path::PathBuf;
 
@@ -10,8 +10,19 @@ const OPT: &str = "vsock";
 
 pub fn parse(s: &str) -> Result<VsockConfig, ConfigError> {
     let (mut cid, mut socket, mut id) = (None, None, None);
-    let mut pci_segment = 0;
-    for (k, v) in kv::parse(OPT, s, &["cid", "socket", "id", "iommu", "pci_segment"])? {
+    let (mut pci_segment, mut pci_device_id) = (0, None);
+    for (k, v) in kv::parse(
+        OPT,
+        s,
+        &[
+            "cid",
+            "socket",
+            "id",
+            "iommu",
+            "pci_segment",
+            "pci_device_id",
+        ],
+    )? {
         let invalid = |reason: &str| ConfigError::InvalidValue {
             option: OPT,
             param: k,
@@ -34,6 +45,7 @@ pub fn parse(s: &str) -> Result<VsockConfig, ConfigError> {
             "id" if v.is_empty() => return Err(invalid("empty id")),
             "id" => id = Some(v.to_string()),
             "pci_segment" => pci_segment = kv::parse_segment(OPT, v)?,
+            "pci_device_id" => pci_device_id = Some(kv::parse_device_id(OPT, v)?),
             _ => {
                 if kv::parse_bool(OPT, "iommu", v)? {
                     return Err(invalid("no virtual IOMMU in this VMM"));
@@ -47,6 +59,7 @@ pub fn parse(s: &str) -> Result<VsockConfig, ConfigError> {
         socket: socket.ok_or(missing("socket"))?,
         id,
         pci_segment,
+        pci_device_id,
     })
 }
 

@@ -69,6 +69,21 @@ impl<L: Launcher> Controller<L> {
                  (platform.num_pci_segments)"
             )));
         }
+        // A slot asked for (pci_device_id) is not another configured device's.
+        let asked = match &dev {
+            AddDevice::Disk(_, c) => c.pci_device_id,
+            AddDevice::Net(_, c) => c.pci_device_id,
+            AddDevice::Vfio(_, c) => c.pci_device_id,
+            AddDevice::Fs(_, c) => c.pci_device_id,
+            AddDevice::Vsock(_, c) => c.pci_device_id,
+        };
+        if let Some(slot) = asked {
+            if let Some(other) = vm.cfg.pci_slot_holder(segment, slot) {
+                return Err(bad(format!(
+                    "pci_device_id: slot {slot} of segment {segment} is {other}'s already"
+                )));
+            }
+        }
         if segment != 0 && vm.machine.is_some() {
             return Err(bad(format!(
                 "pci_segment: a device added to a running VM goes on segment 0 (ACPI hotplug \

@@ -399,6 +399,55 @@ fn a_device_goes_on_another_segment_before_boot_and_never_while_running() {
 }
 
 #[test]
+fn a_slot_asked_for_is_kept_in_the_config_and_asked_for_once() {
+    let (mut c, log, _rx) = controller();
+    let body = br#"{"payload":{"kernel":"/k"},"memory":{"size":67108864},
+                    "disks":[{"path":"/a.img","pci_device_id":5}],
+                    "rng":{"src":"/dev/urandom","pci_device_id":6}}"#;
+    let parsed = vm_config::parse(body, SeccompMode::Off).unwrap();
+    assert_eq!(parsed.1.disks[0].pci_device_id, Some(5));
+    assert_eq!(
+        status(c.handle(Request::Create(Box::new(parsed)))),
+        Ok(Reply::Empty)
+    );
+    let info = info_json(&mut c);
+    assert_eq!(info["config"]["disks"][0]["pci_device_id"], 5);
+    assert_eq!(info["config"]["rng"]["pci_device_id"], 6);
+    for bad in [0, 32] {
+        let body = format!(
+            r#"{{"payload":{{"kernel":"/k"}},"disks":[{{"path":"/a.img","pci_device_id":{bad}}}]}}"#
+        );
+        let e = vm_config::parse(body.as_bytes(), SeccompMode::Off).unwrap_err();
+        assert!(e.contains("pci_device_id") && e.contains("1 to 31"), "{e}");
+    }
+    let at = |path: &str, id: &str, slot: u8| {
+        let api: vm_config::ApiDisk = serde_json::from_str(&format!(
+            r#"{{"path":"{path}","id":"{id}","pci_device_id":{slot}}}"#
+        ))
+        .unwrap();
+        let cfg = vm_config::disk_config("disk", &api).unwrap();
+        Request::AddDevice(Box::new(crate::api::AddDevice::Disk(api, cfg)))
+    };
+    // Before boot and while running: a slot another device asked for is refused.
+    let e = c.handle(at("/b.img", "b", 5)).unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    assert!(e.to_string().contains("slot 5 of segment 0"), "{e}");
+    assert_eq!(status(c.handle(at("/b.img", "b", 7))), Ok(Reply::Empty));
+    assert_eq!(status(c.handle(Request::Boot)), Ok(Reply::Empty));
+    let e = c.handle(at("/c.img", "c", 6)).unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    assert!(
+        e.to_string()
+            .contains("slot 6 of segment 0 is rng's already"),
+        "{e}"
+    );
+    assert!(log.added.lock().unwrap().is_empty());
+    assert!(c.handle(at("/c.img", "c", 8)).is_ok());
+    assert_eq!(log.added.lock().unwrap().len(), 1);
+    assert_eq!(info_json(&mut c)["config"]["disks"][2]["pci_device_id"], 8);
+}
+
+#[test]
 fn removal_asks_the_guest_and_a_refusal_or_unknown_id_changes_nothing() {
     let (mut c, log, _rx) = controller();
     assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));

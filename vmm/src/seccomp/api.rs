@@ -13,7 +13,10 @@ pub fn allowlist() -> Allowlist {
     a.allow(libc::SYS_epoll_wait);
     // New connections (std's accept is accept4 with SOCK_CLOEXEC), made non-blocking.
     a.allow(libc::SYS_accept4);
-    a.allow_if(libc::SYS_ioctl, ioctl(libc::FIONBIO as u64));
+    // FIONBIO is a c_ulong on glibc and a c_int on musl.
+    #[allow(clippy::unnecessary_cast)]
+    let fionbio = libc::FIONBIO as u64;
+    a.allow_if(libc::SYS_ioctl, ioctl(fionbio));
     // Requests, with the fds a client may pass along (recvmsg, SCM_RIGHTS).
     a.allow(libc::SYS_recvmsg);
     a.allow(libc::SYS_read);

@@ -68,6 +68,9 @@ pub struct AttachParams<'a> {
     pub expander: Option<u8>,
     /// The PCI segment the device goes on (0 with an expander).
     pub segment: u16,
+    /// Its slot on the segment's bus 0 (`pci_device_id`; its root port's, behind one), else
+    /// the lowest free one. Not with an expander.
+    pub slot: Option<u8>,
 }
 
 /// PCI class 0x0302: 3D controller (NVIDIA's and AMD's data-centre GPUs).
@@ -187,7 +190,7 @@ pub fn attach(
                 .ok_or_else(|| pci_err(PciSetupError::NoSlot))?,
             0,
         ),
-        None => pci.next_address_on(p.segment).map_err(pci_err)?,
+        None => pci.address_on(p.segment, p.slot).map_err(pci_err)?,
     };
     let bars = if port {
         // Unassigned: the guest sizes the port's windows and places them.
@@ -234,7 +237,7 @@ pub fn attach(
         // Its BARs are unassigned: nothing is mapped until the guest places them, so the
         // areas can be registered once the device has its address behind the port.
         let (port_at, at) = pci
-            .add_behind_root_port(p.segment, p.expander, p.link, model.clone())
+            .add_behind_root_port((p.segment, p.slot), p.expander, p.link, model.clone())
             .map_err(pci_err)?;
         let n = match areas(at) {
             Ok(n) => n,
@@ -324,6 +327,7 @@ mod tests {
                 hot: false,
                 expander: None,
                 segment: 0,
+                slot: None,
             }
         }
     }
@@ -759,6 +763,7 @@ mod intx_tests {
             hot: false,
             expander: None,
             segment: 0,
+            slot: None,
         };
         let a = attach("legacy", fake, &pci, params).unwrap();
         let gsi = arch::acpi::pci_intx_gsi(a.address.device, 0);

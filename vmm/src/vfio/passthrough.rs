@@ -378,6 +378,7 @@ impl Passthrough {
             hot: true,
             expander: None,
             segment: cfg.pci_segment,
+            slot: cfg.pci_device_id,
         };
         let a = match attach(&name, host.clone(), pci, params) {
             Ok(a) => a,
@@ -443,6 +444,7 @@ impl Passthrough {
                 hot: false,
                 expander: d.cfg.numa_node.and_then(|n| pci.expander_bus(n)),
                 segment: d.cfg.pci_segment,
+                slot: d.cfg.pci_device_id,
             };
             let a = attach(&name, d.host.clone(), pci, params)?;
             self.attached.push(a.address);

@@ -109,6 +109,7 @@ impl FakeHost {
             numa_node: None,
             iommufd: None,
             pci_segment: 0,
+            pci_device_id: None,
         }
     }
 
@@ -320,6 +321,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         numa_node: None,
         iommufd: None,
         pci_segment: 0,
+        pci_device_id: None,
     };
     let ok = check(std::slice::from_ref(&cfg), 1 << 30, &h.facts()).unwrap();
     assert_eq!(ok[0].bdf, uuid);
@@ -334,6 +336,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         numa_node: None,
         iommufd: None,
         pci_segment: 0,
+        pci_device_id: None,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(
@@ -351,6 +354,7 @@ fn a_mediated_device_passes_with_its_vendor_driver_and_own_group() {
         numa_node: None,
         iommufd: None,
         pci_segment: 0,
+        pci_device_id: None,
     };
     let e = check(&[cfg], 1 << 30, &h.facts()).unwrap_err().to_string();
     assert!(e.contains("/sys/bus/mdev/devices"), "{e}");

@@ -55,6 +55,8 @@ pub struct DiskConfig {
     /// The PCI segment the device goes on (0 unless the VM has more: `--platform
     /// num_pci_segments`).
     pub pci_segment: u16,
+    /// The slot on the segment's bus 0 (`pci_device_id`, 1 to 31); `None`: the lowest free one.
+    pub pci_device_id: Option<u8>,
 }
 
 impl DiskConfig {
@@ -68,6 +70,7 @@ impl DiskConfig {
             queue_size: DEFAULT_QUEUE_SIZE,
             id: None,
             pci_segment: 0,
+            pci_device_id: None,
         }
     }
 }

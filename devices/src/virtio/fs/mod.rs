@@ -61,6 +61,8 @@ pub struct FsConfig {
     /// The PCI segment the device goes on (0 unless the VM has more: `--platform
     /// num_pci_segments`).
     pub pci_segment: u16,
+    /// The slot on the segment's bus 0 (`pci_device_id`, 1 to 31); `None`: the lowest free one.
+    pub pci_device_id: Option<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]

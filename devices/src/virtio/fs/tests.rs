@@ -23,6 +23,7 @@ fn config(socket: &Path) -> FsConfig {
         queue_size: 16,
         id: None,
         pci_segment: 0,
+        pci_device_id: None,
     }
 }
 

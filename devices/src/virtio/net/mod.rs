@@ -63,6 +63,8 @@ pub struct NetConfig {
     /// The PCI segment the device goes on (0 unless the VM has more: `--platform
     /// num_pci_segments`).
     pub pci_segment: u16,
+    /// The slot on the segment's bus 0 (`pci_device_id`, 1 to 31); `None`: the lowest free one.
+    pub pci_device_id: Option<u8>,
 }
 
 /// Tap fds handed in by a client; every device built from them gets duplicates, so a VM that
@@ -94,6 +96,7 @@ impl Default for NetConfig {
             id: None,
             tap_fds: TapFds::default(),
             pci_segment: 0,
+            pci_device_id: None,
         }
     }
 }

@@ -70,6 +70,7 @@ impl Guest {
             socket: dir.join("v.sock"),
             id: None,
             pci_segment: 0,
+            pci_device_id: None,
         };
         let mut dev = Vsock::new(&cfg).unwrap();
         if restored {
@@ -472,6 +473,7 @@ fn a_bad_cid_or_a_path_that_is_not_a_socket_is_refused() {
             socket: socket.clone(),
             id: None,
             pci_segment: 0,
+            pci_device_id: None,
         })
         .err()
         .unwrap();
@@ -482,6 +484,7 @@ fn a_bad_cid_or_a_path_that_is_not_a_socket_is_refused() {
         socket: socket.clone(),
         id: None,
         pci_segment: 0,
+        pci_device_id: None,
     };
     let first = Vsock::new(&cfg(3)).unwrap();
     // Another VM's live socket is not taken over.

@@ -96,6 +96,7 @@ impl ApiVmConfig {
                         queue_size: Some(d.queue_size.into()),
                         serial: d.id.clone(),
                         pci_segment: Some(d.pci_segment),
+                        pci_device_id: d.pci_device_id,
                         ..Default::default()
                     })
                     .collect(),
@@ -111,6 +112,7 @@ impl ApiVmConfig {
                         num_queues: Some(n.num_queues.into()),
                         queue_size: Some(n.queue_size.into()),
                         pci_segment: Some(n.pci_segment),
+                        pci_device_id: n.pci_device_id,
                         ..Default::default()
                     })
                     .collect(),
@@ -118,6 +120,7 @@ impl ApiVmConfig {
             rng: cfg.rng.as_ref().map(|r| ApiRng {
                 src: s(&r.source),
                 pci_segment: Some(r.pci_segment),
+                pci_device_id: r.pci_device_id,
                 ..Default::default()
             }),
             vsock: cfg.vsock.as_ref().map(|v| ApiVsock {
@@ -125,6 +128,7 @@ impl ApiVmConfig {
                 socket: s(&v.socket),
                 id: v.id.clone(),
                 pci_segment: Some(v.pci_segment),
+                pci_device_id: v.pci_device_id,
                 ..Default::default()
             }),
             fs: (!cfg.fs.is_empty()).then(|| {
@@ -137,7 +141,7 @@ impl ApiVmConfig {
                         queue_size: f.queue_size.into(),
                         id: f.id.clone(),
                         pci_segment: Some(f.pci_segment),
-                        ..Default::default()
+                        pci_device_id: f.pci_device_id,
                     })
                     .collect()
             }),
@@ -152,6 +156,7 @@ impl ApiVmConfig {
                         numa_node: d.numa_node,
                         iommufd: d.iommufd,
                         pci_segment: Some(d.pci_segment),
+                        pci_device_id: d.pci_device_id,
                         ..Default::default()
                     })
                     .collect(),
@@ -303,16 +308,14 @@ impl ApiVmConfig {
         let rng = match &self.rng {
             None => None,
             Some(r) => {
-                require_all_unset(
-                    "rng",
-                    &[("iommu", &r.iommu), ("pci_device_id", &r.pci_device_id)],
-                )?;
+                require_all_unset("rng", &[("iommu", &r.iommu)])?;
                 if r.src.is_empty() {
                     return Err("rng.src: empty path".into());
                 }
                 Some(devices::virtio::RngConfig {
                     source: PathBuf::from(&r.src),
                     pci_segment: segment("rng", r.pci_segment)?,
+                    pci_device_id: device_id("rng", r.pci_device_id)?,
                 })
             }
         };
@@ -575,7 +578,6 @@ fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String>
             ("vhost_socket", &d.vhost_socket),
             ("rate_limiter_config", &d.rate_limiter_config),
             ("rate_limit_group", &d.rate_limit_group),
-            ("pci_device_id", &d.pci_device_id),
             ("queue_affinity", &d.queue_affinity),
             ("backing_files", &d.backing_files),
             ("lock_granularity", &d.lock_granularity),
@@ -617,6 +619,9 @@ fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String>
     if let Some(s) = d.pci_segment {
         kv += &format!(",pci_segment={s}");
     }
+    if let Some(n) = d.pci_device_id {
+        kv += &format!(",pci_device_id={n}");
+    }
     let mut cfg = config::disk::parse(&kv).map_err(|e| api_message(field, e))?;
     cfg.path = PathBuf::from(path);
     Ok(cfg)
@@ -631,7 +636,6 @@ fn net(field: &str, n: &ApiNet) -> Result<devices::virtio::NetConfig, String> {
             ("iommu", &n.iommu),
             ("vhost_user", &n.vhost_user),
             ("vhost_socket", &n.vhost_socket),
-            ("pci_device_id", &n.pci_device_id),
             ("rate_limiter_config", &n.rate_limiter_config),
             ("fds", &n.fds),
         ],
@@ -667,6 +671,9 @@ fn net(field: &str, n: &ApiNet) -> Result<devices::virtio::NetConfig, String> {
     if let Some(s) = n.pci_segment {
         kv.push(format!("pci_segment={s}"));
     }
+    if let Some(id) = n.pci_device_id {
+        kv.push(format!("pci_device_id={id}"));
+    }
     config::net::parse(&kv.join(",")).map_err(|e| api_message(field, e))
 }
 
@@ -675,7 +682,6 @@ fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
         field,
         &[
             ("iommu", &d.iommu),
-            ("pci_device_id", &d.pci_device_id),
             ("x_exclude_mmap_bars", &d.x_exclude_mmap_bars),
         ],
     )?;
@@ -707,6 +713,9 @@ fn device(field: &str, d: &ApiDevice) -> Result<config::DeviceConfig, String> {
     }
     if let Some(s) = d.pci_segment {
         kv += &format!(",pci_segment={s}");
+    }
+    if let Some(n) = d.pci_device_id {
+        kv += &format!(",pci_device_id={n}");
     }
     config::device::parse(&kv).map_err(|e| api_message(field, e))
 }
@@ -771,6 +780,7 @@ pub fn vsock_config(v: &ApiVsock) -> Result<devices::virtio::VsockConfig, String
         socket: PathBuf::from(&v.socket),
         id: v.id.clone().filter(|i| !i.is_empty()),
         pci_segment: segment("vsock", v.pci_segment)?,
+        pci_device_id: device_id("vsock", v.pci_device_id)?,
     })
 }
 
@@ -783,6 +793,17 @@ fn segment(at: &str, s: Option<u16>) -> Result<u16, String> {
             config::MAX_PCI_SEGMENTS - 1
         )),
         s => Ok(s.unwrap_or(0)),
+    }
+}
+
+/// A device's `pci_device_id`: the slot on its segment's bus 0 (absent: the lowest free one).
+/// Whether it is free is checked with the whole configuration.
+fn device_id(at: &str, id: Option<u8>) -> Result<Option<u8>, String> {
+    match id {
+        Some(n) if !(1..=31).contains(&n) => Err(format!(
+            "{at}.pci_device_id: {n} is not a PCI slot (1 to 31; 0 is the host bridge)"
+        )),
+        id => Ok(id),
     }
 }
 
@@ -802,7 +823,6 @@ fn pci_segments(list: &[ApiPciSegment]) -> Result<Vec<config::segments::PciSegme
 
 /// One `fs[]` entry: the limits of `--fs`.
 pub fn fs_config(at: &str, f: &ApiFs) -> Result<devices::virtio::FsConfig, String> {
-    require_unset(&format!("{at}.pci_device_id"), &f.pci_device_id)?;
     if f.socket.is_empty() {
         return Err(format!("{at}.socket: empty path"));
     }
@@ -815,6 +835,7 @@ pub fn fs_config(at: &str, f: &ApiFs) -> Result<devices::virtio::FsConfig, Strin
         queue_size: small("queue_size", f.queue_size)?,
         id: f.id.clone().filter(|i| !i.is_empty()),
         pci_segment: segment(at, f.pci_segment)?,
+        pci_device_id: device_id(at, f.pci_device_id)?,
     };
     config::fs::check(&cfg).map_err(|(param, why)| format!("{at}.{param}: {why}"))?;
     Ok(cfg)

@@ -220,8 +220,9 @@ pub struct ApiDisk {
     pub rate_limit_group: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_segment: Option<u16>,
-    #[serde(default, skip_serializing)]
-    pub pci_device_id: Option<Value>,
+    /// The slot on the segment's bus 0 (1 to 31).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_device_id: Option<u8>,
     #[serde(default, skip_serializing)]
     pub queue_affinity: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -267,8 +268,9 @@ pub struct ApiNet {
     pub vhost_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_segment: Option<u16>,
-    #[serde(default, skip_serializing)]
-    pub pci_device_id: Option<Value>,
+    /// The slot on the segment's bus 0 (1 to 31).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_device_id: Option<u8>,
     #[serde(default, skip_serializing)]
     pub rate_limiter_config: Option<Value>,
     #[serde(default, skip_serializing)]
@@ -297,8 +299,9 @@ pub struct ApiFs {
     /// Below `platform.num_pci_segments` (Kata puts virtio-fs on segment 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_segment: Option<u16>,
-    #[serde(default, skip_serializing)]
-    pub pci_device_id: Option<Value>,
+    /// The slot on the segment's bus 0 (1 to 31).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_device_id: Option<u8>,
 }
 
 fn default_fs_queues() -> u64 {
@@ -321,6 +324,9 @@ pub struct ApiVsock {
     pub iommu: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_segment: Option<u16>,
+    /// The slot on the segment's bus 0 (1 to 31).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_device_id: Option<u8>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -333,8 +339,9 @@ pub struct ApiRng {
     pub iommu: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_segment: Option<u16>,
-    #[serde(default, skip_serializing)]
-    pub pci_device_id: Option<Value>,
+    /// The slot on the segment's bus 0 (1 to 31).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_device_id: Option<u8>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -379,8 +386,9 @@ pub struct ApiDevice {
     pub iommu: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_segment: Option<u16>,
-    #[serde(default, skip_serializing)]
-    pub pci_device_id: Option<Value>,
+    /// The slot on the segment's bus 0 (1 to 31).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_device_id: Option<u8>,
     #[serde(default, skip_serializing)]
     pub x_exclude_mmap_bars: Option<Value>,
 }
