@@ -63,18 +63,20 @@ impl PciHotplug {
         Ok(PciHotplug { state, ged })
     }
 
-    /// The guest is told a device is in `slot`.
-    pub fn announce_add(&self, slot: u8) -> Result<(), HotplugError> {
-        self.state.announce_add(slot);
+    /// The guest is told a device is at `address` (slot `address.device` of bus 0 of its
+    /// segment).
+    pub fn announce_add(&self, address: pci::PciAddress) -> Result<(), HotplugError> {
+        self.state.announce_add(address.segment, address.device);
         self.ged.trigger().map_err(HotplugError::Interrupt)
     }
 
-    /// The guest is asked to release the device in `slot`; true once it ejected it, false
-    /// when it did not within `timeout` (the request is then withdrawn).
-    pub fn eject(&self, slot: u8, timeout: Duration) -> Result<bool, HotplugError> {
-        self.state.request_remove(slot);
+    /// The guest is asked to release the device at `address`; true once it ejected it,
+    /// false when it did not within `timeout` (the request is then withdrawn).
+    pub fn eject(&self, address: pci::PciAddress, timeout: Duration) -> Result<bool, HotplugError> {
+        let (segment, slot) = (address.segment, address.device);
+        self.state.request_remove(segment, slot);
         self.ged.trigger().map_err(HotplugError::Interrupt)?;
-        Ok(self.state.wait_ejected(slot, timeout))
+        Ok(self.state.wait_ejected(segment, slot, timeout))
     }
 }
 
@@ -109,7 +111,7 @@ impl Hotplug {
         address: pci::PciAddress,
         timeout: Duration,
     ) -> Result<bool, HotplugError> {
-        if !self.controller.eject(address.device, timeout)? {
+        if !self.controller.eject(address, timeout)? {
             return Ok(false);
         }
         self.changed = true;

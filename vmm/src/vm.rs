@@ -1061,13 +1061,13 @@ impl RunningVm {
 
     /// Hot-add a virtio device as the `position`-th virtio device (its place in
     /// `DeviceIds::virtio` order, which `pci_addresses` and the transports follow), with its
-    /// counters under `id`, in `slot` of segment 0 (`pci_device_id`) or the lowest free one;
-    /// the guest is told. Returns where it is on the bus.
+    /// counters under `id`, on bus 0 of PCI segment `segment`, in `slot` (`pci_device_id`) or
+    /// the lowest free one; the guest is told. Returns where it is on the bus.
     pub fn hot_add_virtio(
         &mut self,
         position: usize,
         id: &str,
-        slot: Option<u8>,
+        (segment, slot): (u16, Option<u8>),
         device: Box<dyn devices::virtio::VirtioDevice>,
         kind: seccomp::DeviceKind,
     ) -> Result<pci::PciAddress, VmError> {
@@ -1081,7 +1081,7 @@ impl RunningVm {
             activator,
             seccomp: hp.seccomp,
         }
-        .attach(device, kind, (0, slot))?;
+        .attach(device, kind, (segment, slot))?;
         hp.changed = true;
         let position = position.min(self.transports.len());
         self.pci_addresses.insert(position, address);
@@ -1089,7 +1089,7 @@ impl RunningVm {
         if let Some(c) = counters {
             self.counters.push((id.to_string(), c));
         }
-        hp.controller.announce_add(address.device)?;
+        hp.controller.announce_add(address)?;
         Ok(address)
     }
 
@@ -1166,7 +1166,7 @@ impl RunningVm {
         };
         hp.changed = true;
         self.pci_addresses.push(address);
-        hp.controller.announce_add(address.device)?;
+        hp.controller.announce_add(address)?;
         log::info!("{id} added at {address}");
         Ok(address)
     }

@@ -744,7 +744,7 @@ fn a_numa_vm_with_a_zone_on_host_node_0_boots_through_the_api_under_seccomp() {
 }
 
 #[test]
-fn devices_on_further_pci_segments_boot_under_seccomp_and_vm_info_says_where() {
+fn devices_on_further_pci_segments_boot_and_hot_plug_under_seccomp_and_vm_info_says_where() {
     let ticker = ticker("api-ticker-segments");
     let vmm = spawn_vmm("segments", &[]);
     let sock = vmm.sock.clone();
@@ -783,21 +783,35 @@ fn devices_on_further_pci_segments_boot_under_seccomp_and_vm_info_says_where() {
         i["config"]["pci_segments"][0]["mmio32_aperture_weight"], 2,
         "{i}"
     );
-    // A disk hot-added to the running VM on segment 1: refused, nothing changes.
-    let (code, reply) = call(
-        &sock,
-        "PUT",
-        "vm.add-disk",
-        Some(&format!(
-            r#"{{"path":"{}","pci_segment":1}}"#,
-            sock.with_file_name("other.img").display()
-        )),
+    // A disk hot-added to the running VM on segment 1, in the slot it asks for; a second one
+    // asking for that slot is refused and nothing changes.
+    let other = sock.with_file_name("other.img");
+    std::fs::File::create(&other)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let add = format!(
+        r#"{{"path":"{}","id":"hot","pci_segment":1,"pci_device_id":3}}"#,
+        other.display()
     );
+    let (code, reply) = call(&sock, "PUT", "vm.add-disk", Some(&add));
+    assert_eq!(code, 200, "{reply}");
+    assert!(reply.contains("0001:00:03.0"), "{reply}");
+    let i = info(&sock);
+    assert_eq!(
+        i["device_tree"]["_virtio-pci-hot"]["pci_bdf"], "0001:00:03.0",
+        "{i}"
+    );
+    assert_eq!(i["config"]["disks"][1]["pci_device_id"], 3, "{i}");
+    let again = add
+        .replace("\"hot\"", "\"hot2\"")
+        .replace("other.img", "other2.img");
+    let (code, reply) = call(&sock, "PUT", "vm.add-disk", Some(&again));
     assert_eq!(code, 400, "{reply}");
-    assert!(reply.contains("segment 0"), "{reply}");
+    assert!(reply.contains("slot 3 of segment 1"), "{reply}");
     assert_eq!(
         info(&sock)["config"]["disks"].as_array().map(Vec::len),
-        Some(1)
+        Some(2)
     );
     assert_eq!(put(&sock, "vmm.shutdown"), 204);
     let (code, err) = vmm.wait();

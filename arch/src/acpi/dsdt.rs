@@ -146,7 +146,7 @@ fn pci_host_bridge(
     let io_high = AddressSpace::<u16>::new_io(0xd00, 0xffff, None);
     let mut slots = Vec::new();
     if hotplug {
-        super::hotplug::slots(&mut slots);
+        super::hotplug::slots(0, &mut slots);
     }
     host_bridge(
         HostBridge {
@@ -372,7 +372,15 @@ fn expander_bridge(e: &Expander, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
 /// The host bridge of a PCI segment after 0 (`\_SB_.PCIn`, PNP0A08 with `_SEG` n): its buses
 /// from 0, its MMIO windows, no I/O ports (config access is its ECAM alone), its node when
 /// it has one.
-fn segment_bridge(s: &PciSegmentLayout, sink: &mut Vec<u8>) -> Result<(), AcpiError> {
+fn segment_bridge(
+    s: &PciSegmentLayout,
+    hotplug: bool,
+    sink: &mut Vec<u8>,
+) -> Result<(), AcpiError> {
+    let mut slots = Vec::new();
+    if hotplug {
+        super::hotplug::slots(s.id, &mut slots);
+    }
     host_bridge(
         HostBridge {
             name: format!("PCI{:X}", s.id),
@@ -383,7 +391,7 @@ fn segment_bridge(s: &PciSegmentLayout, sink: &mut Vec<u8>) -> Result<(), AcpiEr
             io: &[],
             mmio32: s.mmio32,
             mmio64: s.mmio64,
-            extra: &[],
+            extra: &[&Raw(slots)],
         },
         sink,
     )
@@ -410,7 +418,7 @@ pub(super) fn build_with(cfg: &AcpiConfig, expanders: &[Expander]) -> Result<Vec
         expander_bridge(e, &mut sb)?;
     }
     for s in cfg.segments {
-        segment_bridge(s, &mut sb)?;
+        segment_bridge(s, cfg.pci_hotplug.is_some(), &mut sb)?;
     }
     if let Some(port) = &cfg.serial {
         serial(port, &mut sb);
@@ -420,7 +428,8 @@ pub(super) fn build_with(cfg: &AcpiConfig, expanders: &[Expander]) -> Result<Vec
         power_button(gsi, &mut sb);
     }
     if let Some(h) = &cfg.pci_hotplug {
-        super::hotplug::controller(h, &mut sb);
+        let segments = 1 + u16::try_from(cfg.segments.len()).unwrap_or(u16::MAX - 1);
+        super::hotplug::controller(h, segments, &mut sb);
     }
 
     let mut aml = Vec::with_capacity(sb.len() + 32);
@@ -791,7 +800,7 @@ mod hotplug_tests {
             "the host bridge's slot is not ejectable"
         );
         for name in [
-            b"PHPR", b"GED1", b"PCEJ", b"PSCN", b"DVNT", b"B0EJ", b"PCIU", b"PCID",
+            b"PHPR", b"GED1", b"PCEJ", b"PSCN", b"DVNT", b"B0EJ", b"PCIU", b"PCID", b"PSEG",
         ] {
             assert!(
                 find(&t, name).is_some(),
@@ -799,12 +808,12 @@ mod hotplug_tests {
                 String::from_utf8_lossy(name)
             );
         }
-        // OperationRegion (PCST, SystemIO, 0x610, 12): ExtOpPrefix 0x5b, OpRegionOp 0x80,
-        // the name, space 1, WordPrefix 0x0b 0x0610, BytePrefix 0x0a 12.
+        // OperationRegion (PCST, SystemIO, 0x610, 16): ExtOpPrefix 0x5b, OpRegionOp 0x80,
+        // the name, space 1, WordPrefix 0x0b 0x0610, BytePrefix 0x0a 16.
         assert!(
             find(
                 &t,
-                &[0x5b, 0x80, b'P', b'C', b'S', b'T', 1, 0x0b, 0x10, 0x06, 0x0a, 12]
+                &[0x5b, 0x80, b'P', b'C', b'S', b'T', 1, 0x0b, 0x10, 0x06, 0x0a, 16]
             )
             .is_some(),
             "OperationRegion"
@@ -816,7 +825,7 @@ mod hotplug_tests {
         );
         // The register ports are reserved as motherboard resources.
         assert!(
-            find(&t, &[0x47, 1, 0x10, 0x06, 0x10, 0x06, 1, 12]).is_some(),
+            find(&t, &[0x47, 1, 0x10, 0x06, 0x10, 0x06, 1, 16]).is_some(),
             "IO"
         );
         // Without hotplug: none of it.
@@ -843,9 +852,11 @@ mod hotplug_tests {
         for want in [
             "Device (S031)",
             "Method (_EJ0, 1, Serialized)",
-            "\\_SB.PHPR.PCEJ (_SUN)",
-            "OperationRegion (PCST, SystemIO, 0x0610, 0x0C)",
+            "\\_SB.PHPR.PCEJ (_SUN, Zero)",
+            "OperationRegion (PCST, SystemIO, 0x0610, 0x10)",
+            "PSEG = Arg1",
             "B0EJ = (One << Arg0)",
+            "PSEG = Zero",
             "\\_SB.PCI0.DVNT (PCIU, One)",
             "\\_SB.PCI0.DVNT (PCID, 0x03)",
             "Notify (S005, Arg1)",
@@ -857,6 +868,51 @@ mod hotplug_tests {
         ] {
             assert!(dsl.contains(want), "{want} not in:\n{dsl}");
         }
+    }
+
+    /// With PCI segments, every segment's bridge has the slots, and the scan selects each
+    /// segment before it reads its registers.
+    #[test]
+    fn hotplug_serves_every_segment_with_its_own_slots() {
+        let layout = MemoryLayout::new(128 << 20, 40).unwrap();
+        let (main, segs) = layout.split_for_segments(&[(1, 1); 3]);
+        let aml = build(&AcpiConfig {
+            segments: &segs,
+            segment0_node: None,
+            pci_buses: 0,
+            num_vcpus: 1,
+            layout: &main,
+            pm: PM,
+            serial: None,
+            power_button_gsi: None,
+            pci_hotplug: Some(PciHotplugConfig {
+                port: 0x610,
+                gsi: 6,
+            }),
+        })
+        .unwrap();
+        // 31 slots on each of the 3 bridges.
+        let count = aml.windows(4).filter(|w| *w == b"S031").count();
+        assert!(count >= 3, "S031 {count} times");
+        let Some(dsl) = disassemble(&aml, "hpseg") else {
+            return;
+        };
+        for want in [
+            "Device (PCI1)",
+            "Device (PCI2)",
+            "\\_SB.PHPR.PCEJ (_SUN, One)",
+            "\\_SB.PHPR.PCEJ (_SUN, 0x02)",
+            "PSEG = One",
+            "PSEG = 0x02",
+            "\\_SB.PCI1.DVNT (PCIU, One)",
+            "\\_SB.PCI2.DVNT (PCID, 0x03)",
+        ] {
+            assert!(dsl.contains(want), "{want} not in:\n{dsl}");
+        }
+        // PSCN selects segment 2 before it reads segment 2's registers.
+        let sel = dsl.find("PSEG = 0x02").unwrap();
+        let scan = dsl.find("\\_SB.PCI2.DVNT (PCIU, One)").unwrap();
+        assert!(sel < scan);
     }
 
     /// An expander host bridge per node with devices: iasl reads it, and it has its node,

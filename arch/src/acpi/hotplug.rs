@@ -6,26 +6,28 @@
 //! `devices::pci_hotplug`.
 //!
 //! ```text
-//! \_SB_.PCI0.Snnn  one per slot 1..=31: _ADR (slot << 16), _SUN (slot),
-//!                  _EJ0 -> \_SB_.PHPR.PCEJ (_SUN): the guest released it
-//! \_SB_.PCI0.DVNT  (bits, event): Notify (Snnn, event) for each slot bit set
-//! \_SB_.PHPR       PNP0A06 container: the registers (SystemIO, 3 dwords: PCIU, PCID, B0EJ),
-//!                  PCEJ (slot) writes 1 << slot to B0EJ; PSCN notifies slots in PCIU with 1
-//!                  (device check: scan it) and slots in PCID with 3 (eject request)
+//! \_SB_.PCIn.Snnn  on every PCI segment n, one per slot 1..=31: _ADR (slot << 16), _SUN
+//!                  (slot), _EJ0 -> \_SB_.PHPR.PCEJ (_SUN, n): the guest released it
+//! \_SB_.PCIn.DVNT  (bits, event): Notify (Snnn, event) for each slot bit set
+//! \_SB_.PHPR       PNP0A06 container: the registers (SystemIO, 4 dwords: PCIU, PCID, B0EJ,
+//!                  PSEG, the segment the first three speak of), PCEJ (slot, segment) selects
+//!                  the segment and writes 1 << slot to B0EJ; PSCN, for each segment, selects
+//!                  it and notifies slots in PCIU with 1 (device check: scan it) and slots in
+//!                  PCID with 3 (eject request), as Cloud Hypervisor's does
 //! \_SB_.GED1       ACPI0013 Generic Event Device: its interrupt runs _EVT -> PSCN
 //! ```
 
 use acpi_tables::aml::{
     Acquire, And, Arg, Device, EISAName, Equal, Field, FieldAccessType, FieldEntry, FieldLockRule,
     FieldUpdateRule, If, Interrupt, Local, Method, MethodCall, Mutex, Name, Notify, OpRegion,
-    OpRegionSpace, Path, Release, ResourceTemplate, Return, ShiftLeft, ONE, ZERO,
+    OpRegionSpace, Path, Release, ResourceTemplate, Return, ShiftLeft, Store, ONE, ZERO,
 };
 use acpi_tables::Aml;
 
 /// Where the hotplug registers are and which interrupt announces a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PciHotplugConfig {
-    /// First of the 12 I/O ports of the registers (PCIU, PCID, B0EJ).
+    /// First of the 16 I/O ports of the registers (PCIU, PCID, B0EJ, PSEG).
     pub port: u16,
     /// The GSI of the Generic Event Device (edge, active high) the VMM raises after it set a
     /// bit in PCIU or PCID.
@@ -33,7 +35,7 @@ pub struct PciHotplugConfig {
 }
 
 /// Bytes of port space the registers take.
-pub const PORT_LEN: u8 = 12;
+pub const PORT_LEN: u8 = 16;
 /// Notify values (ACPI 6.5 section 5.6.6): check the device in the slot; eject request.
 const DEVICE_CHECK: u8 = 1;
 const EJECT_REQUEST: u8 = 3;
@@ -45,17 +47,23 @@ fn slot_name(slot: u8) -> String {
     format!("S{slot:03}")
 }
 
-/// One slot device under `\_SB_.PCI0`.
-struct Slot(u8);
+/// The host bridge of PCI segment `segment` (as `dsdt` names it).
+fn bridge_name(segment: u16) -> String {
+    format!("\\_SB_.PCI{segment:X}")
+}
+
+/// One slot device under a segment's host bridge: (segment, slot).
+struct Slot(u16, u8);
 
 impl Aml for Slot {
     fn to_aml_bytes(&self, sink: &mut dyn acpi_tables::AmlSink) {
-        let sun = u32::from(self.0);
+        let sun = u32::from(self.1);
         let adr = sun << 16;
+        let segment = u32::from(self.0);
         let sun_path = Path::new("_SUN");
-        let eject = MethodCall::new("\\_SB_.PHPR.PCEJ".into(), vec![&sun_path]);
+        let eject = MethodCall::new("\\_SB_.PHPR.PCEJ".into(), vec![&sun_path, &segment]);
         Device::new(
-            Path::new(&slot_name(self.0)),
+            Path::new(&slot_name(self.1)),
             vec![
                 &Name::new("_SUN".into(), &sun),
                 &Name::new("_ADR".into(), &adr),
@@ -82,36 +90,67 @@ impl Aml for SlotNotify {
     }
 }
 
-/// What goes inside `\_SB_.PCI0`: the slot devices and `DVNT`.
-pub(super) fn slots(sink: &mut Vec<u8>) {
+/// What goes inside segment `segment`'s host bridge: the slot devices and `DVNT`.
+pub(super) fn slots(segment: u16, sink: &mut Vec<u8>) {
     for s in FIRST_SLOT..=LAST_SLOT {
-        Slot(s).to_aml_bytes(sink);
+        Slot(segment, s).to_aml_bytes(sink);
     }
     let notifies: Vec<SlotNotify> = (FIRST_SLOT..=LAST_SLOT).map(SlotNotify).collect();
     let body: Vec<&dyn Aml> = notifies.iter().map(|n| n as &dyn Aml).collect();
     Method::new("DVNT".into(), 2, true, body).to_aml_bytes(sink);
 }
 
-/// `\_SB_.PHPR` (the registers and their methods) and `\_SB_.GED1` (the interrupt).
-pub(super) fn controller(cfg: &PciHotplugConfig, sink: &mut Vec<u8>) {
+/// `\_SB_.PHPR` (the registers and their methods) and `\_SB_.GED1` (the interrupt), for PCI
+/// segments `0..segments`.
+pub(super) fn controller(cfg: &PciHotplugConfig, segments: u16, sink: &mut Vec<u8>) {
     let port = usize::from(cfg.port);
     let len = usize::from(PORT_LEN);
     let fields = vec![
         FieldEntry::Named(*b"PCIU", 32),
         FieldEntry::Named(*b"PCID", 32),
         FieldEntry::Named(*b"B0EJ", 32),
+        FieldEntry::Named(*b"PSEG", 32),
     ];
     let (lock, unlock) = (
         Acquire::new("BLCK".into(), 0xffff),
         Release::new("BLCK".into()),
     );
     let (b0ej, pciu, pcid) = (Path::new("B0EJ"), Path::new("PCIU"), Path::new("PCID"));
+    let pseg = Path::new("PSEG");
+    let select = Store::new(&pseg, &Arg(1));
     let eject = ShiftLeft::new(&b0ej, &ONE, &Arg(0));
     let ret = Return::new(&ZERO);
-    let pcej = Method::new("PCEJ".into(), 1, true, vec![&lock, &eject, &unlock, &ret]);
-    let up = MethodCall::new("\\_SB_.PCI0.DVNT".into(), vec![&pciu, &DEVICE_CHECK]);
-    let down = MethodCall::new("\\_SB_.PCI0.DVNT".into(), vec![&pcid, &EJECT_REQUEST]);
-    let pscn = Method::new("PSCN".into(), 0, true, vec![&lock, &up, &down, &unlock]);
+    let pcej = Method::new(
+        "PCEJ".into(),
+        2,
+        true,
+        vec![&lock, &select, &eject, &unlock, &ret],
+    );
+    // PSCN: each segment selected in turn, its arrivals and removal requests notified.
+    let numbers: Vec<u32> = (0..segments.max(1)).map(u32::from).collect();
+    let selects: Vec<Store> = numbers.iter().map(|n| Store::new(&pseg, n)).collect();
+    let ups: Vec<MethodCall> = (0..segments.max(1))
+        .map(|n| {
+            MethodCall::new(
+                format!("{}.DVNT", bridge_name(n)).as_str().into(),
+                vec![&pciu, &DEVICE_CHECK],
+            )
+        })
+        .collect();
+    let downs: Vec<MethodCall> = (0..segments.max(1))
+        .map(|n| {
+            MethodCall::new(
+                format!("{}.DVNT", bridge_name(n)).as_str().into(),
+                vec![&pcid, &EJECT_REQUEST],
+            )
+        })
+        .collect();
+    let mut scan: Vec<&dyn Aml> = vec![&lock];
+    for ((select, up), down) in selects.iter().zip(&ups).zip(&downs) {
+        scan.extend([select as &dyn Aml, up, down]);
+    }
+    scan.push(&unlock);
+    let pscn = Method::new("PSCN".into(), 0, true, scan);
     Device::new(
         "PHPR".into(),
         vec![

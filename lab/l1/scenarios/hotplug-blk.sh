@@ -4,15 +4,17 @@
 # L1 removes it (vm.remove-device) once written, and the guest sees it go; L1 adds it again and
 # the guest reads back what it wrote. L1 checks the image after the vmm exits, and prints how
 # long each step took as L1 saw it (API call -> the guest's line on the console).
+# HP_CREATE (more of vm.create's body) and HP_DISK (more of vm.add-disk's) change where the disk
+# goes: scenario hotplug-segment puts it in slot 4 of PCI segment 1.
 S=/tmp/hp.sock
 dd if=/dev/zero of=/tmp/hp.img bs=1M count=8 2>/dev/null
 up() { cut -d' ' -f1 /proc/uptime; }
 LOG=/tmp/hp.log
 . /lab/l1/lib-api-vm.sh
-api_vm_boot hotplug
+api_vm_boot hotplug "" "${HP_CREATE:-}"
 waitfor "LAB-HP-READY"
 t0=$(up)
-api $S PUT vm.add-disk '{"path":"/tmp/hp.img","id":"hp0"}'
+api $S PUT vm.add-disk "{\"path\":\"/tmp/hp.img\",\"id\":\"hp0\"${HP_DISK:-}}"
 waitfor "LAB-HP-SEEN"
 t1=$(up)
 echo "LAB-HP-ADD-TO-SEEN $t0 $t1 (L1 uptime, s)"
@@ -25,7 +27,7 @@ echo "LAB-HP-REMOVE-RETURNED $t0 $t1 (L1 uptime, s)"
 waitfor "LAB-HP-GONE"
 # Removed means removed: vm.info no longer lists it, and the same image can be added again.
 api $S GET vm.info | grep -q '"hp0"' || echo "LAB-HP-INFO-WITHOUT-HP0"
-api $S PUT vm.add-disk '{"path":"/tmp/hp.img","id":"hp0"}'
+api $S PUT vm.add-disk "{\"path\":\"/tmp/hp.img\",\"id\":\"hp0\"${HP_DISK:-}}"
 waitfor "LAB-HP-READBACK"
 api_vm_end
 echo "LAB-HP-VMM-EXIT $rc"

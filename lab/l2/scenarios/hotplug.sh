@@ -15,6 +15,7 @@ wait_dev() { # present|absent, up to 60 s
 echo "LAB-HP-READY $(cut -d' ' -f1 /proc/uptime)"
 if wait_dev present; then
     echo "LAB-HP-SEEN vda sectors=$(cat /sys/block/vda/size) at $(cut -d' ' -f1 /proc/uptime) $(ls /sys/bus/pci/devices | tr '\n' ' ')"
+    echo "LAB-HP-AT $(readlink -f /sys/block/vda | grep -o '[0-9a-f]\{4\}:[0-9a-f]\{2\}:[0-9a-f]\{2\}\.[0-7]' | tail -1)"
     printf 'LAB-HP-PATTERN-42' | dd of=/dev/vda bs=512 seek=100 conv=sync,fsync 2>/dev/null
     echo 3 > /proc/sys/vm/drop_caches
     echo "LAB-HP-WROTE $(dd if=/dev/vda bs=512 skip=100 count=1 2>/dev/null | head -c 17)"
@@ -29,6 +30,7 @@ fi
 if wait_dev present; then
     echo 3 > /proc/sys/vm/drop_caches
     echo "LAB-HP-READBACK $(dd if=/dev/vda bs=512 skip=100 count=1 2>/dev/null | head -c 17)"
+    echo "LAB-HP-AT-AGAIN $(readlink -f /sys/block/vda | grep -o '[0-9a-f]\{4\}:[0-9a-f]\{2\}:[0-9a-f]\{2\}\.[0-7]' | tail -1)"
 else
     echo "LAB-HP-NOT-SEEN-AGAIN"
 fi

@@ -123,31 +123,6 @@ impl VmConfig {
             .map(|n| n.guest_numa_id)
     }
 
-    /// The PCI segment of the device with id `id` (0 when there is none).
-    pub fn segment_of(&self, id: &str) -> u16 {
-        let (cfg, ids) = (self, &self.device_ids);
-        let at = |list: &[String]| list.iter().position(|d| d == id);
-        if let Some(i) = at(&ids.disks) {
-            return cfg.disks.get(i).map_or(0, |d| d.pci_segment);
-        }
-        if let Some(i) = at(&ids.nets) {
-            return cfg.nets.get(i).map_or(0, |d| d.pci_segment);
-        }
-        if let Some(i) = at(&ids.fs) {
-            return cfg.fs.get(i).map_or(0, |d| d.pci_segment);
-        }
-        if let Some(i) = at(&ids.devices) {
-            return cfg.devices.get(i).map_or(0, |d| d.pci_segment);
-        }
-        if ids.vsock.as_deref() == Some(id) {
-            return cfg.vsock.as_ref().map_or(0, |v| v.pci_segment);
-        }
-        if ids.rng.as_deref() == Some(id) {
-            return cfg.rng.as_ref().map_or(0, |r| r.pci_segment);
-        }
-        0
-    }
-
     /// Where each device of each kind asks to be: (segment, slot), in the configuration's
     /// lists' order.
     fn pci_places(&self) -> [PciPlaces; 6] {

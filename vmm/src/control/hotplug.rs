@@ -84,13 +84,6 @@ impl<L: Launcher> Controller<L> {
                 )));
             }
         }
-        if segment != 0 && vm.machine.is_some() {
-            return Err(bad(format!(
-                "pci_segment: a device added to a running VM goes on segment 0 (ACPI hotplug \
-                 serves segment 0's slots); add it before vm.boot to put it on segment \
-                 {segment}"
-            )));
-        }
         if matches!(dev, AddDevice::Vsock(..)) && ids.vsock.is_some() {
             return Err(bad("the VM has a vsock device already (one at most)".into()));
         }
@@ -186,13 +179,6 @@ impl<L: Launcher> Controller<L> {
                 ),
             ));
         };
-        let segment = vm.cfg.segment_of(&id);
-        if segment != 0 && vm.machine.is_some() {
-            return Err(bad(format!(
-                "cannot remove '{id}' from the running VM: it is on PCI segment {segment}, and \
-                 ACPI hotplug serves segment 0's slots only"
-            )));
-        }
         if let Some(m) = vm.machine.as_mut() {
             if !m.hot_remove(position, &id)? {
                 return Err(ApiError::new(
