@@ -37,6 +37,16 @@ struct Vmm {
     sock: PathBuf,
 }
 
+/// A test that fails part-way leaves no VMM (and its busy guest) running behind it.
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn spawn_vmm(name: &str, extra: &[&str]) -> Vmm {
     require_kvm();
     let dir = std::env::temp_dir().join(format!("vmm-api-e2e-{}-{name}", std::process::id()));
