@@ -204,7 +204,7 @@ fn restored_memory(
             "its memory regions {have:x?} are not this VM's {want:x?}"
         )));
     }
-    let path = r.dir.join(crate::snapshot::format::MEMORY_FILE);
+    let path = crate::snapshot::format::memory_file(r.dir);
     let file = open("snapshot memory file", &path)?;
     let ranges: Vec<_> = r
         .state

@@ -130,7 +130,7 @@ fn a_counting_guest_is_snapshotted_restored_in_a_new_vmm_and_counts_on() {
     assert_eq!(code, 204, "{body}");
     assert_eq!(state(&vmm.sock), "Paused");
     // The guest's 64 MiB of RAM is a sparse file: only the pages it touched hold blocks.
-    let mem = std::fs::metadata(snap.join("memory")).unwrap();
+    let mem = std::fs::metadata(snap.join("memory-ranges")).unwrap();
     assert_eq!(mem.len(), 64 << 20);
     assert!(mem.blocks() * 512 < 4 << 20, "{} blocks", mem.blocks());
     assert_eq!(size(&serial), counted, "the guest ran while paused");
@@ -170,8 +170,8 @@ fn a_counting_guest_is_snapshotted_restored_in_a_new_vmm_and_counts_on() {
     // The guest keeps its count in a register and writes no memory: the second snapshot's
     // RAM is the first's, byte for byte (pages it never touched since the restore included).
     let (m1, m2) = (
-        std::fs::read(snap.join("memory")).unwrap(),
-        std::fs::read(snap2.join("memory")).unwrap(),
+        std::fs::read(snap.join("memory-ranges")).unwrap(),
+        std::fs::read(snap2.join("memory-ranges")).unwrap(),
     );
     assert_eq!(m1.len(), m2.len());
     let differ = (0..m1.len() / 4096)

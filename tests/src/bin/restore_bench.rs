@@ -247,7 +247,7 @@ fn run(o: &Options, dir: &Path) -> Result<(), String> {
         )?;
         let snap_ms = t.elapsed().as_secs_f64() * 1e3;
         drop(api);
-        let disk_kib = std::fs::metadata(snap.join("memory"))
+        let disk_kib = std::fs::metadata(snap.join("memory-ranges"))
             .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) / 2)
             .unwrap_or(0);
 

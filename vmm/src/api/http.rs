@@ -235,6 +235,12 @@ fn snapshot_request(
         net_fds: Option<serde_json::Value>,
         #[serde(default)]
         zone_updates: Option<serde_json::Value>,
+        /// Cloud Hypervisor's fds for passed-through devices (`ch-remote restore` sends them,
+        /// null): a snapshot here holds no passed-through device.
+        #[serde(default)]
+        vfio_fds: Option<serde_json::Value>,
+        #[serde(default)]
+        iommufd_fd: Option<serde_json::Value>,
         /// This VMM's: disk images (by disk id) the restored VM opens instead.
         #[serde(default)]
         disks: Vec<DiskOverride>,
@@ -282,6 +288,12 @@ fn snapshot_request(
     if !unset(&r.net_fds) {
         return Err(bad(
             "net_fds: not supported (a restored VM opens its taps by name)".into(),
+        ));
+    }
+    if !unset(&r.vfio_fds) || !unset(&r.iommufd_fd) {
+        return Err(bad(
+            "vfio_fds, iommufd_fd: not supported (a snapshot holds no passed-through device)"
+                .into(),
         ));
     }
     if !unset(&r.zone_updates) {

@@ -212,6 +212,24 @@ fn every_endpoint_answers_as_cloud_hypervisors_spec_says() {
     );
     assert_eq!(code, 400, "{body}");
     assert!(messages(&body).contains("net_fds"), "{body}");
+    // The body `ch-remote restore` (v54.0.0) sends, captured byte for byte: it gets as far as
+    // the snapshot (which does not exist); fds for passed-through devices are refused.
+    let (code, body) = api.call(
+        "PUT",
+        "vm.restore",
+        Some(
+            r#"{"source_url":"file:///nonexistent-snapshot","prefault":false,"memory_restore_mode":"Copy","net_fds":null,"vfio_fds":null,"iommufd_fd":null,"resume":false,"zone_updates":[]}"#,
+        ),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(messages(&body).contains("cannot restore"), "{body}");
+    let (code, body) = api.call(
+        "PUT",
+        "vm.restore",
+        Some(r#"{"source_url":"file:///x","vfio_fds":[{"id":"gpu0","fds":[3]}]}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(messages(&body).contains("vfio_fds"), "{body}");
     let log = api.log.clone();
     assert_eq!(
         (

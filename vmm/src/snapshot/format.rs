@@ -1,6 +1,9 @@
 //! The snapshot directory: `state.json` (the VM's configuration and the state of its vCPUs,
-//! VM and devices) and `memory` (guest RAM, regions back to back, a sparse file: pages that
-//! read as zero are holes). `state.json` has a format version and the VMM's version; a
+//! VM and devices), `config.json` (the configuration alone, a `vm.create` body, where Cloud
+//! Hypervisor keeps it: tools that move a snapshot edit its paths there, and a restore reads
+//! it when it is present) and `memory-ranges` (guest RAM, regions back to back, a sparse file:
+//! pages that read as zero are holes; Cloud Hypervisor's name, so tools that look for its three
+//! files find them; `memory`, this VMM's earlier name, is still read). `state.json` has a format version and the VMM's version; a
 //! snapshot written by another format, or damaged, is refused before anything is built.
 
 use std::fs::File;
@@ -16,10 +19,17 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const STATE_FILE: &str = "state.json";
 /// The largest `state.json` read: about 40 KiB per vCPU, for hundreds of vCPUs.
 pub const MAX_STATE_BYTES: u64 = 64 << 20;
-pub const MEMORY_FILE: &str = "memory";
+pub const MEMORY_FILE: &str = "memory-ranges";
+/// What [`MEMORY_FILE`] was called before 2026-12-07 (read when it is all there is).
+pub const LEGACY_MEMORY_FILE: &str = "memory";
 /// Where a snapshot is written before it replaces the directory's current one.
 pub const STATE_TMP: &str = "state.json.tmp";
-pub const MEMORY_TMP: &str = "memory.tmp";
+/// The VM's configuration (Cloud Hypervisor's name and content: a `vm.create` body).
+pub const CONFIG_FILE: &str = "config.json";
+pub const CONFIG_TMP: &str = "config.json.tmp";
+/// The largest `config.json` read (a configuration is a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+pub const MEMORY_TMP: &str = "memory-ranges.tmp";
 
 /// A new file only its owner can read: guest RAM and CPU state are the guest's secrets.
 fn create_private(path: &Path) -> Result<File, SnapshotError> {
@@ -186,11 +196,11 @@ pub struct CmosRegs {
 }
 
 impl State {
-    /// Write `state.json` next to the memory file [`write_memory`] wrote, and make the pair the
-    /// directory's snapshot. Both are written under temporary names and renamed into place,
-    /// `state.json` last, with the old `state.json` out of the way meanwhile: a crash leaves
-    /// the old snapshot, or none (refused at restore), never a new memory file under an old
-    /// state. A VM restored from the old snapshot keeps mapping its memory file's inode,
+    /// Write `state.json` and `config.json` next to the memory file [`write_memory`] wrote,
+    /// and make them the directory's snapshot. All are written under temporary names and
+    /// renamed into place, `state.json` last, with the old `state.json` out of the way
+    /// meanwhile: a crash leaves the old snapshot, or none (refused at restore), never a new
+    /// memory file or configuration under an old state. A VM restored from the old snapshot keeps mapping its memory file's inode,
     /// which the rename leaves intact.
     pub fn write(&self, dir: &Path) -> Result<(), SnapshotError> {
         let tmp = dir.join(STATE_TMP);
@@ -198,6 +208,12 @@ impl State {
         let mut f = create_private(&tmp)?;
         f.write_all(&json).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
+        let config_tmp = dir.join(CONFIG_TMP);
+        let config = serde_json::to_vec_pretty(&self.config)
+            .map_err(|e| SnapshotError::Save(e.to_string()))?;
+        let mut f = create_private(&config_tmp)?;
+        f.write_all(&config).map_err(io(&config_tmp))?;
+        f.sync_all().map_err(io(&config_tmp))?;
         let state = dir.join(STATE_FILE);
         let old = dir.join("state.json.old");
         if state.exists() {
@@ -207,9 +223,38 @@ impl State {
         if dir.join(MEMORY_TMP).exists() {
             std::fs::rename(dir.join(MEMORY_TMP), &mem).map_err(io(&mem))?;
         }
+        let config = dir.join(CONFIG_FILE);
+        std::fs::rename(&config_tmp, &config).map_err(io(&config))?;
         std::fs::rename(&tmp, &state).map_err(io(&state))?;
         let _ = std::fs::remove_file(old);
         File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    }
+
+    /// `dir`'s `config.json`, if it has one: the VM's configuration to restore, which may have
+    /// been edited since the snapshot was taken (a moved snapshot's paths).
+    pub fn read_config(dir: &Path) -> Result<Option<serde_json::Value>, SnapshotError> {
+        let path = dir.join(CONFIG_FILE);
+        let size = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let invalid = |reason: String| SnapshotError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        };
+        if size > MAX_CONFIG_BYTES {
+            return Err(invalid(format!(
+                "{size} bytes, more than a configuration holds ({MAX_CONFIG_BYTES})"
+            )));
+        }
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("truncated or damaged ({e})")))?;
+        if !v.is_object() {
+            return Err(invalid("not a VM configuration (a JSON object)".into()));
+        }
+        Ok(Some(v))
     }
 
     /// Read and check `dir`'s snapshot: its format, and that the memory file holds every range.
@@ -226,7 +271,7 @@ impl State {
         }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let name = path.display().to_string();
-        let mem = dir.join(MEMORY_FILE);
+        let mem = memory_file(dir);
         let len = match std::fs::metadata(&mem) {
             Ok(m) => m.len(),
             Err(e) => {
@@ -304,7 +349,17 @@ pub struct Region<'a> {
     pub touched: Option<Vec<bool>>,
 }
 
-/// Write guest RAM to `dir/memory.tmp`: each region at its offset, pages never touched or that
+/// The snapshot's memory file in `dir`: `memory-ranges`, or `memory` in a snapshot written
+/// before it was renamed.
+pub fn memory_file(dir: &Path) -> PathBuf {
+    let legacy = dir.join(LEGACY_MEMORY_FILE);
+    if !dir.join(MEMORY_FILE).exists() && legacy.is_file() {
+        return legacy;
+    }
+    dir.join(MEMORY_FILE)
+}
+
+/// Write guest RAM to `dir/memory-ranges.tmp`: each region at its offset, pages never touched or that
 /// read as zero left as holes (a guest's untouched RAM costs no disk and no time). Returns
 /// where each region went.
 pub fn write_memory(dir: &Path, regions: &[Region<'_>]) -> Result<Vec<MemoryRange>, SnapshotError> {

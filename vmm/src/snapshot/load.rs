@@ -33,7 +33,12 @@ pub enum LoadError {
 pub fn load(url: &str, seccomp: SeccompMode, overrides: &Overrides) -> Result<Loaded, LoadError> {
     let dir = dir_of_url(url)?;
     let state = State::read(&dir)?;
-    let mut config = state.config.clone();
+    // config.json where it is (edited or not), else the copy in state.json (a snapshot taken
+    // before config.json was written).
+    let mut config = match State::read_config(&dir)? {
+        Some(c) => c,
+        None => state.config.clone(),
+    };
     apply(&mut config, overrides)?;
     let config = serde_json::to_vec(&config).unwrap_or_default();
     let (mut api, mut cfg) = vm_config::parse(&config, seccomp).map_err(LoadError::Config)?;

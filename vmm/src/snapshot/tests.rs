@@ -290,6 +290,60 @@ fn a_new_snapshot_replaces_the_old_by_rename_and_is_private() {
 }
 
 #[test]
+fn the_configuration_is_also_config_json_which_a_restore_prefers() {
+    let dir = tmpdir("config");
+    let ranges = two_pages_of(&dir, 1);
+    // Before any snapshot: none.
+    assert!(State::read_config(&dir).unwrap().is_none());
+    let st = state(ranges);
+    st.write(&dir).unwrap();
+    assert!(!dir.join(CONFIG_TMP).exists());
+    assert_eq!(State::read_config(&dir).unwrap(), Some(st.config.clone()));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join(CONFIG_FILE))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "config.json is readable by others: {mode:o}"
+    );
+    // Edited (a moved snapshot's paths): the edit is what is read.
+    std::fs::write(
+        dir.join(CONFIG_FILE),
+        br#"{"memory":{"size":8192},"serial":{"mode":"Null"}}"#,
+    )
+    .unwrap();
+    let c = State::read_config(&dir).unwrap().unwrap();
+    assert_eq!(c["serial"]["mode"], "Null");
+    // Damaged, or not an object: refused, naming the file.
+    for bad in [&b"{\"memory\":"[..], b"[1,2]"] {
+        std::fs::write(dir.join(CONFIG_FILE), bad).unwrap();
+        let e = State::read_config(&dir).unwrap_err().to_string();
+        assert!(e.contains("config.json"), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_memory_file_has_cloud_hypervisors_name_and_the_old_one_is_still_read() {
+    let dir = tmpdir("memname");
+    let st = state(two_pages_of(&dir, 3));
+    st.write(&dir).unwrap();
+    // The three files Cloud Hypervisor's snapshot directory has (tools check for them).
+    for f in ["config.json", "state.json", "memory-ranges"] {
+        assert!(dir.join(f).is_file(), "no {f}");
+    }
+    assert_eq!(memory_file(&dir), dir.join("memory-ranges"));
+    // A snapshot written before the rename: its `memory` is read.
+    std::fs::rename(dir.join("memory-ranges"), dir.join("memory")).unwrap();
+    assert_eq!(memory_file(&dir), dir.join("memory"));
+    assert_eq!(State::read(&dir).unwrap().memory, st.memory);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn memory_ranges_must_be_page_aligned_and_apart() {
     let json = |ranges: &str| {
         let mut s = state(vec![]);

@@ -580,9 +580,20 @@ fn disk(field: &str, d: &ApiDisk) -> Result<devices::virtio::DiskConfig, String>
             ("rate_limit_group", &d.rate_limit_group),
             ("queue_affinity", &d.queue_affinity),
             ("backing_files", &d.backing_files),
-            ("lock_granularity", &d.lock_granularity),
         ],
     )?;
+    // Cloud Hypervisor's image lock: a byte-range lock over [0, size) (its default, which
+    // `ch-remote add-disk` always sends) or a whole-file one. This VMM's lock (flock, LOCK_EX or
+    // LOCK_SH when read-only) always covers the whole file, which serves both.
+    match d.lock_granularity.as_ref() {
+        None | Some(Value::Null) => {}
+        Some(Value::String(g)) if g == "ByteRange" || g == "Full" => {}
+        Some(v) => {
+            return Err(format!(
+                "{field}.lock_granularity: {v} is not one of \"ByteRange\", \"Full\""
+            ))
+        }
+    }
     if d.sparse == Some(false) {
         return Err(unsupported(&format!("{field}.sparse"), "false"));
     }

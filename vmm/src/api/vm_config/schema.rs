@@ -227,6 +227,12 @@ pub struct ApiDisk {
     pub queue_affinity: Option<Value>,
     #[serde(default, skip_serializing)]
     pub backing_files: Option<Value>,
+    /// Cloud Hypervisor's I/O engine choices, which its `ch-remote add-disk` always sends
+    /// (false): this VMM uses neither io_uring nor Linux AIO, so either value is honoured.
+    #[serde(default, skip_serializing)]
+    pub disable_io_uring: Option<bool>,
+    #[serde(default, skip_serializing)]
+    pub disable_aio: Option<bool>,
     /// Cloud Hypervisor's default is true (punch holes on discard), as this VMM does.
     #[serde(default, skip_serializing)]
     pub sparse: Option<bool>,
