@@ -195,6 +195,48 @@ fn a_counting_guest_is_snapshotted_restored_in_a_new_vmm_and_counts_on() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// A tool that moves a snapshot rewrites the paths in its `config.json`, as with Cloud
+/// Hypervisor's (Kata's snapshot code does): the restore follows the edit.
+#[test]
+fn a_restore_takes_the_configuration_from_config_json_as_edited() {
+    let d = dir("configjson");
+    let kernel = counter_guest("snapshot-configjson", 1_000_000);
+    let (serial, moved) = (d.join("serial"), d.join("serial-moved"));
+    let snap = d.join("snap");
+    let vmm = spawn_vmm(&d, "first");
+    create_and_boot(&vmm.sock, &create_body(&kernel, &serial, ""));
+    wait_until("the guest's count", Duration::from_secs(20), || {
+        size(&serial) >= 10
+    });
+    assert_eq!(put(&vmm.sock, "vm.pause", None).0, 204);
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    assert_eq!(put(&vmm.sock, "vm.snapshot", Some(&url)).0, 204);
+    drop(vmm);
+    let config = snap.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert_eq!(c["serial"]["file"], serial.display().to_string());
+    c["serial"]["file"] = moved.display().to_string().into();
+    std::fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    let before = size(&serial);
+    let vmm = spawn_vmm(&d, "second");
+    let restore = format!(
+        r#"{{"source_url":"file://{}","resume":true}}"#,
+        snap.display()
+    );
+    let (code, body) = put(&vmm.sock, "vm.restore", Some(&restore));
+    assert_eq!(code, 204, "{body}");
+    wait_until("the restored guest's count", Duration::from_secs(20), || {
+        size(&moved) >= 10
+    });
+    assert_eq!(size(&serial), before, "the old serial file was written");
+    let info = call(&vmm.sock, "GET", "vm.info", None).1;
+    assert!(info.contains("serial-moved"), "{info}");
+    assert_eq!(put(&vmm.sock, "vmm.shutdown", None).0, 204);
+    drop(vmm);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn restore_with_resume_runs_at_once_and_clones_run_side_by_side() {
     let d = dir("clones");
