@@ -226,9 +226,11 @@ fn a_restore_takes_the_configuration_from_config_json_as_edited() {
     );
     let (code, body) = put(&vmm.sock, "vm.restore", Some(&restore));
     assert_eq!(code, 204, "{body}");
-    wait_until("the restored guest's count", Duration::from_secs(20), || {
-        size(&moved) >= 10
-    });
+    wait_until(
+        "the restored guest's count",
+        Duration::from_secs(20),
+        || size(&moved) >= 10,
+    );
     assert_eq!(size(&serial), before, "the old serial file was written");
     let info = call(&vmm.sock, "GET", "vm.info", None).1;
     assert!(info.contains("serial-moved"), "{info}");

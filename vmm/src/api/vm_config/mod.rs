@@ -211,6 +211,9 @@ impl ApiVmConfig {
                 ("landlock_enable", &self.landlock_enable),
                 ("landlock_rules", &self.landlock_rules),
                 ("sgx_epc", &self.sgx_epc),
+                ("ivshmem", &self.ivshmem),
+                ("pvmemcontrol", &self.pvmemcontrol),
+                ("gdb", &self.gdb),
             ],
         )?;
         let p = &self.payload;
@@ -220,6 +223,7 @@ impl ApiVmConfig {
                 ("firmware", &p.firmware),
                 ("igvm", &p.igvm),
                 ("host_data", &p.host_data),
+                ("fw_cfg_config", &p.fw_cfg_config),
             ],
         )?;
         let kernel = match p.kernel.as_deref() {
@@ -240,6 +244,11 @@ impl ApiVmConfig {
                         ("core_scheduling", &c.core_scheduling),
                     ],
                 )?;
+                match &c.profile {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(p)) if p == "Host" => {}
+                    Some(v) => return Err(unsupported("cpus.profile", &v.to_string())),
+                }
                 // max_vcpus above boot_vcpus is what Kata asks for (room for CPU hotplug): the
                 // VM boots with boot_vcpus, and adding vCPUs (vm.resize) answers 501 until CPU
                 // hotplug exists.
@@ -873,6 +882,7 @@ fn memory_zones(m: Option<&ApiMemory>) -> Result<Vec<config::numa::MemoryZone>, 
                 ("hotplug_size", &z.hotplug_size),
                 ("hotplugged_size", &z.hotplugged_size),
                 ("prefault", &z.prefault),
+                ("reserve", &z.reserve),
             ],
         )?;
         if z.id.is_empty() {
@@ -895,7 +905,13 @@ fn numa_nodes(nodes: &[ApiNumaNode]) -> Result<Vec<config::numa::NumaNodeConfig>
     let mut out = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         let at = format!("numa[{i}]");
-        require_all_unset(&at, &[("sgx_epc_sections", &n.sgx_epc_sections)])?;
+        require_all_unset(
+            &at,
+            &[
+                ("sgx_epc_sections", &n.sgx_epc_sections),
+                ("device_id", &n.device_id),
+            ],
+        )?;
         out.push(config::numa::NumaNodeConfig {
             guest_numa_id: n.guest_numa_id,
             cpus: n.cpus.clone().unwrap_or_default(),
@@ -953,6 +969,7 @@ fn platform(p: &ApiPlatform) -> Result<config::PlatformConfig, String> {
             ("tdx", &p.tdx),
             ("sev_snp", &p.sev_snp),
             ("iommufd", &p.iommufd),
+            ("iommufd_fd", &p.iommufd_fd),
         ],
     )?;
     Ok(cfg)

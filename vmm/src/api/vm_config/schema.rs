@@ -68,6 +68,14 @@ pub struct ApiVmConfig {
     pub landlock_rules: Option<Value>,
     #[serde(default, skip_serializing)]
     pub sgx_epc: Option<Value>,
+    // In Cloud Hypervisor's VmConfig behind build features (ivshmem, pvmemcontrol,
+    // guest_debug): accepted only when unset.
+    #[serde(default, skip_serializing)]
+    pub ivshmem: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub pvmemcontrol: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub gdb: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -90,6 +98,9 @@ pub struct ApiCpus {
     pub features: Option<Value>,
     #[serde(default, skip_serializing)]
     pub core_scheduling: Option<Value>,
+    /// Cloud Hypervisor's CPU profile: "Host" (its only one, and this VMM's behaviour).
+    #[serde(default, skip_serializing)]
+    pub profile: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -148,6 +159,8 @@ pub struct ApiMemoryZone {
     pub hotplugged_size: Option<Value>,
     #[serde(default, skip_serializing)]
     pub prefault: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub reserve: Option<Value>,
 }
 
 /// Cloud Hypervisor's NumaConfig.
@@ -165,6 +178,8 @@ pub struct ApiNumaNode {
     pub sgx_epc_sections: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_segments: Option<Vec<u16>>,
+    #[serde(default, skip_serializing)]
+    pub device_id: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -189,6 +204,8 @@ pub struct ApiPayload {
     pub igvm: Option<Value>,
     #[serde(default, skip_serializing)]
     pub host_data: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub fw_cfg_config: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -438,6 +455,8 @@ pub struct ApiPlatform {
     pub sev_snp: Option<Value>,
     #[serde(default, skip_serializing)]
     pub iommufd: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub iommufd_fd: Option<Value>,
     /// Peer-to-peer DMA between passed-through devices: on (Cloud Hypervisor's default), as
     /// this VMM always maps device BARs for it.
     #[serde(default, skip_serializing)]

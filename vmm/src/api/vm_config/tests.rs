@@ -553,3 +553,41 @@ fn ch_remote_v54_add_bodies_parse() {
         }
     }
 }
+
+/// Fields Cloud Hypervisor v54's structs serialize that its OpenAPI document does not list (a
+/// client serializing those structs whole sends them at their defaults): accepted at their
+/// defaults, refused otherwise with the field named.
+#[test]
+fn cloud_hypervisor_v54_fields_beyond_its_openapi_document_are_known() {
+    let c = parse_ok(
+        r#"{"payload":{"kernel":"/k","fw_cfg_config":null},
+            "cpus":{"boot_vcpus":1,"max_vcpus":1,"profile":"Host"},
+            "memory":{"size":0,"zones":[{"id":"z","size":268435456,"reserve":false}]},
+            "numa":[{"guest_numa_id":0,"cpus":[0],"memory_zones":["z"],"device_id":null}],
+            "platform":{"iommufd_fd":null},
+            "ivshmem":null,"pvmemcontrol":null,"gdb":false}"#,
+    );
+    assert_eq!(c.cpus.boot, 1);
+    for (field, body) in [
+        (
+            "cpus.profile",
+            r#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":1,"max_vcpus":1,"profile":"Other"}}"#,
+        ),
+        ("gdb", r#"{"payload":{"kernel":"/k"},"gdb":true}"#),
+        (
+            "ivshmem",
+            r#"{"payload":{"kernel":"/k"},"ivshmem":{"path":"/dev/shm/x","size":"1M"}}"#,
+        ),
+        (
+            "platform.iommufd_fd",
+            r#"{"payload":{"kernel":"/k"},"platform":{"iommufd_fd":3}}"#,
+        ),
+        (
+            "payload.fw_cfg_config",
+            r#"{"payload":{"kernel":"/k","fw_cfg_config":{"e820":true}}}"#,
+        ),
+    ] {
+        let e = parse_err(body);
+        assert!(e.contains(field), "{field}: {e}");
+    }
+}
