@@ -252,6 +252,25 @@ pub fn check_duplicate_disks(disks: &[devices::virtio::DiskConfig]) -> Result<()
     Ok(())
 }
 
+/// Two NICs on one tap: a tap that is not multi-queue takes one attachment (the second boot
+/// step would fail with EBUSY), and a multi-queue one would mix two guests' NICs.
+pub fn check_duplicate_nets(nets: &[devices::virtio::NetConfig]) -> Result<(), ConfigError> {
+    for (i, a) in nets.iter().enumerate() {
+        let Some(tap) = a.tap.as_deref() else {
+            continue;
+        };
+        if nets[..i].iter().any(|b| b.tap.as_deref() == Some(tap)) {
+            return Err(ConfigError::InvalidValue {
+                option: "net",
+                param: "tap",
+                value: tap.to_string(),
+                reason: "given to two NICs".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn get<'a>(m: &'a ArgMatches, id: &str) -> Option<&'a String> {
     m.get_one::<String>(id)
 }
@@ -279,6 +298,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<Cli, ConfigError> {
         .map(config::fs::parse)
         .collect::<Result<Vec<_>, _>>()?;
     check_duplicate_disks(&disks)?;
+    check_duplicate_nets(&nets)?;
     let devices = all("device")
         .map(config::device::parse)
         .collect::<Result<Vec<_>, _>>()?;

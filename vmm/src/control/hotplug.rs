@@ -45,6 +45,11 @@ impl<L: Launcher> Controller<L> {
             disks.push(cfg.clone());
             crate::cli::check_duplicate_disks(&disks).map_err(|e| bad(format!("disk: {e}")))?;
         }
+        if let AddDevice::Net(_, cfg) = &dev {
+            let mut nets = vm.cfg.nets.clone();
+            nets.push(cfg.clone());
+            crate::cli::check_duplicate_nets(&nets).map_err(|e| bad(format!("net: {e}")))?;
+        }
         if let AddDevice::Vfio(_, cfg) = &dev {
             let mut devices = vm.cfg.devices.clone();
             devices.push(cfg.clone());

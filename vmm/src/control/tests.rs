@@ -447,6 +447,26 @@ fn a_slot_asked_for_is_kept_in_the_config_and_asked_for_once() {
 }
 
 #[test]
+fn a_second_nic_on_a_tap_in_use_is_refused() {
+    let (mut c, _log, _rx) = controller();
+    assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));
+    let net = |tap: &str| {
+        let api: vm_config::ApiNet =
+            serde_json::from_str(&format!(r#"{{"tap":"{tap}"}}"#)).unwrap();
+        let cfg = vm_config::net_config("net", &api).unwrap();
+        Request::AddDevice(Box::new(crate::api::AddDevice::Net(api, cfg)))
+    };
+    assert!(c.handle(net("t0")).is_ok());
+    let e = c.handle(net("t0")).unwrap_err();
+    assert_eq!(e.status, Status::BadRequest);
+    assert!(e.to_string().contains("two NICs"), "{e}");
+    assert_eq!(
+        info_json(&mut c)["config"]["net"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
 fn removal_asks_the_guest_and_a_refusal_or_unknown_id_changes_nothing() {
     let (mut c, log, _rx) = controller();
     assert_eq!(status(c.handle(create(64))), Ok(Reply::Empty));

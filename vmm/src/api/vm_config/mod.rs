@@ -383,6 +383,7 @@ impl ApiVmConfig {
         })?;
         cfg.check_pci_segments().map_err(|p| p.api())?;
         crate::cli::check_duplicate_disks(&cfg.disks).map_err(|e| api_message("disks", e))?;
+        crate::cli::check_duplicate_nets(&cfg.nets).map_err(|e| api_message("net", e))?;
         let disk_ids: Vec<Option<&str>> = self
             .disks
             .iter()

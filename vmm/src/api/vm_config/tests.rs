@@ -591,3 +591,22 @@ fn cloud_hypervisor_v54_fields_beyond_its_openapi_document_are_known() {
         assert!(e.contains(field), "{field}: {e}");
     }
 }
+
+/// Two NICs on one tap are refused when the configuration is made, not at the boot's EBUSY.
+#[test]
+fn two_nics_on_one_tap_are_refused() {
+    let e =
+        parse_err(r#"{"payload":{"kernel":"/k"},"net":[{"tap":"t0"},{"tap":"t1"},{"tap":"t0"}]}"#);
+    assert!(
+        e.contains("net") && e.contains("t0") && e.contains("two NICs"),
+        "{e}"
+    );
+    parse_ok(r#"{"payload":{"kernel":"/k"},"net":[{"tap":"t0"},{"tap":"t1"}]}"#);
+    let m = crate::cli::command()
+        .try_get_matches_from([
+            "vmm", "--kernel", "/k", "--net", "tap=t0", "--net", "tap=t0",
+        ])
+        .unwrap();
+    let e = crate::cli::from_matches(&m).err().unwrap().to_string();
+    assert!(e.contains("two NICs"), "{e}");
+}
