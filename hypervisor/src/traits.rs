@@ -65,6 +65,9 @@ pub trait Vm: Send + Sync {
     fn create_pit(&self) -> Result<()>;
     fn set_irq_line(&self, gsi: u32, level: bool) -> Result<()>;
     fn set_gsi_routing(&self, routes: &[IrqRoute]) -> Result<()>;
+    /// Deliver one MSI (`address`, `data`) to the in-kernel LAPICs now, with no route: how
+    /// an NMI (delivery mode 4) reaches every vCPU (destination 0xff: broadcast).
+    fn signal_msi(&self, address: u64, data: u32) -> Result<()>;
     fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()>;
     fn register_irqfd_with_resample(
         &self,

@@ -31,6 +31,11 @@ use crate::virtio_setup::{self, VirtioSetupError};
 
 pub const KVM_PATH: &CStr = c"/dev/kvm";
 
+/// An MSI to every LAPIC (physical destination 0xff: broadcast; x2APIC guests take it too,
+/// KVM's broadcast quirk) in NMI delivery mode (4, data bits 8-10).
+const NMI_MSI_ADDRESS: u64 = 0xfee0_0000 | (0xff << 12);
+const NMI_MSI_DATA: u32 = 4 << 8;
+
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error("cannot open {what} {path}: {source}")]
@@ -922,6 +927,15 @@ impl RunningVm {
         self.power_button
             .trigger()
             .map_err(|e| VmError::EventLoop(std::io::Error::other(e.to_string())))
+    }
+
+    /// A non-maskable interrupt to every vCPU, as an MSI in NMI delivery mode to the
+    /// broadcast destination: KVM's LAPICs take it whether or not a vCPU is in the guest (a
+    /// parked one on its next entry), with no vCPU thread to stop. Linux reports one it did
+    /// not expect ("NMI received for unknown reason") or panics on it (`unknown_nmi_panic`, a
+    /// way to get a crash dump of a hung guest).
+    pub fn nmi(&self) -> Result<(), VmError> {
+        Ok(self._vm.signal_msi(NMI_MSI_ADDRESS, NMI_MSI_DATA)?)
     }
 
     /// Guest RAM in bytes.

@@ -240,6 +240,49 @@ fn a_vm_created_booted_paused_resumed_shut_down_deleted_and_created_again() {
     }
 }
 
+/// `vm.nmi` reaches the guest: this one has no interrupt table, so the NMI is a triple fault,
+/// which KVM reports as a shutdown and the API turns into a reboot: the guest greets again.
+/// Before the NMI it had greeted once and halted.
+#[test]
+fn an_nmi_reaches_the_guest() {
+    let guest = tmp(
+        "api-nmi-guest",
+        &vmm_tests::pvh_guest_elf(&vmm_tests::serial_hello_then_halt_code(b"hi")),
+    );
+    let vmm = spawn_vmm("nmi", &[]);
+    let sock = vmm.sock.clone();
+    let serial = sock.with_file_name("serial");
+    let greetings = || {
+        std::fs::read_to_string(&serial)
+            .unwrap_or_default()
+            .matches("hi")
+            .count()
+    };
+    // Not booted: refused.
+    let (code, body) = call(
+        &sock,
+        "PUT",
+        "vm.create",
+        Some(&create_body(&guest, 32, &serial)),
+    );
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(call(&sock, "PUT", "vm.nmi", None).0, 405);
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    wait_until("the greeting", Duration::from_secs(20), || greetings() >= 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(greetings(), 1, "the guest rebooted on its own");
+    let (code, body) = call(&sock, "PUT", "vm.nmi", None);
+    assert_eq!(code, 204, "{body}");
+    wait_until("a reboot after the NMI", Duration::from_secs(20), || {
+        greetings() >= 2
+    });
+    assert_eq!(call(&sock, "GET", "vm.nmi", None).0, 405);
+    assert_eq!(put(&sock, "vmm.shutdown"), 204);
+    let (code, err) = vmm.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("seccomp violation"), "{err}");
+}
+
 /// The files a process holds open (readlink of each /proc/PID/fd entry).
 fn open_files(pid: u32) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -38,6 +38,10 @@ pub enum Call {
     SetTssAddress(u64),
     CreateIrqchip,
     CreatePit,
+    SignalMsi {
+        address: u64,
+        data: u32,
+    },
     SetIrqLine {
         gsi: u32,
         level: bool,
@@ -197,6 +201,10 @@ impl Vm for FakeVm {
     }
     fn set_gsi_routing(&self, routes: &[IrqRoute]) -> Result<()> {
         record(&self.log, Call::SetGsiRouting(routes.to_vec()));
+        Ok(())
+    }
+    fn signal_msi(&self, address: u64, data: u32) -> Result<()> {
+        record(&self.log, Call::SignalMsi { address, data });
         Ok(())
     }
     fn register_irqfd(&self, _fd: &EventFd, gsi: u32) -> Result<()> {

@@ -132,6 +132,20 @@ impl Vm for KvmVm {
             .map_err(|e| HypervisorError::ioctl("KVM_SET_GSI_ROUTING", e))
     }
 
+    fn signal_msi(&self, address: u64, data: u32) -> Result<()> {
+        let msi = kvm_bindings::kvm_msi {
+            address_lo: address as u32,
+            address_hi: (address >> 32) as u32,
+            data,
+            ..Default::default()
+        };
+        // KVM answers how many LAPICs took it (0: none did, e.g. masked); an error is one.
+        self.fd
+            .signal_msi(msi)
+            .map(|_| ())
+            .map_err(|e| HypervisorError::ioctl("KVM_SIGNAL_MSI", e))
+    }
+
     fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()> {
         self.fd
             .register_irqfd(fd, gsi)

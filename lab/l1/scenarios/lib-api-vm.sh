@@ -4,12 +4,13 @@
 # powered off, vmm.shutdown, the vmm's exit status in $rc).
 waitfor() { i=0; while ! grep -q "$1" "$LOG" && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done; }
 # api_vm_boot L2_SCENARIO [MEMORY_EXTRA] [CONFIG_EXTRA]: MEMORY_EXTRA goes inside "memory"
-# (e.g. ,\"shared\":true), CONFIG_EXTRA after the other fields (e.g. ,\"devices\":[...]).
+# (e.g. ,\"shared\":true), CONFIG_EXTRA after the other fields (e.g. ,\"devices\":[...]);
+# API_VCPUS (default 1) vCPUs.
 api_vm_boot() {
     : > "$LOG"
     $VMM --api-socket path=$S > "$LOG" 2>&1 & pid=$!
     i=0; while ! api $S GET vmm.ping > /dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-    api $S PUT vm.create "{\"cpus\":{\"boot_vcpus\":1,\"max_vcpus\":1},\"memory\":{\"size\":268435456$2},\"payload\":{\"kernel\":\"$VMLINUX\",\"initramfs\":\"$INITRD\",\"cmdline\":\"$CMDLINE quiet lab.scenario=$1\"},\"serial\":{\"mode\":\"Tty\"},\"console\":{\"mode\":\"Off\"}$3}"
+    api $S PUT vm.create "{\"cpus\":{\"boot_vcpus\":${API_VCPUS:-1},\"max_vcpus\":${API_VCPUS:-1}},\"memory\":{\"size\":268435456$2},\"payload\":{\"kernel\":\"$VMLINUX\",\"initramfs\":\"$INITRD\",\"cmdline\":\"$CMDLINE quiet lab.scenario=$1\"},\"serial\":{\"mode\":\"Tty\"},\"console\":{\"mode\":\"Off\"}$3}"
     api $S PUT vm.boot
 }
 api_vm_end() {

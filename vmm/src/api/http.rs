@@ -20,9 +20,8 @@ const NOT_YET: &[(&str, &str)] = &[
     ("vm.add-generic-vhost-user", "vhost-user"),
     ("vm.resize", "CPU and memory hotplug"),
     ("vm.resize-disk", "disk resizing"),
-    ("vm.resize-zone", "memory zones"),
+    ("vm.resize-zone", "resizing memory zones"),
     ("vm.coredump", "guest core dumps"),
-    ("vm.nmi", "NMI injection"),
     ("vm.send-migration", "live migration"),
     ("vm.receive-migration", "live migration"),
 ];
@@ -68,6 +67,7 @@ pub fn route_with_files(
         "vm.shutdown" => (Method::Put, Some(Request::Shutdown)),
         "vm.reboot" => (Method::Put, Some(Request::Reboot)),
         "vm.power-button" => (Method::Put, Some(Request::PowerButton)),
+        "vm.nmi" => (Method::Put, Some(Request::Nmi)),
         "vm.delete" => (Method::Put, Some(Request::Delete)),
         "vm.add-disk" | "vm.add-net" | "vm.add-device" | "vm.add-fs" | "vm.add-vsock"
         | "vm.remove-device" => {

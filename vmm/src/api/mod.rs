@@ -28,6 +28,8 @@ pub enum Request {
     Shutdown,
     Reboot,
     PowerButton,
+    /// `vm.nmi`: an NMI to every vCPU.
+    Nmi,
     Delete,
     Info,
     Counters,

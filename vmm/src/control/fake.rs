@@ -15,6 +15,7 @@ pub(crate) struct Log {
     pub pauses: AtomicU32,
     pub resumes: AtomicU32,
     pub buttons: AtomicU32,
+    pub nmis: AtomicU32,
     pub snapshots: Mutex<Vec<std::path::PathBuf>>,
     pub restores: AtomicU32,
     /// The last boot's end callback: the test plays the guest with it.
@@ -40,6 +41,10 @@ impl Machine for FakeMachine {
     }
     fn power_button(&self) -> Result<(), String> {
         self.0.buttons.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn nmi(&self) -> Result<(), String> {
+        self.0.nmis.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
     fn memory_size(&self) -> u64 {

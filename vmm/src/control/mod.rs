@@ -43,6 +43,8 @@ pub trait Machine: Send {
     fn resume(&self);
     /// Press the guest's ACPI power button.
     fn power_button(&self) -> Result<(), String>;
+    /// A non-maskable interrupt to every vCPU (Cloud Hypervisor's `vm.nmi`).
+    fn nmi(&self) -> Result<(), String>;
     /// Guest RAM in bytes.
     fn memory_size(&self) -> u64;
     /// The PCI address ("0000:00:01.0") of each virtio device (in `DeviceIds::virtio` order)
@@ -404,6 +406,13 @@ impl<L: Launcher> Controller<L> {
                 self.events.emit("vm", "power-button", &[]);
                 Ok(Reply::Empty)
             }
+            Request::Nmi => {
+                self.check(Action::Nmi)?;
+                if let Some(m) = self.machine() {
+                    m.nmi().map_err(|e| internal("cannot send the NMI", e))?;
+                }
+                Ok(Reply::Empty)
+            }
             Request::Delete => {
                 self.check(Action::Delete)?;
                 self.stop_machine();
@@ -597,6 +606,9 @@ impl Machine for crate::vm::RunningVm {
     }
     fn power_button(&self) -> Result<(), String> {
         crate::vm::RunningVm::power_button(self).map_err(|e| e.to_string())
+    }
+    fn nmi(&self) -> Result<(), String> {
+        crate::vm::RunningVm::nmi(self).map_err(|e| e.to_string())
     }
     fn memory_size(&self) -> u64 {
         crate::vm::RunningVm::memory_size(self)

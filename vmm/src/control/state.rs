@@ -32,6 +32,9 @@ pub enum Action {
     Shutdown,
     Reboot,
     PowerButton,
+    /// `vm.nmi`: a non-maskable interrupt to every vCPU (running or paused: a paused one
+    /// takes it when it resumes).
+    Nmi,
     Delete,
     /// `vm.info`, `vm.counters`: reads.
     Inspect,
@@ -45,7 +48,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::Create,
         Action::Boot,
         Action::Pause,
@@ -53,6 +56,7 @@ impl Action {
         Action::Shutdown,
         Action::Reboot,
         Action::PowerButton,
+        Action::Nmi,
         Action::Delete,
         Action::Inspect,
         Action::Snapshot,
@@ -69,6 +73,7 @@ impl Action {
             Action::Shutdown => "shut down",
             Action::Reboot => "reboot",
             Action::PowerButton => "press the power button of",
+            Action::Nmi => "send an NMI to",
             Action::Delete => "delete",
             Action::Inspect => "inspect",
             Action::Snapshot => "snapshot",
@@ -126,6 +131,7 @@ pub fn transition(state: Option<VmState>, action: Action) -> Result<Option<VmSta
         (A::Shutdown, S::Running | S::Paused) => S::Shutdown,
         (A::Reboot, S::Running | S::Paused) => S::Running,
         (A::PowerButton, S::Running) => S::Running,
+        (A::Nmi, s @ (S::Running | S::Paused)) => s,
         (A::Snapshot, S::Paused) => S::Paused,
         (action, state) => return Err(Refusal::WrongState { action, state }),
     };
@@ -163,6 +169,7 @@ mod tests {
                 (Some(S::Running | S::Paused), A::Shutdown) => Ok(Some(S::Shutdown)),
                 (Some(S::Running | S::Paused), A::Reboot) => Ok(Some(S::Running)),
                 (Some(S::Running), A::PowerButton) => Ok(Some(S::Running)),
+                (Some(s @ (S::Running | S::Paused)), A::Nmi) => Ok(Some(s)),
                 _ => Err("405"),
             }
         };
@@ -178,7 +185,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 60);
+        assert_eq!(checked, 65);
     }
 
     #[test]
