@@ -938,6 +938,16 @@ impl RunningVm {
         Ok(self._vm.signal_msi(NMI_MSI_ADDRESS, NMI_MSI_DATA)?)
     }
 
+    /// Grow the `position`-th virtio device (in `DeviceIds::virtio` order: a disk) to
+    /// `bytes`; the guest's driver is told with a config-change interrupt.
+    pub fn resize_virtio(&self, position: usize, bytes: u64) -> Result<(), String> {
+        let t = self
+            .transports
+            .get(position)
+            .ok_or_else(|| format!("no virtio device at position {position}"))?;
+        crate::virtio_setup::lock(t).resize(bytes)
+    }
+
     /// Guest RAM in bytes.
     pub fn memory_size(&self) -> u64 {
         use vm_memory::GuestMemoryBackend;

@@ -283,6 +283,56 @@ fn an_nmi_reaches_the_guest() {
     assert!(!err.contains("seccomp violation"), "{err}");
 }
 
+/// `vm.resize-disk` (the body `ch-remote resize-disk` sends): a running VM's disk grows, the
+/// image with it; shrinking, an unknown id and a VM not booted are refused and change nothing.
+#[test]
+fn a_running_vms_disk_grows_and_nothing_else_is_accepted() {
+    let ticker = ticker("api-ticker-resize");
+    let vmm = spawn_vmm("resize", &[]);
+    let sock = vmm.sock.clone();
+    let disk = sock.with_file_name("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let serial = sock.with_file_name("serial");
+    let body = create_body(&ticker, 32, &serial).replacen(
+        "\"iommu\"",
+        &format!(
+            "\"disks\":[{{\"path\":\"{}\",\"id\":\"d0\"}}],\"iommu\"",
+            disk.display()
+        ),
+        1,
+    );
+    let (code, reply) = call(&sock, "PUT", "vm.create", Some(&body));
+    assert_eq!(code, 204, "{reply}");
+    let resize = |id: &str, size: u64| {
+        call(
+            &sock,
+            "PUT",
+            "vm.resize-disk",
+            Some(&format!(r#"{{"id":"{id}","desired_size":{size}}}"#)),
+        )
+    };
+    assert_eq!(resize("d0", 16 << 20).0, 405, "not booted");
+    assert_eq!(put(&sock, "vm.boot"), 204);
+    let (code, reply) = resize("d0", 16 << 20);
+    assert_eq!(code, 204, "{reply}");
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 16 << 20);
+    let (code, reply) = resize("d0", 4 << 20);
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply.contains("shrinking"), "{reply}");
+    let (code, reply) = resize("nope", 32 << 20);
+    assert_eq!(code, 404, "{reply}");
+    assert!(reply.contains("d0"), "{reply}");
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 16 << 20);
+    assert_eq!(info(&sock)["state"], "Running");
+    assert_eq!(put(&sock, "vmm.shutdown"), 204);
+    let (code, err) = vmm.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("seccomp violation"), "{err}");
+}
+
 /// The files a process holds open (readlink of each /proc/PID/fd entry).
 fn open_files(pid: u32) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -231,6 +231,12 @@ pub trait VirtioDevice: Send {
     /// Returns `false` when the device cannot be activated again (its backend
     /// was lost), in which case the transport should report `NEEDS_RESET`.
     fn reset(&mut self) -> bool;
+
+    /// Grow the device's backing to `bytes` and tell the driver (a config-change interrupt
+    /// when active). Only disks can (`vm.resize-disk`).
+    fn resize(&mut self, _bytes: u64) -> Result<(), String> {
+        Err("this device cannot be resized".into())
+    }
 }
 
 /// `offered & value`, logging bits the driver set without them being offered.

@@ -19,7 +19,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("vm.add-user-device", "vfio-user"),
     ("vm.add-generic-vhost-user", "vhost-user"),
     ("vm.resize", "CPU and memory hotplug"),
-    ("vm.resize-disk", "disk resizing"),
     ("vm.resize-zone", "resizing memory zones"),
     ("vm.coredump", "guest core dumps"),
     ("vm.send-migration", "live migration"),
@@ -70,7 +69,7 @@ pub fn route_with_files(
         "vm.nmi" => (Method::Put, Some(Request::Nmi)),
         "vm.delete" => (Method::Put, Some(Request::Delete)),
         "vm.add-disk" | "vm.add-net" | "vm.add-device" | "vm.add-fs" | "vm.add-vsock"
-        | "vm.remove-device" => {
+        | "vm.remove-device" | "vm.resize-disk" => {
             if req.method() != Method::Put {
                 return Err(wrong_method(endpoint, Method::Put, req.method()));
             }
@@ -144,6 +143,22 @@ fn hotplug_request(
         ));
     }
     match endpoint {
+        "vm.resize-disk" => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Resize {
+                id: String,
+                desired_size: u64,
+            }
+            let r: Resize = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+            if r.id.is_empty() {
+                return Err(bad("id: empty".into()));
+            }
+            Ok(Request::ResizeDisk {
+                id: r.id,
+                desired_size: r.desired_size,
+            })
+        }
         "vm.remove-device" => {
             #[derive(serde::Deserialize)]
             #[serde(deny_unknown_fields)]

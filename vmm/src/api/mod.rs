@@ -43,6 +43,11 @@ pub enum Request {
     AddDevice(Box<AddDevice>),
     /// `vm.remove-device {"id"}`.
     RemoveDevice(String),
+    /// `vm.resize-disk`: grow the disk with this id to `desired_size` bytes.
+    ResizeDisk {
+        id: String,
+        desired_size: u64,
+    },
 }
 
 /// A device to add (Cloud Hypervisor's DiskConfig or NetConfig body).

@@ -16,6 +16,8 @@ pub(crate) struct Log {
     pub resumes: AtomicU32,
     pub buttons: AtomicU32,
     pub nmis: AtomicU32,
+    /// (position, bytes) of each disk resize.
+    pub resizes: Mutex<Vec<(usize, u64)>>,
     pub snapshots: Mutex<Vec<std::path::PathBuf>>,
     pub restores: AtomicU32,
     /// The last boot's end callback: the test plays the guest with it.
@@ -45,6 +47,10 @@ impl Machine for FakeMachine {
     }
     fn nmi(&self) -> Result<(), String> {
         self.0.nmis.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn resize_disk(&mut self, position: usize, bytes: u64) -> Result<(), String> {
+        self.0.resizes.lock().unwrap().push((position, bytes));
         Ok(())
     }
     fn memory_size(&self) -> u64 {

@@ -160,6 +160,34 @@ impl<L: Launcher> Controller<L> {
         })
     }
 
+    /// `vm.resize-disk`: the disk `id` of a booted VM grows to `bytes` and the guest is told
+    /// (a config-change interrupt). Shrinking, a size that is not whole sectors and a
+    /// read-only disk are refused (400).
+    pub(super) fn resize_disk(&mut self, id: String, bytes: u64) -> Result<Reply, ApiError> {
+        self.check(Action::ResizeDisk)?;
+        let vm = self.vm.as_mut().expect("checked: a VM exists");
+        let disks = &vm.cfg.device_ids.disks;
+        // Disks come first among the virtio devices.
+        let Some(position) = disks.iter().position(|d| *d == id) else {
+            return Err(ApiError::new(
+                Status::NotFound,
+                format!(
+                    "no disk with id '{id}' (the VM's disks: {})",
+                    if disks.is_empty() {
+                        "none".to_string()
+                    } else {
+                        disks.join(", ")
+                    }
+                ),
+            ));
+        };
+        if let Some(m) = vm.machine.as_mut() {
+            m.resize_disk(position, bytes)
+                .map_err(|e| bad(format!("cannot resize disk '{id}': {e}")))?;
+        }
+        Ok(Reply::Empty)
+    }
+
     pub(super) fn remove_device(&mut self, id: String) -> Result<Reply, ApiError> {
         self.check(Action::Hotplug)?;
         let vm = self.vm.as_mut().expect("checked: a VM exists");

@@ -45,6 +45,8 @@ pub trait Machine: Send {
     fn power_button(&self) -> Result<(), String>;
     /// A non-maskable interrupt to every vCPU (Cloud Hypervisor's `vm.nmi`).
     fn nmi(&self) -> Result<(), String>;
+    /// Grow the `position`-th virtio device (a disk) to `bytes`; the guest is told.
+    fn resize_disk(&mut self, position: usize, bytes: u64) -> Result<(), String>;
     /// Guest RAM in bytes.
     fn memory_size(&self) -> u64;
     /// The PCI address ("0000:00:01.0") of each virtio device (in `DeviceIds::virtio` order)
@@ -437,6 +439,7 @@ impl<L: Launcher> Controller<L> {
             }
             Request::AddDevice(d) => self.add_device(*d),
             Request::RemoveDevice(id) => self.remove_device(id),
+            Request::ResizeDisk { id, desired_size } => self.resize_disk(id, desired_size),
             Request::Snapshot { destination_url } => self.snapshot(&destination_url),
             Request::Restore(r) => self.restore(r),
             Request::Counters => {
@@ -609,6 +612,9 @@ impl Machine for crate::vm::RunningVm {
     }
     fn nmi(&self) -> Result<(), String> {
         crate::vm::RunningVm::nmi(self).map_err(|e| e.to_string())
+    }
+    fn resize_disk(&mut self, position: usize, bytes: u64) -> Result<(), String> {
+        crate::vm::RunningVm::resize_virtio(self, position, bytes)
     }
     fn memory_size(&self) -> u64 {
         crate::vm::RunningVm::memory_size(self)

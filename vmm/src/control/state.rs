@@ -35,6 +35,8 @@ pub enum Action {
     /// `vm.nmi`: a non-maskable interrupt to every vCPU (running or paused: a paused one
     /// takes it when it resumes).
     Nmi,
+    /// `vm.resize-disk`: a disk of a booted VM grows (running or paused).
+    ResizeDisk,
     Delete,
     /// `vm.info`, `vm.counters`: reads.
     Inspect,
@@ -48,7 +50,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::Create,
         Action::Boot,
         Action::Pause,
@@ -57,6 +59,7 @@ impl Action {
         Action::Reboot,
         Action::PowerButton,
         Action::Nmi,
+        Action::ResizeDisk,
         Action::Delete,
         Action::Inspect,
         Action::Snapshot,
@@ -74,6 +77,7 @@ impl Action {
             Action::Reboot => "reboot",
             Action::PowerButton => "press the power button of",
             Action::Nmi => "send an NMI to",
+            Action::ResizeDisk => "resize a disk of",
             Action::Delete => "delete",
             Action::Inspect => "inspect",
             Action::Snapshot => "snapshot",
@@ -131,7 +135,7 @@ pub fn transition(state: Option<VmState>, action: Action) -> Result<Option<VmSta
         (A::Shutdown, S::Running | S::Paused) => S::Shutdown,
         (A::Reboot, S::Running | S::Paused) => S::Running,
         (A::PowerButton, S::Running) => S::Running,
-        (A::Nmi, s @ (S::Running | S::Paused)) => s,
+        (A::Nmi | A::ResizeDisk, s @ (S::Running | S::Paused)) => s,
         (A::Snapshot, S::Paused) => S::Paused,
         (action, state) => return Err(Refusal::WrongState { action, state }),
     };
@@ -169,7 +173,7 @@ mod tests {
                 (Some(S::Running | S::Paused), A::Shutdown) => Ok(Some(S::Shutdown)),
                 (Some(S::Running | S::Paused), A::Reboot) => Ok(Some(S::Running)),
                 (Some(S::Running), A::PowerButton) => Ok(Some(S::Running)),
-                (Some(s @ (S::Running | S::Paused)), A::Nmi) => Ok(Some(s)),
+                (Some(s @ (S::Running | S::Paused)), A::Nmi | A::ResizeDisk) => Ok(Some(s)),
                 _ => Err("405"),
             }
         };
@@ -185,7 +189,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 65);
+        assert_eq!(checked, 70);
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct CommonConfig {
     pub config_vector: u16,
     pub queue_select: u16,
     pub queues: Vec<QueueState>,
+    /// Moves whenever the device configuration changes under the driver (a disk resized), so
+    /// a driver reading a multi-byte field across the change reads it again.
+    pub config_generation: u8,
 }
 
 impl CommonConfig {
@@ -78,6 +81,7 @@ impl CommonConfig {
             status: 0,
             config_vector: NO_VECTOR,
             queue_select: 0,
+            config_generation: 0,
             queues: queue_max_sizes
                 .iter()
                 .map(|m| QueueState::new(*m))
@@ -123,7 +127,7 @@ impl CommonConfig {
             (0x10, 2) => u64::from(self.config_vector),
             (0x12, 2) => self.queues.len() as u64,
             (0x14, 1) => u64::from(self.status),
-            (0x15, 1) => 0, // config generation: our device configs never change under the driver
+            (0x15, 1) => u64::from(self.config_generation),
             (0x16, 2) => u64::from(self.queue_select),
             (0x18, 2) => self.queue().map_or(0, |q| u64::from(q.size)),
             (0x1a, 2) => self

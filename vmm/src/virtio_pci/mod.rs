@@ -289,6 +289,13 @@ impl VirtioPciDevice {
         }
     }
 
+    /// Grow the device's backing to `bytes` (`vm.resize-disk`): the configuration generation
+    /// moves, then the device updates its configuration and raises the config interrupt.
+    pub fn resize(&mut self, bytes: u64) -> Result<(), String> {
+        self.common.config_generation = self.common.config_generation.wrapping_add(1);
+        self.lock_device().resize(bytes)
+    }
+
     /// Status 0: stop the device and forget the driver's configuration.
     fn reset(&mut self) {
         if !self.lock_device().reset() {

@@ -13,6 +13,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use vmm_sys_util::fallocate::{fallocate, FallocateMode};
 
@@ -57,9 +59,55 @@ pub struct DiskImage {
     path: PathBuf,
     readonly: bool,
     direct: bool,
-    /// Usable size: the file size rounded down to whole sectors.
-    size: u64,
+    /// Usable size: the file size rounded down to whole sectors (grown by [`DiskResizer`]
+    /// while a worker serves the image).
+    size: Arc<AtomicU64>,
     punch_hole: bool,
+}
+
+/// Grows a [`DiskImage`] that a worker thread is serving: the file and the size its requests
+/// are checked against (`vm.resize-disk`).
+#[derive(Debug)]
+pub struct DiskResizer {
+    /// The image's open file description (a dup: the same lock).
+    file: File,
+    size: Arc<AtomicU64>,
+    readonly: bool,
+    direct: bool,
+}
+
+impl DiskResizer {
+    /// Grow the image to `bytes` (whole sectors; the direct-I/O alignment with `direct=on`).
+    /// The new part reads as zeros and takes no space until written. Shrinking is refused:
+    /// the guest may have data there, and it learns of the change only afterwards.
+    pub fn grow(&self, bytes: u64) -> Result<(), String> {
+        if self.readonly {
+            return Err("the disk is read-only".into());
+        }
+        let align = if self.direct {
+            DIRECT_ALIGN as u64
+        } else {
+            SECTOR_SIZE
+        };
+        if !bytes.is_multiple_of(align) {
+            return Err(format!("{bytes} is not a multiple of {align} bytes"));
+        }
+        let now = self.size.load(Ordering::Acquire);
+        if bytes < now {
+            return Err(format!(
+                "{bytes} bytes is smaller than the disk's {now}: shrinking a disk in use is not \
+                 supported"
+            ));
+        }
+        self.file.set_len(bytes).map_err(|e| e.to_string())?;
+        self.size.store(bytes, Ordering::Release);
+        Ok(())
+    }
+
+    /// The size requests are checked against now, in bytes.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
 }
 
 impl DiskImage {
@@ -93,8 +141,18 @@ impl DiskImage {
             path: path.to_path_buf(),
             readonly,
             direct,
-            size: file_size - file_size % SECTOR_SIZE,
+            size: Arc::new(AtomicU64::new(file_size - file_size % SECTOR_SIZE)),
             punch_hole,
+        })
+    }
+
+    /// A handle that grows this image, usable while a worker serves it.
+    pub fn resizer(&self) -> io::Result<DiskResizer> {
+        Ok(DiskResizer {
+            file: self.file.try_clone()?,
+            size: self.size.clone(),
+            readonly: self.readonly,
+            direct: self.direct,
         })
     }
 
@@ -108,7 +166,7 @@ impl DiskImage {
 
     /// Usable size in bytes (whole sectors).
     pub fn size(&self) -> u64 {
-        self.size
+        self.size.load(Ordering::Acquire)
     }
 
     /// Whether holes can be punched (discard support).
@@ -119,7 +177,9 @@ impl DiskImage {
     /// Whether `len` bytes at `offset` lie within the image
     /// (overflow-safe).
     pub fn in_bounds(&self, offset: u64, len: u64) -> bool {
-        offset.checked_add(len).is_some_and(|end| end <= self.size)
+        offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.size())
     }
 
     /// Reads exactly `buf.len()` bytes at `offset` (which must be in bounds).
@@ -193,7 +253,7 @@ impl DiskImage {
                 io::ErrorKind::InvalidInput,
                 format!(
                     "{len} bytes at {offset} lie beyond the disk end ({})",
-                    self.size
+                    self.size()
                 ),
             ))
         }

@@ -19,7 +19,7 @@ use virtio_bindings::virtio_blk::{
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 
-pub use disk::{DiskError, DiskImage, DIRECT_ALIGN, SECTOR_SIZE};
+pub use disk::{DiskError, DiskImage, DiskResizer, DIRECT_ALIGN, SECTOR_SIZE};
 use handler::{BlockHandler, Negotiated, RequestExecutor};
 pub use handler::{DiscardLimits, ID_LEN};
 
@@ -94,6 +94,10 @@ pub struct Block {
     state: Lifecycle<BlockHandler>,
     /// The executor's counters: the same whether the worker holds it or not.
     counters: std::sync::Arc<crate::virtio::counters::Counters>,
+    /// Grows the image the executor serves (`vm.resize-disk`).
+    resizer: DiskResizer,
+    /// Where a config change is announced while the device is active.
+    irq: Option<std::sync::Arc<dyn super::device::VirtioInterrupt>>,
 }
 
 impl Block {
@@ -133,8 +137,16 @@ impl Block {
             limits: DISCARD_LIMITS,
             may_unmap: disk.supports_punch_hole(),
         });
+        let resizer = disk.resizer().map_err(|source| {
+            BlockError::Disk(DiskError::Size {
+                path: cfg.path.clone(),
+                source,
+            })
+        })?;
         let executor = RequestExecutor::new(disk, id, DISCARD_LIMITS);
         Ok(Block {
+            resizer,
+            irq: None,
             queue_sizes: vec![qs; usize::from(cfg.num_queues)],
             avail_features: features,
             acked_features: 0,
@@ -253,6 +265,7 @@ impl VirtioDevice for Block {
             .enumerate()
             .map(|(i, q)| Source::readable(q.notifier(), i as u64))
             .collect();
+        self.irq = Some(ctx.interrupt.clone());
         let handler = BlockHandler {
             executor,
             mem: ctx.mem,
@@ -269,7 +282,18 @@ impl VirtioDevice for Block {
 
     fn reset(&mut self) -> bool {
         self.acked_features = 0;
+        self.irq = None;
         self.state.reset()
+    }
+
+    fn resize(&mut self, bytes: u64) -> Result<(), String> {
+        self.resizer.grow(bytes)?;
+        self.config[0..8].copy_from_slice(&(bytes / SECTOR_SIZE).to_le_bytes());
+        if let Some(irq) = &self.irq {
+            irq.trigger(super::device::VirtioInterruptType::Config)
+                .map_err(|e| format!("the disk grew, but the guest was not told: {e}"))?;
+        }
+        Ok(())
     }
 }
 

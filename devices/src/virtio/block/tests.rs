@@ -361,6 +361,45 @@ fn requests_beyond_the_end_fail_and_leave_the_image_alone() {
 }
 
 #[test]
+fn a_disk_grown_while_active_serves_the_new_sectors_and_tells_the_driver() {
+    let tmp = image(0x11);
+    let mut h = Harness::new(&DiskConfig::new(tmp.as_path()), u64::MAX);
+    let old_end = (IMAGE_LEN / 512) as u64;
+    h.mem
+        .write_slice(&[0x33u8; 512], GuestAddress(DATA))
+        .unwrap();
+    // Beyond the end before: an I/O error.
+    assert_eq!(
+        h.request(VIRTIO_BLK_T_OUT, old_end, Some((512, 0))).1,
+        VIRTIO_BLK_S_IOERR as u8
+    );
+    let before = h.irq.count(VirtioInterruptType::Config);
+    let grown = 2 * IMAGE_LEN as u64;
+    h.dev.resize(grown).unwrap();
+    assert_eq!(h.dev.capacity(), grown / 512);
+    assert_eq!(std::fs::metadata(tmp.as_path()).unwrap().len(), grown);
+    assert_eq!(h.irq.count(VirtioInterruptType::Config), before + 1);
+    // The worker serves the new sectors at once; the new part read zeros before.
+    assert_eq!(h.request(VIRTIO_BLK_T_OUT, old_end, Some((512, 0))), (1, 0));
+    let bytes = file_bytes(&tmp);
+    assert!(bytes[IMAGE_LEN..IMAGE_LEN + 512].iter().all(|&b| b == 0x33));
+    assert!(bytes[IMAGE_LEN + 512..].iter().all(|&b| b == 0));
+    // Shrinking and sizes that are not whole sectors are refused; nothing changes.
+    for bad in [IMAGE_LEN as u64, grown + 100] {
+        assert!(h.dev.resize(bad).is_err(), "{bad}");
+    }
+    assert_eq!(h.dev.capacity(), grown / 512);
+    assert_eq!(h.irq.count(VirtioInterruptType::Config), before + 1);
+    // A read-only disk cannot grow.
+    let ro = image(0);
+    let mut cfg = DiskConfig::new(ro.as_path());
+    cfg.readonly = true;
+    let mut dev = Block::new(&cfg).unwrap();
+    let e = dev.resize(2 * IMAGE_LEN as u64).unwrap_err();
+    assert!(e.contains("read-only"), "{e}");
+}
+
+#[test]
 fn a_readonly_disk_refuses_writes() {
     let tmp = image(0x33);
     let cfg = DiskConfig {
