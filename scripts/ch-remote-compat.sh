@@ -88,6 +88,15 @@ refused "slot 5 of segment 0" add-disk "path=$dir/disk3.img,pci_device_id=5"
 refused "given to two disks" add-disk "path=$dir/disk2.img"
 refused "vfio-pci" add-device "path=/sys/bus/pci/devices/0000:00:00.0"
 refused "not supported yet" resize --cpus 2
+# The hot-added disk grows (its image with it; the snapshot's disk keeps its size, or the
+# snapshot would no longer match it); shrinking is refused; an NMI is delivered (this guest
+# has no interrupt table: it triple-faults and the VM reboots, still Running).
+expect resize-disk --disk hot0 --size 16777216
+[ "$(stat -c %s "$dir/disk2.img")" = 16777216 ] || fail "the image did not grow: $(stat -c %s "$dir/disk2.img")"
+ok "  the image is 16777216 bytes"
+refused "shrinking" resize-disk --disk hot0 --size 4194304
+expect nmi
+want_state Running
 expect shutdown
 want_state Shutdown
 expect boot
