@@ -11,8 +11,8 @@ pub const API_ROOT: &str = "/api/v1/";
 /// The largest request body accepted (a VmConfig with many devices is a few KiB).
 pub const MAX_BODY: usize = 64 << 10;
 
-/// Endpoints of Cloud Hypervisor's API that are routed but not supported yet (hotplug,
-/// resizing, snapshot/restore, migration…): they answer 501 with the reason.
+/// Endpoints of Cloud Hypervisor's API that are routed but not supported yet (more device
+/// kinds, CPU and memory resizing, core dumps, migration): they answer 501 with the reason.
 const NOT_YET: &[(&str, &str)] = &[
     ("vm.add-pmem", "virtio-pmem"),
     ("vm.add-vdpa", "vDPA"),
