@@ -63,6 +63,20 @@ pub enum AddDevice {
     Vsock(vm_config::ApiVsock, devices::virtio::VsockConfig),
 }
 
+impl AddDevice {
+    /// Where the device asks to go: its PCI segment and the slot it asked for, if any
+    /// (`pci_device_id`).
+    pub fn pci_place(&self) -> (u16, Option<u8>) {
+        match self {
+            AddDevice::Disk(_, c) => (c.pci_segment, c.pci_device_id),
+            AddDevice::Net(_, c) => (c.pci_segment, c.pci_device_id),
+            AddDevice::Vfio(_, c) => (c.pci_segment, c.pci_device_id),
+            AddDevice::Fs(_, c) => (c.pci_segment, c.pci_device_id),
+            AddDevice::Vsock(_, c) => (c.pci_segment, c.pci_device_id),
+        }
+    }
+}
+
 /// `vm.restore`'s body (Cloud Hypervisor's RestoreConfig), and the VMM's seccomp mode for the
 /// VM it builds.
 #[derive(Clone, Debug, PartialEq, Eq)]

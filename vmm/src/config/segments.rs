@@ -85,10 +85,21 @@ impl Problem {
 
     /// `disks[0].pci_segment: ...` (`rng`/`vsock` are not lists).
     pub fn api(&self) -> String {
-        match self.list {
-            "rng" | "vsock" => format!("{}.{}: {}", self.list, self.field, self.why),
-            l => format!("{l}[{}].{}: {}", self.index, self.field, self.why),
-        }
+        format!(
+            "{}.{}: {}",
+            item_name(self.list, self.index),
+            self.field,
+            self.why
+        )
+    }
+}
+
+/// Item `index` of the configuration's list `list` as the API names it: `disks[2]`, or `rng`
+/// and `vsock` (one each, not lists).
+fn item_name(list: &str, index: usize) -> String {
+    match list {
+        "rng" | "vsock" => list.to_string(),
+        l => format!("{l}[{index}]"),
     }
 }
 
@@ -126,49 +137,21 @@ impl VmConfig {
     /// Where each device of each kind asks to be: (segment, slot), in the configuration's
     /// lists' order.
     fn pci_places(&self) -> [PciPlaces; 6] {
+        macro_rules! places {
+            ($list:expr) => {
+                $list
+                    .iter()
+                    .map(|d| (d.pci_segment, d.pci_device_id))
+                    .collect()
+            };
+        }
         [
-            (
-                "disks",
-                self.disks
-                    .iter()
-                    .map(|d| (d.pci_segment, d.pci_device_id))
-                    .collect(),
-            ),
-            (
-                "net",
-                self.nets
-                    .iter()
-                    .map(|d| (d.pci_segment, d.pci_device_id))
-                    .collect(),
-            ),
-            (
-                "rng",
-                self.rng
-                    .iter()
-                    .map(|d| (d.pci_segment, d.pci_device_id))
-                    .collect(),
-            ),
-            (
-                "vsock",
-                self.vsock
-                    .iter()
-                    .map(|d| (d.pci_segment, d.pci_device_id))
-                    .collect(),
-            ),
-            (
-                "fs",
-                self.fs
-                    .iter()
-                    .map(|d| (d.pci_segment, d.pci_device_id))
-                    .collect(),
-            ),
-            (
-                "devices",
-                self.devices
-                    .iter()
-                    .map(|d| (d.pci_segment, d.pci_device_id))
-                    .collect(),
-            ),
+            ("disks", places!(self.disks)),
+            ("net", places!(self.nets)),
+            ("rng", places!(self.rng)),
+            ("vsock", places!(self.vsock)),
+            ("fs", places!(self.fs)),
+            ("devices", places!(self.devices)),
         ]
     }
 
@@ -192,10 +175,7 @@ impl VmConfig {
                     return None;
                 }
                 if place == (segment, Some(slot)) {
-                    return Some(match *list {
-                        "rng" | "vsock" => list.to_string(),
-                        l => format!("{l}[{i}]"),
-                    });
+                    return Some(item_name(list, i));
                 }
             }
         }

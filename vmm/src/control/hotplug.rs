@@ -11,6 +11,14 @@ use crate::api::{AddDevice, ApiError, Reply, Status};
 use crate::config::ids::{CONSOLE_ID, RNG_ID};
 use crate::control::state::Action;
 
+/// Ids for an error message: "a, b", or "none".
+fn listed<S: AsRef<str>>(ids: &[S]) -> String {
+    if ids.is_empty() {
+        return "none".into();
+    }
+    ids.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+}
+
 fn bad(m: String) -> ApiError {
     ApiError::new(Status::BadRequest, m)
 }
@@ -60,13 +68,7 @@ impl<L: Launcher> Controller<L> {
             crate::config::fs::check_memory(std::slice::from_ref(cfg), vm.cfg.memory.shared)
                 .map_err(|e| bad(format!("fs: {e}")))?;
         }
-        let segment = match &dev {
-            AddDevice::Disk(_, c) => c.pci_segment,
-            AddDevice::Net(_, c) => c.pci_segment,
-            AddDevice::Vfio(_, c) => c.pci_segment,
-            AddDevice::Fs(_, c) => c.pci_segment,
-            AddDevice::Vsock(_, c) => c.pci_segment,
-        };
+        let (segment, asked) = dev.pci_place();
         let segments = vm.cfg.num_pci_segments();
         if segment >= segments {
             return Err(bad(format!(
@@ -75,13 +77,6 @@ impl<L: Launcher> Controller<L> {
             )));
         }
         // A slot asked for (pci_device_id) is not another configured device's.
-        let asked = match &dev {
-            AddDevice::Disk(_, c) => c.pci_device_id,
-            AddDevice::Net(_, c) => c.pci_device_id,
-            AddDevice::Vfio(_, c) => c.pci_device_id,
-            AddDevice::Fs(_, c) => c.pci_device_id,
-            AddDevice::Vsock(_, c) => c.pci_device_id,
-        };
         if let Some(slot) = asked {
             if let Some(other) = vm.cfg.pci_slot_holder(segment, slot) {
                 return Err(bad(format!(
@@ -171,14 +166,7 @@ impl<L: Launcher> Controller<L> {
         let Some(position) = disks.iter().position(|d| *d == id) else {
             return Err(ApiError::new(
                 Status::NotFound,
-                format!(
-                    "no disk with id '{id}' (the VM's disks: {})",
-                    if disks.is_empty() {
-                        "none".to_string()
-                    } else {
-                        disks.join(", ")
-                    }
-                ),
+                format!("no disk with id '{id}' (the VM's disks: {})", listed(disks)),
             ));
         };
         if let Some(m) = vm.machine.as_mut() {
@@ -199,17 +187,7 @@ impl<L: Launcher> Controller<L> {
             let all: Vec<&String> = ids.virtio().chain(&ids.devices).collect();
             return Err(ApiError::new(
                 Status::NotFound,
-                format!(
-                    "no device with id '{id}' (the VM has: {})",
-                    if all.is_empty() {
-                        "none".to_string()
-                    } else {
-                        all.iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
-                ),
+                format!("no device with id '{id}' (the VM has: {})", listed(&all)),
             ));
         };
         if let Some(m) = vm.machine.as_mut() {

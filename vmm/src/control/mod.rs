@@ -650,29 +650,26 @@ impl Machine for crate::vm::RunningVm {
         use crate::api::AddDevice;
         use crate::seccomp::DeviceKind;
         let bad = |m: String| ApiError::new(Status::BadRequest, m);
-        let (dev, kind, place): (Box<dyn devices::virtio::VirtioDevice>, _, _) = match device {
+        let place = device.pci_place();
+        let (dev, kind): (Box<dyn devices::virtio::VirtioDevice>, _) = match device {
             AddDevice::Disk(_, cfg) => (
                 Box::new(
                     devices::virtio::Block::new(cfg)
                         .map_err(|e| bad(format!("disk {}: {e}", cfg.path.display())))?,
                 ),
                 DeviceKind::Block,
-                (cfg.pci_segment, cfg.pci_device_id),
             ),
             AddDevice::Net(_, cfg) => (
                 Box::new(devices::virtio::Net::new(cfg).map_err(|e| bad(format!("net: {e}")))?),
                 DeviceKind::Net,
-                (cfg.pci_segment, cfg.pci_device_id),
             ),
             AddDevice::Fs(_, cfg) => (
                 Box::new(devices::virtio::Fs::new(cfg).map_err(|e| bad(format!("fs: {e}")))?),
                 DeviceKind::Fs,
-                (cfg.pci_segment, cfg.pci_device_id),
             ),
             AddDevice::Vsock(_, cfg) => (
                 Box::new(devices::virtio::Vsock::new(cfg).map_err(|e| bad(format!("vsock: {e}")))?),
                 DeviceKind::Vsock,
-                (cfg.pci_segment, cfg.pci_device_id),
             ),
             AddDevice::Vfio(_, cfg) => {
                 use crate::vm::VmError as E;

@@ -287,11 +287,15 @@ fn a_vm_with_a_passed_through_device_refuses_a_snapshot_naming_it_and_stays_paus
 }
 
 fn add_disk(path: &str, id: Option<&str>) -> Request {
-    let api: vm_config::ApiDisk = serde_json::from_str(&match id {
+    add_disk_body(&match id {
         Some(id) => format!(r#"{{"path":"{path}","id":"{id}"}}"#),
         None => format!(r#"{{"path":"{path}"}}"#),
     })
-    .unwrap();
+}
+
+/// `vm.add-disk` with this DiskConfig body.
+fn add_disk_body(json: &str) -> Request {
+    let api: vm_config::ApiDisk = serde_json::from_str(json).unwrap();
     let cfg = vm_config::disk_config("disk", &api).unwrap();
     Request::AddDevice(Box::new(crate::api::AddDevice::Disk(api, cfg)))
 }
@@ -364,12 +368,9 @@ fn a_device_goes_on_any_segment_the_vm_has_before_boot_and_while_running() {
         Ok(Reply::Empty)
     );
     let on = |path: &str, id: &str, segment: u16| {
-        let api: vm_config::ApiDisk = serde_json::from_str(&format!(
+        add_disk_body(&format!(
             r#"{{"path":"{path}","id":"{id}","pci_segment":{segment}}}"#
         ))
-        .unwrap();
-        let cfg = vm_config::disk_config("disk", &api).unwrap();
-        Request::AddDevice(Box::new(crate::api::AddDevice::Disk(api, cfg)))
     };
     // Segment 2 does not exist; segment 1 does, and the boot puts the disk there.
     let e = c.handle(on("/a.img", "a", 2)).unwrap_err();
@@ -420,12 +421,9 @@ fn a_slot_asked_for_is_kept_in_the_config_and_asked_for_once() {
         assert!(e.contains("pci_device_id") && e.contains("1 to 31"), "{e}");
     }
     let at = |path: &str, id: &str, slot: u8| {
-        let api: vm_config::ApiDisk = serde_json::from_str(&format!(
+        add_disk_body(&format!(
             r#"{{"path":"{path}","id":"{id}","pci_device_id":{slot}}}"#
         ))
-        .unwrap();
-        let cfg = vm_config::disk_config("disk", &api).unwrap();
-        Request::AddDevice(Box::new(crate::api::AddDevice::Disk(api, cfg)))
     };
     // Before boot and while running: a slot another device asked for is refused.
     let e = c.handle(at("/b.img", "b", 5)).unwrap_err();
