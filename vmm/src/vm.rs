@@ -441,6 +441,7 @@ fn build(
             timer: timer.clone(),
             exit: exit.clone(),
             seccomp: cfg.seccomp,
+            vcpus: cfg.cpus.boot,
         },
     )?;
 
@@ -1179,6 +1180,7 @@ impl RunningVm {
                         timer: Arc::new(BootTimer::new(Instant::now())),
                         exit: self.shared.exit.clone(),
                         seccomp: hp.seccomp,
+                        vcpus: self.num_vcpus,
                     },
                 )?
                 .ok_or_else(no_hotplug)?;

@@ -186,6 +186,8 @@ pub struct VfioThreadContext {
     pub exit: Arc<ExitSignal>,
     /// The seccomp mode its filter is installed in.
     pub seccomp: crate::seccomp::SeccompMode,
+    /// The guest's vCPUs: the CPUs they need are not given to prefault helpers.
+    pub vcpus: u32,
 }
 
 impl Passthrough {
@@ -222,6 +224,7 @@ impl Passthrough {
             timer,
             exit,
             seccomp,
+            vcpus,
         } = ctx;
         let filter = crate::seccomp::Confinement::new(seccomp)
             .compile(crate::seccomp::ThreadKind::Vfio)
@@ -268,7 +271,7 @@ impl Passthrough {
         // RAM in ahead of it (prefault.rs), each under its own filter.
         let idle = super::dma::can_leave_idle();
         let total = ram.iter().map(|r| r.size).sum();
-        let count = super::prefault::helper_count();
+        let count = super::prefault::helper_count(vcpus);
         let helpers = if count > 0 {
             let plan = Arc::new(super::prefault::Plan::new(
                 &ram,
