@@ -1268,10 +1268,18 @@ def cmd_bench(args):
                 f"--cpus boot={args.cpus} --memory size={args.memory} --serial tty --console off",
                 "-v" if v["ours"] else "", extra[v["label"]]] if x)
     # Interleaved: run 1 of every vmm (and kernel kind), then run 2, ...; warm-up runs first.
-    for i in list(range(-args.warmup, 0)) + list(range(1, args.runs + 1)):
+    # --rotate starts each round one vmm later (A B C, B C A, ...), so that no vmm always runs
+    # right after the same other one (whose exit, e.g. unpinning gigabytes of DMA-mapped RAM
+    # in L1, may still be going on); --settle S sleeps S s in L1 before every run, uncounted.
+    for n, i in enumerate(list(range(-args.warmup, 0)) + list(range(1, args.runs + 1))):
+        order = vmms[n % len(vmms):] + vmms[:n % len(vmms)] if args.rotate else vmms
         for kind in kinds:
-            for v in vmms:
+            for v in order:
                 name = f"{'w%d' % -i if i < 0 else 'r%d' % i}-{v['label']}-{kind}"
+                if args.settle > 0:
+                    scenarios.append({"name": f"settle-{name}", "exit": "0", "timeout": str(int(args.settle) + 30),
+                                      "optional": False, "marks": [],
+                                      "cmd": f"sleep {args.settle}"})
                 scenarios.append({"name": name, "exit": "0", "timeout": str(args.run_timeout),
                                   "optional": False,
                                   "marks": BENCH_MARKS + ([BENCH_DMA_MARK] if dma[v["label"]] else []),
@@ -1454,6 +1462,9 @@ def main():
     p.add_argument("--grace", type=float, default=2, help="s after LAB-L2-DONE before a vmm that did not "
                    "exit is killed and recorded as exit=timeout (default 2)")
     p.add_argument("--run-timeout", type=int, default=60, help="per-run timeout in s (default 60)")
+    p.add_argument("--rotate", action="store_true", help="start each round one vmm later (A B C, B C A, ...)")
+    p.add_argument("--settle", type=float, default=0, help="s to sleep in L1 before every run, uncounted "
+                   "(default 0)")
     add_l1_args(p)
     p.set_defaults(shell=False)
     args = ap.parse_args()

@@ -166,7 +166,7 @@ pub const THREADS_ENV: &str = "VMM_VFIO_PREFAULT_THREADS";
 /// [`MAX_HELPERS`] (or [`THREADS_ENV`], if lower). None where the CPUs are all taken: in the
 /// nested lab (2 CPUs, a 1-vCPU guest, 4 GiB with edu; `lab/bench.sh --smp 2`) one helper
 /// beside the mapper made the boot 21 % slower than without a device and the first DMA 18 %
-/// later than the mapper alone, which slowed the boot 5 %.
+/// later than the mapper alone, which slowed the boot 5 % (`lab/out/bench-control-smp2`).
 pub fn helper_count(vcpus: u32) -> usize {
     spare_cpus(
         std::thread::available_parallelism().map_or(1, |n| n.get()),
