@@ -175,8 +175,14 @@ fn main() {
                     continue;
                 }
             }
-            for &t in &threads {
-                let mut times: Vec<f64> = (0..runs).filter_map(|_| run(size, pages, t)).collect();
+            // Interleaved (1, 2, 1, 2, ...) so that the host's noise hits every thread count.
+            let mut all: Vec<Vec<f64>> = vec![Vec::new(); threads.len()];
+            for _ in 0..runs {
+                for (k, &t) in threads.iter().enumerate() {
+                    all[k].extend(run(size, pages, t));
+                }
+            }
+            for (&t, mut times) in threads.iter().zip(all) {
                 if times.is_empty() {
                     println!(
                         "{s:>6} {:>11} {t:>8} failed (mmap or populate)",
