@@ -142,10 +142,11 @@ impl Plan {
 /// boundary. `madvise(MADV_POPULATE_WRITE)` holds the process's mmap lock for the whole range
 /// it is given, and a thread that maps or unmaps anything meanwhile (a new thread's stack, a
 /// large allocation, a BAR) waits for it — and, the lock being fair, so does every page fault
-/// after that writer, the vCPUs' faults on guest RAM among them. On a whole 64 MiB chunk that
-/// was a stall of tens of milliseconds on a real host and of about a second in the nested lab
-/// (its VMM set-up and its guest's boot were 0.6 s and 1.6 s slower beside two helpers); per
-/// 2 MiB it is one huge page's zeroing. The calls cost one system call per 2 MiB.
+/// after that writer, the vCPUs' faults on guest RAM among them. A whole 64 MiB chunk is
+/// 10–20 ms of zeroing at this machine's fault-in rates (prefault_bench), far more in the
+/// nested lab: there, beside one helper on 64 MiB chunks, the VMM's set-up took 2.2 s instead
+/// of 0.5 s and the guest reached init 3 s later (`lab/out/bench-slice-smp2`); per 2 MiB it is
+/// one huge page's zeroing. The calls cost one system call per 2 MiB.
 pub const SLICE: u64 = 2 << 20;
 
 /// `madvise(MADV_POPULATE_WRITE)` on `len` bytes at `host`; false when the kernel has no
