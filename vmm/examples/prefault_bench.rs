@@ -190,16 +190,14 @@ fn main() {
                     );
                     continue;
                 }
-                times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-                let med = times[times.len() / 2];
-                let gib = size as f64 / (1u64 << 30) as f64;
+                let med = median(&mut times);
                 println!(
                     "{s:>6} {:>11} {t:>8} {med:>9.3} {:>8.2}",
                     pages.name(),
-                    gib / med
+                    gib(size) / med
                 );
                 rates.retain(|&(p, n, _)| (p, n) != (pages.name(), t));
-                rates.push((pages.name(), t, gib / med));
+                rates.push((pages.name(), t, gib(size) / med));
             }
         }
     }
@@ -209,11 +207,28 @@ fn main() {
     }
 }
 
+/// `bytes` in GiB.
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// The median of `v` (not empty); sorts it.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// What [`pin_seconds`] pins for a measured `size`: whole GiB (io_uring's most per buffer), at
+/// least one.
+fn pin_size(size: u64) -> u64 {
+    size.max(1 << 30) & !((1 << 30) - 1)
+}
+
 /// Seconds to pin `size` bytes of present `pages` (io_uring buffer registration, 1 GiB per
 /// buffer: `pin_user_pages(FOLL_LONGTERM)`, as VFIO's type1 and iommufd pin); None where
 /// io_uring is unavailable or refuses (RLIMIT_MEMLOCK without CAP_IPC_LOCK).
 fn pin_seconds(size: u64, pages: Pages) -> Option<f64> {
-    let size = size.max(1 << 30) & !((1 << 30) - 1);
+    let size = pin_size(size);
     // SAFETY: a new private anonymous mapping, ours until the munmap below.
     let m = unsafe {
         libc::mmap(
@@ -286,7 +301,6 @@ fn pin_seconds(size: u64, pages: Pages) -> Option<f64> {
 /// The model of the time to DMA-ready for `ram` bytes and `devices` devices from the rates
 /// measured above (fault-in) and pinning measured now at `size`.
 fn print_projection(ram: u64, devices: u32, size: u64, runs: usize, rates: &[(&str, usize, f64)]) {
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let chunk = dma_chunk(ram);
     println!();
     println!(
@@ -307,13 +321,12 @@ fn print_projection(ram: u64, devices: u32, size: u64, runs: usize, rates: &[(&s
             );
             continue;
         }
-        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let pin = gib(size.max(1 << 30) & !((1 << 30) - 1)) / t[t.len() / 2];
+        let pin = gib(pin_size(size)) / median(&mut t);
         println!(
             "  {:>3}: pinning present pages {pin:.1} GiB/s (median of {}, {:.0} GiB)",
             pages.name(),
             t.len(),
-            gib(size.max(1 << 30) & !((1 << 30) - 1))
+            gib(pin_size(size))
         );
         let measured: Vec<_> = rates.iter().filter(|r| r.0 == pages.name()).collect();
         for &&(_, threads, fault) in &measured {

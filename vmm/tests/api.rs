@@ -72,6 +72,14 @@ fn spawn_vmm(name: &str, extra: &[&str]) -> Vmm {
 }
 
 impl Vmm {
+    /// `vmm.shutdown`, then the process must exit 0: its stderr, for the caller's checks.
+    fn shut_down(self) -> String {
+        assert_eq!(put(&self.sock, "vmm.shutdown"), 204);
+        let (code, err) = self.wait();
+        assert_eq!(code, Some(0), "{err}");
+        err
+    }
+
     /// Wait for the process to end (after vmm.shutdown); its exit code and stderr.
     fn wait(mut self) -> (Option<i32>, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -88,6 +96,16 @@ impl Vmm {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A file of `len` bytes (sparse): a disk image, an oversized initramfs.
+fn sparse_file(path: &Path, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+/// [`create_body`] with more top-level `fields` (JSON members, comma-separated).
+fn create_body_with(kernel: &Path, mem_mib: u64, serial: &Path, fields: &str) -> String {
+    create_body(kernel, mem_mib, serial).replacen("\"iommu\"", &format!("{fields},\"iommu\""), 1)
 }
 
 fn create_body(kernel: &Path, mem_mib: u64, serial: &Path) -> String {
@@ -217,9 +235,7 @@ fn a_vm_created_booted_paused_resumed_shut_down_deleted_and_created_again() {
     );
     let i = info(&sock);
     assert_eq!(i["config"]["memory"]["size"], 128u64 << 20);
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (code, err) = vmm.wait();
-    assert_eq!(code, Some(0), "{err}");
+    vmm.shut_down();
     assert!(!sock.exists(), "the socket was left behind");
     let ev = std::fs::read_to_string(&events).unwrap();
     for e in [
@@ -277,9 +293,7 @@ fn an_nmi_reaches_the_guest() {
         greetings() >= 2
     });
     assert_eq!(call(&sock, "GET", "vm.nmi", None).0, 405);
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (code, err) = vmm.wait();
-    assert_eq!(code, Some(0), "{err}");
+    let err = vmm.shut_down();
     assert!(!err.contains("seccomp violation"), "{err}");
 }
 
@@ -291,18 +305,13 @@ fn a_running_vms_disk_grows_and_nothing_else_is_accepted() {
     let vmm = spawn_vmm("resize", &[]);
     let sock = vmm.sock.clone();
     let disk = sock.with_file_name("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(8 << 20)
-        .unwrap();
+    sparse_file(&disk, 8 << 20);
     let serial = sock.with_file_name("serial");
-    let body = create_body(&ticker, 32, &serial).replacen(
-        "\"iommu\"",
-        &format!(
-            "\"disks\":[{{\"path\":\"{}\",\"id\":\"d0\"}}],\"iommu\"",
-            disk.display()
-        ),
-        1,
+    let body = create_body_with(
+        &ticker,
+        32,
+        &serial,
+        &format!(r#""disks":[{{"path":"{}","id":"d0"}}]"#, disk.display()),
     );
     let (code, reply) = call(&sock, "PUT", "vm.create", Some(&body));
     assert_eq!(code, 204, "{reply}");
@@ -327,9 +336,7 @@ fn a_running_vms_disk_grows_and_nothing_else_is_accepted() {
     assert!(reply.contains("d0"), "{reply}");
     assert_eq!(std::fs::metadata(&disk).unwrap().len(), 16 << 20);
     assert_eq!(info(&sock)["state"], "Running");
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (code, err) = vmm.wait();
-    assert_eq!(code, Some(0), "{err}");
+    let err = vmm.shut_down();
     assert!(!err.contains("seccomp violation"), "{err}");
 }
 
@@ -419,10 +426,7 @@ fn a_vm_with_devices_reboots_and_leaves_nothing_behind_when_stopped() {
     let vmm = spawn_vmm("devices", &[]);
     let (sock, pid) = (vmm.sock.clone(), vmm.child.id());
     let disk = sock.with_file_name("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(8 << 20)
-        .unwrap();
+    sparse_file(&disk, 8 << 20);
     let serial = sock.with_file_name("serial");
     // Before any VM: what an idle VMM holds (the next VM's KVM VM and thread are made ahead).
     let threads = settled_thread_names(pid);
@@ -430,13 +434,14 @@ fn a_vm_with_devices_reboots_and_leaves_nothing_behind_when_stopped() {
         settled("the idle VMM's files", || open_files(pid), |_| true),
         threads,
     );
-    let body = create_body(&ticker, 32, &serial).replacen(
-        "\"iommu\"",
+    let body = create_body_with(
+        &ticker,
+        32,
+        &serial,
         &format!(
-            "\"disks\":[{{\"path\":\"{}\"}}],\"rng\":{{\"src\":\"/dev/urandom\"}},\"iommu\"",
+            r#""disks":[{{"path":"{}"}}],"rng":{{"src":"/dev/urandom"}}"#,
             disk.display()
         ),
-        1,
     );
     let (code, body) = call(&sock, "PUT", "vm.create", Some(&body));
     assert_eq!(code, 204, "{body}");
@@ -471,9 +476,7 @@ fn a_vm_with_devices_reboots_and_leaves_nothing_behind_when_stopped() {
             assert_eq!(put(&sock, "vm.boot"), 204, "boot again after vm.shutdown");
         }
     }
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (code, err) = vmm.wait();
-    assert_eq!(code, Some(0), "{err}");
+    vmm.shut_down();
 }
 
 #[test]
@@ -482,25 +485,20 @@ fn a_boot_that_fails_half_way_releases_what_it_opened() {
     let vmm = spawn_vmm("failed", &[]);
     let (sock, pid) = (vmm.sock.clone(), vmm.child.id());
     let disk = sock.with_file_name("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
+    sparse_file(&disk, 1 << 20);
     // An initramfs larger than the guest's RAM: found while the VM is built, after its disk
     // is opened and locked and its devices are on the buses.
     let initramfs = sock.with_file_name("big.cpio");
-    std::fs::File::create(&initramfs)
-        .unwrap()
-        .set_len(40 << 20)
-        .unwrap();
+    sparse_file(&initramfs, 40 << 20);
     wait_until("the idle VMM's threads", Duration::from_secs(10), || {
         thread_names(pid).len() >= 3
     });
     let idle = open_files(pid);
-    let body = create_body(&ticker, 32, &sock.with_file_name("serial")).replacen(
-        "\"iommu\"",
-        &format!("\"disks\":[{{\"path\":\"{}\"}}],\"iommu\"", disk.display()),
-        1,
+    let body = create_body_with(
+        &ticker,
+        32,
+        &sock.with_file_name("serial"),
+        &format!(r#""disks":[{{"path":"{}"}}]"#, disk.display()),
     );
     let body = body.replacen(
         "\"cmdline\"",
@@ -517,9 +515,7 @@ fn a_boot_that_fails_half_way_releases_what_it_opened() {
         assert_eq!(open_files(pid), idle, "a failed boot left fds behind");
     }
     assert_eq!(info(&sock)["state"], "Created");
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (code, err) = vmm.wait();
-    assert_eq!(code, Some(0), "{err}");
+    vmm.shut_down();
 }
 
 #[test]
@@ -572,9 +568,7 @@ fn bad_requests_leave_the_guest_running() {
         || size(&serial) > before,
     );
     assert_eq!(info(&sock)["state"], "Running");
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (code, err) = vmm.wait();
-    assert_eq!(code, Some(0), "{err}");
+    vmm.shut_down();
 }
 
 #[test]
@@ -695,9 +689,7 @@ fn a_vm_with_virtio_fs_talks_to_its_vhost_user_backend_and_is_not_snapshotted() 
     let (code, body) = call(&sock, "PUT", "vm.boot", None);
     assert!((400..500).contains(&code), "{code} {body}");
     assert!(body.contains("/nonexistent/virtiofsd.sock"), "{body}");
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (status, err) = vmm.wait();
-    assert_eq!(status, Some(0), "{err}");
+    let err = vmm.shut_down();
     assert!(!err.contains("seccomp"), "{err}");
 }
 
@@ -726,10 +718,7 @@ fn devices_are_hot_added_and_a_guest_that_does_not_eject_keeps_its_device() {
     use std::os::fd::AsRawFd;
     let (vmm, sock, serial) = boot_ticker("hotplug");
     let disk = sock.with_file_name("hot.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
+    sparse_file(&disk, 4 << 20);
     // A disk, hot-added: on the bus (vm.info's device tree), its image locked by this VMM.
     let (code, body) = call(
         &sock,
@@ -789,9 +778,7 @@ fn devices_are_hot_added_and_a_guest_that_does_not_eject_keeps_its_device() {
     });
     let (code, _) = call(&sock, "PUT", "vm.remove-device", Some(r#"{"id":"nope"}"#));
     assert_eq!(code, 404);
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (status, err) = vmm.wait();
-    assert_eq!(status, Some(0), "{err}");
+    let err = vmm.shut_down();
     assert!(!err.contains("seccomp"), "{err}");
     // Gone with the VMM: the image is free again.
     assert!(can_lock(&disk));
@@ -840,9 +827,7 @@ fn a_numa_vm_with_a_zone_on_host_node_0_boots_through_the_api_under_seccomp() {
         "{i}"
     );
     assert_eq!(i["config"]["numa"][1]["cpus"][0], 1, "{i}");
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (code, err) = vmm.wait();
-    assert_eq!(code, Some(0), "{err}");
+    let err = vmm.shut_down();
     assert!(!err.contains("seccomp violation"), "{err}");
 }
 
@@ -852,21 +837,19 @@ fn devices_on_further_pci_segments_boot_and_hot_plug_under_seccomp_and_vm_info_s
     let vmm = spawn_vmm("segments", &[]);
     let sock = vmm.sock.clone();
     let disk = sock.with_file_name("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(8 << 20)
-        .unwrap();
+    sparse_file(&disk, 8 << 20);
     let serial = sock.with_file_name("serial");
-    let body = create_body(&ticker, 32, &serial).replacen(
-        "\"iommu\"",
+    let body = create_body_with(
+        &ticker,
+        32,
+        &serial,
         &format!(
             "\"platform\":{{\"num_pci_segments\":3}},\
              \"pci_segments\":[{{\"pci_segment\":2,\"mmio32_aperture_weight\":2}}],\
              \"disks\":[{{\"path\":\"{}\",\"pci_segment\":1}}],\
-             \"rng\":{{\"src\":\"/dev/urandom\",\"pci_segment\":2}},\"iommu\"",
+             \"rng\":{{\"src\":\"/dev/urandom\",\"pci_segment\":2}}",
             disk.display()
         ),
-        1,
     );
     let (code, reply) = call(&sock, "PUT", "vm.create", Some(&body));
     assert_eq!(code, 204, "{reply}");
@@ -889,10 +872,7 @@ fn devices_on_further_pci_segments_boot_and_hot_plug_under_seccomp_and_vm_info_s
     // A disk hot-added to the running VM on segment 1, in the slot it asks for; a second one
     // asking for that slot is refused and nothing changes.
     let other = sock.with_file_name("other.img");
-    std::fs::File::create(&other)
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
+    sparse_file(&other, 1 << 20);
     let add = format!(
         r#"{{"path":"{}","id":"hot","pci_segment":1,"pci_device_id":3}}"#,
         other.display()
@@ -916,8 +896,6 @@ fn devices_on_further_pci_segments_boot_and_hot_plug_under_seccomp_and_vm_info_s
         info(&sock)["config"]["disks"].as_array().map(Vec::len),
         Some(2)
     );
-    assert_eq!(put(&sock, "vmm.shutdown"), 204);
-    let (code, err) = vmm.wait();
-    assert_eq!(code, Some(0), "{err}");
+    let err = vmm.shut_down();
     assert!(!err.contains("seccomp violation"), "{err}");
 }
